@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+)
+
+// runCLI runs one command line in-process and returns its exit code and
+// the text written to stdout and stderr.
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(append([]string{"adaptool"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestReorderArgs(t *testing.T) {
+	app := &cli.App{Commands: []*cli.Command{{
+		Name: "merge",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}},
+			&cli.Float64Flag{Name: "by"},
+		},
+	}}}
+	tests := []struct {
+		in, want []string
+	}{
+		{[]string{"a", "merge", "x", "y", "--json"}, []string{"a", "merge", "--json", "x", "y"}},
+		{[]string{"a", "merge", "x", "-o", "out", "y"}, []string{"a", "merge", "-o", "out", "x", "y"}},
+		{[]string{"a", "merge", "x", "--output=out"}, []string{"a", "merge", "--output=out", "x"}},
+		{[]string{"a", "merge", "x", "--by", "-0.5"}, []string{"a", "merge", "--by", "-0.5", "x"}},
+		{[]string{"a", "merge", "--", "-odd-name", "--json"}, []string{"a", "merge", "--", "-odd-name", "--json"}},
+		{[]string{"a", "other", "x", "--json"}, []string{"a", "other", "x", "--json"}},
+		{[]string{"a"}, []string{"a"}},
+	}
+	for _, tt := range tests {
+		if got := reorderArgs(app, tt.in); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("reorderArgs(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	_, errNotExist := os.Open("/nonexistent/adaptool-test")
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"nil", nil, exitOK},
+		{"explicit", exitErr(exitFindings, nil), exitFindings},
+		{"wrapped explicit", fmt.Errorf("ctx: %w", exitErr(exitInput, errors.New("x"))), exitInput},
+		{"usage", usagef("bad"), exitUsage},
+		{"missing file", errNotExist, exitInput},
+		{"other", errors.New("boom"), exitFailed},
+	}
+	for _, tt := range tests {
+		if got := exitCode(tt.err); got != tt.want {
+			t.Errorf("%s: exitCode = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestCLIUsageErrors(t *testing.T) {
+	tests := []struct {
+		args    []string
+		code    int
+		wantErr string
+	}{
+		{[]string{"no-such-command"}, exitUsage, `unknown command "no-such-command"`},
+		{[]string{"version", "--no-such-flag"}, exitUsage, "flag provided but not defined"},
+		{[]string{"convert", "in"}, exitUsage, "give --dtype DTYPE or --to DIALECT"},
+		{[]string{"convert", "in", "--dtype", "bf16", "--to", "kohya"}, exitUsage, "not both"},
+	}
+	for _, tt := range tests {
+		code, _, stderr := runCLI(t, tt.args...)
+		if code != tt.code || !strings.Contains(stderr, tt.wantErr) || !strings.HasPrefix(stderr, "adaptool: ") {
+			t.Errorf("%q: code %d stderr %q; want code %d and %q", tt.args, code, stderr, tt.code, tt.wantErr)
+		}
+	}
+}
+
+func TestVersionJSON(t *testing.T) {
+	code, out, stderr := runCLI(t, "version", "--json")
+	if code != exitOK || stderr != "" {
+		t.Fatalf("code %d stderr %q", code, stderr)
+	}
+	var v versionInfo
+	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Version == "" || v.Go == "" {
+		t.Fatalf("bad JSON %q: %v", out, err)
+	}
+}
