@@ -1,0 +1,259 @@
+package inspect
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"gonum.org/v1/gonum/mat"
+)
+
+// randLowRank builds a random factored delta with the given shape.
+func randLowRank(rng *rand.Rand, out, in, r int, scale float64, withDiag bool) LowRank {
+	f := LowRank{Out: out, In: in, Rank: r, Scale: scale, A: make([]float32, r*in), B: make([]float32, out*r)}
+	for i := range f.A {
+		f.A[i] = float32(rng.NormFloat64())
+	}
+	for i := range f.B {
+		f.B[i] = float32(rng.NormFloat64() * 0.1)
+	}
+	if withDiag {
+		f.Diag = make([]float64, r)
+		for i := range f.Diag {
+			f.Diag[i] = rng.NormFloat64()
+		}
+	}
+	return f
+}
+
+// denseDelta is the float64 reference ΔW = s·B·diag(d)·A, built entry by entry.
+func denseDelta(f LowRank) *mat.Dense {
+	d := mat.NewDense(max(f.Out, 1), max(f.In, 1), nil)
+	for o := 0; o < f.Out; o++ {
+		for i := 0; i < f.In; i++ {
+			var s float64
+			for k := 0; k < f.Rank; k++ {
+				dk := 1.0
+				if f.Diag != nil {
+					dk = f.Diag[k]
+				}
+				s += float64(f.B[o*f.Rank+k]) * dk * float64(f.A[k*f.In+i])
+			}
+			d.Set(o, i, f.Scale*s)
+		}
+	}
+	return d
+}
+
+func denseSV(d *mat.Dense) []float64 {
+	var svd mat.SVD
+	if !svd.Factorize(d, mat.SVDNone) {
+		panic("reference SVD failed")
+	}
+	return svd.Values(nil)
+}
+
+func TestLowRankAgainstDense(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	cases := []struct {
+		name         string
+		out, in, r   int
+		scale        float64
+		diag         bool
+		wantSVLength int
+	}{
+		{"square", 32, 32, 8, 2, false, 8},
+		{"tall", 96, 24, 4, 0.5, false, 4},
+		{"wide", 12, 80, 6, -1.5, false, 6},
+		{"rank>in (tinygpt2 c_attn)", 6, 2, 4, 0.25, false, 2},
+		{"rank>out", 2, 8, 4, 0.25, false, 2},
+		{"kasa diag", 40, 30, 5, 1, true, 5},
+		{"conv 3x3 flattened", 16, 8 * 9, 4, 1, false, 4},
+		{"rank one", 10, 7, 1, 3, false, 1},
+	}
+	const tol = 1e-7 // relative to σ₁: the Gram route squares the condition number
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := randLowRank(rng, c.out, c.in, c.r, c.scale, c.diag)
+			d := denseDelta(f)
+			want := denseSV(d)
+			g, err := NewGram(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sv, err := g.SingularValues()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(sv) != c.wantSVLength {
+				t.Fatalf("got %d singular values, want %d", len(sv), c.wantSVLength)
+			}
+			for i := range sv {
+				if math.Abs(sv[i]-want[i]) > tol*want[0] {
+					t.Errorf("σ%d = %g, dense %g", i, sv[i], want[i])
+				}
+				if i > 0 && sv[i] > sv[i-1] {
+					t.Errorf("not descending at %d", i)
+				}
+			}
+			for i := len(sv); i < len(want); i++ {
+				if want[i] > tol*want[0] {
+					t.Errorf("dense σ%d = %g was dropped", i, want[i])
+				}
+			}
+			fro := mat.Norm(d, 2)
+			if got := g.FroNorm(); math.Abs(got-fro) > 1e-10*fro {
+				t.Errorf("FroNorm %g, dense %g", got, fro)
+			}
+			// ‖A‖, ‖B‖ directly
+			var na, nb float64
+			for k := 0; k < f.Rank; k++ {
+				dk := 1.0
+				if f.Diag != nil {
+					dk = f.Diag[k]
+				}
+				for i := 0; i < f.In; i++ {
+					v := dk * float64(f.A[k*f.In+i])
+					na += v * v
+				}
+			}
+			for _, v := range f.B {
+				nb += float64(v) * float64(v)
+			}
+			if math.Abs(g.NormA()-math.Sqrt(na)) > 1e-10*math.Sqrt(na) || math.Abs(g.NormB()-math.Sqrt(nb)) > 1e-10*math.Sqrt(nb) {
+				t.Errorf("norms A %g/%g B %g/%g", g.NormA(), math.Sqrt(na), g.NormB(), math.Sqrt(nb))
+			}
+			// spectrum-derived quantities against the dense singular values
+			sp := NewSpectrum(sv, g.FroNorm())
+			var sum, h, e2 float64
+			for _, s := range want {
+				sum += s
+				e2 += s * s
+			}
+			for _, s := range want {
+				if p := s / sum; p > 1e-15 {
+					h -= p * math.Log(p)
+				}
+			}
+			if math.Abs(sp.EffectiveRank-math.Exp(h)) > 1e-6 {
+				t.Errorf("effective rank %g, dense %g", sp.EffectiveRank, math.Exp(h))
+			}
+			if sr := e2 / (want[0] * want[0]); math.Abs(sp.StableRank-sr) > 1e-6*sr {
+				t.Errorf("stable rank %g, dense %g", sp.StableRank, sr)
+			}
+			for _, e := range []struct {
+				frac float64
+				got  int
+			}{{0.9, sp.Rank90}, {0.99, sp.Rank99}} {
+				acc, k := 0.0, 0
+				for acc < e.frac*e2 {
+					acc += want[k] * want[k]
+					k++
+				}
+				if k != e.got {
+					t.Errorf("energy %g rank %d, dense %d", e.frac, e.got, k)
+				}
+			}
+		})
+	}
+}
+
+func TestCompareAgainstDense(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 3))
+	for _, c := range []struct {
+		name           string
+		out, in, r1, r2 int
+	}{
+		{"same rank", 20, 30, 4, 4},
+		{"different ranks", 50, 17, 8, 3},
+		{"rank>width", 3, 2, 4, 5},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := randLowRank(rng, c.out, c.in, c.r1, 0.7, false)
+			g := randLowRank(rng, c.out, c.in, c.r2, 1.3, true)
+			df, dg := denseDelta(f), denseDelta(g)
+			var dot, nf, ng, dist float64
+			for o := 0; o < c.out; o++ {
+				for i := 0; i < c.in; i++ {
+					a, b := df.At(o, i), dg.At(o, i)
+					dot += a * b
+					nf += a * a
+					ng += b * b
+					dist += (a - b) * (a - b)
+				}
+			}
+			in, err := Inner(f, g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if math.Abs(in-dot) > 1e-10*math.Sqrt(nf*ng) {
+				t.Errorf("inner %g, dense %g", in, dot)
+			}
+			cos, rd, nr, err := Compare(f, g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w := dot / math.Sqrt(nf*ng); math.Abs(cos-w) > 1e-9 {
+				t.Errorf("cosine %g, dense %g", cos, w)
+			}
+			if w := math.Sqrt(dist / nf); math.Abs(rd-w) > 1e-7*w {
+				t.Errorf("relative distance %g, dense %g", rd, w)
+			}
+			if w := math.Sqrt(ng / nf); math.Abs(nr-w) > 1e-10*w {
+				t.Errorf("norm ratio %g, dense %g", nr, w)
+			}
+			// self comparison: cosine 1, distance 0
+			cos, rd, _, _ = Compare(f, f)
+			if math.Abs(cos-1) > 1e-12 || rd > 1e-6 {
+				t.Errorf("self: cosine %g distance %g", cos, rd)
+			}
+		})
+	}
+}
+
+func TestLowRankErrors(t *testing.T) {
+	bad := []LowRank{
+		{Out: 2, In: 2, Rank: 1, A: make([]float32, 3), B: make([]float32, 2)},
+		{Out: 2, In: 2, Rank: 1, A: make([]float32, 2), B: make([]float32, 1)},
+		{Out: 2, In: 2, Rank: 1, A: make([]float32, 2), B: make([]float32, 2), Diag: []float64{1, 2}},
+		{Out: -1},
+	}
+	for i, f := range bad {
+		if _, err := NewGram(f); err == nil {
+			t.Errorf("case %d: no error", i)
+		}
+	}
+	f := LowRank{Out: 2, In: 2, Rank: 1, A: make([]float32, 2), B: make([]float32, 2)}
+	g := LowRank{Out: 2, In: 3, Rank: 1, A: make([]float32, 3), B: make([]float32, 2)}
+	if _, err := Inner(f, g); err == nil {
+		t.Error("shape mismatch accepted")
+	}
+}
+
+func TestSpectrumKnownValues(t *testing.T) {
+	cases := []struct {
+		sv       []float64
+		er       float64
+		r90, r99 int
+	}{
+		{[]float64{}, 0, 0, 0},
+		{[]float64{0, 0}, 0, 0, 0},
+		{[]float64{5}, 1, 1, 1},
+		{[]float64{2, 2, 2, 2}, 4, 4, 4},
+		{[]float64{3, 1}, math.Exp(-(0.75*math.Log(0.75) + 0.25*math.Log(0.25))), 1, 2}, // 9/10 energy in σ₁
+	}
+	for _, c := range cases {
+		if got := EffectiveRank(c.sv); math.Abs(got-c.er) > 1e-12 {
+			t.Errorf("EffectiveRank(%v) = %g, want %g", c.sv, got, c.er)
+		}
+		if got := EnergyRank(c.sv, 0.9); got != c.r90 {
+			t.Errorf("EnergyRank(%v, .9) = %d, want %d", c.sv, got, c.r90)
+		}
+		if got := EnergyRank(c.sv, 0.99); got != c.r99 {
+			t.Errorf("EnergyRank(%v, .99) = %d, want %d", c.sv, got, c.r99)
+		}
+	}
+	if got := StableRank([]float64{3, 1}, math.Sqrt(10)); math.Abs(got-10.0/9) > 1e-12 {
+		t.Errorf("StableRank = %g", got)
+	}
+}
