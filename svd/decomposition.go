@@ -1,0 +1,148 @@
+package svd
+
+import (
+	"fmt"
+	"math"
+)
+
+// Decomposition is a thin SVD ΔW = U·diag(σ)·Vᵀ of an m×n matrix, with σ
+// descending and U (m×p), V (n×p) having orthonormal columns.
+// A Decomposition is immutable; [Decomposition.Truncate] returns a view.
+type Decomposition struct {
+	m, n int
+	s    []float64 // p singular values, descending
+	ut   []float64 // p×m: row j is the j-th left singular vector
+	vt   []float64 // p×n: row j is the j-th right singular vector
+}
+
+// Dims returns the dimensions m×n of the decomposed matrix.
+func (d *Decomposition) Dims() (m, n int) { return d.m, d.n }
+
+// Len returns the number of singular triplets held.
+func (d *Decomposition) Len() int { return len(d.s) }
+
+// Values returns a copy of the singular values, descending.
+func (d *Decomposition) Values() []float64 { return append([]float64(nil), d.s...) }
+
+// clamp limits k to [0, Len()].
+func (d *Decomposition) clamp(k int) int { return max(0, min(k, len(d.s))) }
+
+// Truncate returns the best rank-k approximation (Eckart–Young) as a view
+// sharing storage with d. k is clamped to [0, Len()].
+func (d *Decomposition) Truncate(k int) *Decomposition {
+	k = d.clamp(k)
+	return &Decomposition{m: d.m, n: d.n, s: d.s[:k:k], ut: d.ut[: k*d.m : k*d.m], vt: d.vt[: k*d.n : k*d.n]}
+}
+
+// Norm returns the Frobenius norm √Σσᵢ².
+func (d *Decomposition) Norm() float64 { return math.Sqrt(sumSq(d.s)) }
+
+// Energy returns the fraction Σ_{i≤k}σᵢ² / Σσᵢ² kept by the first k
+// triplets; a zero matrix keeps all of its (zero) energy, so Energy is 1.
+func (d *Decomposition) Energy(k int) float64 {
+	k = d.clamp(k)
+	total := sumSq(d.s)
+	if total == 0 {
+		return 1
+	}
+	return math.Min(1, sumSq(d.s[:k])/total)
+}
+
+// FroError returns the Frobenius error √Σ_{i>k}σᵢ² of the rank-k truncation.
+func (d *Decomposition) FroError(k int) float64 {
+	return math.Sqrt(sumSq(d.s[d.clamp(k):]))
+}
+
+// RankForEnergy returns the smallest k whose truncation keeps at least the
+// fraction e of Σσᵢ². e ≤ 0 gives 0; e ≥ 1 gives the numerical rank
+// (σᵢ > max(m,n)·ε·σ₁); a zero matrix gives 0.
+func (d *Decomposition) RankForEnergy(e float64) int {
+	total := sumSq(d.s)
+	if e <= 0 || total == 0 || math.IsNaN(e) {
+		return 0
+	}
+	if e >= 1 {
+		return d.RankForThreshold(float64(max(d.m, d.n)) * 0x1p-52 * d.s[0])
+	}
+	var cum float64
+	for i, v := range d.s {
+		cum += v * v
+		if cum >= e*total {
+			return i + 1
+		}
+	}
+	return len(d.s)
+}
+
+// RankForThreshold returns the number of singular values strictly greater
+// than t.
+func (d *Decomposition) RankForThreshold(t float64) int {
+	k := 0
+	for k < len(d.s) && d.s[k] > t {
+		k++
+	}
+	return k
+}
+
+// Split returns the rank-k factors with the singular values split evenly:
+// B = U_k·diag(√σ) (m×k) and A = diag(√σ)·V_kᵀ (k×n), float32 row-major,
+// so that B·A is the best rank-k approximation. k is clamped to [0, Len()].
+func (d *Decomposition) Split(k int) (b, a []float32) {
+	b, a, _ = d.SplitValues(d.s[:d.clamp(k)])
+	return b, a
+}
+
+// SplitValues is [Decomposition.Split] with replacement singular values
+// sigma (for re-weighted spectra): B = U_k·diag(√σ′), A = diag(√σ′)·V_kᵀ with
+// k = len(sigma). Each σ′ must be finite and ≥ 0 and k ≤ Len().
+func (d *Decomposition) SplitValues(sigma []float64) (b, a []float32, err error) {
+	k := len(sigma)
+	if k > len(d.s) {
+		return nil, nil, fmt.Errorf("%w: %d values for a decomposition of %d triplets", ErrShape, k, len(d.s))
+	}
+	for _, v := range sigma {
+		if !(v >= 0) || math.IsInf(v, 0) {
+			return nil, nil, fmt.Errorf("%w: singular value %v", ErrNonFinite, v)
+		}
+	}
+	b = make([]float32, d.m*k)
+	a = make([]float32, k*d.n)
+	for j, v := range sigma {
+		r := math.Sqrt(v)
+		u := d.ut[j*d.m : (j+1)*d.m]
+		for i, x := range u {
+			b[i*k+j] = float32(x * r)
+		}
+		vr := d.vt[j*d.n : (j+1)*d.n]
+		ar := a[j*d.n : (j+1)*d.n]
+		for i, x := range vr {
+			ar[i] = float32(x * r)
+		}
+	}
+	return b, a, nil
+}
+
+// Vectors returns the first k singular vectors: U_k (m×k, row-major) and
+// V_kᵀ (k×n, row-major), as float32. k is clamped to [0, Len()].
+func (d *Decomposition) Vectors(k int) (u, vt []float32) {
+	k = d.clamp(k)
+	u = make([]float32, d.m*k)
+	for j := 0; j < k; j++ {
+		for i, x := range d.ut[j*d.m : (j+1)*d.m] {
+			u[i*k+j] = float32(x)
+		}
+	}
+	vt = make([]float32, k*d.n)
+	for i, x := range d.vt[:k*d.n] {
+		vt[i] = float32(x)
+	}
+	return u, vt
+}
+
+func sumSq(x []float64) float64 {
+	var s float64
+	for _, v := range x {
+		s += v * v
+	}
+	return s
+}

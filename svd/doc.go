@@ -1,0 +1,31 @@
+// Package svd computes singular value decompositions of adapter deltas without
+// forming them when they are low-rank, and with a randomized range finder when
+// they are dense.
+//
+// # Overview
+//
+// [Factored] returns the exact thin SVD of
+//
+//	ΔW = Σᵢ wᵢ·Bᵢ·Dᵢ·Aᵢ    (Bᵢ m×rᵢ, Dᵢ diagonal or I, Aᵢ rᵢ×n)
+//
+// by the QR-core method (Golub & Van Loan): stack B̃ = [w₁B₁D₁ | …] (m×R) and
+// Ãᵀ = [A₁; …]ᵀ (n×R), take thin QR factorizations B̃ = Q_B·R_B and
+// Ãᵀ = Q_A·R_A, compute the SVD of the small core C = R_B·R_Aᵀ = Ũ·Σ·Ṽᵀ and
+// return U = Q_B·Ũ, V = Q_A·Ṽ. The cost is O((m+n)R² + R³) time and
+// O((m+n)R) memory; the m×n matrix is never built. Zero matrices and
+// R > min(m, n) are handled.
+//
+// [Randomized] implements Halko, Martinsson & Tropp (arXiv 0909.4061,
+// Algorithms 4.4 and 5.1): a Gaussian sketch with oversampling, power
+// iterations re-orthonormalized by thin QR, and a seeded generator, on any
+// [Operator] (a dense float32 matrix is [Matrix32]). [Dense] is the exact
+// LAPACK route for small matrices.
+//
+// [FroNorm] and [Inner] give ‖BA‖_F and ⟨B₁A₁, B₂A₂⟩_F from r×r Gram matrices.
+//
+// [Fn] re-weights a spectrum (scale, truncate, energy, soft threshold, shrink,
+// power, explicit weights) as defined in the project's merging notes §12.
+//
+// Factorizations run in float64 (gonum); inputs and outputs are float32
+// row-major slices.
+package svd

@@ -1,0 +1,112 @@
+package svd
+
+import (
+	"fmt"
+	"math"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
+)
+
+// Term is one low-rank summand Weight·B·diag(Diag)·A of a factored matrix.
+type Term struct {
+	B      []float32 // m×Rank, row-major
+	A      []float32 // Rank×n, row-major
+	Rank   int
+	Weight float64   // multiplies the term (user weight × adapter scale)
+	Diag   []float32 // optional Rank diagonal (KaSA lora_diag, AdaLoRA lora_E); nil means I
+}
+
+// Factored returns the exact thin SVD of ΔW = Σ Weight·B·diag(Diag)·A
+// (m×n) by QR-core, without forming ΔW. The decomposition holds
+// p = min(m, n, ΣRank) triplets; trailing ones may be (numerically) zero.
+// It returns an error wrapping [ErrShape] when a term's slices do not match
+// m, n and its rank, and [ErrNonFinite] for NaN or Inf inputs.
+func Factored(m, n int, terms []Term) (*Decomposition, error) {
+	if m <= 0 || n <= 0 {
+		return nil, fmt.Errorf("%w: %d×%d matrix", ErrShape, m, n)
+	}
+	total := 0
+	for i, t := range terms {
+		if err := t.check(m, n); err != nil {
+			return nil, fmt.Errorf("term %d: %w", i, err)
+		}
+		total += t.Rank
+	}
+	bs := blas64.General{Rows: m, Cols: total, Stride: max(total, 1), Data: make([]float64, m*total)}
+	at := blas64.General{Rows: n, Cols: total, Stride: max(total, 1), Data: make([]float64, n*total)}
+	off := 0
+	for _, t := range terms {
+		r := t.Rank
+		for j := 0; j < r; j++ {
+			c := t.Weight
+			if t.Diag != nil {
+				c *= float64(t.Diag[j])
+			}
+			for i := 0; i < m; i++ {
+				bs.Data[i*total+off+j] = c * float64(t.B[i*r+j])
+			}
+			arow := t.A[j*n : (j+1)*n]
+			for i, x := range arow {
+				at.Data[i*total+off+j] = float64(x)
+			}
+		}
+		off += r
+	}
+	return fromStacked(m, n, bs, at)
+}
+
+// fromStacked computes the SVD of bs·atᵀ (bs m×R, at n×R), both overwritten.
+func fromStacked(m, n int, bs, at blas64.General) (*Decomposition, error) {
+	if bs.Cols == 0 {
+		return &Decomposition{m: m, n: n}, nil
+	}
+	qb, rb := thinQR(bs)
+	qa, ra := thinQR(at)
+	return fromCore(m, n, qb, gemm(blas.NoTrans, blas.Trans, rb, ra), qa)
+}
+
+// fromCore returns the SVD of qb·core·qaᵀ where qb (m×kB) and qa (n×kA) have
+// orthonormal columns and core is kB×kA (overwritten).
+func fromCore(m, n int, qb, core, qa blas64.General) (*Decomposition, error) {
+	cu, s, cvt, err := smallSVD(core)
+	if err != nil {
+		return nil, err
+	}
+	ut := gemm(blas.Trans, blas.Trans, cu, qb)    // p×m
+	vt := gemm(blas.NoTrans, blas.Trans, cvt, qa) // p×n
+	return &Decomposition{m: m, n: n, s: s, ut: ut.Data, vt: vt.Data}, nil
+}
+
+func (t Term) check(m, n int) error {
+	if t.Rank < 0 || t.Rank > math.MaxInt32 {
+		return fmt.Errorf("%w: rank %d", ErrShape, t.Rank)
+	}
+	if len(t.B) != m*t.Rank {
+		return fmt.Errorf("%w: B has %d values, want %d×%d", ErrShape, len(t.B), m, t.Rank)
+	}
+	if len(t.A) != t.Rank*n {
+		return fmt.Errorf("%w: A has %d values, want %d×%d", ErrShape, len(t.A), t.Rank, n)
+	}
+	if t.Diag != nil && len(t.Diag) != t.Rank {
+		return fmt.Errorf("%w: Diag has %d values, want %d", ErrShape, len(t.Diag), t.Rank)
+	}
+	if math.IsNaN(t.Weight) || math.IsInf(t.Weight, 0) {
+		return fmt.Errorf("%w: weight %v", ErrNonFinite, t.Weight)
+	}
+	for _, s := range [][]float32{t.B, t.A, t.Diag} {
+		if i := firstNonFinite(s); i >= 0 {
+			return fmt.Errorf("%w: %v at index %d", ErrNonFinite, s[i], i)
+		}
+	}
+	return nil
+}
+
+func firstNonFinite(x []float32) int {
+	for i, v := range x {
+		if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,149 @@
+package svd
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
+)
+
+// Operator is a linear map m×n that can be applied to blocks of vectors.
+// Blocks are row-major float64: x is n×c for Mul, y is m×c for MulTrans.
+type Operator interface {
+	// Dims returns m and n.
+	Dims() (m, n int)
+	// Mul sets dst (m×c) = Op·x (x n×c).
+	Mul(dst, x []float64, c int)
+	// MulTrans sets dst (n×c) = Opᵀ·y (y m×c).
+	MulTrans(dst, y []float64, c int)
+}
+
+// Matrix32 is a dense float32 row-major Rows×Cols [Operator]. Products are
+// computed in float64 over panels of rows, so extra memory is bounded by one
+// panel (64 rows) plus the blocks.
+type Matrix32 struct {
+	Rows, Cols int
+	Data       []float32
+}
+
+const panelRows = 64
+
+// Dims implements [Operator].
+func (a Matrix32) Dims() (int, int) { return a.Rows, a.Cols }
+
+// Mul implements [Operator].
+func (a Matrix32) Mul(dst, x []float64, c int) {
+	p := make([]float64, panelRows*a.Cols)
+	xb := blas64.General{Rows: a.Cols, Cols: c, Stride: c, Data: x}
+	for r0 := 0; r0 < a.Rows; r0 += panelRows {
+		h := min(panelRows, a.Rows-r0)
+		for i, v := range a.Data[r0*a.Cols : (r0+h)*a.Cols] {
+			p[i] = float64(v)
+		}
+		pb := blas64.General{Rows: h, Cols: a.Cols, Stride: a.Cols, Data: p}
+		db := blas64.General{Rows: h, Cols: c, Stride: c, Data: dst[r0*c : (r0+h)*c]}
+		blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, pb, xb, 0, db)
+	}
+}
+
+// MulTrans implements [Operator].
+func (a Matrix32) MulTrans(dst, y []float64, c int) {
+	p := make([]float64, panelRows*a.Cols)
+	clear(dst[:a.Cols*c])
+	db := blas64.General{Rows: a.Cols, Cols: c, Stride: c, Data: dst}
+	for r0 := 0; r0 < a.Rows; r0 += panelRows {
+		h := min(panelRows, a.Rows-r0)
+		for i, v := range a.Data[r0*a.Cols : (r0+h)*a.Cols] {
+			p[i] = float64(v)
+		}
+		pb := blas64.General{Rows: h, Cols: a.Cols, Stride: a.Cols, Data: p}
+		yb := blas64.General{Rows: h, Cols: c, Stride: c, Data: y[r0*c : (r0+h)*c]}
+		blas64.Gemm(blas.Trans, blas.NoTrans, 1, pb, yb, 1, db)
+	}
+}
+
+// RandomizedOptions tunes [Randomized]. The zero value is the default.
+type RandomizedOptions struct {
+	// Oversample is p, the extra sketch columns (default 10).
+	Oversample int `json:"oversample"`
+	// PowerIters is q, the number of power iterations (default 2; a
+	// negative value means none).
+	PowerIters int `json:"power_iters"`
+	// Seed seeds the Gaussian test matrix (PCG); equal seeds give equal
+	// results.
+	Seed uint64 `json:"seed"`
+}
+
+func (o RandomizedOptions) resolved() (p, q int) {
+	p, q = o.Oversample, o.PowerIters
+	if p <= 0 {
+		p = 10
+	}
+	if q == 0 {
+		q = 2
+	} else if q < 0 {
+		q = 0
+	}
+	return p, q
+}
+
+// Randomized returns an approximate rank-k SVD of op by the randomized range
+// finder with power iterations (Halko, Martinsson & Tropp, Algorithms 4.4 and
+// 5.1): Y = Op·Ω with Ω Gaussian n×(k+p), Q = qr(Y), q times
+// {Z = qr(Opᵀ·Q); Q = qr(Op·Z)}, then the exact SVD of QᵀOp, truncated to k.
+// Every QR is thin. Cost: (2q+2) block products with k+p columns.
+func Randomized(op Operator, k int, opts RandomizedOptions) (*Decomposition, error) {
+	m, n := op.Dims()
+	if m <= 0 || n <= 0 {
+		return nil, fmt.Errorf("%w: %d×%d operator", ErrShape, m, n)
+	}
+	if k < 0 {
+		return nil, fmt.Errorf("%w: rank %d", ErrShape, k)
+	}
+	if a, ok := op.(Matrix32); ok {
+		if len(a.Data) != m*n {
+			return nil, fmt.Errorf("%w: %d values for %d×%d", ErrShape, len(a.Data), m, n)
+		}
+		if i := firstNonFinite(a.Data); i >= 0 {
+			return nil, fmt.Errorf("%w: %v at index %d", ErrNonFinite, a.Data[i], i)
+		}
+	}
+	k = min(k, m, n)
+	if k == 0 {
+		return &Decomposition{m: m, n: n}, nil
+	}
+	p, q := opts.resolved()
+	l := min(k+p, m, n)
+	rng := rand.New(rand.NewPCG(opts.Seed, 0x9e3779b97f4a7c15))
+	omega := make([]float64, n*l)
+	for i := range omega {
+		omega[i] = rng.NormFloat64()
+	}
+	y := blas64.General{Rows: m, Cols: l, Stride: l, Data: make([]float64, m*l)}
+	op.Mul(y.Data, omega, l)
+	qm, _ := thinQR(y)
+	for range q {
+		z := blas64.General{Rows: n, Cols: qm.Cols, Stride: qm.Cols, Data: make([]float64, n*qm.Cols)}
+		op.MulTrans(z.Data, qm.Data, qm.Cols)
+		qz, _ := thinQR(z)
+		y := blas64.General{Rows: m, Cols: qz.Cols, Stride: qz.Cols, Data: make([]float64, m*qz.Cols)}
+		op.Mul(y.Data, qz.Data, qz.Cols)
+		qm, _ = thinQR(y)
+	}
+	// Bᵀ = Opᵀ·Q (n×l) = W·R; B = Rᵀ·Wᵀ and Op ≈ Q·B = (Q·Rᵀ)·Wᵀ.
+	bt := blas64.General{Rows: n, Cols: qm.Cols, Stride: qm.Cols, Data: make([]float64, n*qm.Cols)}
+	op.MulTrans(bt.Data, qm.Data, qm.Cols)
+	w, r := thinQR(bt)
+	core := blas64.General{Rows: r.Cols, Cols: r.Rows, Stride: max(r.Rows, 1), Data: make([]float64, r.Rows*r.Cols)}
+	for i := 0; i < r.Rows; i++ {
+		for j := 0; j < r.Cols; j++ {
+			core.Data[j*core.Stride+i] = r.Data[i*r.Stride+j]
+		}
+	}
+	d, err := fromCore(m, n, qm, core, w)
+	if err != nil {
+		return nil, err
+	}
+	return d.Truncate(k), nil
+}
