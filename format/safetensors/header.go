@@ -1,0 +1,592 @@
+package safetensors
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/bits"
+	"os"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+)
+
+// MaxHeaderSize is the largest header length N (in bytes, padding included)
+// that the reader accepts and the writer produces, as in the reference.
+const MaxHeaderSize = 100_000_000
+
+// prefixSize is the size of the little-endian u64 header length.
+const prefixSize = 8
+
+// TensorInfo describes one tensor of a header.
+type TensorInfo struct {
+	Name  string
+	DType DType
+	// Shape holds the dimensions (row-major); an empty shape is a scalar of
+	// one element. Every dimension fits in an int (else ErrValidationOverflow).
+	Shape []int
+	// Offsets is the [begin, end) byte range relative to the data section.
+	Offsets [2]int64
+}
+
+// NumElements returns the number of elements (1 for a scalar). For a
+// validated header it does not overflow.
+func (t TensorInfo) NumElements() int64 {
+	n := int64(1)
+	for _, d := range t.Shape {
+		n *= int64(d)
+	}
+	return n
+}
+
+// Size returns the tensor's data size in bytes (NumElements·Bits/8).
+func (t TensorInfo) Size() int64 {
+	return t.NumElements() * int64(t.DType.Bits()) / 8
+}
+
+// Header is a validated safetensors header.
+type Header struct {
+	Metadata   map[string]string // nil when absent or null
+	Tensors    []TensorInfo      // in offset order
+	HeaderSize int64             // N, padding included
+	DataSize   int64             // declared data bytes (the last end offset)
+	FileSize   int64             // size of the input
+
+	index map[string]int
+}
+
+// DataOffset returns the absolute file offset of the data section (8+N).
+func (h *Header) DataOffset() int64 { return prefixSize + h.HeaderSize }
+
+// Tensor returns the named tensor's description.
+func (h *Header) Tensor(name string) (TensorInfo, bool) {
+	if h.index != nil {
+		i, ok := h.index[name]
+		if !ok {
+			return TensorInfo{}, false
+		}
+		return h.Tensors[i], true
+	}
+	for _, t := range h.Tensors {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return TensorInfo{}, false
+}
+
+// Names returns the tensor names in offset order.
+func (h *Header) Names() []string {
+	s := make([]string, len(h.Tensors))
+	for i, t := range h.Tensors {
+		s[i] = t.Name
+	}
+	return s
+}
+
+// Option configures reading.
+type Option func(*options)
+
+type options struct {
+	lenient       bool
+	strictFields  bool
+	name          string
+	skipContainer bool
+}
+
+// WithLenient accepts duplicate names in the header with the reference
+// semantics (the last occurrence wins) instead of failing with
+// ErrDuplicateKey.
+func WithLenient() Option { return func(o *options) { o.lenient = true } }
+
+// WithStrictFields rejects unknown fields inside a tensor entry with
+// ErrInvalidHeaderDeserialization (the reference ignores them).
+func WithStrictFields() Option { return func(o *options) { o.strictFields = true } }
+
+// WithName sets the file name used in error messages for readers opened with
+// ReadHeader or NewReader.
+func WithName(name string) Option { return func(o *options) { o.name = name } }
+
+func buildOptions(opts []Option) options {
+	var o options
+	for _, f := range opts {
+		if f != nil {
+			f(&o)
+		}
+	}
+	return o
+}
+
+// OpenHeader reads and validates only the header of the named file (rules
+// 1–7): the data section is not read, so a truncated file still lists its
+// tensors. Registered containers (see RegisterContainer) are recognised.
+func OpenHeader(name string, opts ...Option) (*Header, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	o := buildOptions(opts)
+	o.name = name
+	ra, size, err := openContainer(f, st.Size(), name)
+	if err != nil {
+		return nil, err
+	}
+	return readHeader(ra, size, &o)
+}
+
+// ReadHeader reads and validates the header of a safetensors stream of the
+// given size (rules 1–7 of the specification, in the reference order). It
+// reads the 8-byte prefix and then exactly N header bytes; the data section
+// is not touched and rule 8 (data size) is not checked.
+func ReadHeader(r io.ReaderAt, size int64, opts ...Option) (*Header, error) {
+	o := buildOptions(opts)
+	return readHeader(r, size, &o)
+}
+
+func readHeader(r io.ReaderAt, size int64, o *options) (*Header, error) {
+	fail := func(tensor string, err error) error {
+		return &TensorError{File: o.name, Tensor: tensor, Err: err}
+	}
+	// Rule 1.
+	if size < prefixSize {
+		return nil, fail("", fmt.Errorf("%w: %d bytes", ErrHeaderTooSmall, max(size, 0)))
+	}
+	var prefix [prefixSize]byte
+	if n, err := r.ReadAt(prefix[:], 0); n < prefixSize {
+		if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fail("", fmt.Errorf("%w: read %d bytes", ErrHeaderTooSmall, n))
+		}
+		return nil, fail("", err)
+	}
+	n := binary.LittleEndian.Uint64(prefix[:])
+	// Rule 2.
+	if n > MaxHeaderSize {
+		return nil, fail("", fmt.Errorf("%w: N = %d", ErrHeaderTooLarge, n))
+	}
+	// Rule 3 (n <= 1e8, so 8+n does not overflow).
+	if int64(n)+prefixSize > size {
+		return nil, fail("", fmt.Errorf("%w: N = %d, file has %d bytes", ErrInvalidHeaderLength, n, size))
+	}
+	hdr := make([]byte, n)
+	if got, err := r.ReadAt(hdr, prefixSize); got < len(hdr) {
+		if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fail("", fmt.Errorf("%w: N = %d, only %d header bytes readable", ErrInvalidHeaderLength, n, got))
+		}
+		return nil, fail("", err)
+	}
+	h, err := parseHeader(hdr, o)
+	if err != nil {
+		return nil, err
+	}
+	h.HeaderSize = int64(n)
+	h.FileSize = size
+	return h, nil
+}
+
+// rawTensor is a decoded entry before validation.
+type rawTensor struct {
+	name    string
+	dtype   DType
+	shape   []uint64
+	offsets [2]uint64
+}
+
+// parseHeader applies rules 4–7 to the header bytes.
+func parseHeader(hdr []byte, o *options) (*Header, error) {
+	fail := func(tensor string, err error) error {
+		return &TensorError{File: o.name, Tensor: tensor, Err: err}
+	}
+	// Rule 4: the whole header must be UTF-8 (encoding/json would silently
+	// substitute U+FFFD).
+	if !utf8.Valid(hdr) {
+		i := 0
+		for i < len(hdr) {
+			r, sz := utf8.DecodeRune(hdr[i:])
+			if r == utf8.RuneError && sz <= 1 {
+				break
+			}
+			i += sz
+		}
+		return nil, fail("", fmt.Errorf("%w: invalid byte 0x%02x at header offset %d", ErrInvalidHeader, hdr[i], i))
+	}
+	// Rule 5.
+	meta, raws, err := decodeHeader(hdr, o)
+	if err != nil {
+		var te *TensorError
+		if errors.As(err, &te) {
+			te.File = o.name
+			return nil, te
+		}
+		return nil, fail("", err)
+	}
+	// Rule 6: sort by (begin, end); the name breaks ties deterministically.
+	slices.SortFunc(raws, func(a, b rawTensor) int {
+		if c := cmpU64(a.offsets[0], b.offsets[0]); c != 0 {
+			return c
+		}
+		if c := cmpU64(a.offsets[1], b.offsets[1]); c != 0 {
+			return c
+		}
+		if a.name < b.name {
+			return -1
+		} else if a.name > b.name {
+			return 1
+		}
+		return 0
+	})
+	// Rule 7.
+	h := &Header{Metadata: meta, Tensors: make([]TensorInfo, len(raws)), index: make(map[string]int, len(raws))}
+	var start uint64
+	for i, t := range raws {
+		s, e := t.offsets[0], t.offsets[1]
+		if s != start || e < s {
+			return nil, fail(t.name, fmt.Errorf("%w: data_offsets [%d,%d], expected begin %d", ErrInvalidOffset, s, e, start))
+		}
+		start = e
+		nel := uint64(1)
+		shape := make([]int, len(t.shape))
+		overflow := false
+		for j, d := range t.shape {
+			hi, lo := bits.Mul64(nel, d)
+			if hi != 0 {
+				overflow = true
+			}
+			nel = lo
+			if d > math.MaxInt {
+				overflow = true
+			}
+			shape[j] = int(d)
+		}
+		if overflow {
+			return nil, fail(t.name, fmt.Errorf("%w: shape %v", ErrValidationOverflow, t.shape))
+		}
+		hi, nbits := bits.Mul64(nel, uint64(t.dtype.Bits()))
+		if hi != 0 {
+			return nil, fail(t.name, fmt.Errorf("%w: %d elements of %s", ErrValidationOverflow, nel, t.dtype))
+		}
+		if nbits%8 != 0 {
+			return nil, fail(t.name, fmt.Errorf("%w: %s shape %v is %d bits", ErrMisalignedSlice, t.dtype, t.shape, nbits))
+		}
+		if e-s != nbits/8 {
+			return nil, fail(t.name, fmt.Errorf("%w: %s shape %v needs %d bytes, data_offsets [%d,%d] hold %d",
+				ErrTensorInvalidInfo, t.dtype, t.shape, nbits/8, s, e, e-s))
+		}
+		if e > math.MaxInt64-MaxHeaderSize-prefixSize {
+			return nil, fail(t.name, fmt.Errorf("%w: end offset %d", ErrValidationOverflow, e))
+		}
+		h.Tensors[i] = TensorInfo{Name: t.name, DType: t.dtype, Shape: shape, Offsets: [2]int64{int64(s), int64(e)}}
+		h.index[t.name] = i
+	}
+	h.DataSize = int64(start)
+	return h, nil
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// decodeHeader is rule 5: a token walk of the top-level object that rejects
+// duplicate keys, then a strict decode of each entry.
+func decodeHeader(hdr []byte, o *options) (map[string]string, []rawTensor, error) {
+	if err := checkSurrogates(hdr); err != nil {
+		return nil, nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(hdr))
+	dec.UseNumber()
+	if err := expectDelim(dec, '{', "header"); err != nil {
+		return nil, nil, err
+	}
+	var (
+		meta     map[string]string
+		haveMeta bool
+		raws     []rawTensor
+		seen     = make(map[string]int)
+	)
+	for dec.More() {
+		key, err := stringToken(dec, "header key")
+		if err != nil {
+			return nil, nil, err
+		}
+		if key == "__metadata__" {
+			if haveMeta && !o.lenient {
+				return nil, nil, &TensorError{Tensor: key, Err: fmt.Errorf("%w: %q occurs twice", ErrDuplicateKey, key)}
+			}
+			haveMeta = true
+			meta, err = decodeMetadata(dec, o)
+			if err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		t, err := decodeEntry(dec, key, o)
+		if err != nil {
+			return nil, nil, &TensorError{Tensor: key, Err: err}
+		}
+		if i, dup := seen[key]; dup {
+			if !o.lenient {
+				return nil, nil, &TensorError{Tensor: key, Err: fmt.Errorf("%w: tensor name occurs twice", ErrDuplicateKey)}
+			}
+			raws[i] = t
+			continue
+		}
+		seen[key] = len(raws)
+		raws = append(raws, t)
+	}
+	if err := expectDelim(dec, '}', "header"); err != nil {
+		return nil, nil, err
+	}
+	// Only JSON whitespace may follow the object.
+	if tok, err := dec.Token(); err != io.EOF {
+		if err != nil {
+			return nil, nil, deserErr("after the header object: %v", err)
+		}
+		return nil, nil, deserErr("unexpected %v after the header object", tok)
+	}
+	return meta, raws, nil
+}
+
+func deserErr(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidHeaderDeserialization}, args...)...)
+}
+
+func expectDelim(dec *json.Decoder, d json.Delim, what string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return deserErr("%s: %v", what, err)
+	}
+	if got, ok := tok.(json.Delim); !ok || got != d {
+		return deserErr("%s: expected %q, found %v", what, string(d), tokString(tok))
+	}
+	return nil
+}
+
+func tokString(tok any) string {
+	switch v := tok.(type) {
+	case nil:
+		return "null"
+	case string:
+		return strconv.Quote(v)
+	case json.Delim:
+		return strconv.Quote(string(v))
+	}
+	return fmt.Sprint(tok)
+}
+
+func stringToken(dec *json.Decoder, what string) (string, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return "", deserErr("%s: %v", what, err)
+	}
+	s, ok := tok.(string)
+	if !ok {
+		return "", deserErr("%s: expected a string, found %v", what, tokString(tok))
+	}
+	return s, nil
+}
+
+// decodeMetadata decodes `null` or an object of string values.
+func decodeMetadata(dec *json.Decoder, o *options) (map[string]string, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, &TensorError{Tensor: "__metadata__", Err: deserErr("%v", err)}
+	}
+	if tok == nil {
+		return nil, nil
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, &TensorError{Tensor: "__metadata__", Err: deserErr("expected an object of strings or null, found %v", tokString(tok))}
+	}
+	m := make(map[string]string)
+	for dec.More() {
+		k, err := stringToken(dec, "metadata key")
+		if err != nil {
+			return nil, &TensorError{Tensor: "__metadata__", Err: err}
+		}
+		v, err := stringToken(dec, "metadata value of "+strconv.Quote(k))
+		if err != nil {
+			return nil, &TensorError{Tensor: "__metadata__", Err: err}
+		}
+		if _, dup := m[k]; dup && !o.lenient {
+			return nil, &TensorError{Tensor: "__metadata__", Err: fmt.Errorf("%w: metadata key %q occurs twice", ErrDuplicateKey, k)}
+		}
+		m[k] = v
+	}
+	if err := expectDelim(dec, '}', "metadata"); err != nil {
+		return nil, &TensorError{Tensor: "__metadata__", Err: err}
+	}
+	return m, nil
+}
+
+// decodeEntry decodes {"dtype":..., "shape":[...], "data_offsets":[b,e]} in
+// any field order. Field names are case-sensitive; unknown fields are
+// skipped (or rejected with WithStrictFields); a repeated field is an error.
+func decodeEntry(dec *json.Decoder, name string, o *options) (rawTensor, error) {
+	t := rawTensor{name: name}
+	if err := expectDelim(dec, '{', "tensor entry"); err != nil {
+		return t, err
+	}
+	var haveDType, haveShape, haveOffsets bool
+	for dec.More() {
+		k, err := stringToken(dec, "tensor field")
+		if err != nil {
+			return t, err
+		}
+		switch k {
+		case "dtype":
+			if haveDType {
+				return t, deserErr("duplicate field %q", k)
+			}
+			haveDType = true
+			s, err := stringToken(dec, "dtype")
+			if err != nil {
+				return t, err
+			}
+			if t.dtype, err = ParseDType(s); err != nil {
+				return t, err
+			}
+		case "shape":
+			if haveShape {
+				return t, deserErr("duplicate field %q", k)
+			}
+			haveShape = true
+			if t.shape, err = uintArray(dec, "shape"); err != nil {
+				return t, err
+			}
+		case "data_offsets":
+			if haveOffsets {
+				return t, deserErr("duplicate field %q", k)
+			}
+			haveOffsets = true
+			offs, err := uintArray(dec, "data_offsets")
+			if err != nil {
+				return t, err
+			}
+			if len(offs) != 2 {
+				return t, deserErr("data_offsets has %d elements, want 2", len(offs))
+			}
+			t.offsets = [2]uint64{offs[0], offs[1]}
+		default:
+			if o.strictFields {
+				return t, deserErr("unknown field %q", k)
+			}
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return t, deserErr("field %q: %v", k, err)
+			}
+		}
+	}
+	if err := expectDelim(dec, '}', "tensor entry"); err != nil {
+		return t, err
+	}
+	switch {
+	case !haveDType:
+		return t, deserErr("missing field \"dtype\"")
+	case !haveShape:
+		return t, deserErr("missing field \"shape\"")
+	case !haveOffsets:
+		return t, deserErr("missing field \"data_offsets\"")
+	}
+	return t, nil
+}
+
+// uintArray decodes an array of non-negative integers that fit in uint64.
+func uintArray(dec *json.Decoder, what string) ([]uint64, error) {
+	if err := expectDelim(dec, '[', what); err != nil {
+		return nil, err
+	}
+	var out []uint64
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, deserErr("%s: %v", what, err)
+		}
+		num, ok := tok.(json.Number)
+		if !ok {
+			return nil, deserErr("%s: expected an unsigned integer, found %v", what, tokString(tok))
+		}
+		v, err := strconv.ParseUint(string(num), 10, 64)
+		if err != nil {
+			return nil, deserErr("%s: %s is not an unsigned 64-bit integer", what, num)
+		}
+		out = append(out, v)
+	}
+	if err := expectDelim(dec, ']', what); err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = []uint64{}
+	}
+	return out, nil
+}
+
+// checkSurrogates rejects \u escapes that encode a lone UTF-16 surrogate,
+// which the reference JSON parser refuses and encoding/json would replace
+// with U+FFFD. Backslashes only occur inside strings in valid JSON, so a
+// scan of the raw bytes is exact.
+func checkSurrogates(hdr []byte) error {
+	for i := 0; i < len(hdr); i++ {
+		if hdr[i] != '\\' {
+			continue
+		}
+		if i+1 >= len(hdr) {
+			return nil // a syntax error the decoder reports
+		}
+		if hdr[i+1] != 'u' {
+			i++ // skip the escaped character (also \\)
+			continue
+		}
+		r, ok := hex4(hdr, i+2)
+		if !ok {
+			return nil // syntax error reported by the decoder
+		}
+		i += 5
+		switch {
+		case r >= 0xD800 && r < 0xDC00:
+			if i+2 < len(hdr) && hdr[i+1] == '\\' && hdr[i+2] == 'u' {
+				if lo, ok := hex4(hdr, i+3); ok && lo >= 0xDC00 && lo < 0xE000 {
+					i += 6
+					continue
+				}
+			}
+			return deserErr("lone leading surrogate \\u%04X in a string", r)
+		case r >= 0xDC00 && r < 0xE000:
+			return deserErr("lone trailing surrogate \\u%04X in a string", r)
+		}
+	}
+	return nil
+}
+
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
