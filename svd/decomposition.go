@@ -3,16 +3,39 @@ package svd
 import (
 	"fmt"
 	"math"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
 )
 
 // Decomposition is a thin SVD ΔW = U·diag(σ)·Vᵀ of an m×n matrix, with σ
 // descending and U (m×p), V (n×p) having orthonormal columns.
-// A Decomposition is immutable; [Decomposition.Truncate] returns a view.
+// A Decomposition is immutable and safe for concurrent use;
+// [Decomposition.Truncate] returns a view.
+//
+// U and V are held in product form U = Q_U·C_U, V = Q_V·C_V (the thin QR
+// bases and the small core's singular vectors) and only the requested
+// leading columns are materialized, which saves the O(m·R·(R−k)) work of
+// columns that a truncation discards.
 type Decomposition struct {
-	m, n int
-	s    []float64 // p singular values, descending
-	ut   []float64 // p×m: row j is the j-th left singular vector
-	vt   []float64 // p×n: row j is the j-th right singular vector
+	m, n   int
+	s      []float64      // p singular values, descending
+	qu, cu blas64.General // U = qu·cu (m×kU · kU×p); cu.Rows == 0 means U = qu
+	qv, cv blas64.General // V = qv·cv (n×kV · kV×p); cv.Rows == 0 means V = qv
+}
+
+// vectors returns U_k (m×k) and V_k (n×k) as row-major float64 matrices
+// (possibly views with a larger stride).
+func (d *Decomposition) vectors(k int) (u, v blas64.General) {
+	return leading(d.qu, d.cu, d.m, k), leading(d.qv, d.cv, d.n, k)
+}
+
+func leading(q, c blas64.General, rows, k int) blas64.General {
+	if c.Rows == 0 {
+		return blas64.General{Rows: rows, Cols: k, Stride: max(q.Stride, 1), Data: q.Data}
+	}
+	ck := blas64.General{Rows: c.Rows, Cols: k, Stride: c.Stride, Data: c.Data}
+	return gemm(blas.NoTrans, blas.NoTrans, q, ck)
 }
 
 // Dims returns the dimensions m×n of the decomposed matrix.
@@ -30,8 +53,9 @@ func (d *Decomposition) clamp(k int) int { return max(0, min(k, len(d.s))) }
 // Truncate returns the best rank-k approximation (Eckart–Young) as a view
 // sharing storage with d. k is clamped to [0, Len()].
 func (d *Decomposition) Truncate(k int) *Decomposition {
-	k = d.clamp(k)
-	return &Decomposition{m: d.m, n: d.n, s: d.s[:k:k], ut: d.ut[: k*d.m : k*d.m], vt: d.vt[: k*d.n : k*d.n]}
+	t := *d
+	t.s = d.s[:d.clamp(k):d.clamp(k)]
+	return &t
 }
 
 // Norm returns the Frobenius norm √Σσᵢ².
@@ -105,18 +129,17 @@ func (d *Decomposition) SplitValues(sigma []float64) (b, a []float32, err error)
 			return nil, nil, fmt.Errorf("%w: singular value %v", ErrNonFinite, v)
 		}
 	}
+	u, v := d.vectors(k)
 	b = make([]float32, d.m*k)
 	a = make([]float32, k*d.n)
-	for j, v := range sigma {
-		r := math.Sqrt(v)
-		u := d.ut[j*d.m : (j+1)*d.m]
-		for i, x := range u {
-			b[i*k+j] = float32(x * r)
+	for j, x := range sigma {
+		r := math.Sqrt(x)
+		for i := 0; i < d.m; i++ {
+			b[i*k+j] = float32(u.Data[i*u.Stride+j] * r)
 		}
-		vr := d.vt[j*d.n : (j+1)*d.n]
 		ar := a[j*d.n : (j+1)*d.n]
-		for i, x := range vr {
-			ar[i] = float32(x * r)
+		for i := range ar {
+			ar[i] = float32(v.Data[i*v.Stride+j] * r)
 		}
 	}
 	return b, a, nil
@@ -126,15 +149,18 @@ func (d *Decomposition) SplitValues(sigma []float64) (b, a []float32, err error)
 // V_kᵀ (k×n, row-major), as float32. k is clamped to [0, Len()].
 func (d *Decomposition) Vectors(k int) (u, vt []float32) {
 	k = d.clamp(k)
+	u64, v64 := d.vectors(k)
 	u = make([]float32, d.m*k)
-	for j := 0; j < k; j++ {
-		for i, x := range d.ut[j*d.m : (j+1)*d.m] {
-			u[i*k+j] = float32(x)
+	for i := 0; i < d.m; i++ {
+		for j := 0; j < k; j++ {
+			u[i*k+j] = float32(u64.Data[i*u64.Stride+j])
 		}
 	}
 	vt = make([]float32, k*d.n)
-	for i, x := range d.vt[:k*d.n] {
-		vt[i] = float32(x)
+	for j := 0; j < k; j++ {
+		for i := 0; i < d.n; i++ {
+			vt[j*d.n+i] = float32(v64.Data[i*v64.Stride+j])
+		}
 	}
 	return u, vt
 }

@@ -25,14 +25,7 @@ func Dense(m, n int, data []float32) (*Decomposition, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := len(s)
-	ut := make([]float64, p*m)
-	for i := 0; i < m; i++ {
-		for j := 0; j < p; j++ {
-			ut[j*m+i] = u.Data[i*p+j]
-		}
-	}
-	return &Decomposition{m: m, n: n, s: s, ut: ut, vt: vt.Data}, nil
+	return &Decomposition{m: m, n: n, s: s, qu: u, qv: transpose(vt)}, nil
 }
 
 func sqrtPos(v float64) float64 {

@@ -73,9 +73,17 @@ func fromCore(m, n int, qb, core, qa blas64.General) (*Decomposition, error) {
 	if err != nil {
 		return nil, err
 	}
-	ut := gemm(blas.Trans, blas.Trans, cu, qb)    // p×m
-	vt := gemm(blas.NoTrans, blas.Trans, cvt, qa) // p×n
-	return &Decomposition{m: m, n: n, s: s, ut: ut.Data, vt: vt.Data}, nil
+	return &Decomposition{m: m, n: n, s: s, qu: qb, cu: cu, qv: qa, cv: transpose(cvt)}, nil
+}
+
+func transpose(a blas64.General) blas64.General {
+	t := blas64.General{Rows: a.Cols, Cols: a.Rows, Stride: max(a.Rows, 1), Data: make([]float64, a.Rows*a.Cols)}
+	for i := 0; i < a.Rows; i++ {
+		for j := 0; j < a.Cols; j++ {
+			t.Data[j*t.Stride+i] = a.Data[i*a.Stride+j]
+		}
+	}
+	return t
 }
 
 func (t Term) check(m, n int) error {

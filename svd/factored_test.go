@@ -85,14 +85,15 @@ func TestFactoredMatchesDense(t *testing.T) {
 			}
 			// Columns of U and V belonging to σ > 0 are orthonormal.
 			k := d.RankForThreshold(1e-8 * scale)
+			u, v := d.vectors(k)
 			for p := 0; p < k; p++ {
 				for q := 0; q < k; q++ {
 					var uu, vv float64
 					for i := 0; i < c.m; i++ {
-						uu += d.ut[p*c.m+i] * d.ut[q*c.m+i]
+						uu += u.Data[i*u.Stride+p] * u.Data[i*u.Stride+q]
 					}
 					for i := 0; i < c.n; i++ {
-						vv += d.vt[p*c.n+i] * d.vt[q*c.n+i]
+						vv += v.Data[i*v.Stride+p] * v.Data[i*v.Stride+q]
 					}
 					want := 0.0
 					if p == q {

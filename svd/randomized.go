@@ -135,12 +135,7 @@ func Randomized(op Operator, k int, opts RandomizedOptions) (*Decomposition, err
 	bt := blas64.General{Rows: n, Cols: qm.Cols, Stride: qm.Cols, Data: make([]float64, n*qm.Cols)}
 	op.MulTrans(bt.Data, qm.Data, qm.Cols)
 	w, r := thinQR(bt)
-	core := blas64.General{Rows: r.Cols, Cols: r.Rows, Stride: max(r.Rows, 1), Data: make([]float64, r.Rows*r.Cols)}
-	for i := 0; i < r.Rows; i++ {
-		for j := 0; j < r.Cols; j++ {
-			core.Data[j*core.Stride+i] = r.Data[i*r.Stride+j]
-		}
-	}
+	core := transpose(r)
 	d, err := fromCore(m, n, qm, core, w)
 	if err != nil {
 		return nil, err
