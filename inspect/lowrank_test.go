@@ -161,7 +161,7 @@ func TestLowRankAgainstDense(t *testing.T) {
 func TestCompareAgainstDense(t *testing.T) {
 	rng := rand.New(rand.NewPCG(2, 3))
 	for _, c := range []struct {
-		name           string
+		name            string
 		out, in, r1, r2 int
 	}{
 		{"same rank", 20, 30, 4, 4},

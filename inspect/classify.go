@@ -1,0 +1,141 @@
+package inspect
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Classes of how an adapter changes the model (adapter-formats.md §12).
+const (
+	ClassLowRank     = "additive-low-rank"        // ΔW = s·B·A (LoRA and dialects)
+	ClassSVDForm     = "svd-form"                 // ΔW = s·B·diag(d)·A (KaSA lora_diag, AdaLoRA lora_E)
+	ClassRescaled    = "rescaled-addition"        // DoRA: magnitude·(W+ΔW)/‖W+ΔW‖
+	ClassRescaling   = "rescaling"                // IA3: W ⊙ l
+	ClassLyCORIS     = "lycoris"                  // LoHa (Hadamard) / LoKr (Kronecker) additive deltas
+	ClassVeRA        = "vera"                     // shared random projections scaled by λ vectors
+	ClassPrompt      = "prompt-prefix"            // virtual tokens / prefixes; no weight delta
+	ClassReplacement = "whole-module-replacement" // full tensors (modules_to_save, biases, trainable tokens)
+	ClassUnknown     = "unknown"                  // tensors of no known adapter layout
+)
+
+// Class is one way the adapter changes the model, with the method that
+// revealed it and how many tensors belong to it.
+type Class struct {
+	Class   string `json:"class"`
+	Method  string `json:"method"`
+	Tensors int    `json:"tensors"`
+}
+
+// classifyTensor returns the class and method of one tensor name from its
+// key alone (no shapes, no config).
+func classifyTensor(name string) (class, method string) {
+	seg := strings.Split(name, ".")
+	last := seg[len(seg)-1]
+	prev := ""
+	if len(seg) > 1 {
+		prev = seg[len(seg)-2]
+	}
+	has := func(s string) bool {
+		for _, x := range seg {
+			if x == s {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case last == "lora_diag":
+		return ClassSVDForm, "kasa"
+	case last == "lora_E":
+		return ClassSVDForm, "adalora"
+	case strings.HasPrefix(last, "lora_magnitude_vector") || prev == "lora_magnitude_vector" || last == "dora_scale":
+		return ClassRescaled, "dora"
+	case last == "ia3_l":
+		return ClassRescaling, "ia3"
+	case strings.HasPrefix(last, "hada_"):
+		return ClassLyCORIS, "loha"
+	case strings.HasPrefix(last, "lokr_"):
+		return ClassLyCORIS, "lokr"
+	case strings.HasPrefix(last, "vera_"):
+		return ClassVeRA, "vera"
+	case last == "prompt_embeddings" || strings.HasPrefix(last, "prefix_task_"):
+		return ClassPrompt, "prompt"
+	case last == "trainable_tokens_delta":
+		return ClassReplacement, "trainable-tokens"
+	}
+	for _, k := range []string{"lora_A", "lora_B", "lora_down", "lora_up", "lora_a", "lora_b", "lora_embedding_A", "lora_embedding_B"} {
+		if last == k || prev == k {
+			if has("modules_to_save") || has("original_module") {
+				return ClassLowRank, "lora-on-wrapper"
+			}
+			return ClassLowRank, "lora"
+		}
+	}
+	if (prev == "down" || prev == "up") && len(seg) > 2 && (strings.HasSuffix(seg[len(seg)-3], "_lora") || seg[len(seg)-3] == "lora") {
+		return ClassLowRank, "lora"
+	}
+	if last == "alpha" && len(seg) > 1 {
+		return "", "" // kohya alpha scalar: belongs to its module
+	}
+	if strings.HasPrefix(last, "w_a_") || strings.HasPrefix(last, "w_b_") {
+		return ClassUnknown, "custom"
+	}
+	if last == "weight" || last == "bias" || strings.HasSuffix(name, "base_layer.weight") {
+		return ClassReplacement, "full"
+	}
+	return ClassUnknown, "unknown"
+}
+
+// classify tallies the classes of a tensor list, in a fixed order.
+func classify(names []string) []Class {
+	type key struct{ c, m string }
+	counts := map[key]int{}
+	for _, n := range names {
+		c, m := classifyTensor(n)
+		if c == "" {
+			continue
+		}
+		counts[key{c, m}]++
+	}
+	out := make([]Class, 0, len(counts))
+	for k, n := range counts {
+		out = append(out, Class{Class: k.c, Method: k.m, Tensors: n})
+	}
+	order := map[string]int{ClassLowRank: 0, ClassSVDForm: 1, ClassRescaled: 2, ClassRescaling: 3, ClassLyCORIS: 4, ClassVeRA: 5, ClassPrompt: 6, ClassReplacement: 7, ClassUnknown: 8}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Class != out[j].Class {
+			return order[out[i].Class] < order[out[j].Class]
+		}
+		return out[i].Method < out[j].Method
+	})
+	return out
+}
+
+// LayerOf returns the layer index of a module path: the first purely
+// numeric dotted segment (model.layers.12.mlp.up_proj → 12,
+// encoder.block.3.layer.0.SelfAttention.q → 3), or -1 when there is none.
+// kohya underscore names (lora_unet_..._1_attn) are not split.
+func LayerOf(module string) int {
+	for _, s := range strings.Split(module, ".") {
+		if s == "" {
+			continue
+		}
+		if n, err := strconv.Atoi(s); err == nil && n >= 0 {
+			return n
+		}
+	}
+	return -1
+}
+
+// ModuleType returns the last non-numeric segment of a module path
+// (q_proj, c_attn, to_q; "to_out" for to_out.0).
+func ModuleType(module string) string {
+	seg := strings.Split(module, ".")
+	for i := len(seg) - 1; i >= 0; i-- {
+		if _, err := strconv.Atoi(seg[i]); err != nil && seg[i] != "" {
+			return seg[i]
+		}
+	}
+	return module
+}

@@ -1,0 +1,217 @@
+package inspect
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/adaptool/adaptool/format/safetensors"
+)
+
+// maxIndexSize bounds the size of a model.safetensors.index.json read into memory.
+const maxIndexSize = 64 << 20
+
+// adapterFiles are the weight files of the known adapter directory layouts,
+// in the order they are looked for.
+var adapterFiles = []string{"adapter_model.safetensors", "adapters.safetensors", "pytorch_lora_weights.safetensors", "lora.safetensors"}
+
+// layout says what a path is and which safetensors files hold its tensors.
+type layout struct {
+	kind   string   // "safetensors", "sharded", "gguf", "adapter-dir"
+	files  []string // safetensors files, in order
+	index  string   // the index file of a sharded checkpoint
+	weight map[string]string
+	config string // adapter_config.json if present
+}
+
+// resolveLayout classifies path without reading tensor data.
+func resolveLayout(path string) (*layout, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		switch {
+		case strings.HasSuffix(path, ".gguf"):
+			return &layout{kind: "gguf", files: []string{path}}, nil
+		case strings.HasSuffix(path, ".index.json"):
+			return readIndex(path)
+		}
+		l := &layout{kind: "safetensors", files: []string{path}}
+		if c := filepath.Join(filepath.Dir(path), "adapter_config.json"); fileExists(c) {
+			l.config = c
+		}
+		return l, nil
+	}
+	l := &layout{kind: "adapter-dir"}
+	if c := filepath.Join(path, "adapter_config.json"); fileExists(c) {
+		l.config = c
+	}
+	for _, name := range adapterFiles {
+		if p := filepath.Join(path, name); fileExists(p) {
+			l.files = []string{p}
+			return l, nil
+		}
+	}
+	idx, _ := filepath.Glob(filepath.Join(path, "*.safetensors.index.json"))
+	if len(idx) == 1 {
+		return readIndex(idx[0])
+	}
+	if len(idx) > 1 {
+		return nil, fmt.Errorf("inspect: %s: %d index files, name one of them", path, len(idx))
+	}
+	st2, _ := filepath.Glob(filepath.Join(path, "*.safetensors"))
+	switch len(st2) {
+	case 0:
+		if gg, _ := filepath.Glob(filepath.Join(path, "*.gguf")); len(gg) == 1 {
+			return &layout{kind: "gguf", files: gg}, nil
+		}
+		return nil, fmt.Errorf("inspect: %s: no .safetensors file (looked for %s, an index, or a single *.safetensors)", path, strings.Join(adapterFiles, ", "))
+	case 1:
+		l.files = st2
+		return l, nil
+	}
+	sort.Strings(st2)
+	return &layout{kind: "sharded", files: st2}, nil
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+// readIndex reads a sharded checkpoint index: the shard files in order of
+// first appearance in the sorted weight map.
+func readIndex(path string) (*layout, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxIndexSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxIndexSize {
+		return nil, fmt.Errorf("inspect: %s: index larger than %d bytes", path, maxIndexSize)
+	}
+	var idx struct {
+		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return nil, fmt.Errorf("inspect: %s: invalid index JSON: %w", path, err)
+	}
+	if len(idx.WeightMap) == 0 {
+		return nil, fmt.Errorf("inspect: %s: index has no weight_map entries", path)
+	}
+	dir := filepath.Dir(path)
+	seen := map[string]bool{}
+	var files []string
+	names := make([]string, 0, len(idx.WeightMap))
+	for n := range idx.WeightMap {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		shard := idx.WeightMap[n]
+		if shard == "" || filepath.Base(shard) != shard {
+			return nil, fmt.Errorf("inspect: %s: tensor %q maps to %q, which is not a file name in the index directory", path, n, shard)
+		}
+		if !seen[shard] {
+			seen[shard] = true
+			files = append(files, filepath.Join(dir, shard))
+		}
+	}
+	sort.Strings(files)
+	return &layout{kind: "sharded", files: files, index: path, weight: idx.WeightMap}, nil
+}
+
+// headerSet is the header-only view of one or more safetensors files.
+type headerSet struct {
+	files   []FileInfo
+	tensors []TensorSummary
+	meta    map[string]string
+	errs    []error
+}
+
+// readHeaders reads only the headers of the layout's files. A file whose
+// header is unreadable is recorded in errs; a file whose header is valid but
+// whose data section is truncated (rule 8) still lists its tensors.
+func readHeaders(l *layout) *headerSet {
+	hs := &headerSet{}
+	where := map[string]string{}
+	for _, p := range l.files {
+		h, err := safetensors.OpenHeader(p)
+		if err != nil {
+			hs.errs = append(hs.errs, err)
+			hs.files = append(hs.files, FileInfo{Path: p, Error: err.Error()})
+			continue
+		}
+		fi := FileInfo{Path: p, HeaderBytes: h.HeaderSize, DataBytes: h.DataSize, FileBytes: h.FileSize, Tensors: len(h.Tensors)}
+		if want := h.DataOffset() + h.DataSize; want != h.FileSize {
+			err := &safetensors.TensorError{File: p, Err: fmt.Errorf("%w: header declares %d data bytes (file should be %d bytes) but the file is %d bytes",
+				safetensors.ErrMetadataIncompleteBuffer, h.DataSize, want, h.FileSize)}
+			hs.errs = append(hs.errs, err)
+			fi.Error = err.Error()
+		}
+		hs.files = append(hs.files, fi)
+		if h.Metadata != nil && hs.meta == nil {
+			hs.meta = h.Metadata
+		}
+		for _, t := range h.Tensors {
+			ts := TensorSummary{Name: t.Name, DType: t.DType.String(), Shape: append([]int{}, t.Shape...), Bytes: t.Size()}
+			if len(l.files) > 1 {
+				ts.File = filepath.Base(p)
+			}
+			if prev, dup := where[t.Name]; dup {
+				hs.errs = append(hs.errs, fmt.Errorf("inspect: tensor %q is in both %s and %s", t.Name, prev, p))
+			}
+			where[t.Name] = p
+			hs.tensors = append(hs.tensors, ts)
+		}
+	}
+	if l.weight != nil {
+		for name, shard := range l.weight {
+			got, ok := where[name]
+			if !ok {
+				hs.errs = append(hs.errs, fmt.Errorf("inspect: %s: tensor %q is listed in the index (shard %s) but is in no shard header", l.index, name, shard))
+			} else if filepath.Base(got) != shard {
+				hs.errs = append(hs.errs, fmt.Errorf("inspect: %s: tensor %q is listed in shard %s but found in %s", l.index, name, shard, filepath.Base(got)))
+			}
+		}
+		if len(where) != len(l.weight) {
+			for name, p := range where {
+				if _, ok := l.weight[name]; !ok {
+					hs.errs = append(hs.errs, fmt.Errorf("inspect: %s: tensor %q of %s is missing from the index", l.index, name, filepath.Base(p)))
+				}
+			}
+		}
+	}
+	sort.SliceStable(hs.tensors, func(i, j int) bool { return hs.tensors[i].Name < hs.tensors[j].Name })
+	sortErrors(hs.errs)
+	return hs
+}
+
+func sortErrors(errs []error) {
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+}
+
+// firstFormatError returns the first error carrying a safetensors sentinel.
+func firstFormatError(errs []error) error {
+	for _, e := range errs {
+		if safetensors.IsFormatError(e) {
+			return e
+		}
+	}
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+var errNoTensors = errors.New("inspect: no tensors")

@@ -1,0 +1,325 @@
+package inspect
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/adaptool/adaptool/format/safetensors"
+)
+
+// Summary is the stable report of `adaptool inspect PATH [--json]`. Field
+// names are the JSON schema of docs/spec/inspect.md; new fields may be added,
+// none removed or renamed.
+type Summary struct {
+	Path string `json:"path"`
+	// Container is "safetensors", "safetensors-sharded" or "gguf".
+	Container string `json:"container"`
+	// Format is the adapter dialect ("peft", "diffusers", "diffusers-legacy",
+	// "kohya", "mlx", "unknown") or "checkpoint" for a sharded model.
+	Format string `json:"format"`
+	// Classification lists how the adapter changes the model (see Class*).
+	Classification []Class            `json:"classification"`
+	PeftType       string             `json:"peft_type"`
+	BaseModel      string             `json:"base_model"`
+	Architecture   string             `json:"architecture"`
+	Files          []FileInfo         `json:"files"`
+	Tensors        []TensorSummary    `json:"tensors"`
+	Modules        []ModuleSummary    `json:"modules"`
+	Metadata       map[string]string  `json:"metadata"`
+	Totals         Totals             `json:"totals"`
+	Layers         []int              `json:"layers"`
+	ModuleTypes    map[string]int     `json:"module_types"`
+	TargetMatches  []TargetMatch      `json:"target_matches,omitempty"`
+	Hashes         map[string]*Hashes `json:"hashes,omitempty"`
+	Warnings       []string           `json:"warnings"`
+	// Error is the first error that kept the file from being read completely
+	// (e.g. MetadataIncompleteBuffer on a truncated file); the header-level
+	// fields are still filled where the header was readable.
+	Error string `json:"error,omitempty"`
+
+	err error
+}
+
+// Err returns the error recorded in Summary.Error, with its chain intact
+// (errors.Is works with the safetensors sentinels).
+func (s *Summary) Err() error { return s.err }
+
+// FileInfo describes one safetensors file of the input.
+type FileInfo struct {
+	Path        string `json:"path"`
+	HeaderBytes int64  `json:"header_bytes"`
+	DataBytes   int64  `json:"data_bytes"`
+	FileBytes   int64  `json:"file_bytes"`
+	Tensors     int    `json:"tensors"`
+	Error       string `json:"error,omitempty"`
+}
+
+// TensorSummary is one tensor as its header declares it.
+type TensorSummary struct {
+	Name  string `json:"name"`
+	DType string `json:"dtype"`
+	Shape []int  `json:"shape"`
+	Bytes int64  `json:"bytes"`
+	// File is the shard holding the tensor (sharded inputs only).
+	File string `json:"file,omitempty"`
+	// Quant is the quantization scheme the tensor belongs to, if recognized.
+	Quant string `json:"quant,omitempty"`
+	// Stats is filled with --stats.
+	Stats *TensorStats `json:"stats,omitempty"`
+}
+
+// ModuleSummary is one adapter module.
+type ModuleSummary struct {
+	Name        string            `json:"name"`
+	Kind        string            `json:"kind"`
+	Rank        int               `json:"rank"`
+	Alpha       float64           `json:"alpha"`
+	Scale       float64           `json:"scale"`
+	AlphaKnown  bool              `json:"alpha_known"`
+	InFeatures  int               `json:"in_features"`
+	OutFeatures int               `json:"out_features"`
+	FanInFanOut bool              `json:"fan_in_fan_out"`
+	Layer       int               `json:"layer"`
+	ModuleType  string            `json:"module_type"`
+	Tensors     map[string]string `json:"tensors,omitempty"`
+	// Statistics filled with --stats.
+	*ModuleStats
+}
+
+// ModuleStats are the per-module statistics of --stats.
+type ModuleStats struct {
+	NormA          float64   `json:"norm_a"`
+	NormB          float64   `json:"norm_b"`
+	DeltaFroNorm   float64   `json:"delta_fro_norm"`
+	SingularValues []float64 `json:"singular_values"`
+	EffectiveRank  float64   `json:"effective_rank"`
+	StableRank     float64   `json:"stable_rank"`
+	Rank90         int       `json:"rank_energy_90"`
+	Rank99         int       `json:"rank_energy_99"`
+	// VectorNorm is ‖l‖ for IA3 vectors and ‖m‖ for DoRA magnitudes.
+	VectorNorm float64 `json:"vector_norm,omitempty"`
+	// Note explains a statistic that is not the plain ΔW (DoRA, IA3, ...).
+	Note string `json:"note,omitempty"`
+}
+
+// Totals are the per-input totals.
+type Totals struct {
+	Tensors    int            `json:"tensors"`
+	Parameters int64          `json:"parameters"`
+	Bytes      int64          `json:"bytes"`
+	DTypes     map[string]int `json:"dtypes"`
+	Modules    int            `json:"modules"`
+	Kinds      map[string]int `json:"kinds"`
+	// DeltaFroNorm is sqrt(Σ‖ΔW‖²) over the modules (--stats only).
+	DeltaFroNorm float64 `json:"delta_fro_norm,omitempty"`
+}
+
+// TargetMatch counts how many modules a target_modules entry matches.
+type TargetMatch struct {
+	Entry   string `json:"entry"`
+	Regex   bool   `json:"regex"`
+	Matches int    `json:"matches"`
+	// Against says what was matched: "adapter" (the adapter's own modules)
+	// or "base" (the base model's modules, in check).
+	Against string `json:"against"`
+}
+
+// Options selects the optional, data-reading parts of a summary.
+type Options struct {
+	// Stats reads tensor data: per-tensor statistics and per-module
+	// spectra. Without it only headers (and adapter_config.json) are read.
+	Stats bool
+	// Hashes computes sha256 of the files and kohya's sshs hashes (reads
+	// every byte of every file).
+	Hashes bool
+	// Progress, if set, is called after each tensor or module with
+	// (done, total) while statistics are computed.
+	Progress func(done, total int)
+}
+
+// Summarize inspects a safetensors file, an adapter directory, a sharded
+// checkpoint (directory or *.index.json) or, when format/gguf supports it,
+// a GGUF file. Without opts.Stats only headers are read, so the cost does
+// not depend on the data size. An error is returned only when nothing at all
+// could be read; a partially readable input (a truncated file) yields a
+// summary with Error set and the error returned too.
+func Summarize(path string, opts Options) (*Summary, error) {
+	l, err := resolveLayout(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, err
+	}
+	s := &Summary{Path: path, Metadata: map[string]string{}, ModuleTypes: map[string]int{}, Layers: []int{}, Modules: []ModuleSummary{}, Tensors: []TensorSummary{}, Warnings: []string{}}
+	if l.kind == "gguf" {
+		return summarizeGGUF(s, l.files[0], opts)
+	}
+	s.Container = "safetensors"
+	if l.kind == "sharded" {
+		s.Container = "safetensors-sharded"
+	}
+	hs := readHeaders(l)
+	s.Files = hs.files
+	s.Tensors = hs.tensors
+	if hs.meta != nil {
+		s.Metadata = hs.meta
+	}
+	for _, e := range hs.errs {
+		s.Warnings = append(s.Warnings, e.Error())
+	}
+	if ferr := firstFormatError(hs.errs); ferr != nil {
+		s.err = ferr
+		s.Error = ferr.Error()
+	}
+	s.fillTotals()
+	names := make([]string, len(s.Tensors))
+	for i, t := range s.Tensors {
+		names[i] = t.Name
+	}
+	s.Classification = classify(names)
+	markQuantized(s)
+	if l.kind == "sharded" {
+		s.Format = "checkpoint"
+	} else {
+		s.Format = "unknown"
+		if err := s.fillAdapter(path, l, opts); err != nil && s.err == nil {
+			s.err = err
+			s.Error = err.Error()
+		}
+	}
+	if opts.Stats && s.err == nil {
+		if err := s.fillTensorStats(l, opts); err != nil {
+			s.err = err
+			s.Error = err.Error()
+		}
+	}
+	if opts.Hashes {
+		s.Hashes = map[string]*Hashes{}
+		for _, f := range l.files {
+			h, err := HashFile(f, s.Metadata)
+			if err != nil {
+				s.Warnings = append(s.Warnings, err.Error())
+				continue
+			}
+			s.Hashes[filepath.Base(f)] = h
+			s.Warnings = append(s.Warnings, h.Mismatches()...)
+		}
+	}
+	s.fillLayers()
+	s.Warnings = dedupe(s.Warnings)
+	if len(s.Tensors) == 0 && len(hs.errs) > 0 {
+		return s, s.err
+	}
+	return s, s.err
+}
+
+func (s *Summary) fillTotals() {
+	s.Totals.DTypes = map[string]int{}
+	s.Totals.Kinds = map[string]int{}
+	for _, t := range s.Tensors {
+		s.Totals.Tensors++
+		s.Totals.Bytes += t.Bytes
+		n := int64(1)
+		for _, d := range t.Shape {
+			n *= int64(d)
+		}
+		s.Totals.Parameters += n
+		s.Totals.DTypes[t.DType]++
+	}
+}
+
+func (s *Summary) fillLayers() {
+	seen := map[int]bool{}
+	s.Totals.Modules = len(s.Modules)
+	for _, m := range s.Modules {
+		s.Totals.Kinds[m.Kind]++
+		if m.Layer >= 0 && !seen[m.Layer] {
+			seen[m.Layer] = true
+			s.Layers = append(s.Layers, m.Layer)
+		}
+		s.ModuleTypes[m.ModuleType]++
+	}
+	sort.Ints(s.Layers)
+}
+
+func dedupe(w []string) []string {
+	seen := map[string]bool{}
+	out := w[:0]
+	for _, x := range w {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// fillTensorStats streams every tensor's data once (bounded memory).
+func (s *Summary) fillTensorStats(l *layout, opts Options) error {
+	idx := map[string]int{}
+	for i, t := range s.Tensors {
+		idx[t.Name] = i
+	}
+	done := 0
+	for _, p := range l.files {
+		f, err := safetensors.Open(p)
+		if err != nil {
+			return err
+		}
+		for _, t := range f.Tensors {
+			raw, err := f.TensorData(t)
+			if err != nil {
+				f.Close()
+				return err
+			}
+			st, err := StatsOf(t.Name, t.DType.String(), raw)
+			if err != nil {
+				s.Warnings = append(s.Warnings, fmt.Sprintf("%s: %v", filepath.Base(p), err))
+				continue
+			}
+			if i, ok := idx[t.Name]; ok {
+				s.Tensors[i].Stats = &st
+			}
+			if st.NaN > 0 || st.Inf > 0 {
+				s.Warnings = append(s.Warnings, fmt.Sprintf("tensor %q has %d NaN and %d Inf values", t.Name, st.NaN, st.Inf))
+			}
+			done++
+			if opts.Progress != nil {
+				opts.Progress(done, len(s.Tensors))
+			}
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// markQuantized is replaced once the quant package exposes scheme
+// detection; until then tensors are recognized by their companion keys.
+func markQuantized(s *Summary) {
+	names := map[string]bool{}
+	for _, t := range s.Tensors {
+		names[t.Name] = true
+	}
+	for i, t := range s.Tensors {
+		base := strings.TrimSuffix(t.Name, ".weight")
+		switch {
+		case names[t.Name+".quant_state.bitsandbytes__nf4"]:
+			s.Tensors[i].Quant = "nf4"
+		case names[t.Name+".quant_state.bitsandbytes__fp4"]:
+			s.Tensors[i].Quant = "fp4"
+		case t.DType == "I8" && names[base+".SCB"]:
+			s.Tensors[i].Quant = "int8"
+		case (t.DType == "F8_E4M3" || t.DType == "F8_E5M2") && names[base+".weight_scale"]:
+			s.Tensors[i].Quant = strings.ToLower(strings.ReplaceAll(t.DType, "_", "-"))
+		case t.DType == "I8" && names[base+".weight_scale"]:
+			s.Tensors[i].Quant = "int8"
+		}
+	}
+}
