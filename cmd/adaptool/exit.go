@@ -3,6 +3,9 @@ package main
 import (
 	"errors"
 	"io/fs"
+
+	"github.com/adaptool/adaptool/format/gguf"
+	"github.com/adaptool/adaptool/format/safetensors"
 )
 
 // Exit codes, as documented in SPEC.md ("CLI exit codes"). They are mapped
@@ -49,6 +52,8 @@ func usagef(format string, args ...any) error {
 // input (exit code 2). Packages with format sentinels are listed here.
 var inputErrorCheckers = []func(error) bool{
 	func(err error) bool { return errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) },
+	safetensors.IsFormatError,
+	gguf.IsFormatError,
 }
 
 // exitCode maps an error returned by a command to the process exit code.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/urfave/cli/v2"
 )
 
@@ -61,6 +62,7 @@ func TestExitCode(t *testing.T) {
 		{"wrapped explicit", fmt.Errorf("ctx: %w", exitErr(exitInput, errors.New("x"))), exitInput},
 		{"usage", usagef("bad"), exitUsage},
 		{"missing file", errNotExist, exitInput},
+		{"safetensors format", fmt.Errorf("open x: %w", safetensors.ErrHeaderTooSmall), exitInput},
 		{"other", errors.New("boom"), exitFailed},
 	}
 	for _, tt := range tests {
