@@ -1,0 +1,66 @@
+package safetensors
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// WriteFile writes a safetensors file atomically: the bytes go to a
+// temporary file in the target's directory, which is synced and renamed
+// over name only when everything succeeded. On any error the temporary
+// file is removed and an existing target is left untouched. Because the
+// target is replaced by rename, never truncated, a source that is itself
+// memory-mapped from name (for example an in-place rewrite whose tensors
+// stream from the old file) is never corrupted. See Write for the format.
+func WriteFile(name string, tensors []Tensor, metadata map[string]string, opts ...WriteOption) error {
+	o := writeOptions{name: name}
+	for _, f := range opts {
+		if f != nil {
+			f(&o)
+		}
+	}
+	// Validate before creating anything.
+	if _, err := makePlan(tensors, metadata, &o); err != nil {
+		return err
+	}
+	return atomicWrite(name, func(f *os.File) error {
+		return write(f, tensors, metadata, &o)
+	})
+}
+
+// atomicWrite runs fill on a temporary file next to name and renames it
+// into place.
+func atomicWrite(name string, fill func(*os.File) error) (err error) {
+	dir, base := filepath.Split(name)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmpName := tmp.Name()
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmpName)
+		}
+	}()
+	if err = fill(tmp); err != nil {
+		return err
+	}
+	if err = tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("safetensors: %s: %w", name, err)
+	}
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("safetensors: %s: %w", name, err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("safetensors: %s: %w", name, err)
+	}
+	if err = os.Rename(tmpName, name); err != nil {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,360 @@
+package safetensors
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/bits"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Tensor is a tensor to be written: its bytes come either from Data or from
+// the WriteTo callback, which must write exactly Size() bytes (this lets
+// files larger than memory be written one tensor at a time).
+type Tensor struct {
+	Name  string
+	DType DType
+	Shape []int // empty for a scalar
+	// Data holds the little-endian row-major bytes (len must equal Size()).
+	Data []byte
+	// WriteTo, when set instead of Data, streams the bytes.
+	WriteTo func(w io.Writer) error
+}
+
+// NumElements returns the number of elements (1 for a scalar), or -1 when a
+// dimension is negative or the count overflows int64.
+func (t Tensor) NumElements() int64 {
+	n := uint64(1)
+	for _, d := range t.Shape {
+		if d < 0 {
+			return -1
+		}
+		hi, lo := bits.Mul64(n, uint64(d))
+		if hi != 0 || lo > math.MaxInt64 {
+			return -1
+		}
+		n = lo
+	}
+	return int64(n)
+}
+
+// Size returns the data size in bytes, or -1 when the shape is invalid, the
+// size overflows or the bit count is not a multiple of 8.
+func (t Tensor) Size() int64 {
+	n := t.NumElements()
+	if n < 0 || !t.DType.Valid() {
+		return -1
+	}
+	hi, nbits := bits.Mul64(uint64(n), uint64(t.DType.Bits()))
+	if hi != 0 || nbits%8 != 0 || nbits/8 > math.MaxInt64 {
+		return -1
+	}
+	return int64(nbits / 8)
+}
+
+// WriteOption configures writing.
+type WriteOption func(*writeOptions)
+
+type writeOptions struct {
+	exactMetadata bool
+	name          string
+}
+
+// WithExactMetadata writes exactly the given metadata: no "format":"pt" is
+// added, a nil map omits "__metadata__" and an empty non-nil map writes
+// "__metadata__":{}. Used to reproduce reference goldens.
+func WithExactMetadata() WriteOption { return func(o *writeOptions) { o.exactMetadata = true } }
+
+// plan is a validated, canonically ordered set of tensors with its header.
+type plan struct {
+	tensors []Tensor
+	sizes   []int64
+	header  []byte // padded
+}
+
+// DefaultMetadata returns metadata with "format":"pt" added when it has no
+// "format" key (a copy; the input is not modified).
+func DefaultMetadata(metadata map[string]string) map[string]string {
+	m := make(map[string]string, len(metadata)+1)
+	for k, v := range metadata {
+		m[k] = v
+	}
+	if _, ok := m["format"]; !ok {
+		m["format"] = "pt"
+	}
+	return m
+}
+
+func makePlan(tensors []Tensor, metadata map[string]string, o *writeOptions) (*plan, error) {
+	fail := func(tensor string, err error) error {
+		return &TensorError{File: o.name, Tensor: tensor, Err: err}
+	}
+	if !o.exactMetadata {
+		metadata = DefaultMetadata(metadata)
+	}
+	p := &plan{tensors: slices.Clone(tensors)}
+	// Canonical order: dtype rank descending, then name byte-wise.
+	slices.SortStableFunc(p.tensors, func(a, b Tensor) int {
+		if a.DType != b.DType {
+			return int(b.DType) - int(a.DType)
+		}
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	// Bound the header before building it.
+	est := 2
+	for k, v := range metadata {
+		est += len(k) + len(v)
+	}
+	for _, t := range p.tensors {
+		est += len(t.Name)
+	}
+	if est > MaxHeaderSize {
+		return nil, fail("", fmt.Errorf("%w: header would exceed %d bytes", ErrHeaderTooLarge, est))
+	}
+	p.sizes = make([]int64, len(p.tensors))
+	names := make(map[string]struct{}, len(p.tensors))
+	for i, t := range p.tensors {
+		if _, dup := names[t.Name]; dup {
+			return nil, fail(t.Name, fmt.Errorf("%w: two tensors have this name", ErrDuplicateKey))
+		}
+		names[t.Name] = struct{}{}
+		if t.Name == "__metadata__" {
+			return nil, fail(t.Name, fmt.Errorf("%w: the name __metadata__ is reserved", ErrDuplicateKey))
+		}
+		if !utf8.ValidString(t.Name) {
+			return nil, fail(t.Name, fmt.Errorf("%w: tensor name is not valid UTF-8", ErrInvalidHeader))
+		}
+		if !t.DType.Valid() {
+			return nil, fail(t.Name, fmt.Errorf("%w: invalid dtype %d", ErrInvalidHeaderDeserialization, uint8(t.DType)))
+		}
+		n := t.NumElements()
+		if n < 0 {
+			return nil, fail(t.Name, fmt.Errorf("%w: shape %v", ErrValidationOverflow, t.Shape))
+		}
+		hi, nbits := bits.Mul64(uint64(n), uint64(t.DType.Bits()))
+		if hi != 0 || nbits/8 > math.MaxInt64 {
+			return nil, fail(t.Name, fmt.Errorf("%w: shape %v of %s", ErrValidationOverflow, t.Shape, t.DType))
+		}
+		if nbits%8 != 0 {
+			return nil, fail(t.Name, fmt.Errorf("%w: %s shape %v is %d bits", ErrMisalignedSlice, t.DType, t.Shape, nbits))
+		}
+		size := int64(nbits / 8)
+		switch {
+		case t.Data != nil && t.WriteTo != nil:
+			return nil, fail(t.Name, errors.New("safetensors: both Data and WriteTo are set"))
+		case t.WriteTo == nil && int64(len(t.Data)) != size:
+			return nil, fail(t.Name, fmt.Errorf("%w: %s shape %v needs %d bytes, Data has %d",
+				ErrInvalidTensorView, t.DType, t.Shape, size, len(t.Data)))
+		}
+		p.sizes[i] = size
+	}
+	for k, v := range metadata {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return nil, fail("__metadata__", fmt.Errorf("%w: metadata key %q is not valid UTF-8", ErrInvalidHeader, k))
+		}
+	}
+	// Header: compact, __metadata__ first, entries in offset order.
+	h := make([]byte, 0, est+64*len(p.tensors)+16)
+	h = append(h, '{')
+	if metadata != nil {
+		h = appendString(h, "__metadata__")
+		h = append(h, ':', '{')
+		keys := make([]string, 0, len(metadata))
+		for k := range metadata {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for i, k := range keys {
+			if i > 0 {
+				h = append(h, ',')
+			}
+			h = appendString(h, k)
+			h = append(h, ':')
+			h = appendString(h, metadata[k])
+		}
+		h = append(h, '}')
+	}
+	var off uint64
+	for i, t := range p.tensors {
+		if i > 0 || metadata != nil {
+			h = append(h, ',')
+		}
+		h = appendString(h, t.Name)
+		h = append(h, `:{"dtype":"`...)
+		h = append(h, t.DType.String()...)
+		h = append(h, `","shape":[`...)
+		for j, d := range t.Shape {
+			if j > 0 {
+				h = append(h, ',')
+			}
+			h = strconv.AppendInt(h, int64(d), 10)
+		}
+		h = append(h, `],"data_offsets":[`...)
+		h = strconv.AppendUint(h, off, 10)
+		h = append(h, ',')
+		end, carry := bits.Add64(off, uint64(p.sizes[i]), 0)
+		if carry != 0 || end > math.MaxInt64-MaxHeaderSize-prefixSize {
+			return nil, fail(t.Name, fmt.Errorf("%w: data size overflows", ErrValidationOverflow))
+		}
+		off = end
+		h = strconv.AppendUint(h, off, 10)
+		h = append(h, ']', '}')
+		if len(h) > MaxHeaderSize {
+			return nil, fail("", fmt.Errorf("%w: header would exceed %d bytes", ErrHeaderTooLarge, MaxHeaderSize))
+		}
+	}
+	h = append(h, '}')
+	for len(h)%8 != 0 {
+		h = append(h, ' ')
+	}
+	if len(h) > MaxHeaderSize {
+		return nil, fail("", fmt.Errorf("%w: header is %d bytes", ErrHeaderTooLarge, len(h)))
+	}
+	p.header = h
+	return p, nil
+}
+
+// appendString appends s as a JSON string escaped exactly as serde_json
+// does: only '"', '\\' and control characters are escaped (\b \f \n \r \t,
+// otherwise \u00xx); '<', '>', '&', U+2028 and all non-ASCII are kept.
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"':
+			b = append(b, '\\', '"')
+		case '\\':
+			b = append(b, '\\', '\\')
+		case '\b':
+			b = append(b, '\\', 'b')
+		case '\f':
+			b = append(b, '\\', 'f')
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// Write writes tensors and metadata to w in the canonical form of the
+// reference writer: tensors sorted by dtype rank (descending, so 8-byte
+// types come first) then name; a compact header with "__metadata__" first
+// (keys sorted) and entries in offset order with fields dtype, shape,
+// data_offsets; the header padded with spaces to a multiple of 8. Metadata
+// gets "format":"pt" unless it has a "format" key or WithExactMetadata is
+// given. Nothing is written if the tensors are invalid; each WriteTo
+// callback must write exactly its tensor's Size() bytes.
+func Write(w io.Writer, tensors []Tensor, metadata map[string]string, opts ...WriteOption) error {
+	var o writeOptions
+	for _, f := range opts {
+		if f != nil {
+			f(&o)
+		}
+	}
+	return write(w, tensors, metadata, &o)
+}
+
+func write(w io.Writer, tensors []Tensor, metadata map[string]string, o *writeOptions) error {
+	p, err := makePlan(tensors, metadata, o)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	var prefix [prefixSize]byte
+	n := uint64(len(p.header))
+	for i := range prefix {
+		prefix[i] = byte(n >> (8 * i))
+	}
+	if _, err := bw.Write(prefix[:]); err != nil {
+		return &TensorError{File: o.name, Err: err}
+	}
+	if _, err := bw.Write(p.header); err != nil {
+		return &TensorError{File: o.name, Err: err}
+	}
+	for i, t := range p.tensors {
+		if t.WriteTo == nil {
+			if _, err := bw.Write(t.Data); err != nil {
+				return &TensorError{File: o.name, Tensor: t.Name, Err: err}
+			}
+			continue
+		}
+		lw := &limitedWriter{w: bw, left: p.sizes[i]}
+		if err := t.WriteTo(lw); err != nil {
+			return &TensorError{File: o.name, Tensor: t.Name, Err: err}
+		}
+		if lw.over || lw.left != 0 {
+			return &TensorError{File: o.name, Tensor: t.Name, Err: fmt.Errorf(
+				"%w: WriteTo wrote %d bytes, want %d", ErrInvalidTensorView, p.sizes[i]-lw.left+lw.extra, p.sizes[i])}
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return &TensorError{File: o.name, Err: err}
+	}
+	return nil
+}
+
+// limitedWriter passes at most left bytes and records any excess.
+type limitedWriter struct {
+	w     io.Writer
+	left  int64
+	extra int64
+	over  bool
+}
+
+var errTooMuch = errors.New("safetensors: WriteTo wrote more than the tensor size")
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.left {
+		l.over = true
+		l.extra += int64(len(p)) - l.left
+		return 0, fmt.Errorf("%w: %w", ErrInvalidTensorView, errTooMuch)
+	}
+	n, err := l.w.Write(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+// CopyTensor returns a Tensor that streams the named tensor's bytes
+// unchanged from f (for writing untouched tensors byte-identically without
+// holding them in memory). f must stay open until the tensor is written.
+func (f *File) CopyTensor(name string) (Tensor, error) {
+	t, err := f.lookup(name)
+	if err != nil {
+		return Tensor{}, err
+	}
+	return Tensor{
+		Name:  t.Name,
+		DType: t.DType,
+		Shape: slices.Clone(t.Shape),
+		WriteTo: func(w io.Writer) error {
+			sec := io.NewSectionReader(f.readerAt(), f.DataOffset()+t.Offsets[0], t.Offsets[1]-t.Offsets[0])
+			_, err := io.Copy(w, sec)
+			return err
+		},
+	}, nil
+}
