@@ -1,0 +1,117 @@
+package kernels
+
+import (
+	"runtime"
+	"sync"
+)
+
+// implSet is one complete set of kernel bodies: the pure-Go twins or one of
+// the assembly levels. Bodies trust their arguments; the exported functions
+// check lengths first.
+type implSet struct {
+	name    string
+	axpy    func(alpha float32, x, y []float32)
+	scale   func(alpha float32, x []float32)
+	scaleTo func(dst []float32, alpha float32, x []float32)
+	add     func(dst, x []float32)
+	sub     func(dst, x []float32)
+	neg     func(x []float32)
+	mul     func(dst, x []float32)
+	absMax  func(x []float32) float32
+	// dotLanes and sumSquaresLanes take len(x) a multiple of 16 and return
+	// the 16-lane sum folded as reduceLanes does.
+	dotLanes        func(x, y []float32) float64
+	sumSquaresLanes func(x []float32) float64
+	f16ToF32        func(dst []float32, src []uint16)
+	f32ToF16        func(dst []uint16, src []float32)
+	bf16ToF32       func(dst []float32, src []uint16)
+	f32ToBF16       func(dst []uint16, src []float32)
+	// rankRow is: for k := range c { for j := range w { w[j] += float32(c[k] * a[k*stride+j]) } }
+	rankRow func(w, c, a []float32, stride int)
+}
+
+// rankRowGeneric is: for k := range c { for j := range w { w[j] += float32(c[k] * a[k*stride+j]) } }
+func rankRowGeneric(w, c, a []float32, stride int) {
+	for k, ck := range c {
+		axpyGeneric(ck, a[k*stride:k*stride+len(w)], w)
+	}
+}
+
+var genericImpl = &implSet{
+	name:            "generic",
+	axpy:            axpyGeneric,
+	scale:           scaleGeneric,
+	scaleTo:         scaleToGeneric,
+	add:             addGeneric,
+	sub:             subGeneric,
+	neg:             negGeneric,
+	mul:             mulGeneric,
+	absMax:          absMaxGeneric,
+	dotLanes:        dotLanesGeneric,
+	sumSquaresLanes: sumSquaresLanesGeneric,
+	f16ToF32:        f16ToF32Generic,
+	f32ToF16:        f32ToF16Generic,
+	bf16ToF32:       bf16ToF32Generic,
+	f32ToBF16:       f32ToBF16Generic,
+	rankRow:         rankRowGeneric,
+}
+
+// cur is the active implementation, chosen at init by the platform's
+// dispatch file and swapped by setImpl in tests.
+var cur = bestImpl()
+
+// Impl names the active path: "avx512", "avx2" or "generic".
+func Impl() string { return cur.name }
+
+// setImpl makes the named level active (one of implLevels()) and returns a
+// function restoring the previous one; it is a test hook, like
+// klauspost/compress's cpuinfo.DisableBMI2. It panics on an unknown or
+// unsupported level.
+func setImpl(level string) (restore func()) {
+	prev := cur
+	for _, s := range implLevels() {
+		if s.name == level {
+			cur = s
+			return func() { cur = prev }
+		}
+	}
+	panic("kernels: setImpl: level " + level + " not available")
+}
+
+// parMin is the element count from which a kernel splits its work across
+// GOMAXPROCS goroutines (measured: below it the goroutine start-up costs more
+// than the second core gives back; see bench_test.go).
+var parMin = 1 << 20
+
+// parAlign keeps chunk boundaries on 64-element multiples, so no two
+// goroutines write one cache line, whatever the element size.
+const parAlign = 64
+
+// workers returns how many goroutines n elements are split across.
+func workers(n int) int {
+	if n < parMin {
+		return 1
+	}
+	p := runtime.GOMAXPROCS(0)
+	if w := n / (parMin / 2); w < p {
+		p = w
+	}
+	return max(p, 1)
+}
+
+// parallel calls f on consecutive ranges [lo, hi) covering [0, n), in
+// parallel when n is large.
+func parallel(n int, f func(lo, hi int)) {
+	w := workers(n)
+	if w <= 1 {
+		f(0, n)
+		return
+	}
+	chunk := (n/w + parAlign - 1) / parAlign * parAlign
+	var wg sync.WaitGroup
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		wg.Go(func() { f(lo, hi) })
+	}
+	wg.Wait()
+}

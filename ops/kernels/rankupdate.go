@@ -1,0 +1,78 @@
+package kernels
+
+import (
+	"math/bits"
+	"strconv"
+	"sync"
+)
+
+// RankUpdate adds the rank-r product s·B·A to W:
+//
+//	for i := 0; i < out; i++ {
+//		for k := 0; k < r; k++ {
+//			c := s * b[i*r+k]
+//			for j := 0; j < in; j++ { w[i*in+j] += float32(c * a[k*in+j]) }
+//		}
+//	}
+//
+// W is out×in, B out×r and A r×in, all row-major float32. Each element of W
+// receives its r terms in order k = 0…r-1, each product rounded to float32
+// before the add, so every path and blocking gives the same bits. The fast
+// path reads and writes each element of W once: it keeps a W segment in
+// registers while adding all r rows of A, with A's columns blocked to stay in
+// cache, and splits rows of W across GOMAXPROCS goroutines for large W.
+//
+// It panics if a dimension is negative or len(w) != out*in,
+// len(b) != out*r or len(a) != r*in.
+func RankUpdate(w []float32, out, in int, s float32, b []float32, a []float32, r int) {
+	if out < 0 || in < 0 || r < 0 {
+		panic("kernels: RankUpdate: negative dimension out=" + strconv.Itoa(out) + " in=" + strconv.Itoa(in) + " r=" + strconv.Itoa(r))
+	}
+	checkProd := func(name string, got, p, q int) {
+		hi, lo := bits.Mul64(uint64(p), uint64(q))
+		if hi != 0 || lo != uint64(got) {
+			panic("kernels: RankUpdate: len(" + name + ")=" + strconv.Itoa(got) + " != " + strconv.Itoa(p) + "×" + strconv.Itoa(q))
+		}
+	}
+	checkProd("w", len(w), out, in)
+	checkProd("b", len(b), out, r)
+	checkProd("a", len(a), r, in)
+	if out == 0 || in == 0 || r == 0 {
+		return
+	}
+	f := cur.rankRow
+	// Column block: keep r rows × cw columns of A (≤ 256 KiB) in cache.
+	cw := in
+	if r*in > 64<<10 {
+		cw = max(256, (64<<10)/r&^63)
+	}
+	const rowBlock = 32
+	rows := func(i0, i1 int) {
+		c := make([]float32, r)
+		for ib := i0; ib < i1; ib += rowBlock {
+			ie := min(ib+rowBlock, i1)
+			for j0 := 0; j0 < in; j0 += cw {
+				j1 := min(j0+cw, in)
+				for i := ib; i < ie; i++ {
+					for k := range c {
+						c[k] = s * b[i*r+k]
+					}
+					f(w[i*in+j0:i*in+j1], c, a[j0:], in)
+				}
+			}
+		}
+	}
+	nw := workers(out * in)
+	if nw <= 1 || out < 2 {
+		rows(0, out)
+		return
+	}
+	nw = min(nw, out)
+	per := (out + nw - 1) / nw
+	var wg sync.WaitGroup
+	for i := 0; i < out; i += per {
+		hi := min(i+per, out)
+		wg.Go(func() { rows(i, hi) })
+	}
+	wg.Wait()
+}
