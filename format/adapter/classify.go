@@ -1,0 +1,631 @@
+package adapter
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/adaptool/adaptool/format/safetensors"
+)
+
+// Dialect is the key-naming convention of an adapter file.
+type Dialect string
+
+// The dialects Load recognises.
+const (
+	DialectPEFT            Dialect = "peft"
+	DialectDiffusers       Dialect = "diffusers"
+	DialectDiffusersLegacy Dialect = "diffusers-legacy"
+	DialectKohya           Dialect = "kohya"
+	DialectMLX             Dialect = "mlx"
+	DialectUnknown         Dialect = "unknown"
+)
+
+// Kind is what a module's tensors do to the base model.
+type Kind string
+
+// The module kinds.
+const (
+	KindLoRA          Kind = "lora"           // additive B·A on a Linear/Conv1D
+	KindLoRAEmbedding Kind = "lora_embedding" // lora_embedding_A/B on an Embedding
+	KindLoRAConv      Kind = "lora_conv"      // A with kernel dims (r,in,k…)
+	KindDoRA          Kind = "dora"           // LoRA + lora_magnitude_vector
+	KindAdaLoRA       Kind = "adalora"        // lora_A, lora_E, lora_B
+	KindKaSA          Kind = "kasa"           // lora_A, lora_diag, lora_B
+	KindIA3           Kind = "ia3"            // multiplicative ia3_l
+	KindLoHa          Kind = "loha"
+	KindLoKr          Kind = "lokr"
+	KindVeRA          Kind = "vera"
+	KindPrompt        Kind = "prompt"     // prompt / p-tuning prompt_embeddings
+	KindPrefix        Kind = "prefix"     // prefix-tuning prompt_embeddings
+	KindFull          Kind = "full"       // whole tensors: modules_to_save, biases, passthrough
+	KindIncomplete    Kind = "incomplete" // low-rank pair with a factor missing
+)
+
+// Tensor roles used as keys of Module.Tensors.
+const (
+	RoleA          = "lora_A"    // PEFT lora_A / lora_embedding_A, kohya lora_down, MLX lora_a, diffusers down
+	RoleB          = "lora_B"    // PEFT lora_B / lora_embedding_B, kohya lora_up, MLX lora_b, diffusers up
+	RoleE          = "lora_E"    // AdaLoRA singular values (k,1)
+	RoleDiag       = "lora_diag" // KaSA diagonal (r,)
+	RoleMagnitude  = "magnitude" // DoRA lora_magnitude_vector, kohya dora_scale, MLX m
+	RoleLoRABias   = "lora_bias" // lora_B.bias
+	RoleIA3        = "ia3_l"
+	RoleWeight     = "weight" // a full weight (modules_to_save, base_layer.weight, passthrough)
+	RoleBias       = "bias"   // a full bias (bias=all/lora_only, modules_to_save)
+	RoleAlpha      = "alpha"  // kohya rank-0 alpha tensor
+	RolePrompt     = "prompt_embeddings"
+	RoleTokenDelta = "trainable_tokens_delta"
+)
+
+// TensorRef identifies one tensor of the adapter's safetensors file.
+type TensorRef struct {
+	Name  string
+	DType safetensors.DType
+	Shape []int
+}
+
+func refOf(t safetensors.TensorInfo) TensorRef {
+	return TensorRef{Name: t.Name, DType: t.DType, Shape: t.Shape}
+}
+
+// known adapter-name segments stripped from PEFT keys (exact segments only).
+var defaultAdapterNames = []string{"default"}
+
+// roles that live in a ModuleDict (adapter name second to last, before .weight/.bias)
+var moduleDictRoles = map[string]bool{"lora_A": true, "lora_B": true, "lora_magnitude_vector": true}
+
+// roles that live in a ParameterDict/BufferDict (adapter name last)
+var paramDictRoles = map[string]bool{
+	"lora_A": true, "lora_B": true, "lora_E": true, "lora_diag": true,
+	"lora_embedding_A": true, "lora_embedding_B": true, "ia3_l": true,
+	"hada_w1_a": true, "hada_w1_b": true, "hada_w2_a": true, "hada_w2_b": true, "hada_t1": true, "hada_t2": true,
+	"lokr_w1": true, "lokr_w1_a": true, "lokr_w1_b": true, "lokr_w2": true, "lokr_w2_a": true, "lokr_w2_b": true, "lokr_t2": true,
+	"vera_lambda_b": true, "vera_lambda_d": true, "trainable_tokens_delta": true,
+}
+
+// stripAdapterName removes an adapter name that sits in ModuleDict or
+// ParameterDict position, only when it is exactly one of names.
+func stripAdapterName(key string, names []string) string {
+	segs := strings.Split(key, ".")
+	n := len(segs)
+	isName := func(s string) bool {
+		for _, a := range names {
+			if s == a {
+				return true
+			}
+		}
+		return false
+	}
+	if n >= 3 && (segs[n-1] == "weight" || segs[n-1] == "bias") && isName(segs[n-2]) && moduleDictRoles[segs[n-3]] {
+		return strings.Join(append(segs[:n-2:n-2], segs[n-1]), ".")
+	}
+	if n >= 2 && isName(segs[n-1]) && paramDictRoles[segs[n-2]] {
+		return strings.Join(segs[:n-1], ".")
+	}
+	return key
+}
+
+type suffixRole struct {
+	suffix string
+	role   string
+	emb    bool
+}
+
+// PEFT / modern diffusers suffixes, longest first where they overlap.
+var peftSuffixes = []suffixRole{
+	{".lora_A.weight", RoleA, false},
+	{".lora_B.weight", RoleB, false},
+	{".lora_B.bias", RoleLoRABias, false},
+	{".lora_embedding_A", RoleA, true},
+	{".lora_embedding_B", RoleB, true},
+	{".lora_magnitude_vector.weight", RoleMagnitude, false},
+	{".lora_magnitude_vector", RoleMagnitude, false},
+	{".lora_A", RoleA, false},
+	{".lora_B", RoleB, false},
+	{".lora_E", RoleE, false},
+	{".lora_diag", RoleDiag, false},
+	{".ia3_l", RoleIA3, false},
+	{".token_adapter.trainable_tokens_delta", RoleTokenDelta, false},
+	{".base_layer.weight", RoleWeight, false},
+	{".base_layer.bias", RoleBias, false},
+	{".weight", RoleWeight, false},
+	{".bias", RoleBias, false},
+	{".alpha", RoleAlpha, false},
+}
+
+var lycorisRoles = []string{
+	"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
+	"lokr_w1_a", "lokr_w1_b", "lokr_w2_a", "lokr_w2_b", "lokr_w1", "lokr_w2", "lokr_t2",
+	"vera_lambda_b", "vera_lambda_d",
+}
+
+// Component prefixes of diffusers pipelines, kept in module names.
+var componentPrefixes = []string{"unet.", "text_encoder.", "text_encoder_2.", "text_encoder_3.", "transformer.", "prior.", "controlnet."}
+
+func hasComponentPrefix(name string) bool {
+	for _, p := range componentPrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+var kohyaPrefixes = []string{"lora_unet_", "lora_te_", "lora_te1_", "lora_te2_", "lora_te3_", "lora_transformer_", "lycoris_", "lora_prior_unet_"}
+
+func isKohyaKey(name string) bool {
+	for _, p := range kohyaPrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return strings.Contains(name, ".lora_down.") || strings.Contains(name, ".lora_up.")
+}
+
+func isLegacyDiffusersKey(name string) bool {
+	return strings.Contains(name, ".processor.") || strings.Contains(name, "_lora.down.") ||
+		strings.Contains(name, "_lora.up.") || strings.HasSuffix(name, ".lora.down.weight") ||
+		strings.HasSuffix(name, ".lora.up.weight") || strings.Contains(name, ".lora_linear_layer.")
+}
+
+var unetKeyRe = regexp.MustCompile(`(^|\.)(down_blocks|up_blocks|mid_block|transformer_blocks|single_transformer_blocks)\.`)
+
+// detectDialect decides the file-level dialect from the tensor names, the
+// file metadata, the config (PEFT, diffusers metadata or MLX) and whether a
+// PEFT adapter_config.json with a peft_type accompanies the file.
+func detectDialect(names []string, meta map[string]string, cfg *Config, peftConfig bool) Dialect {
+	var peft, kohya, mlx, legacy, lowRank, component, unetLike, vit bool
+	for _, n := range names {
+		switch {
+		case strings.HasPrefix(n, "base_model.model.") || strings.HasPrefix(n, "base_model.vera_") || n == "prompt_embeddings":
+			peft = true
+		case isKohyaKey(n):
+			kohya = true
+		case strings.HasSuffix(n, ".lora_a") || strings.HasSuffix(n, ".lora_b"):
+			mlx = true
+		case isLegacyDiffusersKey(n):
+			legacy = true
+		}
+		if strings.Contains(n, ".lora_A") || strings.Contains(n, ".lora_B") {
+			lowRank = true
+		}
+		if hasComponentPrefix(n) {
+			component = true
+		}
+		if unetKeyRe.MatchString(n) {
+			unetLike = true
+		}
+		if strings.HasPrefix(n, "w_a_") || strings.HasPrefix(n, "w_b_") {
+			vit = true
+		}
+	}
+	switch {
+	case cfg.IsMLX() || mlx:
+		return DialectMLX
+	case kohya:
+		return DialectKohya
+	case legacy:
+		return DialectDiffusersLegacy
+	case peft:
+		return DialectPEFT
+	case peftConfig && !component:
+		return DialectPEFT
+	case lowRank && (component || unetLike || meta["lora_adapter_metadata"] != ""):
+		return DialectDiffusers
+	case lowRank:
+		return DialectPEFT
+	case vit:
+		return DialectUnknown
+	case peftConfig:
+		return DialectPEFT
+	}
+	return DialectUnknown
+}
+
+// parsedKey is one tensor name split into module and role.
+type parsedKey struct {
+	module string
+	role   string
+	emb    bool
+	ok     bool // the role was recognised
+}
+
+func parsePEFTKey(name string, adapterNames []string) parsedKey {
+	if name == "prompt_embeddings" || name == "prefix_task_cols" || name == "prefix_task_rows" {
+		return parsedKey{module: "prompt_embeddings", role: name, ok: true}
+	}
+	key := strings.TrimPrefix(name, "base_model.model.")
+	key = stripAdapterName(key, adapterNames)
+	for _, r := range lycorisRoles {
+		if strings.HasSuffix(key, "."+r) {
+			return parsedKey{module: strings.TrimSuffix(key, "."+r), role: r, ok: true}
+		}
+	}
+	for _, s := range peftSuffixes {
+		if strings.HasSuffix(key, s.suffix) && len(key) > len(s.suffix) {
+			return parsedKey{module: strings.TrimSuffix(key, s.suffix), role: s.role, emb: s.emb, ok: true}
+		}
+	}
+	return unknownKey(key)
+}
+
+// unknownKey keeps an unrecognised tensor as a passthrough tensor.
+func unknownKey(key string) parsedKey {
+	if i := strings.LastIndexByte(key, '.'); i > 0 && i < len(key)-1 {
+		return parsedKey{module: key[:i], role: key[i+1:]}
+	}
+	return parsedKey{module: key, role: "tensor"}
+}
+
+var legacyRe = regexp.MustCompile(`^(.*)\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$`)
+
+func parseLegacyKey(name string) parsedKey {
+	key := strings.Replace(name, ".processor.", ".", 1)
+	if m := legacyRe.FindStringSubmatch(key); m != nil {
+		mod := m[1] + "." + m[2]
+		if m[2] == "to_out" {
+			mod += ".0"
+		}
+		role := RoleA
+		if m[3] == "up" {
+			role = RoleB
+		}
+		return parsedKey{module: mod, role: role, ok: true}
+	}
+	for _, s := range []struct{ suf, role string }{
+		{".lora.down.weight", RoleA}, {".lora.up.weight", RoleB},
+		{".lora_linear_layer.down.weight", RoleA}, {".lora_linear_layer.up.weight", RoleB},
+	} {
+		if strings.HasSuffix(key, s.suf) {
+			return parsedKey{module: strings.TrimSuffix(key, s.suf), role: s.role, ok: true}
+		}
+	}
+	return parsePEFTKey(key, nil)
+}
+
+func parseKohyaKey(name string) parsedKey {
+	for _, s := range []struct{ suf, role string }{
+		{".lora_down.weight", RoleA}, {".lora_up.weight", RoleB}, {".alpha", RoleAlpha},
+		{".dora_scale", RoleMagnitude}, {".lora_mid.weight", "lora_mid"},
+		{".diff", RoleWeight}, {".diff_b", RoleBias},
+	} {
+		if strings.HasSuffix(name, s.suf) {
+			return parsedKey{module: strings.TrimSuffix(name, s.suf), role: s.role, ok: true}
+		}
+	}
+	return parsePEFTKey(name, nil)
+}
+
+func parseMLXKey(name string) parsedKey {
+	for _, s := range []struct{ suf, role string }{
+		{".lora_a", RoleA}, {".lora_b", RoleB}, {".m", RoleMagnitude},
+	} {
+		if strings.HasSuffix(name, s.suf) {
+			return parsedKey{module: strings.TrimSuffix(name, s.suf), role: s.role, ok: true}
+		}
+	}
+	return parsePEFTKey(name, nil)
+}
+
+var vitKeyRe = regexp.MustCompile(`^w_([ab])_(\d+)$`)
+
+func parseUnknownKey(name string) parsedKey {
+	if m := vitKeyRe.FindStringSubmatch(name); m != nil {
+		role := RoleA
+		if m[1] == "b" {
+			role = RoleB
+		}
+		return parsedKey{module: "w_" + m[2], role: role, ok: true}
+	}
+	return parsePEFTKey(name, nil)
+}
+
+// classification is the result of grouping a file's tensors into modules.
+type classification struct {
+	dialect  Dialect
+	producer string
+	modules  []*Module
+	shared   map[string]TensorRef
+	unknown  []string // tensors kept as passthrough because their role is not known
+	warnings []string
+}
+
+// classify groups tensors into modules and assigns each a kind, a rank and
+// in/out features. It reads no tensor data.
+func classify(tensors []TensorRef, meta map[string]string, cfg *Config, peftConfig bool, adapterNames []string) *classification {
+	names := make([]string, len(tensors))
+	for i, t := range tensors {
+		names[i] = t.Name
+	}
+	cl := &classification{dialect: detectDialect(names, meta, cfg, peftConfig), shared: map[string]TensorRef{}}
+	cl.producer = detectProducer(cl.dialect, names, meta, cfg)
+	if len(adapterNames) == 0 {
+		adapterNames = defaultAdapterNames
+	}
+	byName := map[string]*Module{}
+	embed := map[string]bool{}
+	for _, t := range tensors {
+		if t.Name == "base_model.vera_A" || t.Name == "base_model.vera_B" {
+			cl.shared[strings.TrimPrefix(t.Name, "base_model.")] = t
+			continue
+		}
+		var pk parsedKey
+		switch cl.dialect {
+		case DialectKohya:
+			pk = parseKohyaKey(t.Name)
+		case DialectMLX:
+			pk = parseMLXKey(t.Name)
+		case DialectDiffusersLegacy:
+			pk = parseLegacyKey(t.Name)
+		case DialectUnknown:
+			pk = parseUnknownKey(t.Name)
+		default:
+			pk = parsePEFTKey(t.Name, adapterNames)
+		}
+		if !pk.ok {
+			cl.unknown = append(cl.unknown, t.Name)
+		}
+		m := byName[pk.module]
+		if m == nil {
+			m = &Module{Name: pk.module, Tensors: map[string]TensorRef{}}
+			byName[pk.module] = m
+		}
+		role := pk.role
+		if _, dup := m.Tensors[role]; dup {
+			// Two tensors map to one role (e.g. lora_A.weight and a stray
+			// lora_A): keep both, the second under its full name.
+			role = t.Name
+			cl.warnings = append(cl.warnings, fmt.Sprintf("tensor %q maps to role %s of module %q which is already taken; kept as passthrough", t.Name, pk.role, pk.module))
+		}
+		m.Tensors[role] = t
+		if pk.emb {
+			embed[pk.module] = true
+		}
+	}
+	for _, m := range byName {
+		cl.finish(m, embed[m.Name], cfg)
+		cl.modules = append(cl.modules, m)
+	}
+	sort.Slice(cl.modules, func(i, j int) bool { return cl.modules[i].Name < cl.modules[j].Name })
+	if len(cl.shared) > 0 {
+		for _, m := range cl.modules {
+			if m.Kind == KindVeRA {
+				for k, v := range cl.shared {
+					m.Tensors[k] = v
+				}
+			}
+		}
+	}
+	cl.flagWrapper()
+	return cl
+}
+
+func hasPrefix(m map[string]TensorRef, p string) bool {
+	for k := range m {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func dim(s []int, i int) int {
+	if i < 0 {
+		i += len(s)
+	}
+	if i < 0 || i >= len(s) {
+		return 0
+	}
+	return s[i]
+}
+
+// finish assigns kind, rank and features of one module.
+func (cl *classification) finish(m *Module, emb bool, cfg *Config) {
+	a, hasA := m.Tensors[RoleA]
+	b, hasB := m.Tensors[RoleB]
+	peftType := ""
+	if cfg != nil {
+		peftType = strings.ToUpper(cfg.PeftType)
+	}
+	switch {
+	case hasA && hasB:
+		m.Kind = KindLoRA
+		switch cl.dialect {
+		case DialectMLX:
+			m.Transposed = true
+			if len(a.Shape) == 3 { // SwitchLinear: a (E,r,in), b (E,out,r)
+				m.Experts = a.Shape[0]
+				m.Rank, m.InFeatures, m.OutFeatures = a.Shape[1], a.Shape[2], dim(b.Shape, 1)
+			} else { // a (in,r), b (r,out)
+				m.Rank, m.InFeatures, m.OutFeatures = dim(a.Shape, 1), dim(a.Shape, 0), dim(b.Shape, 1)
+			}
+			if isEmbeddingName(m.Name) {
+				m.Kind = KindLoRAEmbedding
+			}
+		default:
+			m.Rank, m.InFeatures, m.OutFeatures = dim(a.Shape, 0), dim(a.Shape, 1), dim(b.Shape, 0)
+			if len(a.Shape) > 2 {
+				m.Kind = KindLoRAConv
+				m.Kernel = append([]int(nil), a.Shape[2:]...)
+			}
+			if emb {
+				m.Kind = KindLoRAEmbedding
+			}
+		}
+		switch {
+		case hasRole(m, RoleE) || peftType == "ADALORA":
+			m.Kind = KindAdaLoRA
+		case hasRole(m, RoleDiag):
+			m.Kind = KindKaSA
+		case hasRole(m, RoleMagnitude):
+			m.Kind = KindDoRA
+		}
+	case hasA || hasB:
+		m.Kind = KindIncomplete
+		if hasA {
+			m.Rank = dim(a.Shape, 0)
+			m.InFeatures = dim(a.Shape, 1)
+			if cl.dialect == DialectMLX {
+				m.Rank, m.InFeatures = dim(a.Shape, 1), dim(a.Shape, 0)
+			}
+		} else {
+			m.Rank, m.OutFeatures = dim(b.Shape, 1), dim(b.Shape, 0)
+			if cl.dialect == DialectMLX {
+				m.Rank, m.OutFeatures = dim(b.Shape, 0), dim(b.Shape, 1)
+			}
+		}
+	case hasRole(m, RoleIA3):
+		m.Kind = KindIA3
+		l := m.Tensors[RoleIA3].Shape
+		// Linear: (out,1); feed-forward: (1,in); conv: (1,C,1,1)
+		if len(l) == 2 && l[0] == 1 && l[1] != 1 {
+			m.Feedforward, m.InFeatures = true, l[1]
+		} else if len(l) == 2 {
+			m.OutFeatures = l[0]
+		} else if len(l) == 4 {
+			ff := false
+			if cfg != nil {
+				ff, _ = cfg.FeedforwardModules.Matches(m.Name)
+			}
+			m.Feedforward = ff
+			if ff {
+				m.InFeatures = l[1]
+			} else {
+				m.OutFeatures = l[1]
+			}
+		}
+	case hasPrefix(m.Tensors, "hada_"):
+		m.Kind = KindLoHa
+		w1a, w1b := m.Tensors["hada_w1_a"], m.Tensors["hada_w1_b"]
+		if _, cp := m.Tensors["hada_t1"]; cp { // effective conv: w1_a (r,out), w1_b (r,in)
+			m.Rank, m.OutFeatures, m.InFeatures = dim(w1a.Shape, 0), dim(w1a.Shape, 1), dim(w1b.Shape, 1)
+			if t1 := m.Tensors["hada_t1"].Shape; len(t1) > 2 {
+				m.Kernel = append([]int(nil), t1[2:]...)
+			}
+		} else { // w1_a (out,r), w1_b (r,in[,k…])
+			m.Rank, m.OutFeatures, m.InFeatures = dim(w1b.Shape, 0), dim(w1a.Shape, 0), dim(w1b.Shape, 1)
+			if len(w1b.Shape) > 2 {
+				m.Kernel = append([]int(nil), w1b.Shape[2:]...)
+			}
+		}
+	case hasPrefix(m.Tensors, "lokr_"):
+		m.Kind = KindLoKr
+		outL, inM := factorDims(m, "lokr_w1")
+		outK, inN := factorDims(m, "lokr_w2")
+		m.OutFeatures, m.InFeatures = outL*outK, inM*inN
+		if t, ok := m.Tensors["lokr_w1_a"]; ok {
+			m.Rank = dim(t.Shape, 1)
+		} else if t, ok := m.Tensors["lokr_w2_a"]; ok {
+			m.Rank = dim(t.Shape, 1)
+		}
+	case hasPrefix(m.Tensors, "vera_lambda_"):
+		m.Kind = KindVeRA
+		m.OutFeatures = dim(m.Tensors["vera_lambda_b"].Shape, 0)
+		m.Rank = dim(m.Tensors["vera_lambda_d"].Shape, 0)
+	case hasRole(m, RolePrompt):
+		m.Kind = KindPrompt
+		if peftType == "PREFIX_TUNING" {
+			m.Kind = KindPrefix
+		}
+	default:
+		m.Kind = KindFull
+		if w, ok := m.Tensors[RoleWeight]; ok && len(w.Shape) >= 2 {
+			m.OutFeatures, m.InFeatures = w.Shape[0], w.Shape[1]
+		}
+	}
+}
+
+// factorDims returns (rows, cols) of a LoKr factor, whole or as _a·_b.
+func factorDims(m *Module, base string) (int, int) {
+	if t, ok := m.Tensors[base]; ok {
+		return dim(t.Shape, 0), dim(t.Shape, 1)
+	}
+	a, b := m.Tensors[base+"_a"], m.Tensors[base+"_b"]
+	cols := dim(b.Shape, 1)
+	for _, k := range b.Shape[min(2, len(b.Shape)):] {
+		cols *= k
+	}
+	return dim(a.Shape, 0), cols
+}
+
+func hasRole(m *Module, role string) bool {
+	_, ok := m.Tensors[role]
+	return ok
+}
+
+func isEmbeddingName(name string) bool {
+	last := name[strings.LastIndexByte(name, '.')+1:]
+	switch last {
+	case "embed_tokens", "wte", "wpe", "word_embeddings", "embeddings", "shared", "tok_embeddings", "embed":
+		return true
+	}
+	return false
+}
+
+// flagWrapper warns about LoRA wrapped around a ModulesToSaveWrapper: keys
+// X.lora_A next to X.modules_to_save.lora_A and X.original_module.lora_A.
+func (cl *classification) flagWrapper() {
+	names := map[string]bool{}
+	for _, m := range cl.modules {
+		names[m.Name] = true
+	}
+	for _, m := range cl.modules {
+		for _, suf := range []string{".modules_to_save", ".original_module"} {
+			if strings.HasSuffix(m.Name, suf) && m.Kind != KindFull {
+				m.Wrapped = true
+				parent := strings.TrimSuffix(m.Name, suf)
+				if suf == ".modules_to_save" {
+					cl.warnings = append(cl.warnings, fmt.Sprintf("module %q: LoRA was applied to a ModulesToSaveWrapper (keys %s.lora_*, %s.modules_to_save.lora_*, %s.original_module.lora_*); which copy a merge should target is ambiguous", parent, parent, parent, parent))
+				}
+			}
+		}
+	}
+	for _, m := range cl.modules {
+		if names[m.Name+".modules_to_save"] || names[m.Name+".original_module"] {
+			m.Wrapped = true
+		}
+	}
+}
+
+// detectProducer names the software that most likely wrote the file.
+func detectProducer(d Dialect, names []string, meta map[string]string, cfg *Config) string {
+	if s := meta["software"]; s != "" {
+		var sw struct {
+			Name string `json:"name"`
+		}
+		if json.Unmarshal([]byte(s), &sw) == nil && sw.Name != "" {
+			return sw.Name
+		}
+	}
+	_, kohyaMeta := meta["ss_network_module"]
+	switch d {
+	case DialectMLX:
+		return "mlx-lm"
+	case DialectKohya:
+		if strings.Contains(meta["ss_network_module"], "lycoris") {
+			return "lycoris"
+		}
+		return "kohya-ss"
+	case DialectDiffusersLegacy:
+		return "diffusers"
+	case DialectDiffusers:
+		if kohyaMeta || meta["ss_output_name"] != "" || meta["sshs_model_hash"] != "" {
+			return "ai-toolkit"
+		}
+		return "diffusers"
+	case DialectPEFT:
+		if cfg != nil && cfg.PeftVersion != "" {
+			return "peft " + cfg.PeftVersion
+		}
+		return "peft"
+	}
+	for _, n := range names {
+		if vitKeyRe.MatchString(n) {
+			return "LoRA-ViT"
+		}
+	}
+	return ""
+}

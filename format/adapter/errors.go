@@ -1,0 +1,22 @@
+package adapter
+
+import "errors"
+
+// Sentinel errors of this package. Errors returned by Load and friends wrap
+// them (and the format/safetensors sentinels) with the file and the rule.
+var (
+	// ErrUnsupported is returned for inputs adaptool recognises but refuses
+	// to read, such as a pickled adapter_model.bin.
+	ErrUnsupported = errors.New("adapter: unsupported input")
+	// ErrNoAdapter is returned when a directory holds no adapter weights file.
+	ErrNoAdapter = errors.New("adapter: no adapter weights found")
+	// ErrConfig is returned for an adapter_config.json that cannot be used
+	// (invalid JSON, wrong field types, a pattern that does not compile).
+	ErrConfig = errors.New("adapter: invalid adapter config")
+	// ErrShape is returned when a module's tensors have inconsistent shapes.
+	ErrShape = errors.New("adapter: inconsistent tensor shapes")
+	// ErrNotLowRank is returned by Factors for a module without A/B factors.
+	ErrNotLowRank = errors.New("adapter: module has no low-rank factors")
+	// ErrInvalidOutput is returned by WritePEFT for an unusable Output.
+	ErrInvalidOutput = errors.New("adapter: invalid output")
+)

@@ -1,0 +1,347 @@
+package adapter
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/adaptool/adaptool/format/safetensors"
+)
+
+// File names Load looks for in a directory, in order.
+const (
+	ConfigFile        = "adapter_config.json"
+	PEFTWeightsFile   = "adapter_model.safetensors"
+	PEFTPickleFile    = "adapter_model.bin"
+	MLXWeightsFile    = "adapters.safetensors"
+	DiffusersLoRAFile = "pytorch_lora_weights.safetensors"
+)
+
+// LoadOption configures Load.
+type LoadOption func(*loadOptions)
+
+type loadOptions struct {
+	adapterNames []string
+	mode         PatternMode
+	config       *Config
+	alpha        float64
+	hasAlpha     bool
+	safeOpts     []safetensors.Option
+}
+
+// WithAdapterName adds an adapter name to strip from PEFT keys in ModuleDict
+// / ParameterDict position ("default" is always stripped). Only exact
+// segments are removed.
+func WithAdapterName(name string) LoadOption {
+	return func(o *loadOptions) { o.adapterNames = append(o.adapterNames, name) }
+}
+
+// WithPatternMode selects PEFT ≥ 0.15 (default) or pre-0.15 resolution of
+// rank_pattern/alpha_pattern.
+func WithPatternMode(m PatternMode) LoadOption { return func(o *loadOptions) { o.mode = m } }
+
+// WithConfig uses c instead of any config found next to the weights.
+func WithConfig(c *Config) LoadOption { return func(o *loadOptions) { o.config = c } }
+
+// WithAlpha supplies alpha for modules whose alpha the input does not fix
+// (PEFT weights without a config, diffusers files without metadata). Those
+// modules then get AlphaKnown=true with this alpha, and a warning records
+// that it came from the caller.
+func WithAlpha(alpha float64) LoadOption {
+	return func(o *loadOptions) { o.alpha, o.hasAlpha = alpha, true }
+}
+
+// WithSafetensorsOptions passes options to safetensors.Open.
+func WithSafetensorsOptions(opts ...safetensors.Option) LoadOption {
+	return func(o *loadOptions) { o.safeOpts = append(o.safeOpts, opts...) }
+}
+
+// locate finds the weights file and the config file for path.
+func locate(path string) (weights, config string, err error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", "", err
+	}
+	if !st.IsDir() {
+		if strings.HasSuffix(strings.ToLower(path), ".bin") || strings.HasSuffix(strings.ToLower(path), ".pt") || strings.HasSuffix(strings.ToLower(path), ".pth") {
+			return "", "", fmt.Errorf("%s: %w: pickled PyTorch weights are never unpickled; convert them to safetensors first", path, ErrUnsupported)
+		}
+		base := filepath.Base(path)
+		if base == PEFTWeightsFile || base == MLXWeightsFile {
+			c := filepath.Join(filepath.Dir(path), ConfigFile)
+			if _, err := os.Stat(c); err == nil {
+				config = c
+			}
+		}
+		return path, config, nil
+	}
+	c := filepath.Join(path, ConfigFile)
+	if _, err := os.Stat(c); err == nil {
+		config = c
+	}
+	for _, n := range []string{PEFTWeightsFile, MLXWeightsFile, DiffusersLoRAFile} {
+		p := filepath.Join(path, n)
+		if _, err := os.Stat(p); err == nil {
+			return p, config, nil
+		}
+	}
+	if _, err := os.Stat(filepath.Join(path, PEFTPickleFile)); err == nil {
+		return "", "", fmt.Errorf("%s: %w: pickled PyTorch weights are never unpickled; convert them to safetensors first", filepath.Join(path, PEFTPickleFile), ErrUnsupported)
+	}
+	matches, _ := filepath.Glob(filepath.Join(path, "*.safetensors"))
+	if len(matches) == 1 {
+		return matches[0], config, nil
+	}
+	if len(matches) > 1 {
+		return "", "", fmt.Errorf("%s: %w: %d .safetensors files and none named %s, %s or %s", path, ErrNoAdapter, len(matches), PEFTWeightsFile, MLXWeightsFile, DiffusersLoRAFile)
+	}
+	return "", "", fmt.Errorf("%s: %w", path, ErrNoAdapter)
+}
+
+// Load opens an adapter: a directory holding adapter_config.json +
+// adapter_model.safetensors (PEFT), adapters.safetensors (MLX-LM) or
+// pytorch_lora_weights.safetensors (diffusers), or a bare .safetensors file
+// of any dialect. For a file named adapter_model.safetensors or
+// adapters.safetensors, an adapter_config.json beside it is used.
+// adapter_model.bin is reported as ErrUnsupported and never unpickled.
+//
+// Only the header is parsed eagerly (the file is memory-mapped); kohya
+// .alpha scalars are the only tensor data read. Format errors wrap the
+// format/safetensors sentinels; a bad config wraps ErrConfig. Close the
+// Adapter when done.
+func Load(path string, opts ...LoadOption) (*Adapter, error) {
+	o := loadOptions{}
+	for _, f := range opts {
+		f(&o)
+	}
+	weights, cfgPath, err := locate(path)
+	if err != nil {
+		return nil, err
+	}
+	a := &Adapter{Path: path, WeightsPath: weights}
+	if o.config != nil {
+		a.Config, a.ConfigSource = o.config, "option"
+	} else if cfgPath != "" {
+		c, err := LoadConfig(cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		a.Config, a.ConfigPath, a.ConfigSource = c, cfgPath, ConfigFile
+	}
+	f, err := safetensors.Open(weights, o.safeOpts...)
+	if err != nil {
+		return nil, err
+	}
+	a.File = f
+	if err := a.build(&o); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// FromFile builds an Adapter over an already open safetensors file with an
+// optional config (nil for none). The Adapter takes ownership of f.
+func FromFile(f *safetensors.File, cfg *Config, opts ...LoadOption) (*Adapter, error) {
+	o := loadOptions{}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	a := &Adapter{Path: f.Name(), WeightsPath: f.Name(), File: f, Config: cfg}
+	if cfg != nil {
+		a.ConfigSource = "option"
+	}
+	if err := a.build(&o); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Adapter) build(o *loadOptions) error {
+	f := a.File
+	a.Metadata = f.Metadata
+	if a.Config != nil && a.Config.PeftType != "" && !a.Config.IsMLX() {
+		a.PeftType = strings.ToUpper(a.Config.PeftType)
+	}
+	if a.Config == nil {
+		if md := a.Metadata["lora_adapter_metadata"]; md != "" {
+			c, err := ParseConfig([]byte(md))
+			if err != nil {
+				a.warn("lora_adapter_metadata in %s is not a usable LoraConfig (%v); ignored", a.WeightsPath, err)
+			} else {
+				a.Config, a.ConfigSource = c, "lora_adapter_metadata"
+			}
+		}
+	}
+	if a.Config != nil {
+		if err := a.Config.CheckPatterns(); err != nil {
+			return fmt.Errorf("%s: %w", a.configName(), err)
+		}
+	}
+	refs := make([]TensorRef, len(f.Tensors))
+	for i, t := range f.Tensors {
+		refs[i] = refOf(t)
+	}
+	cl := classify(refs, a.Metadata, a.Config, a.PeftType != "", o.adapterNames)
+	a.Dialect, a.Producer, a.Modules, a.Unknown = cl.dialect, cl.producer, cl.modules, cl.unknown
+	if len(cl.shared) > 0 {
+		a.Shared = cl.shared
+	}
+	a.Warnings = append(a.Warnings, cl.warnings...)
+	a.Architecture = guessArchitecture(a.Modules, a.Config, a.Metadata)
+	if err := a.resolveScales(o); err != nil {
+		return err
+	}
+	if a.Config != nil && a.Config.MutatesBase() {
+		a.warn("init_lora_weights=%q mutates the base model at init: the saved delta is relative to a modified base unless it was converted", a.Config.InitLoraWeights)
+	}
+	if a.Dialect == DialectMLX && a.Config != nil && a.Config.IsMLX() && a.Config.MLX.NumLayers > 0 {
+		if n := countLayers(a.Modules); n != a.Config.MLX.NumLayers {
+			a.warn("MLX config says %d adapted layers but the tensors cover %d; the tensors are trusted", a.Config.MLX.NumLayers, n)
+		}
+	}
+	if a.Config != nil && a.Config.IsMLX() && a.Config.MLX.HasScale && a.Config.MLX.Alpha != 0 {
+		a.warn("MLX lora_parameters.alpha=%g is ignored by mlx-lm; scale %g is used", a.Config.MLX.Alpha, a.Config.MLX.Scale)
+	}
+	return nil
+}
+
+func (a *Adapter) configName() string {
+	if a.ConfigPath != "" {
+		return a.ConfigPath
+	}
+	if a.ConfigSource == "lora_adapter_metadata" {
+		return a.WeightsPath + " (lora_adapter_metadata)"
+	}
+	return "config"
+}
+
+func (a *Adapter) warn(format string, args ...any) {
+	a.Warnings = append(a.Warnings, fmt.Sprintf(format, args...))
+}
+
+// countLayers counts distinct "layers.N" indices among module names.
+func countLayers(mods []*Module) int {
+	seen := map[string]bool{}
+	for _, m := range mods {
+		segs := strings.Split(m.Name, ".")
+		for i := 0; i+1 < len(segs); i++ {
+			if segs[i] == "layers" || segs[i] == "h" || segs[i] == "block" || segs[i] == "blocks" || segs[i] == "layer" {
+				seen[segs[i+1]] = true
+				break
+			}
+		}
+	}
+	return len(seen)
+}
+
+// patternName is the module path PEFT would match patterns against: the
+// diffusers component prefix is not part of the component's module tree.
+func (a *Adapter) patternName(m *Module) string {
+	if a.Dialect == DialectDiffusers || a.Dialect == DialectDiffusersLegacy {
+		for _, p := range componentPrefixes {
+			if strings.HasPrefix(m.Name, p) {
+				return strings.TrimPrefix(m.Name, p)
+			}
+		}
+	}
+	return m.Name
+}
+
+func needsScale(k Kind) bool {
+	switch k {
+	case KindLoRA, KindLoRAEmbedding, KindLoRAConv, KindDoRA, KindAdaLoRA, KindKaSA, KindLoHa, KindLoKr, KindIncomplete:
+		return true
+	}
+	return false
+}
+
+// resolveScales fills Alpha, Scale, AlphaKnown, ConfigRank and FanInFanOut.
+func (a *Adapter) resolveScales(o *loadOptions) error {
+	var unknown []string
+	cfg := a.Config
+	for _, m := range a.Modules {
+		if !needsScale(m.Kind) {
+			m.Scale, m.AlphaKnown = 1, true
+			if cfg != nil && !cfg.IsMLX() && (m.Kind == KindIA3 || m.Kind == KindVeRA) {
+				m.FanInFanOut = cfg.FanInFanOut
+			}
+			continue
+		}
+		if m.Rank <= 0 {
+			m.Scale, m.AlphaKnown = 0, false
+			continue
+		}
+		if t, ok := m.Tensors[RoleAlpha]; ok {
+			v, err := a.File.Float32(t.Name)
+			if err != nil {
+				return err
+			}
+			if len(v) != 1 {
+				return fmt.Errorf("%s: tensor %q: %w: alpha must hold one value, has %d", a.WeightsPath, t.Name, ErrShape, len(v))
+			}
+			m.Alpha, m.AlphaKnown = float64(v[0]), true
+			if m.Alpha == 0 {
+				m.Alpha = float64(m.Rank) // kohya: missing/0 alpha means alpha = r
+			}
+			m.Scale = m.Alpha / float64(m.Rank)
+			continue
+		}
+		switch {
+		case a.Dialect == DialectKohya:
+			m.Alpha, m.Scale, m.AlphaKnown = float64(m.Rank), 1, true
+		case a.Dialect == DialectDiffusersLegacy:
+			m.Alpha, m.Scale, m.AlphaKnown = float64(m.Rank), 1, true
+		case cfg != nil && cfg.IsMLX():
+			m.ConfigRank = cfg.MLX.Rank
+			m.Scale, m.AlphaKnown = cfg.MLX.Scale, true
+			m.Alpha = cfg.MLX.Scale * float64(m.Rank)
+		case cfg != nil:
+			r, alpha, scale, err := cfg.ModuleScale(a.patternName(m), o.mode)
+			if err != nil {
+				return fmt.Errorf("%s: %w", a.configName(), err)
+			}
+			m.ConfigRank, m.Alpha, m.Scale, m.AlphaKnown = r, alpha, scale, true
+			if m.Kind == KindAdaLoRA {
+				m.Alpha = alpha
+			}
+			m.FanInFanOut = cfg.FanInFanOut
+		case o.hasAlpha:
+			m.Alpha, m.AlphaKnown = o.alpha, true
+			m.Scale = m.Alpha / float64(m.Rank)
+			unknown = append(unknown, m.Name)
+		default:
+			m.Alpha, m.Scale, m.AlphaKnown = float64(m.Rank), 1, false
+			unknown = append(unknown, m.Name)
+		}
+		if cfg == nil && a.Architecture == "gpt2" {
+			last := m.Name[strings.LastIndexByte(m.Name, '.')+1:]
+			m.FanInFanOut = last == "c_attn" || last == "c_proj" || last == "c_fc"
+		}
+	}
+	if len(unknown) > 0 {
+		why := "no adapter_config.json"
+		switch a.Dialect {
+		case DialectDiffusers:
+			why = "diffusers file without lora_adapter_metadata or alpha tensors (diffusers loaders then use scale 1)"
+		case DialectMLX:
+			why = "MLX adapter without its training config"
+		case DialectUnknown:
+			why = "unknown adapter format without a config"
+		}
+		if o.hasAlpha {
+			a.warn("alpha unknown (%s); alpha = %g supplied by the caller is used for %d modules", why, o.alpha, len(unknown))
+		} else {
+			a.warn("alpha unknown: %s; scale assumes alpha = r (scale 1) for %d modules — supply the real alpha", why, len(unknown))
+		}
+	}
+	for _, m := range a.Modules {
+		if m.ConfigRank > 0 && m.Rank > 0 && m.ConfigRank != m.Rank && m.Kind != KindAdaLoRA && m.Kind != KindLoKr && m.Kind != KindIncomplete && needsScale(m.Kind) {
+			a.warn("module %q: rank %d from the tensor shapes differs from the config's r=%d (r/rank_pattern); the scale uses the config's r as PEFT does", m.Name, m.Rank, m.ConfigRank)
+		}
+	}
+	sort.SliceStable(a.Modules, func(i, j int) bool { return a.Modules[i].Name < a.Modules[j].Name })
+	return nil
+}
