@@ -6,52 +6,42 @@ import (
 	"github.com/adaptool/adaptool/format/gguf"
 )
 
-// maxMetaArray is the longest GGUF array value rendered into metadata.
-const maxMetaArray = 16
-
-// summarizeGGUF fills a summary from a GGUF file's header (tensor data is
-// not read).
+// summarizeGGUF fills a summary from a GGUF file's header through
+// gguf.Summarize (tensor data is not read).
 func summarizeGGUF(s *Summary, path string, opts Options) (*Summary, error) {
 	s.Container = "gguf"
-	f, err := gguf.Open(path)
+	g, err := gguf.Summarize(path)
 	if err != nil {
 		s.err = err
 		s.Error = err.Error()
 		return s, err
 	}
-	defer f.Close()
-	s.Files = []FileInfo{{Path: path, FileBytes: f.FileSize, DataBytes: f.FileSize - f.DataOffset, HeaderBytes: f.DataOffset, Tensors: len(f.Tensors)}}
-	for _, kv := range f.KV {
-		v := kv.Value.String()
-		if len(v) > 4096 {
-			v = v[:4096] + "…"
-		}
-		s.Metadata[kv.Key] = v
-	}
-	s.Architecture, _ = f.String("general.architecture")
+	s.Files = []FileInfo{{Path: path, DataBytes: g.DataBytes, Tensors: g.TensorCount}}
+	s.Metadata = g.Metadata
+	s.Architecture = g.Architecture
 	s.Format = "gguf"
-	if t, _ := f.String("general.type"); t == "adapter" {
-		at, _ := f.String("adapter.type")
-		s.Format = "gguf-" + at
-		s.PeftType = map[string]string{"lora": "LORA"}[at]
+	if g.Type == "adapter" {
+		s.Format = "gguf-" + g.AdapterType
+		if g.AdapterType == "lora" {
+			s.PeftType = "LORA"
+		}
 	}
-	names := make([]string, 0, len(f.Tensors))
-	for _, t := range f.Tensors {
+	names := make([]string, 0, len(g.Tensors))
+	for _, t := range g.Tensors {
 		shape := make([]int, len(t.Dims))
 		for i, d := range t.Dims { // ggml ne order → row-major shape
 			shape[len(t.Dims)-1-i] = int(d)
 		}
-		var bytes int64
-		if t.Type.Known() && t.Type.BlockSize() > 0 {
-			bytes = t.NumElements() / t.Type.BlockSize() * t.Type.TypeSize()
-		}
-		s.Tensors = append(s.Tensors, TensorSummary{Name: t.Name, DType: t.Type.String(), Shape: shape, Bytes: bytes})
+		s.Tensors = append(s.Tensors, TensorSummary{Name: t.Name, DType: t.Type, Shape: shape, Bytes: t.Bytes})
 		names = append(names, t.Name)
+	}
+	for _, p := range g.Problems {
+		s.Warnings = append(s.Warnings, "gguf: "+p)
 	}
 	s.fillTotals()
 	s.Classification = classify(names)
 	if opts.Stats {
-		s.Warnings = append(s.Warnings, fmt.Sprintf("%s: --stats is not computed for GGUF files", path))
+		s.Warnings = append(s.Warnings, fmt.Sprintf("%s: --stats is not computed for GGUF files (header summary only)", path))
 	}
 	s.fillLayers()
 	return s, nil

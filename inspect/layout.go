@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/adaptool/adaptool/format/gguf"
 	"github.com/adaptool/adaptool/format/safetensors"
 )
 
@@ -37,7 +38,7 @@ func resolveLayout(path string) (*layout, error) {
 	}
 	if !st.IsDir() {
 		switch {
-		case strings.HasSuffix(path, ".gguf"):
+		case strings.HasSuffix(path, ".gguf") || gguf.IsGGUF(path):
 			return &layout{kind: "gguf", files: []string{path}}, nil
 		case strings.HasSuffix(path, ".index.json"):
 			return readIndex(path)
