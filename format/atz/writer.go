@@ -1,0 +1,341 @@
+package atz
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+)
+
+// PackOptions configures Pack. The zero value packs at LevelDefault on
+// GOMAXPROCS goroutines without a base.
+type PackOptions struct {
+	// Level selects the codec effort.
+	Level Level
+	// Workers is the number of encoding goroutines (0: GOMAXPROCS).
+	Workers int
+	// Base, when not nil, is the file the packed one was fine-tuned from:
+	// every tensor whose name, dtype and byte size match a tensor of Base is
+	// XORed with it before coding. Unpacking then needs the same base.
+	Base io.ReaderAt
+	// BaseSize is the size of Base in bytes.
+	BaseSize int64
+	// Name is the source name used in error messages.
+	Name string
+}
+
+// Stats summarises a Pack or Unpack.
+type Stats struct {
+	OriginalSize int64         // bytes of the original file
+	PackedSize   int64         // bytes of the container
+	Tensors      int           // tensors listed in the header
+	Chunks       int           // chunks in the container
+	DeltaChunks  int           // chunks coded against the base
+	SHA256       [32]byte      // SHA-256 of the original file
+	Duration     time.Duration // wall time
+}
+
+// Ratio returns OriginalSize / PackedSize.
+func (s Stats) Ratio() float64 {
+	if s.PackedSize == 0 {
+		return 0
+	}
+	return float64(s.OriginalSize) / float64(s.PackedSize)
+}
+
+// countWriter tracks the container offset.
+type countWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	c.err = err
+	return n, err
+}
+
+// readHeaderPrefix reads the bytes parseHeader needs: the 8-byte prefix and,
+// when the declared header length is plausible, the header.
+func readHeaderPrefix(src io.ReaderAt, size int64) ([]byte, error) {
+	if size < 8 {
+		return nil, nil
+	}
+	p := make([]byte, 8)
+	if _, err := src.ReadAt(p, 0); err != nil {
+		return nil, err
+	}
+	n := binary.LittleEndian.Uint64(p)
+	if n > MaxHeaderSize-8 || int64(n) > size-8 {
+		return p, nil
+	}
+	h := make([]byte, 8+n)
+	if _, err := src.ReadAt(h, 0); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// Pack writes a container holding the size bytes of src to dst. src may be
+// any file: a safetensors file gets per-dtype coding, anything else (or any
+// part the header does not describe) is stored as opaque bytes. Unpack
+// reproduces src byte for byte.
+func Pack(dst io.Writer, src io.ReaderAt, size int64, opt PackOptions) (Stats, error) {
+	start := time.Now()
+	st := Stats{OriginalSize: size}
+	if size < 0 || size > maxOrigSize {
+		return st, fmt.Errorf("%w: source size %d", ErrLimit, size)
+	}
+	wrap := func(err error) error { return &Error{File: opt.Name, Chunk: -1, Err: err} }
+	prefix, err := readHeaderPrefix(src, size)
+	if err != nil {
+		return st, wrap(fmt.Errorf("reading header: %w", err))
+	}
+	hdrLen, tensors := parseHeader(prefix, size)
+	d := &directory{origSize: size, header: prefix[:hdrLen], tensors: tensors}
+	d.chunks = planLayout(hdrLen, size, tensors)
+	if opt.Base != nil {
+		if err := planDelta(d, opt.Base, opt.BaseSize); err != nil {
+			return st, wrap(err)
+		}
+	}
+	st.Tensors, st.Chunks = len(tensors), len(d.chunks)
+	for _, c := range d.chunks {
+		if c.flags&flagXOR != 0 {
+			st.DeltaChunks++
+		}
+	}
+
+	cw := &countWriter{w: dst}
+	bw := bufio.NewWriterSize(cw, 1<<20)
+	pre := make([]byte, preambleSize)
+	copy(pre, Magic)
+	binary.LittleEndian.PutUint16(pre[8:], Version)
+	bw.Write(pre)
+	hash := sha256.New()
+	hash.Write(d.header)
+	pos := int64(preambleSize)
+
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	type result struct {
+		orig, enc []byte
+		err       error
+	}
+	encode := func(i int) result {
+		c := &d.chunks[i]
+		orig := make([]byte, c.origLen)
+		if _, err := src.ReadAt(orig, c.origOff); err != nil {
+			return result{err: fmt.Errorf("reading bytes [%d, +%d): %w", c.origOff, c.origLen, err)}
+		}
+		var base []byte
+		if c.flags&flagXOR != 0 {
+			base = make([]byte, c.origLen)
+			if _, err := opt.Base.ReadAt(base, c.baseOff); err != nil {
+				return result{err: fmt.Errorf("reading base bytes [%d, +%d): %w", c.baseOff, c.origLen, err)}
+			}
+		}
+		enc, err := EncodeChunk(make([]byte, 0, c.origLen+chunkHeaderSize(c.width)), orig, base, c.spec(), opt.Level)
+		return result{orig: orig, enc: enc, err: err}
+	}
+	err = ordered(len(d.chunks), workers, encode, func(i int, r result) error {
+		if r.err != nil {
+			return &Error{File: opt.Name, Tensor: tensorAt(tensors, d.chunks[i].origOff), Chunk: i, Err: r.err}
+		}
+		c := &d.chunks[i]
+		c.storedOff, c.storedLen = pos, len(r.enc)
+		c.storedCRC, c.decodedCRC = crc(r.enc), crc(r.orig)
+		hash.Write(r.orig)
+		pos += int64(len(r.enc))
+		_, err := bw.Write(r.enc)
+		return err
+	})
+	if err != nil {
+		return st, err
+	}
+	copy(d.origSHA[:], hash.Sum(nil))
+	d.storedData = pos
+	dir := d.marshal()
+	bw.Write(dir)
+	foot := make([]byte, footerSize)
+	binary.LittleEndian.PutUint64(foot[0:], uint64(pos))
+	binary.LittleEndian.PutUint64(foot[8:], uint64(len(dir)))
+	binary.LittleEndian.PutUint32(foot[16:], crc(dir))
+	copy(foot[24:], FooterMagic)
+	bw.Write(foot)
+	if err := bw.Flush(); err != nil {
+		return st, wrap(fmt.Errorf("writing: %w", err))
+	}
+	st.PackedSize = cw.n
+	st.SHA256 = d.origSHA
+	st.Duration = time.Since(start)
+	return st, nil
+}
+
+// planDelta marks the chunks of tensors that also exist in the base (same
+// name, dtype and byte size) for XOR coding and records the base identity.
+func planDelta(d *directory, base io.ReaderAt, baseSize int64) error {
+	prefix, err := readHeaderPrefix(base, baseSize)
+	if err != nil {
+		return fmt.Errorf("%w: reading base header: %v", ErrBase, err)
+	}
+	_, bts := parseHeader(prefix, baseSize)
+	byName := make(map[string]TensorEntry, len(bts))
+	for _, t := range bts {
+		byName[t.Name] = t
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(base, 0, baseSize)); err != nil {
+		return fmt.Errorf("%w: hashing base: %v", ErrBase, err)
+	}
+	d.hasBase, d.baseSize = true, baseSize
+	copy(d.baseSHA[:], h.Sum(nil))
+	ci := 0
+	for _, t := range d.tensors {
+		bt, ok := byName[t.Name]
+		if !ok || bt.DType != t.DType || bt.End-bt.Begin != t.End-t.Begin {
+			continue
+		}
+		for ci < len(d.chunks) && d.chunks[ci].origOff < t.Begin {
+			ci++
+		}
+		for j := ci; j < len(d.chunks) && d.chunks[j].origOff < t.End; j++ {
+			c := &d.chunks[j]
+			if c.origOff+int64(c.origLen) > t.End {
+				break
+			}
+			c.flags |= flagXOR
+			c.baseOff = bt.Begin + (c.origOff - t.Begin)
+		}
+	}
+	return nil
+}
+
+// tensorAt names the tensor holding original offset off ("" if none).
+func tensorAt(ts []TensorEntry, off int64) string {
+	for _, t := range ts {
+		if off >= t.Begin && off < t.End {
+			return t.Name
+		}
+	}
+	return ""
+}
+
+// ordered runs work(i) for i in [0, n) on up to workers goroutines and
+// calls sink(i, result) in index order from the calling goroutine, with at
+// most 2·workers results in flight (bounded memory). The first error from
+// sink stops the pipeline.
+func ordered[R any](n, workers int, work func(int) R, sink func(int, R) error) error {
+	if workers < 1 {
+		workers = 1
+	}
+	inflight := 2 * workers
+	results := make([]chan R, n)
+	next := make(chan int)
+	stop := make(chan struct{})
+	sem := make(chan struct{}, inflight)
+	go func() {
+		defer close(next)
+		for i := range n {
+			select {
+			case sem <- struct{}{}:
+			case <-stop:
+				return
+			}
+			select {
+			case next <- i:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	for i := range results {
+		results[i] = make(chan R, 1)
+	}
+	for range workers {
+		go func() {
+			for i := range next {
+				results[i] <- work(i)
+			}
+		}()
+	}
+	for i := range n {
+		r := <-results[i]
+		<-sem
+		if err := sink(i, r); err != nil {
+			close(stop)
+			// Drain so no worker blocks forever.
+			go func() {
+				for range next {
+				}
+			}()
+			return err
+		}
+	}
+	return nil
+}
+
+// PackFile packs the file src into dst, written atomically (temporary file
+// in dst's directory, then rename).
+func PackFile(dst, src string, opt PackOptions) (Stats, error) {
+	f, err := os.Open(src)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return Stats{}, err
+	}
+	if opt.Name == "" {
+		opt.Name = src
+	}
+	var st Stats
+	err = writeAtomic(dst, func(w io.Writer) error {
+		var err error
+		st, err = Pack(w, f, fi.Size(), opt)
+		return err
+	})
+	return st, err
+}
+
+// writeAtomic writes name through a temporary file in the same directory,
+// synced and renamed into place; on error the temporary file is removed.
+func writeAtomic(name string, write func(w io.Writer) error) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err = write(tmp); err != nil {
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp.Name(), name); err != nil {
+		return errors.Join(err, os.Remove(tmp.Name()))
+	}
+	return nil
+}
