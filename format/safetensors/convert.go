@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/adaptool/adaptool/ops/kernels"
 )
 
 // ErrUnsupportedConversion is returned by ToFloat32 and FromFloat32 for
@@ -30,7 +32,8 @@ func checkLen(nelem int, nbytes int, dt DType) error {
 // two values per element.
 //
 // F32 and C64 are copied; F64 is rounded to nearest even (overflow to ±Inf);
-// F16, BF16, F8_E4M3 and F8_E5M2 widen exactly (NaN stays NaN); integers
+// F16, BF16, F8_E4M3 and F8_E5M2 widen exactly with the ops/kernels
+// conversions (NaN stays NaN, quieted); integers
 // convert with round-to-nearest-even (I32/U32/I64/U64 beyond 2^24 lose
 // precision); BOOL gives 1 for any non-zero byte, else 0. Aligned sources
 // are reinterpreted in place; unaligned ones are copied in chunks.
@@ -60,9 +63,9 @@ func ToFloat32(dst []float32, src []byte, dt DType) error {
 			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
 		}
 	case F16, BF16:
-		conv := f16ToF32
+		conv := kernels.F16ToF32
 		if dt == BF16 {
-			conv = bf16ToF32
+			conv = kernels.BF16ToF32
 		}
 		if v, ok := AsUint16(src); ok {
 			conv(dst, v)
@@ -77,9 +80,9 @@ func ToFloat32(dst []float32, src []byte, dt DType) error {
 			conv(dst[i:i+m], tmp[:m])
 		}
 	case F8E4M3:
-		f8e4m3ToF32(dst, src)
+		kernels.F8E4M3ToF32(dst, src)
 	case F8E5M2:
-		f8e5m2ToF32(dst, src)
+		kernels.F8E5M2ToF32(dst, src)
 	case F64:
 		for i := range dst {
 			dst[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(src[8*i:])))
@@ -136,8 +139,10 @@ func ToFloat32(dst []float32, src []byte, dt DType) error {
 //
 // F32 is copied and F64 widened exactly. F16 and BF16 round to nearest even
 // (overflow to ±Inf, NaN stays a quiet NaN). F8_E4M3 and F8_E5M2 round to
-// nearest even and saturate every overflow (±Inf included) to the largest
-// finite value (±448, ±57344); NaN stays NaN. Integer dtypes round half to
+// nearest even and saturate finite overflow to the largest finite value
+// (±448, ±57344); ±Inf gives ±448 in E4M3 (which has no infinity) and stays
+// ±Inf in E5M2; NaN stays NaN (code 0x7f with its sign). The float paths are
+// the ops/kernels conversions. Integer dtypes round half to
 // even and saturate to the type's range; NaN becomes 0. BOOL stores 1 for
 // any non-zero value (NaN included) and 0 for ±0.
 func FromFloat32(dst []byte, src []float32, dt DType) error {
@@ -158,9 +163,9 @@ func FromFloat32(dst []byte, src []float32, dt DType) error {
 			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(f))
 		}
 	case F16, BF16:
-		conv := f32ToF16
+		conv := kernels.F32ToF16
 		if dt == BF16 {
-			conv = f32ToBF16
+			conv = kernels.F32ToBF16
 		}
 		if v, ok := AsUint16(dst); ok {
 			conv(v, src)
@@ -175,9 +180,9 @@ func FromFloat32(dst []byte, src []float32, dt DType) error {
 			}
 		}
 	case F8E4M3:
-		f32ToF8E4M3(dst, src)
+		kernels.F32ToF8E4M3(dst, src)
 	case F8E5M2:
-		f32ToF8E5M2(dst, src)
+		kernels.F32ToF8E5M2(dst, src)
 	case F64:
 		for i, f := range src {
 			binary.LittleEndian.PutUint64(dst[8*i:], math.Float64bits(float64(f)))
