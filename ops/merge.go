@@ -3,8 +3,6 @@ package ops
 import (
 	"fmt"
 	"strings"
-
-	"github.com/adaptool/adaptool/svd"
 )
 
 // Methods lists the merge methods, in documentation order.
@@ -122,13 +120,6 @@ func MergeModule(p MergeParams, module string, in []*LowRank) (*LowRank, ModuleS
 
 // exactStats reports a result that represents itself exactly.
 func exactStats(l *LowRank) (ModuleStats, error) {
-	n, err := svd.FroNorm(l.B, l.foldedA(), l.Rank)
-	return ModuleStats{Rank: l.Rank, Energy: 1, Norm: n * abs(l.Scale)}, err
-}
-
-func abs(x float64) float64 {
-	if x < 0 {
-		return -x
-	}
-	return x
+	n, err := l.Norm()
+	return ModuleStats{Rank: l.Rank, Energy: 1, Norm: n}, err
 }

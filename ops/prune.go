@@ -1,0 +1,101 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/adaptool/adaptool/svd"
+)
+
+// PruneParams select structured pruning (Light-PEFT style, merging notes
+// §13) from the files alone. Exactly one rule is used:
+//
+//	energy:E           per module, keep the fewest singular triplets holding
+//	                   the fraction E of Σσ² (exact SVD by QR-core)
+//	top:K              per module, keep the K largest singular triplets
+//	module-fraction:F  drop the ⌊F·N⌋ modules of lowest ‖ΔW‖_F (ties: the
+//	                   later name first); the others are kept unchanged
+type PruneParams struct {
+	Rule  string  `json:"rule"`  // "energy", "top" or "module-fraction"
+	Value float64 `json:"value"` // E, K or F
+}
+
+// ParsePrune parses "energy:E", "top:K" or "module-fraction:F".
+func ParsePrune(s string) (PruneParams, error) {
+	rule, arg, ok := strings.Cut(strings.TrimSpace(s), ":")
+	v, err := strconv.ParseFloat(arg, 64)
+	if !ok || err != nil {
+		return PruneParams{}, fmt.Errorf("%w: --ranks %q: want energy:E, top:K or module-fraction:F", ErrParams, s)
+	}
+	p := PruneParams{Rule: rule, Value: v}
+	return p, p.Validate()
+}
+
+// Validate checks the rule and its range: E in (0, 1], K a positive
+// integer, F in [0, 1].
+func (p PruneParams) Validate() error {
+	v := p.Value
+	ok := false
+	switch p.Rule {
+	case "energy":
+		ok = v > 0 && v <= 1
+	case "top":
+		ok = v >= 1 && v == math.Trunc(v) && v <= math.MaxInt32
+	case "module-fraction":
+		ok = v >= 0 && v <= 1
+	default:
+		return fmt.Errorf("%w: prune rule %q (want energy, top or module-fraction)", ErrParams, p.Rule)
+	}
+	if !ok {
+		return fmt.Errorf("%w: prune %s:%v out of range", ErrParams, p.Rule, v)
+	}
+	return nil
+}
+
+// rankParams returns the per-module truncation of an energy or top rule.
+func (p PruneParams) rankParams() RankParams {
+	if p.Rule == "energy" {
+		return RankParams{Energy: p.Value}
+	}
+	return RankParams{Rank: int(p.Value)}
+}
+
+// PruneRanks truncates one module per an energy or top rule. A module whose
+// rank is already within the rule is still returned in canonical √σ form.
+func PruneRanks(l *LowRank, p PruneParams) (*LowRank, ModuleStats, error) {
+	if err := p.Validate(); err != nil {
+		return nil, ModuleStats{}, err
+	}
+	if p.Rule == "module-fraction" {
+		return nil, ModuleStats{}, fmt.Errorf("%w: module-fraction is an adapter-level rule", ErrParams)
+	}
+	return Resize(l, p.rankParams())
+}
+
+// LowNormModules returns the indices of the ⌊F·N⌋ entries of norms with
+// the smallest value (ties: the larger index first), ascending by index.
+func LowNormModules(norms []float64, f float64) []int {
+	k := int(math.Floor(f * float64(len(norms))))
+	idx := make([]int, len(norms))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool {
+		if norms[idx[a]] != norms[idx[b]] {
+			return norms[idx[a]] < norms[idx[b]]
+		}
+		return idx[a] > idx[b]
+	})
+	drop := append([]int(nil), idx[:k]...)
+	sort.Ints(drop)
+	return drop
+}
+
+// Norm returns ‖ΔW‖_F = |s|·‖B·D·A‖_F from r×r Gram matrices.
+func (l *LowRank) Norm() (float64, error) {
+	n, err := svd.FroNorm(l.B, l.foldedA(), l.Rank)
+	return n * math.Abs(l.Scale), err
+}
