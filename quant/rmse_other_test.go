@@ -48,6 +48,24 @@ func rmseCasesOther(t *testing.T) []struct {
 			return out
 		}})
 	}
+	for _, c := range []struct {
+		typ  GGUFType
+		want float64
+	}{{GGUFQ4_0, 0.0859}, {GGUFQ4_1, 0.0782}, {GGUFQ8_0, 0.00536}} {
+		typ := c.typ
+		cases = append(cases, rmseCase{"gguf-" + typ.String(), c.want, func(x []float32) []float32 {
+			n, _ := typ.RowSize(len(x))
+			b := make([]byte, n)
+			out := make([]float32, len(x))
+			if err := QuantizeGGUF(b, x, typ); err != nil {
+				t.Fatal(err)
+			}
+			if err := DequantizeGGUF(out, b, typ); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}})
+	}
 	out := make([]struct {
 		name string
 		want float64

@@ -1,0 +1,159 @@
+package quant
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/adaptool/adaptool/ops/kernels"
+)
+
+// GGUFType is a ggml tensor type id. The numeric values are ggml's (and
+// format/gguf's GGMLType), so quant.GGUFType(t) converts between them.
+type GGUFType uint32
+
+// The ggml block types quantized here, with ggml's ids.
+const (
+	GGUFQ4_0 GGUFType = 2  // 32 values in 18 bytes: d (f16), qs[16]
+	GGUFQ4_1 GGUFType = 3  // 32 values in 20 bytes: d, m (f16), qs[16]
+	GGUFQ5_0 GGUFType = 6  // 32 values in 22 bytes: d, qh (u32), qs[16]
+	GGUFQ5_1 GGUFType = 7  // 32 values in 24 bytes: d, m, qh, qs[16]
+	GGUFQ8_0 GGUFType = 8  // 32 values in 34 bytes: d, int8 qs[32]
+	GGUFQ4_K GGUFType = 12 // 256 values in 144 bytes: d, dmin, scales[12], qs[128]
+	GGUFQ6_K GGUFType = 14 // 256 values in 210 bytes: ql[128], qh[64], int8 scales[16], d
+)
+
+// QK_K is the super-block size of the k-quants.
+const QKK = 256
+
+// ggufInfo holds the name, values per block and bytes per block of a type.
+var ggufInfo = map[GGUFType]struct {
+	name       string
+	block, typ int
+}{
+	GGUFQ4_0: {"Q4_0", 32, 18},
+	GGUFQ4_1: {"Q4_1", 32, 20},
+	GGUFQ5_0: {"Q5_0", 32, 22},
+	GGUFQ5_1: {"Q5_1", 32, 24},
+	GGUFQ8_0: {"Q8_0", 32, 34},
+	GGUFQ4_K: {"Q4_K", QKK, 144},
+	GGUFQ6_K: {"Q6_K", QKK, 210},
+}
+
+// GGUFTypes lists the block types this package quantizes, in id order.
+var GGUFTypes = []GGUFType{GGUFQ4_0, GGUFQ4_1, GGUFQ5_0, GGUFQ5_1, GGUFQ8_0, GGUFQ4_K, GGUFQ6_K}
+
+// String returns ggml's name of the type ("Q4_K"), or "GGUFType(n)".
+func (t GGUFType) String() string {
+	if i, ok := ggufInfo[t]; ok {
+		return i.name
+	}
+	return fmt.Sprintf("GGUFType(%d)", uint32(t))
+}
+
+// BlockSize returns the number of values per block (32 or 256), 0 for a
+// type this package does not quantize.
+func (t GGUFType) BlockSize() int { return ggufInfo[t].block }
+
+// TypeSize returns the number of bytes per block, 0 for a type this package
+// does not quantize.
+func (t GGUFType) TypeSize() int { return ggufInfo[t].typ }
+
+// RowSize returns the bytes of n values of type t, or an error when t is
+// not supported or n is not a whole number of blocks (ggml quantizes rows
+// whose length is a multiple of the block size).
+func (t GGUFType) RowSize(n int) (int, error) {
+	i, ok := ggufInfo[t]
+	if !ok {
+		return 0, fmt.Errorf("%w: GGUF type %s", ErrScheme, t)
+	}
+	if n < 0 || n%i.block != 0 {
+		return 0, fmt.Errorf("%w: %d values are not a whole number of %s blocks of %d", ErrLength, n, i.name, i.block)
+	}
+	return n / i.block * i.typ, nil
+}
+
+// QuantizeGGUF quantizes src into ggml blocks of type t, byte-identical to
+// ggml's quantize_row_<t>_ref (ggml-quants.c) computed without FMA
+// contraction: float32 arithmetic in the reference's order, f16 scales by
+// round-to-nearest-even (kernels.F32ToF16). len(src) must be a multiple of
+// t.BlockSize() and len(dst) must be t.RowSize(len(src)).
+func QuantizeGGUF(dst []byte, src []float32, t GGUFType) error {
+	want, err := t.RowSize(len(src))
+	if err != nil {
+		return err
+	}
+	if len(dst) != want {
+		return fmt.Errorf("%w: %s of %d values needs %d bytes, got %d", ErrLength, t, len(src), want, len(dst))
+	}
+	bs, ts := t.BlockSize(), t.TypeSize()
+	f := ggufQuantizers[t]
+	forBlocks(len(src), bs, func(b0, b1 int) {
+		for b := b0; b < b1; b++ {
+			f(dst[b*ts:(b+1)*ts], src[b*bs:(b+1)*bs])
+		}
+	})
+	return nil
+}
+
+// DequantizeGGUF reverses QuantizeGGUF with ggml's dequantize_row_<t>.
+func DequantizeGGUF(dst []float32, src []byte, t GGUFType) error {
+	want, err := t.RowSize(len(dst))
+	if err != nil {
+		return err
+	}
+	if len(src) != want {
+		return fmt.Errorf("%w: %s of %d values needs %d bytes, got %d", ErrLength, t, len(dst), want, len(src))
+	}
+	bs, ts := t.BlockSize(), t.TypeSize()
+	f := ggufDequantizers[t]
+	forBlocks(len(dst), bs, func(b0, b1 int) {
+		for b := b0; b < b1; b++ {
+			f(dst[b*bs:(b+1)*bs], src[b*ts:(b+1)*ts])
+		}
+	})
+	return nil
+}
+
+var ggufQuantizers = map[GGUFType]func(dst []byte, x []float32){
+	GGUFQ8_0: quantizeBlockQ8_0,
+	GGUFQ4_0: quantizeBlockQ4_0,
+	GGUFQ4_1: quantizeBlockQ4_1,
+	GGUFQ5_0: quantizeBlockQ5_0,
+	GGUFQ5_1: quantizeBlockQ5_1,
+	GGUFQ4_K: quantizeBlockQ4_K,
+	GGUFQ6_K: quantizeBlockQ6_K,
+}
+
+var ggufDequantizers = map[GGUFType]func(dst []float32, b []byte){
+	GGUFQ8_0: dequantizeBlockQ8_0,
+	GGUFQ4_0: dequantizeBlockQ4_0,
+	GGUFQ4_1: dequantizeBlockQ4_1,
+	GGUFQ5_0: dequantizeBlockQ5_0,
+	GGUFQ5_1: dequantizeBlockQ5_1,
+	GGUFQ4_K: dequantizeBlockQ4_K,
+	GGUFQ6_K: dequantizeBlockQ6_K,
+}
+
+// f16 rounds v to binary16 (RNE) with the kernels conversion.
+func f16(v float32) uint16 {
+	var h [1]uint16
+	kernels.F32ToF16(h[:], []float32{v})
+	return h[0]
+}
+
+// f16to32 widens binary16 bits to float32 with the kernels conversion.
+func f16to32(h uint16) float32 {
+	var f [1]float32
+	kernels.F16ToF32(f[:], []uint16{h})
+	return f[0]
+}
+
+func putF16(b []byte, v float32) {
+	h := f16(v)
+	b[0], b[1] = byte(h), byte(h>>8)
+}
+
+func getF16(b []byte) float32 { return f16to32(uint16(b[0]) | uint16(b[1])<<8) }
+
+// fabs is fabsf.
+func fabs(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }
