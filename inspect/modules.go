@@ -1,6 +1,281 @@
 package inspect
 
-// fillAdapter fills the adapter-level fields of a single-file or directory input.
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/adaptool/adaptool/format/adapter"
+	"github.com/adaptool/adaptool/svd"
+)
+
+// Scale bounds outside which a module's scale is reported as unusual: PEFT
+// scales are alpha/r (typically 0.1–4), MLX uses 10–20.
+const (
+	ScaleHigh = 64.0
+	ScaleLow  = 1.0 / 1024
+)
+
+// fillAdapter fills the adapter-level fields of a single-file or directory
+// input: config fields, the modules of format/adapter, the target-match
+// counts, warnings and, with opts.Stats, the module statistics.
 func (s *Summary) fillAdapter(path string, l *layout, opts Options) error {
+	cfg := s.fillConfig(l)
+	defer s.architectureFromMetadata()
+	if s.err != nil {
+		// the header is readable but the data is not (truncated): modules
+		// need the full file, the header-level report stands alone
+		return nil
+	}
+	a, err := adapter.Load(path)
+	if err != nil {
+		if errors.Is(err, adapter.ErrNoAdapter) {
+			s.Warnings = append(s.Warnings, err.Error())
+			return nil
+		}
+		return err
+	}
+	defer a.Close()
+	s.Format = string(a.Dialect)
+	if a.PeftType != "" {
+		s.PeftType = a.PeftType
+	}
+	if s.Architecture == "" {
+		s.Architecture = a.Architecture
+	}
+	if cfg == nil && a.Config != nil {
+		cfg = a.Config
+		if s.BaseModel == "" {
+			s.BaseModel = cfg.BaseModelNameOrPath
+		}
+	}
+	s.Warnings = append(s.Warnings, a.Warnings...)
+	names := make([]string, 0, len(a.Modules))
+	for _, m := range a.Modules {
+		ms := ModuleSummary{
+			Name: m.Name, Kind: string(m.Kind), Rank: m.Rank, Alpha: m.Alpha, Scale: m.Scale, AlphaKnown: m.AlphaKnown,
+			InFeatures: m.InFeatures, OutFeatures: m.OutFeatures, FanInFanOut: m.FanInFanOut,
+			Layer: LayerOf(m.Name), ModuleType: ModuleType(m.Name), Tensors: map[string]string{},
+		}
+		for role, t := range m.Tensors {
+			ms.Tensors[role] = t.Name
+		}
+		s.Modules = append(s.Modules, ms)
+		names = append(names, m.Name)
+		s.Warnings = append(s.Warnings, moduleWarnings(m)...)
+	}
+	var incomplete []string
+	for _, m := range a.Modules {
+		if m.Kind == adapter.KindIncomplete {
+			incomplete = append(incomplete, m.Name)
+		}
+	}
+	if len(incomplete) > 0 {
+		list := incomplete
+		if len(list) > 5 {
+			list = append(append([]string{}, list[:5]...), "…")
+		}
+		s.Warnings = append(s.Warnings, fmt.Sprintf("%d modules have a low-rank factor missing (incomplete, not a usable adapter): %s", len(incomplete), strings.Join(list, ", ")))
+	}
+	if cfg != nil {
+		tm, err := matchTargets(cfg.TargetModules, names, "adapter")
+		if err != nil {
+			s.Warnings = append(s.Warnings, err.Error())
+		}
+		s.TargetMatches = tm
+		for _, t := range tm {
+			if t.Matches == 0 {
+				s.Warnings = append(s.Warnings, fmt.Sprintf("config target_modules entry %q matches no module with tensors in the file", t.Entry))
+			}
+		}
+		seen := map[string]bool{}
+		for _, e := range cfg.ModulesToSave {
+			if seen[e] {
+				s.Warnings = append(s.Warnings, fmt.Sprintf("config modules_to_save lists %q more than once", e))
+				continue
+			}
+			seen[e] = true
+			found := false
+			for _, n := range names {
+				if n == e || len(n) > len(e) && n[len(n)-len(e)-1:] == "."+e {
+					found = true
+					break
+				}
+			}
+			if !found {
+				s.Warnings = append(s.Warnings, fmt.Sprintf("config modules_to_save entry %q has no tensors in the file", e))
+			}
+		}
+	}
+	if opts.Stats {
+		var sumSq float64
+		for i, m := range a.Modules {
+			st, warns := moduleStats(a, m)
+			s.Warnings = append(s.Warnings, warns...)
+			s.Modules[i].ModuleStats = st
+			if st != nil {
+				sumSq += st.DeltaFroNorm * st.DeltaFroNorm
+			}
+			if opts.Progress != nil {
+				opts.Progress(i+1, len(a.Modules))
+			}
+		}
+		s.Totals.DeltaFroNorm = math.Sqrt(sumSq)
+	}
 	return nil
+}
+
+// moduleWarnings are the header-level defects of one module.
+func moduleWarnings(m *adapter.Module) []string {
+	var w []string
+	if m.IsLowRank() {
+		if width := min(m.InFeatures, m.OutFeatures); width > 0 && m.Rank > width {
+			w = append(w, fmt.Sprintf("module %q: rank %d exceeds the layer width min(in %d, out %d) = %d, so rank(ΔW) ≤ %d", m.Name, m.Rank, m.InFeatures, m.OutFeatures, width, width))
+		}
+		if sc := math.Abs(m.Scale); sc > ScaleHigh || sc < ScaleLow {
+			w = append(w, fmt.Sprintf("module %q: scale %g is far outside the usual range [%g, %g]", m.Name, m.Scale, ScaleLow, ScaleHigh))
+		}
+	}
+	return w
+}
+
+// moduleStats computes one module's statistics from its factors (or its
+// vector for IA3 / DoRA). Modules of other kinds get nil.
+func moduleStats(a *adapter.Adapter, m *adapter.Module) (*ModuleStats, []string) {
+	switch {
+	case m.IsLowRank():
+	case m.Kind == adapter.KindIA3:
+		t := m.Tensors[adapter.RoleIA3]
+		v, err := a.File.Float32(t.Name)
+		if err != nil {
+			return nil, []string{err.Error()}
+		}
+		var n, dev, maxDev float64
+		for _, x := range v {
+			n += float64(x) * float64(x)
+			d := float64(x) - 1
+			dev += d * d
+			maxDev = math.Max(maxDev, math.Abs(d))
+		}
+		st := &ModuleStats{VectorNorm: math.Sqrt(n), SingularValues: []float64{},
+			Note: fmt.Sprintf("IA3 rescales W by l (W⊙l); ‖l−1‖ = %.4g, max |l−1| = %.4g; ΔW needs the base weight", math.Sqrt(dev), maxDev)}
+		var w []string
+		if finiteCount(v) != len(v) {
+			w = append(w, fmt.Sprintf("module %q: tensor %q has NaN or Inf values", m.Name, t.Name))
+		}
+		return st, w
+	default:
+		return nil, nil
+	}
+	f, err := a.Factors(m)
+	if err != nil {
+		return nil, []string{err.Error()}
+	}
+	var w []string
+	ta, tb := m.Tensors[adapter.RoleA].Name, m.Tensors[adapter.RoleB].Name
+	if finiteCount(f.A) != len(f.A) {
+		w = append(w, fmt.Sprintf("module %q: lora_A tensor %q has NaN or Inf values", m.Name, ta))
+	}
+	if finiteCount(f.B) != len(f.B) {
+		w = append(w, fmt.Sprintf("module %q: lora_B tensor %q has NaN or Inf values", m.Name, tb))
+	}
+	if len(w) > 0 {
+		return &ModuleStats{SingularValues: []float64{}, Note: "not computed: non-finite factors"}, w
+	}
+	A, B, note := f.A, f.B, ""
+	if f.Experts > 0 {
+		A, B = A[:f.Rank*f.InK()], B[:f.Out*f.Rank]
+		note = fmt.Sprintf("MoE SwitchLinear: statistics of expert 0 of %d", f.Experts)
+	}
+	allZero := true
+	for _, x := range B {
+		if x != 0 {
+			allZero = false
+			break
+		}
+	}
+	if allZero {
+		w = append(w, fmt.Sprintf("module %q: lora_B %q is all zero (untrained: ΔW = 0)", m.Name, tb))
+	}
+	var diag []float64
+	var diag32 []float32
+	switch {
+	case f.E != nil:
+		diag32 = f.E
+	case f.Diag != nil:
+		diag32 = f.Diag
+	}
+	if diag32 != nil {
+		diag = make([]float64, len(diag32))
+		for i, x := range diag32 {
+			diag[i] = float64(x)
+		}
+	}
+	lr := LowRank{Out: f.Out, In: f.InK(), Rank: f.Rank, A: A, B: B, Diag: diag, Scale: f.Scale}
+	g, err := NewGram(lr)
+	if err != nil {
+		return nil, append(w, fmt.Sprintf("module %q: %v", m.Name, err))
+	}
+	sv, err := FactoredSingularValues(lr)
+	if err != nil {
+		if sv, err = g.SingularValues(); err != nil {
+			return nil, append(w, fmt.Sprintf("module %q: %v", m.Name, err))
+		}
+	}
+	sp := NewSpectrum(sv, g.FroNorm())
+	st := &ModuleStats{NormA: g.NormA(), NormB: g.NormB(), DeltaFroNorm: sp.FroNorm, SingularValues: sp.SingularValues,
+		EffectiveRank: sp.EffectiveRank, StableRank: sp.StableRank, Rank90: sp.Rank90, Rank99: sp.Rank99, Note: note}
+	if f.Magnitude != nil {
+		var n float64
+		for _, x := range f.Magnitude {
+			n += float64(x) * float64(x)
+		}
+		st.VectorNorm = math.Sqrt(n)
+		st.Note = "DoRA: statistics of the directional update s·B·A; the merged delta also rescales rows by magnitude/‖W+s·B·A‖ (needs the base)"
+	}
+	return st, w
+}
+
+// FactoredSingularValues returns the singular values of ΔW (descending, at
+// most min(rank,out,in)) by the exact QR-core SVD of package svd.
+func FactoredSingularValues(f LowRank) ([]float64, error) {
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	k := min(f.Rank, f.Out, f.In)
+	if k == 0 {
+		return []float64{}, nil
+	}
+	t := svd.Term{B: f.B, A: f.A, Rank: f.Rank, Weight: f.Scale}
+	if f.Diag != nil {
+		t.Diag = make([]float32, len(f.Diag))
+		for i, d := range f.Diag {
+			t.Diag[i] = float32(d)
+		}
+	}
+	d, err := svd.Factored(f.Out, f.In, []svd.Term{t})
+	if err != nil {
+		return nil, err
+	}
+	v := d.Values()
+	for i := range v {
+		v[i] = math.Abs(v[i])
+	}
+	sort.Sort(sort.Reverse(sort.Float64Slice(v)))
+	if len(v) > k {
+		v = v[:k]
+	}
+	return v, nil
+}
+
+func finiteCount(x []float32) int {
+	n := 0
+	for _, v := range x {
+		if !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) {
+			n++
+		}
+	}
+	return n
 }

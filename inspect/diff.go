@@ -1,0 +1,245 @@
+package inspect
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/adaptool/adaptool/format/adapter"
+	"github.com/adaptool/adaptool/ops/kernels"
+)
+
+// DiffOptions configures Diff.
+type DiffOptions struct {
+	// Dense also builds each module's dense ΔW (tile by tile, bounded
+	// memory) to measure the sign-conflict rate TIES cares about.
+	Dense bool
+	// Progress, if set, is called after each module with (done, total).
+	Progress func(done, total int)
+}
+
+// DiffResult compares two adapters module by module (`adaptool diff`).
+type DiffResult struct {
+	PathA    string       `json:"a"`
+	PathB    string       `json:"b"`
+	Modules  []DiffModule `json:"modules"`
+	OnlyInA  []string     `json:"only_in_a"`
+	OnlyInB  []string     `json:"only_in_b"`
+	Warnings []string     `json:"warnings"`
+	// Cosine and RelativeDistance of the whole adapters: all common
+	// low-rank modules' deltas taken as one vector.
+	Cosine           *float64 `json:"cosine"`
+	RelativeDistance *float64 `json:"relative_distance"`
+}
+
+// DiffModule is one module present in both adapters. Undefined values
+// (a zero norm) are null in JSON.
+type DiffModule struct {
+	Name  string `json:"name"`
+	KindA string `json:"kind_a"`
+	KindB string `json:"kind_b"`
+	// Cosine is ⟨ΔW_A,ΔW_B⟩/(‖ΔW_A‖‖ΔW_B‖).
+	Cosine *float64 `json:"cosine"`
+	// RelativeDistance is ‖ΔW_A−ΔW_B‖_F/‖ΔW_A‖_F.
+	RelativeDistance *float64 `json:"relative_distance"`
+	// NormRatio is ‖ΔW_B‖_F/‖ΔW_A‖_F.
+	NormRatio *float64 `json:"norm_ratio"`
+	NormA     float64  `json:"delta_fro_norm_a"`
+	NormB     float64  `json:"delta_fro_norm_b"`
+	// SignConflict (--dense) is the fraction of positions where both
+	// deltas are non-zero and their signs differ, among the positions where
+	// both are non-zero.
+	SignConflict *float64 `json:"sign_conflict_rate,omitempty"`
+	// Compared says what was compared: "delta" (ΔW from the factors),
+	// "ia3" (the scaling vectors l), or why nothing was ("skipped: ...").
+	Compared string `json:"compared"`
+}
+
+func ptr(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}
+
+// factorsOf returns a module's delta as a LowRank (expert 0 for MLX
+// SwitchLinear).
+func factorsOf(a *adapter.Adapter, m *adapter.Module) (LowRank, error) {
+	f, err := a.Factors(m)
+	if err != nil {
+		return LowRank{}, err
+	}
+	lr := LowRank{Out: f.Out, In: f.InK(), Rank: f.Rank, A: f.A[:f.Rank*f.InK()], B: f.B[:f.Out*f.Rank], Scale: f.Scale}
+	d := f.E
+	if d == nil {
+		d = f.Diag
+	}
+	if d != nil {
+		lr.Diag = make([]float64, len(d))
+		for i, x := range d {
+			lr.Diag[i] = float64(x)
+		}
+	}
+	return lr, nil
+}
+
+// Diff compares two adapters (paths accepted by adapter.Load).
+func Diff(pathA, pathB string, opts DiffOptions) (*DiffResult, error) {
+	a, err := adapter.Load(pathA)
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close()
+	b, err := adapter.Load(pathB)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	r := &DiffResult{PathA: pathA, PathB: pathB, Modules: []DiffModule{}, OnlyInA: []string{}, OnlyInB: []string{}, Warnings: []string{}}
+	inB := map[string]*adapter.Module{}
+	for _, m := range b.Modules {
+		inB[m.Name] = m
+	}
+	inA := map[string]bool{}
+	var dot, nA2, nB2 float64
+	for i, ma := range a.Modules {
+		inA[ma.Name] = true
+		mb, ok := inB[ma.Name]
+		if !ok {
+			r.OnlyInA = append(r.OnlyInA, ma.Name)
+			continue
+		}
+		dm := DiffModule{Name: ma.Name, KindA: string(ma.Kind), KindB: string(mb.Kind)}
+		switch {
+		case ma.IsLowRank() && mb.IsLowRank():
+			fa, errA := factorsOf(a, ma)
+			fb, errB := factorsOf(b, mb)
+			if errA != nil || errB != nil {
+				dm.Compared = fmt.Sprintf("skipped: %v", firstErr(errA, errB))
+				break
+			}
+			if fa.Out != fb.Out || fa.In != fb.In {
+				dm.Compared = fmt.Sprintf("skipped: deltas are %d×%d and %d×%d", fa.Out, fa.In, fb.Out, fb.In)
+				r.Warnings = append(r.Warnings, fmt.Sprintf("module %q: shapes differ (%d×%d vs %d×%d)", ma.Name, fa.Out, fa.In, fb.Out, fb.In))
+				break
+			}
+			ab, err := Inner(fa, fb)
+			if err != nil {
+				dm.Compared = "skipped: " + err.Error()
+				break
+			}
+			aa, _ := Inner(fa, fa)
+			bb, _ := Inner(fb, fb)
+			fillCompare(&dm, ab, aa, bb)
+			dm.Compared = "delta"
+			dot, nA2, nB2 = dot+ab, nA2+aa, nB2+bb
+			if opts.Dense {
+				dm.SignConflict = ptr(signConflict(fa, fb))
+			}
+		case ma.Kind == adapter.KindIA3 && mb.Kind == adapter.KindIA3:
+			va, errA := a.File.Float32(ma.Tensors[adapter.RoleIA3].Name)
+			vb, errB := b.File.Float32(mb.Tensors[adapter.RoleIA3].Name)
+			if errA != nil || errB != nil || len(va) != len(vb) {
+				dm.Compared = fmt.Sprintf("skipped: IA3 vectors unreadable or of different lengths (%v)", firstErr(errA, errB))
+				break
+			}
+			var ab, aa, bb float64
+			for i := range va {
+				x, y := float64(va[i]), float64(vb[i])
+				ab, aa, bb = ab+x*y, aa+x*x, bb+y*y
+			}
+			fillCompare(&dm, ab, aa, bb)
+			dm.Compared = "ia3"
+		default:
+			dm.Compared = fmt.Sprintf("skipped: no delta to compare for kinds %s and %s", ma.Kind, mb.Kind)
+		}
+		r.Modules = append(r.Modules, dm)
+		if opts.Progress != nil {
+			opts.Progress(i+1, len(a.Modules))
+		}
+	}
+	for _, m := range b.Modules {
+		if !inA[m.Name] {
+			r.OnlyInB = append(r.OnlyInB, m.Name)
+		}
+	}
+	if nA2 > 0 && nB2 > 0 {
+		r.Cosine = ptr(math.Max(-1, math.Min(1, dot/math.Sqrt(nA2*nB2))))
+	}
+	if nA2 > 0 {
+		r.RelativeDistance = ptr(math.Sqrt(math.Max(0, nA2+nB2-2*dot)) / math.Sqrt(nA2))
+	}
+	return r, nil
+}
+
+func fillCompare(dm *DiffModule, ab, aa, bb float64) {
+	na, nb := math.Sqrt(math.Max(aa, 0)), math.Sqrt(math.Max(bb, 0))
+	dm.NormA, dm.NormB = na, nb
+	if na > 0 && nb > 0 {
+		dm.Cosine = ptr(math.Max(-1, math.Min(1, ab/(na*nb))))
+	}
+	if na > 0 {
+		dm.RelativeDistance = ptr(math.Sqrt(math.Max(0, aa+bb-2*ab)) / na)
+		dm.NormRatio = ptr(nb / na)
+	}
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// denseTileRows bounds the dense tile: rows×in float32 per side.
+const denseTileElems = 1 << 20
+
+// denseTile writes rows [r0,r1) of ΔW = s·B·diag(d)·A into w (zeroed first)
+// with kernels.RankUpdate.
+func denseTile(w []float32, f LowRank, r0, r1 int, bs []float32) {
+	clear(w)
+	rows := r1 - r0
+	b := f.B[r0*f.Rank : r1*f.Rank]
+	if f.Diag != nil {
+		for i := 0; i < rows; i++ {
+			for k := 0; k < f.Rank; k++ {
+				bs[i*f.Rank+k] = b[i*f.Rank+k] * float32(f.Diag[k])
+			}
+		}
+		b = bs[:rows*f.Rank]
+	}
+	kernels.RankUpdate(w, rows, f.In, float32(f.Scale), b, f.A, f.Rank)
+}
+
+// signConflict returns the fraction of positions where both dense deltas
+// are non-zero and of opposite signs, among positions where both are
+// non-zero (NaN when there are none). Memory: two tiles of ≤ 1 Mi floats.
+func signConflict(fa, fb LowRank) float64 {
+	rowsPer := max(1, denseTileElems/max(1, fa.In))
+	wa := make([]float32, rowsPer*fa.In)
+	wb := make([]float32, rowsPer*fa.In)
+	bsa := make([]float32, rowsPer*fa.Rank)
+	bsb := make([]float32, rowsPer*fb.Rank)
+	var both, conflict int64
+	for r0 := 0; r0 < fa.Out; r0 += rowsPer {
+		r1 := min(fa.Out, r0+rowsPer)
+		n := (r1 - r0) * fa.In
+		denseTile(wa[:n], fa, r0, r1, bsa)
+		denseTile(wb[:n], fb, r0, r1, bsb)
+		for i := 0; i < n; i++ {
+			x, y := wa[i], wb[i]
+			if x == 0 || y == 0 || x != x || y != y {
+				continue
+			}
+			both++
+			if (x > 0) != (y > 0) {
+				conflict++
+			}
+		}
+	}
+	if both == 0 {
+		return math.NaN()
+	}
+	return float64(conflict) / float64(both)
+}
