@@ -249,7 +249,7 @@ func TestPanics(t *testing.T) {
 		"TopKMask":   func() { TopKMask(make([]bool, 4), a, 1) },
 		"RankUpdate": func() { RankUpdate(make([]float32, 6), 2, 3, 1, make([]float32, 2), make([]float32, 4), 1) },
 		"RankNeg":    func() { RankUpdate(nil, -1, 0, 1, nil, nil, 0) },
-		"RankOver":   func() { RankUpdate(nil, 1<<40, 1<<40, 1, nil, nil, 0) },
+		"RankOver":   func() { RankUpdate(nil, math.MaxInt/2+1, 4, 1, nil, nil, 0) },
 	} {
 		func() {
 			defer func() {

@@ -38,7 +38,7 @@ func selectKth(x []float32, k int) selection {
 	}
 	size := 1 << bits
 	// Chunks: one per worker, each short enough for uint32 counters.
-	nc := max(workers(n), (n+(1<<31)-1)/(1<<31))
+	nc := max(workers(n), n/(1<<30)+1)
 	per := (n + nc - 1) / nc
 	var chunks [][2]int
 	for lo := 0; lo < n; lo += per {
