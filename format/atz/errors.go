@@ -58,3 +58,15 @@ func (e *Error) Unwrap() error { return e.Err }
 func formatErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrFormat, fmt.Sprintf(format, args...))
 }
+
+// IsFormatError reports whether err says the input is not a valid, intact
+// container (ErrFormat, ErrVersion, ErrChecksum, ErrLimit or ErrBase in the
+// chain): the CLI maps it to exit code 2.
+func IsFormatError(err error) bool {
+	for _, s := range []error{ErrFormat, ErrVersion, ErrChecksum, ErrLimit, ErrBase} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}

@@ -147,9 +147,9 @@ func TestErrorNamesTensor(t *testing.T) {
 // FuzzDecode feeds arbitrary bytes to the container reader: it must return
 // an error or the bytes, never panic or allocate beyond the limits.
 func FuzzDecode(f *testing.F) {
-	_, good := hostileSource(f)
-	f.Add(good)
-	f.Add(pack(f, buildST(allDTypes(50), 8), PackOptions{}))
+	// Small seeds only: the fuzzer mutates large inputs slowly.
+	f.Add(pack(f, buildST(allDTypes(20), 8), PackOptions{}))
+	f.Add(pack(f, buildST([]stTensor{{"w", "BF16", []int{600}, normalBF16(600, 0.02, 1)}}, 8), PackOptions{}))
 	f.Add(pack(f, []byte("\r\n"), PackOptions{}))
 	f.Add(pack(f, nil, PackOptions{}))
 	f.Fuzz(func(t *testing.T, b []byte) {

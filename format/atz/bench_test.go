@@ -1,0 +1,156 @@
+package atz
+
+import (
+	"bytes"
+	"cmp"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Benchmarks of the container on generated N(0, 0.02) tensors (64 MiB) and
+// on the real corpus, next to plain zstd (Default and Best, whole input,
+// AllLit on) and copy() of the same bytes, all in the same run. Each reports
+// "ratio" (original/compressed); MB/s is of original bytes.
+//
+//	go test -run XXX -bench . -benchtime 3x -count 5 ./format/atz
+//
+// atz-1core packs with Workers = 1 (the per-core figure), atz-par with
+// GOMAXPROCS workers; unpack likewise.
+
+const benchSize = 64 << 20
+
+func benchInputs(b *testing.B) []struct {
+	name string
+	data []byte
+} {
+	return []struct {
+		name string
+		data []byte
+	}{
+		{"BF16", buildST([]stTensor{{"w", "BF16", []int{benchSize / 2}, normalBF16(benchSize/2, 0.02, 100)}}, 8)},
+		{"FP32", buildST([]stTensor{{"w", "F32", []int{benchSize / 4}, normalF32(benchSize/4, 0.02, 101)}}, 8)},
+	}
+}
+
+func BenchmarkPack(b *testing.B) {
+	for _, in := range benchInputs(b) {
+		benchAll(b, in.name, in.data)
+	}
+}
+
+// BenchmarkCorpus packs every corpus file (concatenated results).
+func BenchmarkCorpus(b *testing.B) {
+	files := corpusFiles(b)
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var all [][]byte
+	for _, n := range names {
+		d, err := os.ReadFile(n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		all = append(all, d)
+	}
+	benchAllFiles(b, "corpus", all)
+}
+
+func benchAll(b *testing.B, name string, data []byte) {
+	benchAllFiles(b, name, [][]byte{data})
+}
+
+func benchAllFiles(b *testing.B, name string, files [][]byte) {
+	var total int64
+	for _, f := range files {
+		total += int64(len(f))
+	}
+	b.Run(name+"/copy", func(b *testing.B) {
+		b.SetBytes(total)
+		dst := make([]byte, total)
+		for b.Loop() {
+			off := 0
+			for _, f := range files {
+				off += copy(dst[off:], f)
+			}
+		}
+	})
+	for _, w := range []struct {
+		name    string
+		workers int
+	}{{"1core", 1}, {"par", 0}} {
+		packed := make([][]byte, len(files))
+		b.Run(name+"/atz-pack-"+w.name, func(b *testing.B) {
+			b.SetBytes(total)
+			var out int64
+			for b.Loop() {
+				out = 0
+				for i, f := range files {
+					var buf bytes.Buffer
+					buf.Grow(len(f))
+					if _, err := Pack(&buf, bytes.NewReader(f), int64(len(f)), PackOptions{Workers: w.workers}); err != nil {
+						b.Fatal(err)
+					}
+					packed[i] = buf.Bytes()
+					out += int64(buf.Len())
+				}
+			}
+			b.ReportMetric(float64(total)/float64(out), "ratio")
+		})
+		b.Run(name+"/atz-unpack-"+w.name, func(b *testing.B) {
+			b.SetBytes(total)
+			for b.Loop() {
+				for _, p := range packed {
+					rd, err := NewReader(bytes.NewReader(p), int64(len(p)))
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := rd.writeTo(io.Discard, cmp.Or(w.workers, runtime.GOMAXPROCS(0))); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+	for _, lv := range []struct {
+		name  string
+		level zstd.EncoderLevel
+	}{{"zstd-default", zstd.SpeedDefault}, {"zstd-best", zstd.SpeedBestCompression}} {
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(lv.level), zstd.WithAllLitEntropyCompression(true), zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			b.Fatal(err)
+		}
+		comp := make([][]byte, len(files))
+		b.Run(name+"/"+lv.name+"-compress", func(b *testing.B) {
+			b.SetBytes(total)
+			var out int64
+			for b.Loop() {
+				out = 0
+				for i, f := range files {
+					comp[i] = enc.EncodeAll(f, comp[i][:0])
+					out += int64(len(comp[i]))
+				}
+			}
+			b.ReportMetric(float64(total)/float64(out), "ratio")
+		})
+		dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+		b.Run(name+"/"+lv.name+"-decompress", func(b *testing.B) {
+			b.SetBytes(total)
+			var buf []byte
+			for b.Loop() {
+				for _, c := range comp {
+					if buf, err = dec.DecodeAll(c, buf[:0]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+		dec.Close()
+	}
+}
