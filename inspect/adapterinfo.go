@@ -49,7 +49,9 @@ func (s *Summary) architectureFromMetadata() {
 
 // matchTargets counts, for each target_modules entry, the module names it
 // matches with PEFT's rule: a list entry matches a name equal to it or
-// ending in "."+entry; a string is a Python fullmatch regex.
+// ending in "."+entry; a string is a Python fullmatch regex. Against a base
+// checkpoint, an entry that ends in "."+module also counts: checkpoints are
+// often saved without the task model's prefix (GPT-2's "transformer.").
 func matchTargets(spec adapter.TargetSpec, modules []string, against string) ([]TargetMatch, error) {
 	if !spec.Set {
 		return nil, nil
@@ -79,7 +81,7 @@ func matchTargets(spec adapter.TargetSpec, modules []string, against string) ([]
 		seen[e] = true
 		n := 0
 		for _, m := range modules {
-			if m == e || strings.HasSuffix(m, "."+e) {
+			if m == e || strings.HasSuffix(m, "."+e) || against == "base" && strings.HasSuffix(e, "."+m) {
 				n++
 			}
 		}

@@ -22,6 +22,8 @@ type CheckModule struct {
 	BaseTensor string `json:"base_tensor"`
 	BaseShape  []int  `json:"base_shape"`
 	BaseDType  string `json:"base_dtype"`
+	// AdapterDType is the dtype of the module's tensors (first role).
+	AdapterDType string `json:"adapter_dtype"`
 	// DeltaShape is the shape the adapter's delta (or replacement tensor)
 	// has in the base tensor's frame.
 	DeltaShape []int  `json:"delta_shape"`

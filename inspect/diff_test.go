@@ -1,0 +1,102 @@
+package inspect
+
+import (
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/adaptool/adaptool/internal/testgen"
+)
+
+// denseDeltaOf builds ΔW (out × in·k) in float64 from generated factors.
+func denseDeltaOf(f *testgen.Factors, scale float64) []float64 {
+	ink := len(f.A) / f.Rank
+	d := make([]float64, f.Out*ink)
+	for o := 0; o < f.Out; o++ {
+		for i := 0; i < ink; i++ {
+			var s float64
+			for k := 0; k < f.Rank; k++ {
+				c := float64(f.B[o*f.Rank+k])
+				if f.Diag != nil {
+					c *= float64(f.Diag[k])
+				}
+				s += c * float64(f.A[k*ink+i])
+			}
+			d[o*ink+i] = scale * s
+		}
+	}
+	return d
+}
+
+func TestDiffAgainstDense(t *testing.T) {
+	common := []testgen.Module{
+		{Name: "model.layers.0.q_proj", In: 24, Out: 16},
+		{Name: "model.layers.1.conv", In: 3, Out: 5, Kernel: []int{3, 3}},
+	}
+	dirA, dirB := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	ra, err := testgen.WriteLoRA(dirA, testgen.LoRA{Seed: 11, R: 4, Alpha: 8, Modules: append(common, testgen.Module{Name: "model.layers.0.only_a", In: 4, Out: 4})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := testgen.WriteLoRA(dirB, testgen.LoRA{Seed: 12, R: 8, Alpha: 4, KaSA: true, Modules: append(common, testgen.Module{Name: "model.layers.0.only_b", In: 4, Out: 4})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Diff(dirA, dirB, DiffOptions{Dense: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.OnlyInA) != 1 || r.OnlyInA[0] != "model.layers.0.only_a" || len(r.OnlyInB) != 1 || r.OnlyInB[0] != "model.layers.0.only_b" {
+		t.Errorf("only in A %v, only in B %v", r.OnlyInA, r.OnlyInB)
+	}
+	if len(r.Modules) != 2 {
+		t.Fatalf("%d common modules", len(r.Modules))
+	}
+	var dotAll, aaAll, bbAll float64
+	for _, m := range r.Modules {
+		da := denseDeltaOf(ra.Modules[m.Name], 8.0/4)
+		db := denseDeltaOf(rb.Modules[m.Name], 4.0/8)
+		var dot, aa, bb, dist float64
+		var both, conflict int
+		for i := range da {
+			dot += da[i] * db[i]
+			aa += da[i] * da[i]
+			bb += db[i] * db[i]
+			dist += (da[i] - db[i]) * (da[i] - db[i])
+			if da[i] != 0 && db[i] != 0 {
+				both++
+				if (da[i] > 0) != (db[i] > 0) {
+					conflict++
+				}
+			}
+		}
+		dotAll, aaAll, bbAll = dotAll+dot, aaAll+aa, bbAll+bb
+		if m.Cosine == nil || math.Abs(*m.Cosine-dot/math.Sqrt(aa*bb)) > 1e-9 {
+			t.Errorf("%s: cosine %v, dense %g", m.Name, m.Cosine, dot/math.Sqrt(aa*bb))
+		}
+		if w := math.Sqrt(dist / aa); m.RelativeDistance == nil || math.Abs(*m.RelativeDistance-w) > 1e-7*w {
+			t.Errorf("%s: relative distance %v, dense %g", m.Name, m.RelativeDistance, w)
+		}
+		if w := math.Sqrt(bb / aa); m.NormRatio == nil || math.Abs(*m.NormRatio-w) > 1e-9*w {
+			t.Errorf("%s: norm ratio %v, dense %g", m.Name, m.NormRatio, w)
+		}
+		// the tiles are float32 (kernels.RankUpdate), so entries within
+		// float32 rounding of zero may flip; allow one such position
+		if w := float64(conflict) / float64(both); m.SignConflict == nil || math.Abs(*m.SignConflict-w) > 1.0/float64(both)+1e-12 {
+			t.Errorf("%s: sign conflict %v, dense %g", m.Name, m.SignConflict, w)
+		}
+	}
+	if r.Cosine == nil || math.Abs(*r.Cosine-dotAll/math.Sqrt(aaAll*bbAll)) > 1e-9 {
+		t.Errorf("overall cosine %v", r.Cosine)
+	}
+	// an adapter against itself
+	r, err = Diff(dirA, dirA, DiffOptions{Dense: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range r.Modules {
+		if m.Cosine == nil || math.Abs(*m.Cosine-1) > 1e-12 || *m.RelativeDistance > 1e-6 || *m.SignConflict != 0 {
+			t.Errorf("self diff %s: %+v", m.Name, m)
+		}
+	}
+}
