@@ -16,25 +16,35 @@ type corpusRow struct {
 	dir, file, kind, tensors, dtypes, expect string
 }
 
-// corpusDir locates ../shared/corpus relative to the module root.
-func corpusDir(t testing.TB) string {
-	t.Helper()
+// findCorpus locates ../shared/corpus relative to the module root (the
+// directory holding go.mod).
+func findCorpus() (string, error) {
 	wd, err := os.Getwd()
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	for d := wd; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
 			c := filepath.Join(d, "..", "shared", "corpus")
 			if _, err := os.Stat(filepath.Join(c, "MANIFEST.tsv")); err != nil {
-				t.Skipf("corpus not found at %s: %v", c, err)
+				return "", fmt.Errorf("corpus not found at %s: %w", c, err)
 			}
-			return c
+			return c, nil
 		}
 		if filepath.Dir(d) == d {
-			t.Skip("no go.mod above the package directory")
+			return "", fmt.Errorf("no go.mod above %s", wd)
 		}
 	}
+}
+
+// corpusDir returns the corpus directory or skips the test when it is absent.
+func corpusDir(t testing.TB) string {
+	t.Helper()
+	c, err := findCorpus()
+	if err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	return c
 }
 
 func corpusRows(t testing.TB) []corpusRow {
