@@ -33,18 +33,18 @@ var fp4LUT = newLUT4(fp4Thresholds, fp4RankCode, 0, 1)
 // smaller magnitude). Negative values that round to zero give 0b1000 (−0);
 // NaN gives 0.
 func fp4Index(s float32) uint8 {
+	bits := math.Float32bits(s)
+	sign := uint8(bits>>28) & 8 // the sign bit, as s < 0 for nonzero s
+	if s == 0 {
+		sign = 0 // −0 is not < 0
+	}
+	a := math.Float32frombits(bits &^ (1 << 31))
+	// a ≤ 1 up to rounding; NaN falls in bucket 0 and compares false → rank 0.
+	r := fp4LUT.rank(a)
 	if s != s {
-		return 0
+		sign = 0
 	}
-	var sign uint8
-	if s < 0 {
-		sign = 8
-		s = -s
-	}
-	if s > 1 {
-		s = 1
-	}
-	return fp4LUT.rank2code[fp4LUT.rank(s)&15] | sign
+	return fp4LUT.rank2code[r&15] | sign
 }
 
 // QuantizeFP4 quantizes src to packed bitsandbytes FP4 codes with per-block
@@ -53,7 +53,7 @@ func fp4Index(s float32) uint8 {
 // kernel's sign-magnitude decision tree (see fp4Index), packed with the first
 // element in the high nibble.
 func QuantizeFP4(dst []byte, absmax []float32, src []float32, blockSize int) error {
-	return quantize4(dst, absmax, src, blockSize, "fp4", fp4Index)
+	return quantize4(dst, absmax, src, blockSize, "fp4", true)
 }
 
 // DequantizeFP4 reverses QuantizeFP4: dst[i] = FP4Code[q_i]·absmax[block].

@@ -63,7 +63,7 @@ const lutBits = 7
 // a threshold goes to the lower code).
 type lut4 struct {
 	scale, bias float32
-	base        [1 << (lutBits + 1)]uint8 // indexed by bucket & mask
+	base        [256]uint8  // indexed by uint8(bucket)
 	th          [16]float32               // thresholds ascending, padded with +Inf
 	rank2code   [16]uint8                 // rank (number of thresholds below) → code bits
 }
@@ -103,7 +103,7 @@ func newLUT4(th []float32, rank2code []uint8, lo, hi float32) *lut4 {
 
 // rank returns the number of thresholds strictly below s, for s in [lo, hi].
 func (t *lut4) rank(s float32) uint8 {
-	b := t.base[int32(s*t.scale+t.bias)&(1<<(lutBits+1)-1)]
+	b := t.base[uint8(int32(s*t.scale+t.bias))]
 	r := b
 	if s > t.th[b&15] {
 		r++
@@ -151,15 +151,12 @@ func nf4Index(s float32) uint8 {
 // is the block's true maximum.
 const absmaxFloor = 1e-38
 
-// codeFunc maps a value already scaled by 1/absmax to its 4-bit code.
-type codeFunc func(s float32) uint8
-
 // quantize4 is the shared NF4/FP4 block quantizer. For each block of bs
 // elements (the last may be partial): absmax = kernels.AbsMax(block);
-// inv = 1/max(absmax, 1e-38) in float32; each element's code is
-// code(x·inv); codes are packed two per byte, the first element in the high
+// inv = 1/max(absmax, 1e-38) in float32; each element's code is that of
+// x·inv; codes are packed two per byte, the first element in the high
 // nibble, an odd tail padded with a zero low nibble.
-func quantize4(dst []byte, absmax []float32, src []float32, bs int, scheme string, index codeFunc) error {
+func quantize4(dst []byte, absmax []float32, src []float32, bs int, scheme string, fp4 bool) error {
 	if err := CheckBlockSize(bs); err != nil {
 		return err
 	}
@@ -177,16 +174,63 @@ func quantize4(dst []byte, absmax []float32, src []float32, bs int, scheme strin
 			absmax[b] = am
 			inv := 1 / max(am, absmaxFloor)
 			out := dst[lo/2 : (hi+1)/2]
-			m := len(blk) &^ 1
-			for i := 0; i < m; i += 2 {
-				out[i/2] = index(blk[i]*inv)<<4 | index(blk[i+1]*inv)
-			}
-			if m < len(blk) {
-				out[m/2] = index(blk[m]*inv) << 4
+			if fp4 {
+				packFP4(out, blk, inv)
+			} else {
+				packNF4(out, blk, inv)
 			}
 		}
 	})
 	return nil
+}
+
+// packNF4 is the NF4 hot loop: out[i] = code(x[2i]·inv)<<4 | code(x[2i+1]·inv),
+// an odd tail padded with a zero low nibble. It relies on |x·inv| ≤ 1 up to
+// rounding (inv is the block's reciprocal absmax), so no clamp is needed:
+// the bucket tables map the few values beyond ±1 by an ulp to the end
+// codes, and NaN (bucket 0, no comparison true) to code 0 as the CUDA
+// kernel does. See lut4 for the lookup.
+func packNF4(out []byte, x []float32, inv float32) {
+	t := nf4LUT
+	sc, bi := t.scale, t.bias
+	m := len(x) &^ 1
+	out = out[:(len(x)+1)/2]
+	for i := 0; i < m; i += 2 {
+		s0 := x[i] * inv
+		s1 := x[i+1] * inv
+		b0 := t.base[uint8(int32(s0*sc+bi))]
+		b1 := t.base[uint8(int32(s1*sc+bi))]
+		b0 += gt(s0, t.th[b0&15])
+		b1 += gt(s1, t.th[b1&15])
+		out[i>>1] = b0<<4 | b1&15
+	}
+	if m < len(x) {
+		out[m>>1] = nf4Index(x[m]*inv) << 4
+	}
+}
+
+// gt returns 1 if a > b and 0 otherwise (NaN: 0), compiled without a
+// branch (SETHI), so the lookup does not pay branch mispredictions on
+// random data.
+func gt(a, b float32) uint8 {
+	var c uint8
+	if a > b {
+		c = 1
+	}
+	return c
+}
+
+// packFP4 is the FP4 hot loop, as packNF4 with fp4Index's sign-magnitude
+// rule.
+func packFP4(out []byte, x []float32, inv float32) {
+	m := len(x) &^ 1
+	out = out[:(len(x)+1)/2]
+	for i := 0; i < m; i += 2 {
+		out[i>>1] = fp4Index(x[i]*inv)<<4 | fp4Index(x[i+1]*inv)
+	}
+	if m < len(x) {
+		out[m>>1] = fp4Index(x[m]*inv) << 4
+	}
 }
 
 // dequantize4 is the shared NF4/FP4 dequantizer: x = code[q]·absmax[block]
@@ -276,7 +320,7 @@ func forBlocks(n, bs int, f func(b0, b1 int)) {
 // It returns an ErrBlockSize or ErrLength error for bad arguments. Large
 // inputs are processed in parallel over blocks.
 func QuantizeNF4(dst []byte, absmax []float32, src []float32, blockSize int) error {
-	return quantize4(dst, absmax, src, blockSize, "nf4", nf4Index)
+	return quantize4(dst, absmax, src, blockSize, "nf4", false)
 }
 
 // DequantizeNF4 reverses QuantizeNF4: dst[i] = NF4Code[q_i]·absmax[i/blockSize]
