@@ -64,8 +64,8 @@ const lutBits = 7
 type lut4 struct {
 	scale, bias float32
 	base        [256]uint8  // indexed by uint8(bucket)
-	th          [16]float32               // thresholds ascending, padded with +Inf
-	rank2code   [16]uint8                 // rank (number of thresholds below) → code bits
+	th          [16]float32 // thresholds ascending, padded with +Inf
+	rank2code   [16]uint8   // rank (number of thresholds below) → code bits
 }
 
 // newLUT4 builds the table for ascending thresholds th over [lo, hi].
