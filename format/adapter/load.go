@@ -29,6 +29,7 @@ type loadOptions struct {
 	alpha        float64
 	hasAlpha     bool
 	safeOpts     []safetensors.Option
+	noConfig     bool
 }
 
 // WithAdapterName adds an adapter name to strip from PEFT keys in ModuleDict
@@ -123,7 +124,7 @@ func Load(path string, opts ...LoadOption) (*Adapter, error) {
 	a := &Adapter{Path: path, WeightsPath: weights}
 	if o.config != nil {
 		a.Config, a.ConfigSource = o.config, "option"
-	} else if cfgPath != "" {
+	} else if cfgPath != "" && !o.noConfig {
 		c, err := LoadConfig(cfgPath)
 		if err != nil {
 			return nil, err

@@ -1,0 +1,560 @@
+package adapter
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/adaptool/adaptool/format/safetensors"
+)
+
+// Severity of a validation finding.
+type Severity string
+
+// Severities, from worst to mildest. Validate's caller treats error and
+// warning findings as problems (exit 1 in the CLI); info findings are
+// facts worth knowing that do not make the adapter wrong.
+const (
+	SeverityError   Severity = "error"
+	SeverityWarning Severity = "warning"
+	SeverityInfo    Severity = "info"
+)
+
+// Finding is one validation result.
+type Finding struct {
+	Severity Severity `json:"severity"`
+	File     string   `json:"file"`
+	Tensor   string   `json:"tensor,omitempty"`
+	Module   string   `json:"module,omitempty"`
+	Rule     string   `json:"rule"`
+	Message  string   `json:"message"`
+}
+
+// Report is the result of Validate.
+type Report struct {
+	Path     string    `json:"path"`
+	File     string    `json:"file"`
+	Dialect  Dialect   `json:"dialect"`
+	PeftType string    `json:"peft_type"`
+	Tensors  int       `json:"tensors"`
+	Modules  int       `json:"modules"`
+	Findings []Finding `json:"findings"`
+}
+
+// Count returns the number of findings of severity s.
+func (r *Report) Count(s Severity) int {
+	n := 0
+	for _, f := range r.Findings {
+		if f.Severity == s {
+			n++
+		}
+	}
+	return n
+}
+
+// Clean reports whether there is no error or warning finding.
+func (r *Report) Clean() bool { return r.Count(SeverityError)+r.Count(SeverityWarning) == 0 }
+
+// The validation rule identifiers.
+const (
+	RuleConfigInvalid      = "config-invalid"
+	RuleMissingA           = "missing-lora-a"
+	RuleMissingB           = "missing-lora-b"
+	RuleRankMismatch       = "rank-mismatch"
+	RuleRankPattern        = "rank-pattern-mismatch"
+	RuleAdaLoRARank        = "adalora-rank"
+	RuleDoRAMissing        = "dora-missing-magnitude"
+	RuleDoRAUnexpected     = "dora-unexpected-magnitude"
+	RuleLoRABiasMissing    = "lora-bias-missing"
+	RuleLoRABiasUnexpected = "lora-bias-unexpected"
+	RuleShape              = "shape"
+	RuleTargetNoTensors    = "target-without-tensors"
+	RuleNotTargeted        = "module-not-targeted"
+	RuleModulesToSave      = "modules-to-save-missing"
+	RuleBiasNoTensors      = "bias-config-without-tensors"
+	RuleNonFinite          = "nonfinite"
+	RuleZeroB              = "zero-lora-b"
+	RuleAlphaUnknown       = "alpha-unknown"
+	RulePeftTypeMismatch   = "peft-type-mismatch"
+	RuleWrapper            = "lora-on-modules-to-save-wrapper"
+	RuleUnknownTensor      = "unknown-tensor"
+	RuleRankExceedsWidth   = "rank-exceeds-width"
+	RuleVeRAProjection     = "vera-missing-projection"
+	RuleInitMutatesBase    = "init-mutates-base"
+	RuleMLXLayers          = "mlx-num-layers"
+	RuleDType              = "non-float-dtype"
+)
+
+// Validate runs every format and adapter check on path (what Load
+// accepts). It returns an error only when the input cannot be read at all:
+// a missing file, a pickled .bin, or a safetensors format error (the
+// format/safetensors sentinels, e.g. ErrHeaderTooSmall,
+// ErrMetadataIncompleteBuffer). Everything else is a Finding naming the
+// file, the tensor and the rule. Tensor data is scanned for NaN/Inf in
+// bounded chunks.
+func Validate(path string, opts ...LoadOption) (*Report, error) {
+	rep := &Report{Path: path}
+	a, err := Load(path, opts...)
+	if err != nil && errors.Is(err, ErrConfig) {
+		// The weights may still be readable: validate them without the config.
+		msg := err.Error()
+		a, err = Load(path, append(opts, withoutConfig())...)
+		if err == nil {
+			rep.add(Finding{Severity: SeverityError, File: a.ConfigPathOr(path), Rule: RuleConfigInvalid, Message: msg})
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close()
+	rep.File, rep.Dialect, rep.PeftType = a.WeightsPath, a.Dialect, a.PeftType
+	rep.Tensors, rep.Modules = len(a.File.Tensors), len(a.Modules)
+	v := validator{a: a, rep: rep}
+	v.modules()
+	v.config()
+	if err := v.data(); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(rep.Findings, func(i, j int) bool {
+		return sevRank(rep.Findings[i].Severity) < sevRank(rep.Findings[j].Severity)
+	})
+	return rep, nil
+}
+
+func sevRank(s Severity) int {
+	switch s {
+	case SeverityError:
+		return 0
+	case SeverityWarning:
+		return 1
+	}
+	return 2
+}
+
+// ConfigPathOr returns the config path, or def when there is none.
+func (a *Adapter) ConfigPathOr(def string) string {
+	if a.ConfigPath != "" {
+		return a.ConfigPath
+	}
+	return def
+}
+
+func withoutConfig() LoadOption {
+	return func(o *loadOptions) { o.noConfig = true }
+}
+
+func (r *Report) add(f Finding) { r.Findings = append(r.Findings, f) }
+
+type validator struct {
+	a   *Adapter
+	rep *Report
+}
+
+func (v *validator) find(sev Severity, m *Module, tensor, rule, format string, args ...any) {
+	f := Finding{Severity: sev, File: v.a.WeightsPath, Tensor: tensor, Rule: rule, Message: fmt.Sprintf(format, args...)}
+	if m != nil {
+		f.Module = m.Name
+	}
+	v.rep.add(f)
+}
+
+func (v *validator) cfgFind(sev Severity, rule, format string, args ...any) {
+	v.rep.add(Finding{Severity: sev, File: v.a.ConfigPathOr(v.a.WeightsPath), Rule: rule, Message: fmt.Sprintf(format, args...)})
+}
+
+// modules checks each module's tensors against each other.
+func (v *validator) modules() {
+	a := v.a
+	var unknownAlpha []string
+	for _, m := range a.Modules {
+		ta, hasA := m.Tensors[RoleA]
+		tb, hasB := m.Tensors[RoleB]
+		switch {
+		case m.Kind == KindIncomplete && hasA:
+			v.find(SeverityError, m, ta.Name, RuleMissingB, "module %q has lora_A %v but no lora_B: it is not a usable adapter", m.Name, ta.Shape)
+		case m.Kind == KindIncomplete && hasB:
+			v.find(SeverityError, m, tb.Name, RuleMissingA, "module %q has lora_B %v but no lora_A", m.Name, tb.Shape)
+		}
+		if m.IsLowRank() {
+			v.lowRank(m, ta, tb)
+		}
+		if needsScale(m.Kind) && !m.AlphaKnown && m.Kind != KindIncomplete {
+			unknownAlpha = append(unknownAlpha, m.Name)
+		}
+		if m.Kind == KindVeRA && (a.Shared["vera_A"].Name == "" || a.Shared["vera_B"].Name == "") {
+			v.find(SeverityError, m, m.Tensors["vera_lambda_b"].Name, RuleVeRAProjection, "VeRA module %q but the file has no shared base_model.vera_A/vera_B (save_projection=false): the projections come from torch's PRNG and cannot be reproduced", m.Name)
+		}
+		if m.Kind == KindIA3 {
+			l := m.Tensors[RoleIA3]
+			if len(l.Shape) != 2 && len(l.Shape) != 4 || (len(l.Shape) == 2 && l.Shape[0] != 1 && l.Shape[1] != 1) {
+				v.find(SeverityError, m, l.Name, RuleShape, "ia3_l has shape %v; want (out,1), (1,in) or (1,C,1,1)", l.Shape)
+			}
+		}
+		for role, t := range m.Tensors {
+			if !t.DType.IsFloat() && role != RoleAlpha {
+				v.find(SeverityWarning, m, t.Name, RuleDType, "tensor has dtype %s; adapter weights are float", t.DType)
+			}
+		}
+	}
+	if len(unknownAlpha) > 0 {
+		v.find(SeverityWarning, nil, "", RuleAlphaUnknown, "alpha of %d modules cannot be known from the input (%s); scale assumes alpha = r", len(unknownAlpha), strings.Join(firstN(unknownAlpha, 3), ", "))
+	}
+	for _, m := range a.Modules {
+		if strings.HasSuffix(m.Name, ".modules_to_save") && m.Wrapped {
+			parent := strings.TrimSuffix(m.Name, ".modules_to_save")
+			v.find(SeverityWarning, m, m.Tensors[RoleA].Name, RuleWrapper, "LoRA was applied to the ModulesToSaveWrapper of %q (keys %s.lora_*, .modules_to_save.lora_*, .original_module.lora_*): which copy a merge should modify is ambiguous", parent, parent)
+		}
+	}
+	for _, n := range a.Unknown {
+		v.find(SeverityInfo, nil, n, RuleUnknownTensor, "tensor role not recognised; kept as a passthrough tensor")
+	}
+	if a.Dialect == DialectMLX && a.Config.IsMLX() && a.Config.MLX.NumLayers > 0 {
+		if n := countLayers(a.Modules); n != a.Config.MLX.NumLayers {
+			v.cfgFind(SeverityInfo, RuleMLXLayers, "config says %d adapted layers, tensors cover %d; the tensors are used", a.Config.MLX.NumLayers, n)
+		}
+	}
+}
+
+func firstN(s []string, n int) []string {
+	if len(s) <= n {
+		return s
+	}
+	return append(append([]string(nil), s[:n]...), fmt.Sprintf("… %d more", len(s)-n))
+}
+
+// lowRank checks A/B/E/diag/magnitude/bias shapes of one module.
+func (v *validator) lowRank(m *Module, ta, tb TensorRef) {
+	// rank of B
+	var rb, outB int
+	switch {
+	case m.Transposed && m.Experts > 0:
+		rb, outB = dim(tb.Shape, 2), dim(tb.Shape, 1)
+	case m.Transposed:
+		rb, outB = dim(tb.Shape, 0), dim(tb.Shape, 1)
+	default:
+		rb, outB = dim(tb.Shape, 1), dim(tb.Shape, 0)
+		if len(ta.Shape) < 2 || len(tb.Shape) < 2 {
+			v.find(SeverityError, m, ta.Name, RuleShape, "lora_A %v / lora_B %v must have at least 2 dims", ta.Shape, tb.Shape)
+			return
+		}
+		if product(tb.Shape[2:]) != 1 {
+			v.find(SeverityError, m, tb.Name, RuleShape, "conv lora_B %v must be (out, r, 1, …)", tb.Shape)
+		}
+	}
+	if rb != m.Rank {
+		v.find(SeverityError, m, tb.Name, RuleRankMismatch, "lora_B %v has rank %d but lora_A %v has rank %d", tb.Shape, rb, ta.Shape, m.Rank)
+	}
+	_ = outB
+	vec := func(role string, want int, what string) {
+		t, ok := m.Tensors[role]
+		if !ok {
+			return
+		}
+		n := 1
+		for _, d := range t.Shape {
+			n *= d
+		}
+		if n != want {
+			v.find(SeverityError, m, t.Name, RuleShape, "%s %v has %d elements, want %d", what, t.Shape, n, want)
+		}
+	}
+	vec(RoleE, m.Rank, "lora_E")
+	vec(RoleDiag, m.Rank, "lora_diag")
+	vec(RoleMagnitude, m.OutFeatures, "magnitude")
+	vec(RoleLoRABias, m.OutFeatures, "lora_B.bias")
+	if m.Kind != KindLoRAConv && m.InFeatures > 0 && m.OutFeatures > 0 && m.Rank > min(m.InFeatures, m.OutFeatures) {
+		v.find(SeverityInfo, m, ta.Name, RuleRankExceedsWidth, "rank %d exceeds min(in=%d, out=%d): rank(ΔW) ≤ %d", m.Rank, m.InFeatures, m.OutFeatures, min(m.InFeatures, m.OutFeatures))
+	}
+	cfg := v.a.Config
+	if cfg == nil || cfg.IsMLX() || v.a.ConfigSource == "" {
+		return
+	}
+	if m.Kind == KindAdaLoRA {
+		if m.Rank > cfg.InitR {
+			v.find(SeverityError, m, ta.Name, RuleAdaLoRARank, "AdaLoRA rank %d from shapes exceeds init_r=%d", m.Rank, cfg.InitR)
+		}
+		for _, mp := range cfg.AdaLoRAMask {
+			if mp.Key == m.Name+".lora_E" || strings.HasSuffix(mp.Key, "."+m.Name+".lora_E") {
+				kept := 0
+				for _, b := range mp.Mask {
+					if b {
+						kept++
+					}
+				}
+				if kept != m.Rank {
+					v.find(SeverityError, m, m.Tensors[RoleE].Name, RuleAdaLoRARank, "rank_pattern mask keeps %d ranks but the tensors have rank %d", kept, m.Rank)
+				}
+			}
+		}
+		return
+	}
+	if m.ConfigRank > 0 && m.ConfigRank != m.Rank {
+		src := fmt.Sprintf("r=%d", cfg.R)
+		if i, _ := firstMatch(cfg.RankPattern, v.a.patternName(m), PatternsModern, "rank_pattern"); i >= 0 {
+			src = fmt.Sprintf("rank_pattern[%q]=%d", cfg.RankPattern[i].Key, int(cfg.RankPattern[i].Value))
+		}
+		v.find(SeverityError, m, ta.Name, RuleRankPattern, "tensors have rank %d but the config gives %s for this module: PEFT would refuse to load it", m.Rank, src)
+	}
+	_, hasMag := m.Tensors[RoleMagnitude]
+	if cfg.UseDoRA && !hasMag {
+		v.find(SeverityError, m, ta.Name, RuleDoRAMissing, "use_dora is true but module %q has no lora_magnitude_vector", m.Name)
+	}
+	if !cfg.UseDoRA && hasMag && v.a.Dialect == DialectPEFT {
+		v.find(SeverityWarning, m, m.Tensors[RoleMagnitude].Name, RuleDoRAUnexpected, "lora_magnitude_vector present but use_dora is false: PEFT would ignore it")
+	}
+	_, hasBias := m.Tensors[RoleLoRABias]
+	if cfg.LoraBias && !hasBias {
+		v.find(SeverityWarning, m, tb.Name, RuleLoRABiasMissing, "lora_bias is true but module %q has no lora_B.bias", m.Name)
+	}
+	if !cfg.LoraBias && hasBias {
+		v.find(SeverityWarning, m, m.Tensors[RoleLoRABias].Name, RuleLoRABiasUnexpected, "lora_B.bias present but lora_bias is false: PEFT would not load it")
+	}
+}
+
+// config checks the config against the set of modules.
+func (v *validator) config() {
+	a, cfg := v.a, v.a.Config
+	if cfg == nil || cfg.IsMLX() {
+		return
+	}
+	if cfg.MutatesBase() {
+		v.cfgFind(SeverityWarning, RuleInitMutatesBase, "init_lora_weights=%q modifies the base at init: the delta is relative to a mutated base unless converted", cfg.InitLoraWeights)
+	}
+	pt := strings.ToUpper(cfg.PeftType)
+	want := map[string][]Kind{
+		"LORA":          {KindLoRA, KindLoRAEmbedding, KindLoRAConv, KindDoRA, KindKaSA},
+		"ADALORA":       {KindAdaLoRA},
+		"IA3":           {KindIA3},
+		"LOHA":          {KindLoHa},
+		"LOKR":          {KindLoKr},
+		"VERA":          {KindVeRA},
+		"PROMPT_TUNING": {KindPrompt}, "P_TUNING": {KindPrompt}, "PREFIX_TUNING": {KindPrefix}, "MULTITASK_PROMPT_TUNING": {KindPrompt},
+	}
+	var adapted []*Module
+	for _, m := range a.Modules {
+		if m.Kind == KindFull || m.Kind == KindIncomplete {
+			continue
+		}
+		adapted = append(adapted, m)
+		if kinds, ok := want[pt]; ok && !containsKind(kinds, m.Kind) {
+			v.find(SeverityError, m, anyTensor(m), RulePeftTypeMismatch, "module %q holds %s tensors but peft_type is %s", m.Name, m.Kind, cfg.PeftType)
+		}
+	}
+	lowRankType := pt == "LORA" || pt == "ADALORA" || pt == "IA3" || pt == "LOHA" || pt == "LOKR" || pt == "VERA" || (pt == "" && a.ConfigSource == "lora_adapter_metadata")
+	if lowRankType && cfg.TargetModules.Set && !cfg.TargetModules.AllLinear {
+		if cfg.TargetModules.IsRegex {
+			hit := false
+			for _, m := range adapted {
+				if ok, _ := cfg.TargetModules.Matches(a.patternName(m)); ok {
+					hit = true
+					break
+				}
+			}
+			if !hit {
+				v.cfgFind(SeverityWarning, RuleTargetNoTensors, "target_modules regex %q matches none of the %d adapted modules in the file", cfg.TargetModules.Regex, len(adapted))
+			}
+		} else {
+			for _, e := range uniq(cfg.TargetModules.List) {
+				spec := TargetSpec{Set: true, List: []string{e}}
+				hit := false
+				for _, m := range adapted {
+					if ok, _ := spec.Matches(a.patternName(m)); ok {
+						hit = true
+						break
+					}
+				}
+				if !hit {
+					v.cfgFind(SeverityWarning, RuleTargetNoTensors, "target_modules entry %q matches no module with adapter tensors", e)
+				}
+			}
+		}
+		for _, m := range adapted {
+			ok, err := cfg.Targets(a.patternName(m))
+			if err == nil && !ok && !m.Wrapped {
+				v.find(SeverityWarning, m, anyTensor(m), RuleNotTargeted, "module %q has adapter tensors but target_modules/exclude_modules/layers_to_transform do not select it: PEFT would not load them", m.Name)
+			}
+		}
+	}
+	if len(cfg.ModulesToSave) > 0 {
+		seen := map[string]bool{}
+		for _, e := range cfg.ModulesToSave {
+			if seen[e] {
+				continue
+			}
+			seen[e] = true
+			hit := false
+			for _, m := range a.Modules {
+				if m.Name == e || strings.HasSuffix(m.Name, "."+e) || strings.HasPrefix(m.Name, e+".") {
+					hit = true
+					break
+				}
+			}
+			if !hit {
+				v.cfgFind(SeverityInfo, RuleModulesToSave, "modules_to_save entry %q has no tensors in the file (PEFT adds classifier/score by default for SEQ_CLS; harmless when the model has no such module)", e)
+			}
+		}
+	}
+	if cfg.Bias == "all" || cfg.Bias == "lora_only" {
+		n := 0
+		for _, m := range a.Modules {
+			if _, ok := m.Tensors[RoleBias]; ok && m.Kind != KindFull {
+				n++
+			}
+		}
+		if n == 0 {
+			v.cfgFind(SeverityInfo, RuleBiasNoTensors, "bias=%q but no base bias tensors were saved next to the adapted modules", cfg.Bias)
+		}
+	}
+}
+
+func uniq(s []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, x := range s {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func containsKind(ks []Kind, k Kind) bool {
+	for _, x := range ks {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+func anyTensor(m *Module) string {
+	for _, r := range []string{RoleA, RoleIA3, RolePrompt, RoleWeight, RoleB} {
+		if t, ok := m.Tensors[r]; ok {
+			return t.Name
+		}
+	}
+	for _, t := range m.Tensors {
+		return t.Name
+	}
+	return ""
+}
+
+// data scans every float tensor for NaN/Inf and every lora_B for all-zero.
+func (v *validator) data() error {
+	a := v.a
+	roleOf := map[string]*Module{}
+	isB := map[string]bool{}
+	for _, m := range a.Modules {
+		for role, t := range m.Tensors {
+			roleOf[t.Name] = m
+			if role == RoleB {
+				isB[t.Name] = true
+			}
+		}
+	}
+	for _, t := range a.File.Tensors {
+		if !t.DType.IsFloat() {
+			continue
+		}
+		sec, err := a.File.Section(t.Name)
+		if err != nil {
+			return err
+		}
+		st, err := scanFloats(sec, t.DType)
+		if err != nil {
+			return fmt.Errorf("%s: tensor %q: %w", a.WeightsPath, t.Name, err)
+		}
+		m := roleOf[t.Name]
+		if st.nan+st.inf > 0 {
+			v.find(SeverityError, m, t.Name, RuleNonFinite, "%d NaN and %d ±Inf values (first at element %d)", st.nan, st.inf, st.first)
+		}
+		if isB[t.Name] && st.nonzero == 0 && t.NumElements() > 0 {
+			v.find(SeverityWarning, m, t.Name, RuleZeroB, "lora_B is all zero: the adapter was never trained (ΔW = 0)")
+		}
+	}
+	return nil
+}
+
+type floatStats struct {
+	nan, inf, nonzero int64
+	first             int64
+}
+
+// scanFloats counts NaN, ±Inf and non-zero values of a little-endian float
+// tensor read in 1 MiB chunks (memory stays bounded for any tensor size).
+func scanFloats(r io.Reader, dt safetensors.DType) (floatStats, error) {
+	st := floatStats{first: -1}
+	size := dt.Bits() / 8
+	if size == 0 {
+		return st, nil
+	}
+	buf := make([]byte, (1<<20)/size*size)
+	var idx int64
+	for {
+		n, err := io.ReadFull(r, buf)
+		n -= n % size
+		for i := 0; i < n; i += size {
+			nan, inf, nz := classifyFloat(buf[i:i+size], dt)
+			if nan || inf {
+				if st.first < 0 {
+					st.first = idx
+				}
+				if nan {
+					st.nan++
+				} else {
+					st.inf++
+				}
+			}
+			if nz {
+				st.nonzero++
+			}
+			idx++
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return st, nil
+		}
+		if err != nil {
+			return st, err
+		}
+	}
+}
+
+// classifyFloat reports NaN, Inf and non-zero for one encoded value.
+func classifyFloat(b []byte, dt safetensors.DType) (nan, inf, nonzero bool) {
+	switch dt {
+	case safetensors.F32:
+		u := binary.LittleEndian.Uint32(b)
+		exp, man := u>>23&0xff, u&0x7fffff
+		return exp == 0xff && man != 0, exp == 0xff && man == 0, u&0x7fffffff != 0
+	case safetensors.F64:
+		f := math.Float64frombits(binary.LittleEndian.Uint64(b))
+		return math.IsNaN(f), math.IsInf(f, 0), f != 0
+	case safetensors.F16:
+		u := binary.LittleEndian.Uint16(b)
+		exp, man := u>>10&0x1f, u&0x3ff
+		return exp == 0x1f && man != 0, exp == 0x1f && man == 0, u&0x7fff != 0
+	case safetensors.BF16:
+		u := binary.LittleEndian.Uint16(b)
+		exp, man := u>>7&0xff, u&0x7f
+		return exp == 0xff && man != 0, exp == 0xff && man == 0, u&0x7fff != 0
+	case safetensors.F8E4M3:
+		u := b[0]
+		return u&0x7f == 0x7f, false, u&0x7f != 0
+	case safetensors.F8E5M2:
+		u := b[0]
+		exp, man := u>>2&0x1f, u&0x3
+		return exp == 0x1f && man != 0, exp == 0x1f && man == 0, u&0x7f != 0
+	}
+	// other float encodings (F8 FNUZ variants, F6, F4, F8E8M0): only zero-ness
+	for _, x := range b {
+		if x != 0 {
+			return false, false, true
+		}
+	}
+	return false, false, false
+}

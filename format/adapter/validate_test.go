@@ -1,0 +1,183 @@
+package adapter
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/testgen"
+)
+
+func f32bytes(v ...float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return b
+}
+
+func TestValidateRules(t *testing.T) {
+	base := t.TempDir()
+	q := []testgen.Module{{Name: "model.layers.0.self_attn.q_proj", In: 8, Out: 8}}
+	lora := func(dir string, s testgen.LoRA) string {
+		t.Helper()
+		p := filepath.Join(base, dir)
+		s.Seed, s.R = 1, 4
+		if s.Modules == nil {
+			s.Modules = q
+		}
+		if _, err := testgen.WriteLoRA(p, s); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	raw := func(dir, cfg string, tensors ...safetensors.Tensor) string {
+		t.Helper()
+		p := filepath.Join(base, dir)
+		os.MkdirAll(p, 0o755)
+		if err := safetensors.WriteFile(filepath.Join(p, PEFTWeightsFile), tensors, nil); err != nil {
+			t.Fatal(err)
+		}
+		if cfg != "" {
+			os.WriteFile(filepath.Join(p, ConfigFile), []byte(cfg), 0o644)
+		}
+		return p
+	}
+	A := func(name string, r, in int, vals ...float32) safetensors.Tensor {
+		if vals == nil {
+			vals = make([]float32, r*in)
+			for i := range vals {
+				vals[i] = float32(i%7) - 3
+			}
+		}
+		return safetensors.Tensor{Name: "base_model.model." + name + ".lora_A.weight", DType: safetensors.F32, Shape: []int{r, in}, Data: f32bytes(vals...)}
+	}
+	B := func(name string, out, r int) safetensors.Tensor {
+		vals := make([]float32, out*r)
+		for i := range vals {
+			vals[i] = float32(i%5) - 2
+		}
+		return safetensors.Tensor{Name: "base_model.model." + name + ".lora_B.weight", DType: safetensors.F32, Shape: []int{out, r}, Data: f32bytes(vals...)}
+	}
+	cfgQ := `{"peft_type":"LORA","r":2,"lora_alpha":4,"target_modules":["q"]}`
+	nan := float32(math.NaN())
+	inf := float32(math.Inf(-1))
+	for _, tc := range []struct {
+		name   string
+		path   string
+		rule   string // "" = clean
+		sev    Severity
+		tensor string
+	}{
+		{"clean", lora("clean", testgen.LoRA{}), "", "", ""},
+		{"rank pattern", lora("rankpat", testgen.LoRA{RankPattern: []testgen.KV{{Key: "q_proj", Value: 2}}}), RuleRankPattern, SeverityError, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"},
+		{"dora flag", lora("doraflag", testgen.LoRA{Extra: map[string]any{"use_dora": true}}), RuleDoRAMissing, SeverityError, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"},
+		{"dora unexpected", lora("doraunexp", testgen.LoRA{DoRA: true, Extra: map[string]any{"use_dora": false}}), RuleDoRAUnexpected, SeverityWarning, "base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector"},
+		{"lora_bias flag", lora("biasflag", testgen.LoRA{Extra: map[string]any{"lora_bias": true}}), RuleLoRABiasMissing, SeverityWarning, "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"},
+		{"target no tensors", lora("target", testgen.LoRA{Extra: map[string]any{"target_modules": []string{"q_proj", "k_proj"}}}), RuleTargetNoTensors, SeverityWarning, ""},
+		{"not targeted", lora("nottarget", testgen.LoRA{Extra: map[string]any{"target_modules": []string{"k_proj"}}}), RuleNotTargeted, SeverityWarning, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"},
+		{"zero B", lora("zerob", testgen.LoRA{ZeroB: true}), RuleZeroB, SeverityWarning, "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"},
+		{"alpha unknown", lora("noconfig", testgen.LoRA{NoConfig: true}), RuleAlphaUnknown, SeverityWarning, ""},
+		{"nan", raw("nan", cfgQ, A("q", 2, 2, 1, nan, 3, 4), B("q", 2, 2)), RuleNonFinite, SeverityError, "base_model.model.q.lora_A.weight"},
+		{"inf", raw("inf", cfgQ, A("q", 2, 2, 1, 2, 3, inf), B("q", 2, 2)), RuleNonFinite, SeverityError, "base_model.model.q.lora_A.weight"},
+		{"missing B", raw("missb", cfgQ, A("q", 2, 3)), RuleMissingB, SeverityError, "base_model.model.q.lora_A.weight"},
+		{"rank mismatch", raw("rankmm", cfgQ, A("q", 2, 3), B("q", 3, 3)), RuleRankMismatch, SeverityError, "base_model.model.q.lora_B.weight"},
+		{"peft type", raw("ptype", `{"peft_type":"IA3","target_modules":["q"]}`, A("q", 2, 3), B("q", 3, 2)), RulePeftTypeMismatch, SeverityError, "base_model.model.q.lora_A.weight"},
+		{"config invalid", raw("badcfg", `{"peft_type":"LORA","r":"two"}`, A("q", 2, 3), B("q", 3, 2)), RuleConfigInvalid, SeverityError, ""},
+		{"magnitude shape", raw("magshape", `{"peft_type":"LORA","r":2,"use_dora":true,"target_modules":["q"]}`, A("q", 2, 3), B("q", 3, 2),
+			safetensors.Tensor{Name: "base_model.model.q.lora_magnitude_vector", DType: safetensors.F32, Shape: []int{2}, Data: f32bytes(1, 1)}), RuleShape, SeverityError, "base_model.model.q.lora_magnitude_vector"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := Validate(tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.rule == "" {
+				if !rep.Clean() {
+					t.Errorf("want clean, got %+v", rep.Findings)
+				}
+				return
+			}
+			if rep.Clean() {
+				t.Errorf("want findings, report is clean: %+v", rep.Findings)
+			}
+			for _, f := range rep.Findings {
+				if f.Rule == tc.rule {
+					if f.Severity != tc.sev || f.Tensor != tc.tensor || f.File == "" || f.Message == "" {
+						t.Errorf("finding %+v: want severity %s tensor %q", f, tc.sev, tc.tensor)
+					}
+					return
+				}
+			}
+			t.Errorf("no %s finding in %+v", tc.rule, rep.Findings)
+		})
+	}
+}
+
+func TestValidateUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "x.safetensors")
+	var buf bytes.Buffer
+	if err := safetensors.Write(&buf, []safetensors.Tensor{{Name: "a", DType: safetensors.F32, Shape: []int{64}, Data: make([]byte, 256)}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(p, buf.Bytes()[:buf.Len()-10], 0o644)
+	if _, err := Validate(p); !errors.Is(err, safetensors.ErrMetadataIncompleteBuffer) || !safetensors.IsFormatError(err) {
+		t.Errorf("truncated: err = %v", err)
+	}
+	if _, err := Validate(filepath.Join(dir, "none")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing: err = %v", err)
+	}
+}
+
+func TestScanFloats(t *testing.T) {
+	h := func(v ...uint16) []byte {
+		b := make([]byte, 2*len(v))
+		for i, x := range v {
+			binary.LittleEndian.PutUint16(b[2*i:], x)
+		}
+		return b
+	}
+	f64 := func(v ...float64) []byte {
+		b := make([]byte, 8*len(v))
+		for i, x := range v {
+			binary.LittleEndian.PutUint64(b[8*i:], math.Float64bits(x))
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name                string
+		dt                  safetensors.DType
+		data                []byte
+		nan, inf, nz, first int64
+	}{
+		// F16: 0x7c00 +Inf, 0xfc00 -Inf, 0x7e00 NaN, 0x8000 -0, 0x3c00 1
+		{"f16", safetensors.F16, h(0x3c00, 0x8000, 0x7c00, 0x7e00, 0xfc00, 0x0001), 1, 2, 5, 2},
+		// BF16: 0x7f80 +Inf, 0x7fc1 NaN
+		{"bf16", safetensors.BF16, h(0x0000, 0x7fc1, 0x7f80, 0x3f80), 1, 1, 3, 1},
+		{"f32", safetensors.F32, f32bytes(0, float32(math.Copysign(0, -1)), 1, float32(math.NaN()), float32(math.Inf(1))), 1, 1, 3, 3},
+		{"f64", safetensors.F64, f64(math.Inf(-1), 2, 0), 0, 1, 2, 0},
+		// E4M3FN: 0x7f / 0xff NaN, no Inf; E5M2: 0x7c Inf, 0x7d NaN
+		{"e4m3", safetensors.F8E4M3, []byte{0x00, 0x7f, 0xff, 0x7e, 0x80}, 2, 0, 3, 1},
+		{"e5m2", safetensors.F8E5M2, []byte{0x7c, 0x7d, 0x3c, 0x80}, 1, 1, 3, 0},
+		{"clean", safetensors.F32, f32bytes(1, 2, 3), 0, 0, 3, -1},
+	} {
+		st, err := scanFloats(bytes.NewReader(tc.data), tc.dt)
+		if err != nil || st.nan != tc.nan || st.inf != tc.inf || st.nonzero != tc.nz || st.first != tc.first {
+			t.Errorf("%s: %+v %v; want nan %d inf %d nonzero %d first %d", tc.name, st, err, tc.nan, tc.inf, tc.nz, tc.first)
+		}
+	}
+	// more than one 1 MiB chunk, NaN in the second chunk
+	n := (1<<20)/4 + 10
+	v := make([]float32, n)
+	v[n-3] = float32(math.NaN())
+	st, err := scanFloats(bytes.NewReader(f32bytes(v...)), safetensors.F32)
+	if err != nil || st.nan != 1 || st.first != int64(n-3) || st.nonzero != 1 {
+		t.Errorf("chunked: %+v %v", st, err)
+	}
+}
