@@ -3,6 +3,8 @@ package ops
 import (
 	"fmt"
 	"strings"
+
+	"github.com/adaptool/adaptool/format/adapter"
 )
 
 // Methods lists the merge methods, in documentation order.
@@ -122,4 +124,152 @@ func MergeModule(p MergeParams, module string, in []*LowRank) (*LowRank, ModuleS
 func exactStats(l *LowRank) (ModuleStats, error) {
 	n, err := l.Norm()
 	return ModuleStats{Rank: l.Rank, Energy: 1, Norm: n}, err
+}
+
+// plannedRank is the output rank a merge writes for a module (an upper
+// bound when the rank is chosen per module by energy or threshold).
+func (p MergeParams) plannedRank(ranks []int, out, ink int) int {
+	sum, mx := 0, 0
+	for _, r := range ranks {
+		sum += r
+		mx = max(mx, r)
+	}
+	m := p.method()
+	switch {
+	case m == "cat":
+		return sum
+	case m == "linear" || (p.FactorSpace && !strings.HasSuffix(m, "_svd") && m != "svd"):
+		return mx
+	}
+	k := mx
+	if p.Rank > 0 {
+		k = p.Rank
+	}
+	lim := min(out, ink)
+	if m == "svd" || m == "task_arithmetic" {
+		lim = min(lim, sum)
+	}
+	if (p.Energy > 0 || p.Threshold > 0) && p.Rank == 0 {
+		k = lim
+	}
+	return max(1, min(k, lim))
+}
+
+// Merge merges the adapters at paths module by module (modules present in
+// only some inputs are merged with the others as zero) and writes a PEFT
+// directory with Scale 1 per module (r = lora_alpha per module through
+// rank_pattern/alpha_pattern), use_rslora false, and provenance in
+// __metadata__. lora_B.bias terms are combined as Σ wᵢ·sᵢ·bᵢ. With
+// o.DryRun it returns the plan and writes nothing. Modules the method
+// cannot merge (DoRA, IA3, modules_to_save, LoHa/LoKr/VeRA) are listed as
+// refused and the merge fails with ErrUnsupported: nothing is dropped
+// silently.
+func Merge(paths []string, p MergeParams, o RunOptions) (*Report, error) {
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("%w: no input adapter", ErrParams)
+	}
+	if err := p.Validate(len(paths)); err != nil {
+		return nil, err
+	}
+	dt, err := outDType(o.DType)
+	if err != nil {
+		return nil, err
+	}
+	if p.Method == "" {
+		p.Method = "svd"
+	}
+	in, err := open(paths, o, !o.DryRun)
+	if err != nil {
+		return nil, err
+	}
+	defer in.close()
+	fifo, err := fanInFanOut(in.ads)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Operation: "merge", Params: p, Inputs: in.infos, Output: o.Output, DType: dt.String(), DryRun: o.DryRun}
+	slots := union(in.ads)
+	kinds := make([]adapter.Kind, len(slots))
+	kernels := make([][]int, len(slots))
+	for i, s := range slots {
+		kind, kernel, ranks, reason := lowRankKind(s, false)
+		out, ink := dims(s)
+		mr := ModuleReport{Name: s.name, Kind: string(kind), Out: out, In: ink, InputRanks: ranks, Status: "matched"}
+		for _, r := range ranks {
+			if r == 0 {
+				mr.Status = "partial"
+			}
+		}
+		if reason != "" {
+			mr.Status, mr.Reason = "refused", reason
+		} else {
+			mr.Rank = p.plannedRank(ranks, out, ink)
+			mr.Bytes = lowRankBytes(mr.Rank, out, ink, dt, 0)
+		}
+		kinds[i], kernels[i] = kind, kernel
+		rep.Modules = append(rep.Modules, mr)
+	}
+	rep.count()
+	if err := rep.refusedError(); err != nil {
+		return rep, err
+	}
+	if len(slots) == 0 {
+		return rep, errNoModules
+	}
+	if o.DryRun {
+		return rep, nil
+	}
+	w := p.weights(len(paths))
+	outMods := make([]adapter.OutModule, len(slots))
+	err = runPool(len(slots), o.Workers, o.Progress, func(i int) error {
+		s := slots[i]
+		lrs := make([]*LowRank, len(s.mods))
+		var bias []float32
+		var in0 *adapter.Factors
+		for j, m := range s.mods {
+			if m == nil {
+				continue
+			}
+			l, f, err := lowRankOf(in.ads[j], m)
+			if err != nil {
+				return err
+			}
+			lrs[j] = l
+			if in0 == nil {
+				in0 = f
+			}
+			if f.Bias != nil {
+				if bias == nil {
+					bias = make([]float32, f.Out)
+				}
+				for k, v := range f.Bias {
+					bias[k] += float32(w[j] * f.Scale * float64(v))
+				}
+			}
+		}
+		res, st, err := MergeModule(p, s.name, lrs)
+		if err != nil {
+			return err
+		}
+		outMods[i] = adapter.OutModule{Name: s.name, Kind: kinds[i], Rank: res.Rank, In: in0.In, Out: res.Out,
+			Kernel: kernels[i], Scale: res.Scale, A: res.foldedA(), B: res.B, Bias: bias}
+		mr := &rep.Modules[i]
+		mr.Rank, mr.Stats = res.Rank, &st
+		extra := 0
+		if bias != nil {
+			extra = len(bias)
+		}
+		mr.Bytes = lowRankBytes(res.Rank, res.Out, res.In, dt, extra)
+		return nil
+	})
+	if err != nil {
+		return rep, err
+	}
+	rep.count()
+	var seed *uint64
+	if strings.HasPrefix(p.Method, "dare") || !p.Exact() {
+		seed = &p.Seed
+	}
+	meta := provenance("merge", p.Method, p, w, seed, in.infos)
+	return rep, write(o, outputConfig(in.ads[0]), fifo, outMods, meta)
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/svd"
 )
 
@@ -98,4 +99,62 @@ func LowNormModules(norms []float64, f float64) []int {
 func (l *LowRank) Norm() (float64, error) {
 	n, err := svd.FroNorm(l.B, l.foldedA(), l.Rank)
 	return n * math.Abs(l.Scale), err
+}
+
+// PruneAdapter prunes the adapter at path: energy:E and top:K truncate
+// every low-rank module's exact SVD (written in √σ form, Scale 1);
+// module-fraction:F removes the ⌊F·N⌋ low-rank modules of smallest
+// ‖ΔW‖_F and keeps the others bit-for-bit in value (same factors and
+// scale). The report lists what was removed and, per module, the kept
+// energy.
+func PruneAdapter(path string, p PruneParams, o RunOptions) (*Report, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	op := singleOp{name: "prune", params: p, allowDoRA: true}
+	if p.Rule == "module-fraction" {
+		op.allowDoRA = false
+		op.plan = func(m *adapter.Module, out, ink int) int { return m.Rank }
+		op.prepare = func(slots []slot, in *inputSet, rep *Report) error {
+			var idx []int
+			var norms []float64
+			for i, s := range slots {
+				if rep.Modules[i].Status != "matched" {
+					continue
+				}
+				l, _, err := lowRankOf(in.ads[0], s.mods[0])
+				if err != nil {
+					return err
+				}
+				n, err := l.Norm()
+				if err != nil {
+					return err
+				}
+				idx, norms = append(idx, i), append(norms, n)
+			}
+			for _, j := range LowNormModules(norms, p.Value) {
+				mr := &rep.Modules[idx[j]]
+				mr.Status, mr.Reason, mr.Rank, mr.Bytes = "removed", fmt.Sprintf("‖ΔW‖_F = %.6g among the lowest %g", norms[j], p.Value), 0, 0
+			}
+			return nil
+		}
+		op.do = func(name string, l *LowRank) (*LowRank, ModuleReport, bool, error) {
+			n, err := l.Norm()
+			return l, ModuleReport{Stats: &ModuleStats{Rank: l.Rank, Energy: 1, Norm: n}}, false, err
+		}
+	} else {
+		rp := p.rankParams()
+		op.plan = func(m *adapter.Module, out, ink int) int {
+			k := min(m.Rank, out, ink)
+			if rp.Rank > 0 {
+				k = min(k, rp.Rank)
+			}
+			return max(1, k)
+		}
+		op.do = func(name string, l *LowRank) (*LowRank, ModuleReport, bool, error) {
+			res, st, err := PruneRanks(l, p)
+			return res, ModuleReport{Stats: &st}, false, err
+		}
+	}
+	return runSingle(path, op, o)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/svd"
 )
 
@@ -99,4 +100,35 @@ func Reweight(l *LowRank, p ReweightParams) (*LowRank, ReweightStats, error) {
 		}
 	}
 	return res, st, nil
+}
+
+// ReweightAdapter re-weights the spectrum of every low-rank module of the
+// adapter at path (KaSA lora_diag and AdaLoRA lora_E folded in before the
+// SVD) and writes plain LoRA (√σ split) or the KaSA layout. DoRA modules
+// keep their magnitude (lora layout only); modules_to_save pass through;
+// other kinds are refused.
+func ReweightAdapter(path string, p ReweightParams, o RunOptions) (*Report, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return runSingle(path, singleOp{
+		name: "reweight", params: p, allowDoRA: p.Layout != "kasa",
+		refuse: func(k adapter.Kind) string {
+			if p.Layout == "kasa" && (k == adapter.KindLoRAConv || k == adapter.KindLoRAEmbedding) {
+				return "the KaSA layout exists for Linear layers only"
+			}
+			return ""
+		},
+		plan: func(m *adapter.Module, out, ink int) int {
+			k := min(m.Rank, out, ink)
+			if p.Fn.Op == "truncate" {
+				k = min(k, int(p.Fn.Param))
+			}
+			return max(1, k)
+		},
+		do: func(name string, l *LowRank) (*LowRank, ModuleReport, bool, error) {
+			res, st, err := Reweight(l, p)
+			return res, ModuleReport{Reweight: &st}, false, err
+		},
+	}, o)
 }

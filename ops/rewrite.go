@@ -1,0 +1,201 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/adaptool/adaptool/format/adapter"
+	"github.com/adaptool/adaptool/format/safetensors"
+)
+
+// ScaleParams is the parameter of scale (and of neg, λ = −1).
+type ScaleParams struct {
+	// By is λ: LoRA deltas become λ·ΔW (B multiplied by λ, lora_B.bias
+	// too); IA3 vectors become 1 + λ·(l − 1).
+	By float64 `json:"by"`
+}
+
+// NegateAdapter writes −ΔW of the adapter at path: B (and lora_B.bias)
+// negated, IA3 vectors 2 − l. See ScaleAdapter.
+func NegateAdapter(path string, o RunOptions) (*Report, error) {
+	return rewrite(path, "neg", ScaleParams{By: -1}, o)
+}
+
+// ScaleAdapter writes λ·ΔW of the adapter at path by rewriting only the B
+// tensors (and lora_B.bias, and IA3 vectors as 1 + λ(l − 1)) in their own
+// dtype and layout: the dialect, key names, every other tensor's bytes and
+// the config are kept, so neg is exact in every dtype and scale rounds only
+// the rewritten tensors. DoRA (the magnitude is normalised against the
+// base), modules_to_save, LoHa/LoKr/VeRA and prompt modules are refused.
+//
+// The output is a directory holding the input's weights file name (and a
+// copy of its config) unless o.Output ends in ".safetensors", which writes
+// that file alone.
+func ScaleAdapter(path string, p ScaleParams, o RunOptions) (*Report, error) {
+	return rewrite(path, "scale", p, o)
+}
+
+func rewrite(path, op string, p ScaleParams, o RunOptions) (*Report, error) {
+	if math.IsNaN(p.By) || math.IsInf(p.By, 0) {
+		return nil, fmt.Errorf("%w: scale factor %v", ErrParams, p.By)
+	}
+	in, err := open([]string{path}, o, !o.DryRun)
+	if err != nil {
+		return nil, err
+	}
+	defer in.close()
+	a := in.ads[0]
+	rep := &Report{Operation: op, Params: p, Inputs: in.infos, Output: o.Output, DryRun: o.DryRun, DType: "as input", Warnings: a.Warnings}
+	// tensor name → how to rewrite it: 'b' multiply by λ, 'i' IA3.
+	how := map[string]byte{}
+	for _, m := range a.Modules {
+		mr := ModuleReport{Name: m.Name, Kind: string(m.Kind), Status: "matched", Rank: m.Rank, Out: m.OutFeatures, In: m.InFeatures}
+		switch m.Kind {
+		case adapter.KindLoRA, adapter.KindLoRAEmbedding, adapter.KindLoRAConv, adapter.KindAdaLoRA, adapter.KindKaSA:
+			b, ok := m.Tensors[adapter.RoleB]
+			if !ok {
+				mr.Status, mr.Reason = "refused", "no lora_B tensor"
+				break
+			}
+			how[b.Name] = 'b'
+			if t, ok := m.Tensors[adapter.RoleLoRABias]; ok {
+				how[t.Name] = 'b'
+			}
+		case adapter.KindIA3:
+			how[m.Tensors[adapter.RoleIA3].Name] = 'i'
+		case adapter.KindDoRA:
+			mr.Status, mr.Reason = "refused", "DoRA: the magnitude vector is normalised against the base weight, so scaling B does not scale the module's effect"
+		case adapter.KindFull:
+			mr.Status, mr.Reason = "refused", "modules_to_save replaces the whole module; a replacement cannot be scaled or negated"
+		default:
+			mr.Status, mr.Reason = "refused", fmt.Sprintf("module kind %s is not supported by %s", m.Kind, op)
+		}
+		rep.Modules = append(rep.Modules, mr)
+	}
+	f := a.File
+	for _, t := range f.Tensors {
+		if how[t.Name] != 0 && !t.DType.IsFloat() {
+			return rep, fmt.Errorf("%w: %s: tensor %q has dtype %s; only float tensors can be scaled", ErrUnsupported, a.WeightsPath, t.Name, t.DType)
+		}
+	}
+	rep.count()
+	rep.Bytes = 0
+	for _, t := range f.Tensors {
+		rep.Bytes += t.Size()
+	}
+	if err := rep.refusedError(); err != nil {
+		return rep, err
+	}
+	if len(how) == 0 {
+		return rep, errNoModules
+	}
+	target, cfgDst, err := rewriteTargets(a, o.Output)
+	if err != nil {
+		return rep, err
+	}
+	rep.Output = target
+	if o.DryRun {
+		return rep, nil
+	}
+	tensors := make([]safetensors.Tensor, 0, len(f.Tensors))
+	for _, t := range f.Tensors {
+		st := safetensors.Tensor{Name: t.Name, DType: t.DType, Shape: t.Shape}
+		if h := how[t.Name]; h != 0 {
+			v, err := f.Float32(t.Name)
+			if err != nil {
+				return rep, err
+			}
+			if h == 'b' {
+				for i := range v {
+					v[i] = float32(p.By * float64(v[i]))
+				}
+			} else {
+				v = ScaleIA3(v, p.By)
+			}
+			buf := make([]byte, t.Size())
+			if err := safetensors.FromFloat32(buf, v, t.DType); err != nil {
+				return rep, fmt.Errorf("%s: tensor %q: %w", a.WeightsPath, t.Name, err)
+			}
+			st.Data = buf
+		} else {
+			d, err := f.Data(t.Name)
+			if err != nil {
+				return rep, err
+			}
+			st.Data = d
+		}
+		tensors = append(tensors, st)
+	}
+	meta := map[string]string{}
+	for k, v := range a.Metadata {
+		if !strings.HasPrefix(k, "adaptool.") {
+			meta[k] = v
+		}
+	}
+	for k, v := range provenance(op, "", p, nil, nil, in.infos) {
+		meta[k] = v
+	}
+	if cfgDst != "" || filepath.Dir(target) != "." {
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return rep, err
+		}
+	}
+	if err := safetensors.WriteFile(target, tensors, meta); err != nil {
+		return rep, err
+	}
+	if cfgDst != "" {
+		data, err := os.ReadFile(a.ConfigPath)
+		if err != nil {
+			return rep, err
+		}
+		if err := writeAtomic(cfgDst, data); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// rewriteTargets returns the weights file and config file (or "") to write.
+func rewriteTargets(a *adapter.Adapter, out string) (weights, config string, err error) {
+	if out == "" {
+		return "", "", fmt.Errorf("%w: no output path", ErrParams)
+	}
+	if strings.HasSuffix(out, ".safetensors") {
+		return out, "", nil
+	}
+	weights = filepath.Join(out, filepath.Base(a.WeightsPath))
+	if a.ConfigPath != "" {
+		config = filepath.Join(out, filepath.Base(a.ConfigPath))
+	}
+	return weights, config, nil
+}
+
+// writeAtomic writes data to a temporary file next to name and renames it.
+func writeAtomic(name string, data []byte) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = tmp.Write(data); err != nil {
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	if err = os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), name)
+}
