@@ -11,6 +11,8 @@
 // safetensors writer.
 package testgen
 
+//go:generate go run ./cmd/gentestdata -o ../../testdata
+
 import (
 	"bytes"
 	"encoding/json"
