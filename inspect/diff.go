@@ -117,6 +117,11 @@ func Diff(pathA, pathB string, opts DiffOptions) (*DiffResult, error) {
 				dm.Compared = fmt.Sprintf("skipped: %v", firstErr(errA, errB))
 				break
 			}
+			if finiteCount(fa.A) != len(fa.A) || finiteCount(fa.B) != len(fa.B) || finiteCount(fb.A) != len(fb.A) || finiteCount(fb.B) != len(fb.B) {
+				dm.Compared = "skipped: NaN or Inf in the factors"
+				r.Warnings = append(r.Warnings, fmt.Sprintf("module %q: NaN or Inf in the factors; not compared", ma.Name))
+				break
+			}
 			if fa.Out != fb.Out || fa.In != fb.In {
 				dm.Compared = fmt.Sprintf("skipped: deltas are %d×%d and %d×%d", fa.Out, fa.In, fb.Out, fb.In)
 				r.Warnings = append(r.Warnings, fmt.Sprintf("module %q: shapes differ (%d×%d vs %d×%d)", ma.Name, fa.Out, fa.In, fb.Out, fb.In))
@@ -138,8 +143,8 @@ func Diff(pathA, pathB string, opts DiffOptions) (*DiffResult, error) {
 		case ma.Kind == adapter.KindIA3 && mb.Kind == adapter.KindIA3:
 			va, errA := a.File.Float32(ma.Tensors[adapter.RoleIA3].Name)
 			vb, errB := b.File.Float32(mb.Tensors[adapter.RoleIA3].Name)
-			if errA != nil || errB != nil || len(va) != len(vb) {
-				dm.Compared = fmt.Sprintf("skipped: IA3 vectors unreadable or of different lengths (%v)", firstErr(errA, errB))
+			if errA != nil || errB != nil || len(va) != len(vb) || finiteCount(va) != len(va) || finiteCount(vb) != len(vb) {
+				dm.Compared = fmt.Sprintf("skipped: IA3 vectors unreadable, non-finite or of different lengths (%v)", firstErr(errA, errB))
 				break
 			}
 			var ab, aa, bb float64

@@ -193,6 +193,13 @@ func (a *statAcc) result(name, dtype string) TensorStats {
 		// Σv² = Σ(d+shift)² = Σd² + 2·shift·Σd + n·shift²
 		st.Norm = math.Sqrt(math.Max(0, a.sumsq+2*a.shift*a.sum+n*a.shift*a.shift))
 	}
+	// F64 data near the top of the range can overflow the float64 sums;
+	// saturate so that the result stays representable in JSON.
+	for _, p := range []*float64{&st.Mean, &st.Std, &st.Norm} {
+		if math.IsInf(*p, 0) || math.IsNaN(*p) {
+			*p = math.Copysign(math.MaxFloat64, *p)
+		}
+	}
 	return st
 }
 

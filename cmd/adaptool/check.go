@@ -18,11 +18,14 @@ func newCheckCommand() *cli.Command {
 		Description: "Only the base model's headers are read: MODEL is a .safetensors file, a sharded checkpoint directory,\n" +
 			"its *.index.json, or a header-only copy. Exit 0 when the adapter fits, 1 with the list of problems when it\n" +
 			"does not, 2 when an input is unreadable.",
-		Flags: commonFlags(&cli.StringFlag{Name: "base", Usage: "the base model (file, sharded dir or index)", Required: true}),
+		Flags: commonFlags(&cli.StringFlag{Name: "base", Usage: "the base model (file, sharded dir or index); required"}),
 		Action: func(c *cli.Context) error {
 			args, err := requireArgs(c, 1, 1, "ADAPTER")
 			if err != nil {
 				return err
+			}
+			if c.String("base") == "" {
+				return usagef("check: missing --base MODEL")
 			}
 			r, err := inspect.Check(args[0], c.String("base"))
 			if err != nil {

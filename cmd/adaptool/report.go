@@ -40,9 +40,9 @@ func newReportCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			s, err := inspect.Summarize(args[0], inspect.Options{Stats: true, Progress: progressFunc(c, "report")})
+			s, inErr := inspect.Summarize(args[0], inspect.Options{Stats: true, Progress: progressFunc(c, "report")})
 			if s == nil {
-				return err
+				return inErr
 			}
 			var check *inspect.CheckResult
 			if b := c.String("base"); b != "" {
@@ -69,13 +69,18 @@ func newReportCommand() *cli.Command {
 				res.PNG = append(res.PNG, paths...)
 			}
 			if wantJSON(c) {
-				return printJSON(c, res)
+				if err := printJSON(c, res); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(stdout(c), "wrote %s (%d modules plotted, %d warnings)\n", out, res.Modules, len(res.Warnings))
+				for _, p := range res.PNG {
+					fmt.Fprintf(stdout(c), "wrote %s\n", p)
+				}
 			}
-			fmt.Fprintf(stdout(c), "wrote %s (%d modules plotted, %d warnings)\n", out, res.Modules, len(res.Warnings))
-			for _, p := range res.PNG {
-				fmt.Fprintf(stdout(c), "wrote %s\n", p)
-			}
-			return nil
+			// an input that could be read only partly (a truncated file) still
+			// gets its report, and the exit code says the input is damaged
+			return inErr
 		},
 	}
 }
