@@ -70,7 +70,6 @@ func decodeHeaderRef(hdr []byte, o *options) (map[string]string, []rawTensor, er
 	return meta, raws, nil
 }
 
-
 func expectDelimRef(dec *json.Decoder, d json.Delim, what string) error {
 	tok, err := dec.Token()
 	if err != nil {
@@ -277,4 +276,3 @@ func checkSurrogatesRef(hdr []byte) error {
 	}
 	return nil
 }
-
