@@ -1,0 +1,233 @@
+package convert
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/adaptool/adaptool/format/adapter"
+	"github.com/adaptool/adaptool/format/safetensors"
+)
+
+// Options configure a conversion.
+type Options struct {
+	// Base is the optional --base-config (see LoadBase); it resolves kohya
+	// names, and gives head counts, tied embeddings and layer counts.
+	Base *Base
+	// DryRun plans the conversion (names, shapes, scales) without writing.
+	DryRun bool
+}
+
+// Mapping is one module of a conversion plan.
+type Mapping struct {
+	From  string  `json:"from"`  // source module name
+	To    string  `json:"to"`    // target module name
+	Kind  string  `json:"kind"`  // adapter.Kind
+	Rank  int     `json:"rank"`  // rank written
+	Scale float64 `json:"scale"` // source scale s (ΔW = s·B·A)
+	Note  string  `json:"note,omitempty"`
+}
+
+// Result describes a finished (or, with DryRun, planned) conversion.
+type Result struct {
+	From     string    `json:"from"` // source dialect
+	To       string    `json:"to"`   // target dialect
+	Output   string    `json:"output"`
+	Files    []string  `json:"files,omitempty"`
+	Modules  []Mapping `json:"modules"`
+	Tensors  int       `json:"tensors"`
+	Alpha    *float64  `json:"gguf_alpha,omitempty"`
+	Baked    bool      `json:"scale_baked,omitempty"`
+	DryRun   bool      `json:"dry_run,omitempty"`
+	Warnings []string  `json:"warnings,omitempty"`
+}
+
+func (r *Result) warn(format string, args ...any) {
+	r.Warnings = append(r.Warnings, fmt.Sprintf(format, args...))
+}
+
+// module is one low-rank module in dialect-neutral form.
+type module struct {
+	comp, path string
+	src        *adapter.Module
+	f          *adapter.Factors // nil until load
+	dtype      safetensors.DType
+}
+
+func (m *module) keys() []string {
+	var k []string
+	for _, t := range m.src.Tensors {
+		k = append(k, t.Name)
+	}
+	sort.Strings(k)
+	return k
+}
+
+// collect decodes every module name of a into (component, path), keeping
+// the module kinds in allowed. Everything else is returned as unmapped
+// source tensor names with the reason.
+func collect(a *adapter.Adapter, base *Base, allowed ...adapter.Kind) ([]*module, []string) {
+	var mods []*module
+	var unmapped []string
+	ok := map[adapter.Kind]bool{}
+	for _, k := range allowed {
+		ok[k] = true
+	}
+	for _, t := range a.Unknown {
+		unmapped = append(unmapped, t+" (unrecognised tensor)")
+	}
+	for _, m := range a.Modules {
+		if !ok[m.Kind] {
+			mm := &module{src: m}
+			for _, k := range mm.keys() {
+				unmapped = append(unmapped, fmt.Sprintf("%s (%s module %q cannot be represented)", k, m.Kind, m.Name))
+			}
+			continue
+		}
+		var comp, path string
+		if a.Dialect == adapter.DialectKohya {
+			var err error
+			comp, path, err = fromKohya(m.Name, base)
+			if err != nil {
+				mm := &module{src: m}
+				for _, k := range mm.keys() {
+					unmapped = append(unmapped, fmt.Sprintf("%s (%v)", k, err))
+				}
+				continue
+			}
+		} else {
+			comp, path = splitComponent(m.Name)
+		}
+		dt := safetensors.F32
+		if t, has := m.Tensors[adapter.RoleA]; has && (t.DType == safetensors.F16 || t.DType == safetensors.BF16 || t.DType == safetensors.F32) {
+			dt = t.DType
+		}
+		mods = append(mods, &module{comp: comp, path: path, src: m, dtype: dt})
+	}
+	sort.SliceStable(mods, func(i, j int) bool {
+		if mods[i].comp != mods[j].comp {
+			return mods[i].comp < mods[j].comp
+		}
+		return mods[i].path < mods[j].path
+	})
+	sort.Strings(unmapped)
+	return mods, unmapped
+}
+
+func unmappedErr(a *adapter.Adapter, to string, keys []string) error {
+	const max = 40
+	list := keys
+	more := ""
+	if len(list) > max {
+		more = fmt.Sprintf("\n  … and %d more", len(list)-max)
+		list = list[:max]
+	}
+	return fmt.Errorf("%w: %s → %s: %d source tensors have no %s representation:\n  %s%s",
+		ErrUnmapped, a.WeightsPath, to, len(keys), to, strings.Join(list, "\n  "), more)
+}
+
+// checkDuplicates fails when two source modules land on the same target name.
+func checkDuplicates(names map[string][]string, to string) error {
+	var dups []string
+	for _, n := range sortedKeys(names) {
+		if len(names[n]) > 1 {
+			dups = append(dups, fmt.Sprintf("%s ← %s", n, strings.Join(names[n], ", ")))
+		}
+	}
+	if len(dups) > 0 {
+		return fmt.Errorf("%w: several source modules map to the same %s name: %s", ErrUnmapped, to, strings.Join(dups, "; "))
+	}
+	return nil
+}
+
+func (m *module) load(a *adapter.Adapter) error {
+	if m.f != nil {
+		return nil
+	}
+	f, err := a.Factors(m.src)
+	if err != nil {
+		return err
+	}
+	if f.Experts > 0 {
+		return fmt.Errorf("%w: %s: module %q is an MLX SwitchLinear (MoE) LoRA; only MLX holds that layout", ErrRefused, a.WeightsPath, m.src.Name)
+	}
+	m.f = f
+	return nil
+}
+
+// encode converts float32 values to the module's dtype bytes.
+func encode(v []float32, dt safetensors.DType) ([]byte, error) {
+	out := make([]byte, len(v)*dt.Bits()/8)
+	if err := safetensors.FromFloat32(out, v, dt); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func transpose(x []float32, rows, cols int) []float32 {
+	out := make([]float32, len(x))
+	for i := 0; i < rows; i++ {
+		for j := 0; j < cols; j++ {
+			out[j*rows+i] = x[i*cols+j]
+		}
+	}
+	return out
+}
+
+// alphaFor returns an alpha with alpha/r == scale exactly in float64,
+// trying hint, scale·r and its float64 neighbours; f32 restricts the search to
+// float32-representable values (kohya .alpha tensors). ok is false when no
+// candidate reproduces scale exactly (then the closest is returned).
+func alphaFor(scale float64, r int, hint float64, f32 bool) (float64, bool) {
+	rf := float64(r)
+	c := scale * rf
+	cands := []float64{hint, c, math.Nextafter(c, math.Inf(1)), math.Nextafter(c, math.Inf(-1))}
+	if f32 {
+		c32 := float32(c)
+		cands = []float64{float64(float32(hint)), float64(c32),
+			float64(math.Nextafter32(c32, float32(math.Inf(1)))), float64(math.Nextafter32(c32, float32(math.Inf(-1))))}
+	}
+	for _, a := range cands {
+		if a/rf == scale {
+			return a, true
+		}
+	}
+	return cands[1], false
+}
+
+// provenance returns the source metadata (minus keys the target writer
+// regenerates) plus adaptool's record under "adaptool.convert".
+func provenance(a *adapter.Adapter, to string, drop ...string) map[string]string {
+	md := map[string]string{}
+	for k, v := range a.Metadata {
+		md[k] = v
+	}
+	for _, k := range drop {
+		delete(md, k)
+	}
+	rec, _ := json.Marshal(map[string]any{
+		"tool": "adaptool", "op": "convert", "from": string(a.Dialect), "to": to,
+		"source": filepath.Base(a.WeightsPath), "producer": a.Producer,
+	})
+	md["adaptool.convert"] = string(rec)
+	return md
+}
+
+// mostCommon returns the most frequent value (ties: the smallest).
+func mostCommon[T int | float64](vals []T) T {
+	count := map[T]int{}
+	for _, v := range vals {
+		count[v]++
+	}
+	var best T
+	n := -1
+	for v, c := range count {
+		if c > n || (c == n && v < best) {
+			best, n = v, c
+		}
+	}
+	return best
+}
