@@ -1,0 +1,630 @@
+package quant
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/adaptool/adaptool/format/safetensors"
+)
+
+// Metadata keys written by QuantizeFile into __metadata__.
+const (
+	// MetaQuantization holds the Params JSON of the quantization.
+	MetaQuantization = "adaptool.quantization"
+	// MetaSourceDTypes holds a JSON object tensor → source dtype for the
+	// layouts that do not record it (int8, FP8), so DequantizeFile restores it.
+	MetaSourceDTypes = "adaptool.source_dtypes"
+)
+
+// FileOptions configures QuantizeFile.
+type FileOptions struct {
+	Params Params
+	// Only selects the tensors to quantize by name; nil selects every 2-D
+	// float tensor (F32, F16, BF16, F64).
+	Only *regexp.Regexp
+	// DryRun computes the report without writing anything.
+	DryRun bool
+	// Progress, when set, is called after each tensor of the analysis pass.
+	Progress func(done, total int)
+}
+
+// TensorReport is the report line of one quantized tensor.
+type TensorReport struct {
+	Name        string   `json:"name"`
+	Shape       []int    `json:"shape"`
+	DType       string   `json:"dtype"`
+	Scheme      Scheme   `json:"scheme"`
+	Keys        []string `json:"keys"`
+	BytesBefore int64    `json:"bytes_before"`
+	BytesAfter  int64    `json:"bytes_after"`
+	Stats
+}
+
+// Skipped is a tensor that matched the selection but was not quantized.
+type Skipped struct {
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+}
+
+// Report is the result of QuantizeFile (and, without errors, of
+// DequantizeFile); its JSON form is the CLI's --json output.
+type Report struct {
+	Input   string         `json:"input"`
+	Output  string         `json:"output,omitempty"`
+	Params  Params         `json:"params"`
+	DryRun  bool           `json:"dry_run"`
+	Tensors []TensorReport `json:"tensors"`
+	Skipped []Skipped      `json:"skipped"`
+	LoRA    []LoRAError    `json:"lora"`
+	// Totals over the quantized tensors, and over the whole file.
+	BytesBefore     int64 `json:"bytes_before"`
+	BytesAfter      int64 `json:"bytes_after"`
+	FileBytesBefore int64 `json:"file_tensor_bytes_before"`
+	FileBytesAfter  int64 `json:"file_tensor_bytes_after"`
+}
+
+// MarshalJSON writes SNR ±Inf (exact or all-zero tensors) as null, since
+// JSON has no infinities.
+func (s Stats) MarshalJSON() ([]byte, error) {
+	type plain struct {
+		RMSE        float64  `json:"rmse"`
+		MaxAbsError float64  `json:"max_abs_error"`
+		SNRdB       *float64 `json:"snr_db"`
+	}
+	p := plain{RMSE: s.RMSE, MaxAbsError: s.MaxAbsError}
+	if !math.IsInf(s.SNRdB, 0) && !math.IsNaN(s.SNRdB) {
+		v := s.SNRdB
+		p.SNRdB = &v
+	}
+	return json.Marshal(p)
+}
+
+// MarshalJSON flattens the embedded Stats (whose own MarshalJSON would
+// otherwise replace the whole object).
+func (t TensorReport) MarshalJSON() ([]byte, error) {
+	type base struct {
+		Name        string   `json:"name"`
+		Shape       []int    `json:"shape"`
+		DType       string   `json:"dtype"`
+		Scheme      Scheme   `json:"scheme"`
+		Keys        []string `json:"keys"`
+		BytesBefore int64    `json:"bytes_before"`
+		BytesAfter  int64    `json:"bytes_after"`
+		RMSE        float64  `json:"rmse"`
+		MaxAbsError float64  `json:"max_abs_error"`
+		SNRdB       *float64 `json:"snr_db"`
+	}
+	b := base{t.Name, t.Shape, t.DType, t.Scheme, t.Keys, t.BytesBefore, t.BytesAfter, t.RMSE, t.MaxAbsError, nil}
+	if !math.IsInf(t.SNRdB, 0) && !math.IsNaN(t.SNRdB) {
+		v := t.SNRdB
+		b.SNRdB = &v
+	}
+	return json.Marshal(b)
+}
+
+// memSource is a Source over in-memory tensors.
+type memSource map[string]safetensors.Tensor
+
+func (m memSource) Tensor(name string) (safetensors.TensorInfo, bool) {
+	t, ok := m[name]
+	if !ok {
+		return safetensors.TensorInfo{}, false
+	}
+	return safetensors.TensorInfo{Name: t.Name, DType: t.DType, Shape: t.Shape, Offsets: [2]int64{0, int64(len(t.Data))}}, true
+}
+
+func (m memSource) Data(name string) ([]byte, error) {
+	t, ok := m[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", safetensors.ErrTensorNotFound, name)
+	}
+	return t.Data, nil
+}
+
+// RoundTrip dequantizes q through the same reader path as files (Detect +
+// Dequantize on its output tensors) and returns the float32 values.
+func (q *Quantized) RoundTrip() ([]float32, error) {
+	m := memSource{}
+	names := make([]string, 0, len(q.Tensors))
+	for _, t := range q.Tensors {
+		m[t.Name] = t
+		names = append(names, t.Name)
+	}
+	for _, d := range Detect(m, names) {
+		if d.Name == q.Name {
+			x, _, _, err := Dequantize(m, d)
+			return x, err
+		}
+	}
+	return nil, fmt.Errorf("%w: %s: quantized tensors not recognized", ErrLayout, q.Name)
+}
+
+// input is an opened QuantizeFile/DequantizeFile input.
+type input struct {
+	ck      *safetensors.Checkpoint
+	dir     string // the input directory, or "" for a file
+	single  string // the base name of the single safetensors file (dir input)
+	names   []string
+	meta    map[string]string
+	srcPath string
+}
+
+func openInput(path string) (*input, error) {
+	ck, err := safetensors.OpenCheckpoint(path)
+	if err != nil {
+		return nil, err
+	}
+	in := &input{ck: ck, names: ck.Names(), srcPath: path}
+	if len(ck.Shards) > 0 {
+		in.meta = ck.Shards[0].Metadata
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		in.dir = path
+		if ck.Index == nil && len(ck.Shards) == 1 {
+			in.single = filepath.Base(ck.Shards[0].Name())
+		}
+	} else if strings.HasSuffix(path, ".json") {
+		in.dir = filepath.Dir(path)
+	}
+	return in, nil
+}
+
+// write writes tensors to out: a single file for a file input, else a
+// directory holding the same file name (single-file directories such as
+// PEFT adapters) or a sharded checkpoint, plus copies of the input
+// directory's other regular files (configs, tokenizer, README).
+func (in *input) write(out string, tensors []safetensors.Tensor, meta map[string]string) error {
+	if in.dir == "" {
+		if st, err := os.Stat(out); err == nil && st.IsDir() {
+			out = filepath.Join(out, filepath.Base(in.srcPath))
+		}
+		return safetensors.WriteFile(out, tensors, meta)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	var err error
+	if in.single != "" {
+		err = safetensors.WriteFile(filepath.Join(out, in.single), tensors, meta)
+	} else {
+		err = safetensors.WriteCheckpoint(out, tensors, meta, 0)
+	}
+	if err != nil {
+		return err
+	}
+	return copyOtherFiles(in.dir, out)
+}
+
+// copyOtherFiles copies the regular files of dir that are not safetensors
+// data or indexes into out (atomically each, skipping same-path copies).
+func copyOtherFiles(dir, out string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if !e.Type().IsRegular() || strings.HasSuffix(n, ".safetensors") || strings.HasSuffix(n, ".safetensors.index.json") || strings.HasPrefix(n, ".") {
+			continue
+		}
+		src, dst := filepath.Join(dir, n), filepath.Join(out, n)
+		if a, err1 := filepath.Abs(src); err1 == nil {
+			if b, err2 := filepath.Abs(dst); err2 == nil && a == b {
+				continue
+			}
+		}
+		if err := copyFile(src, dst); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(tmp, f); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
+}
+
+// isFloat reports whether dt is a float dtype QuantizeFile quantizes.
+func isFloat(dt safetensors.DType) bool {
+	switch dt {
+	case safetensors.F32, safetensors.F16, safetensors.BF16, safetensors.F64:
+		return true
+	}
+	return false
+}
+
+// quantCache holds the most recently quantized tensor, so the writer's
+// callbacks for the several output tensors of one source recompute it at
+// most once per dtype group (memory stays bounded by one tensor).
+type quantCache struct {
+	mu sync.Mutex
+	q  *Quantized
+	ck *safetensors.Checkpoint
+	p  Params
+}
+
+func (c *quantCache) get(name string) (*Quantized, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.q != nil && c.q.Name == name {
+		return c.q, nil
+	}
+	ti, _ := c.ck.Tensor(name)
+	x, err := c.ck.Float32(name)
+	if err != nil {
+		return nil, err
+	}
+	q, err := QuantizeTensor(name, ti.Shape, ti.DType, x, c.p)
+	if err != nil {
+		return nil, err
+	}
+	c.q = q
+	return q, nil
+}
+
+// QuantizeFile quantizes the selected tensors of a safetensors file, a
+// PEFT adapter directory or a (sharded) checkpoint into out, streaming one
+// tensor at a time, and reports the error of each tensor and, for LoRA
+// factor pairs, of their product. Unselected tensors are copied
+// byte-identically. Output is written atomically through
+// format/safetensors (a file for a file, else a directory).
+//
+// Memory is bounded by a few tensors: an analysis pass quantizes each
+// selected tensor once for the report, and the writer requantizes a tensor
+// when its output tensors are written (at most twice, as the canonical
+// writer groups tensors by dtype).
+func QuantizeFile(path, out string, opt FileOptions) (*Report, error) {
+	p, err := opt.Params.Normalize()
+	if err != nil {
+		return nil, err
+	}
+	in, err := openInput(path)
+	if err != nil {
+		return nil, err
+	}
+	defer in.ck.Close()
+	rep := &Report{Input: path, Output: out, Params: p, DryRun: opt.DryRun, Tensors: []TensorReport{}, Skipped: []Skipped{}, LoRA: []LoRAError{}}
+	if opt.DryRun {
+		rep.Output = ""
+	}
+	detected := Detect(in.ck, in.names)
+	quantizedKey := map[string]Scheme{}
+	for _, d := range detected {
+		for _, k := range d.Keys {
+			quantizedKey[k] = d.Scheme
+		}
+	}
+	existing := map[string]bool{}
+	for _, n := range in.names {
+		existing[n] = true
+	}
+	var selected []string
+	for _, n := range in.names {
+		ti, _ := in.ck.Tensor(n)
+		rep.FileBytesBefore += ti.Size()
+		match := opt.Only == nil && len(ti.Shape) == 2 && isFloat(ti.DType)
+		if opt.Only != nil {
+			match = opt.Only.MatchString(n)
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case quantizedKey[n] != "":
+			rep.Skipped = append(rep.Skipped, Skipped{n, "already quantized (" + string(quantizedKey[n]) + ")"})
+		case !isFloat(ti.DType):
+			rep.Skipped = append(rep.Skipped, Skipped{n, "dtype " + ti.DType.String() + " is not a float type"})
+		case ti.NumElements() == 0:
+			rep.Skipped = append(rep.Skipped, Skipped{n, "empty tensor"})
+		default:
+			selected = append(selected, n)
+		}
+	}
+	isSel := map[string]bool{}
+	for _, n := range selected {
+		isSel[n] = true
+	}
+	// Output keys must not collide with tensors that stay.
+	for _, n := range selected {
+		for _, k := range Keys(n, p)[1:] {
+			if existing[k] && !isSel[k] {
+				return nil, fmt.Errorf("%w: %s: quantizing %q would write %q, which already exists", ErrLayout, path, n, k)
+			}
+		}
+	}
+	// Analysis pass: quantize, round-trip, report; keep only the output
+	// tensor descriptions (and the small quant_state JSON).
+	specs := map[string][]safetensors.Tensor{}
+	srcDTypes := map[string]string{}
+	for i, n := range selected {
+		ti, _ := in.ck.Tensor(n)
+		x, err := in.ck.Float32(n)
+		if err != nil {
+			return nil, err
+		}
+		q, err := QuantizeTensor(n, ti.Shape, ti.DType, x, p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		y, err := q.RoundTrip()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		tr := TensorReport{Name: n, Shape: slices.Clone(ti.Shape), DType: ti.DType.String(), Scheme: p.Scheme,
+			Keys: Keys(n, p), BytesBefore: ti.Size(), BytesAfter: q.Bytes(), Stats: ErrorStats(x, y)}
+		rep.Tensors = append(rep.Tensors, tr)
+		rep.BytesBefore += tr.BytesBefore
+		rep.BytesAfter += tr.BytesAfter
+		var sp []safetensors.Tensor
+		for _, t := range q.Tensors {
+			s := safetensors.Tensor{Name: t.Name, DType: t.DType, Shape: t.Shape}
+			if strings.Contains(t.Name, suffixQuantStatePrefx) {
+				s.Data = t.Data
+			}
+			sp = append(sp, s)
+		}
+		specs[n] = sp
+		if p.Scheme != SchemeNF4 && p.Scheme != SchemeFP4 {
+			srcDTypes[n] = ti.DType.String()
+		}
+		if opt.Progress != nil {
+			opt.Progress(i+1, len(selected))
+		}
+	}
+	// LoRA product errors, from the factors' round trips.
+	for _, lp := range loraPairs(in.names) {
+		if !isSel[lp.a] || !isSel[lp.b] {
+			continue
+		}
+		le, ok, err := loraPairError(in.ck, lp, p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if ok {
+			rep.LoRA = append(rep.LoRA, le)
+		}
+	}
+	rep.FileBytesAfter = rep.FileBytesBefore - rep.BytesBefore + rep.BytesAfter
+	if opt.DryRun {
+		return rep, nil
+	}
+	cache := &quantCache{ck: in.ck, p: p}
+	var tensors []safetensors.Tensor
+	for _, n := range in.names {
+		sp, ok := specs[n]
+		if !ok {
+			t, err := in.ck.CopyTensor(n)
+			if err != nil {
+				return nil, err
+			}
+			tensors = append(tensors, t)
+			continue
+		}
+		for _, s := range sp {
+			if s.Data != nil {
+				tensors = append(tensors, s)
+				continue
+			}
+			src, key := n, s.Name
+			s.WriteTo = func(w io.Writer) error {
+				q, err := cache.get(src)
+				if err != nil {
+					return err
+				}
+				for _, t := range q.Tensors {
+					if t.Name == key {
+						_, err := w.Write(t.Data)
+						return err
+					}
+				}
+				return fmt.Errorf("%w: %s: output %q vanished", ErrLayout, src, key)
+			}
+			tensors = append(tensors, s)
+		}
+	}
+	meta := safetensors.DefaultMetadata(in.meta)
+	pj, _ := json.Marshal(p)
+	meta[MetaQuantization] = string(pj)
+	if len(srcDTypes) > 0 {
+		if old, ok := in.meta[MetaSourceDTypes]; ok {
+			var prev map[string]string
+			if json.Unmarshal([]byte(old), &prev) == nil {
+				for k, v := range prev {
+					if _, ok := srcDTypes[k]; !ok && existing[k] {
+						srcDTypes[k] = v
+					}
+				}
+			}
+		}
+		sj, _ := json.Marshal(srcDTypes)
+		meta[MetaSourceDTypes] = string(sj)
+	}
+	if err := in.write(out, tensors, meta); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// loraPairError round-trips both factors of a LoRA pair and measures the
+// product error; ok is false when the shapes do not form a product.
+func loraPairError(ck *safetensors.Checkpoint, lp loraPair, p Params) (LoRAError, bool, error) {
+	ta, _ := ck.Tensor(lp.a)
+	tb, _ := ck.Tensor(lp.b)
+	ra, ca := matrixShape(ta.Shape)
+	rb, cb := matrixShape(tb.Shape)
+	rt := func(n string, ti safetensors.TensorInfo) ([]float32, []float32, error) {
+		x, err := ck.Float32(n)
+		if err != nil {
+			return nil, nil, err
+		}
+		q, err := QuantizeTensor(n, ti.Shape, ti.DType, x, p)
+		if err != nil {
+			return nil, nil, err
+		}
+		y, err := q.RoundTrip()
+		return x, y, err
+	}
+	var le LoRAError
+	if lp.mlx {
+		// a: in×r, b: r×out, ΔWᵀ = a·b: a plays B's role (left), b plays A's.
+		if ca != rb {
+			return le, false, nil
+		}
+		a, aq, err := rt(lp.a, ta)
+		if err != nil {
+			return le, false, err
+		}
+		b, bq, err := rt(lp.b, tb)
+		if err != nil {
+			return le, false, err
+		}
+		le = LoRAProductError(b, bq, a, aq, ca, cb, ra)
+		le.RelErrorA, le.RelErrorB = le.RelErrorB, le.RelErrorA
+		le.RelErrorFactorA, le.RelErrorFactorB = le.RelErrorFactorB, le.RelErrorFactorA
+		le.Worse = map[string]string{"A": "B", "B": "A"}[le.Worse]
+	} else {
+		// a: r×in, b: out×r.
+		if ra != cb {
+			return le, false, nil
+		}
+		a, aq, err := rt(lp.a, ta)
+		if err != nil {
+			return le, false, err
+		}
+		b, bq, err := rt(lp.b, tb)
+		if err != nil {
+			return le, false, err
+		}
+		le = LoRAProductError(a, aq, b, bq, ra, ca, rb)
+	}
+	le.Module, le.A, le.B = lp.module, lp.a, lp.b
+	return le, true, nil
+}
+
+// DequantizeFile replaces every quantized tensor of a file, adapter
+// directory or checkpoint (see Detect) by its float values, in the dtype
+// the layout or the adaptool metadata records (else F32), streaming one
+// tensor at a time; other tensors are copied byte-identically. The report
+// lists the tensors with bytes before and after (no error figures).
+func DequantizeFile(path, out string, progress func(done, total int)) (*Report, error) {
+	in, err := openInput(path)
+	if err != nil {
+		return nil, err
+	}
+	defer in.ck.Close()
+	rep := &Report{Input: path, Output: out, Tensors: []TensorReport{}, Skipped: []Skipped{}, LoRA: []LoRAError{}}
+	detected := Detect(in.ck, in.names)
+	if len(detected) == 0 {
+		return nil, fmt.Errorf("%w: %s: no quantized tensors found", ErrLayout, path)
+	}
+	srcDTypes := map[string]string{}
+	if s, ok := in.meta[MetaSourceDTypes]; ok {
+		_ = json.Unmarshal([]byte(s), &srcDTypes)
+	}
+	owner := map[string]int{}
+	for i, d := range detected {
+		for _, k := range d.Keys {
+			owner[k] = i
+		}
+	}
+	outs := make([]safetensors.Tensor, len(detected))
+	for i, d := range detected {
+		_, shape, dt, err := Full(in.ck, d)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if d.Layout != "bitsandbytes" {
+			if s, ok := srcDTypes[d.Name]; ok {
+				if v, err := safetensors.ParseDType(s); err == nil && isFloat(v) {
+					dt = v
+				}
+			}
+		}
+		var before int64
+		for _, k := range d.Keys {
+			ti, _ := in.ck.Tensor(k)
+			before += ti.Size()
+		}
+		d := d
+		t := safetensors.Tensor{Name: d.Name, DType: dt, Shape: shape}
+		t.WriteTo = func(w io.Writer) error {
+			x, _, _, err := Dequantize(in.ck, d)
+			if err != nil {
+				return err
+			}
+			b := make([]byte, t.Size())
+			if err := safetensors.FromFloat32(b, x, t.DType); err != nil {
+				return err
+			}
+			_, err = w.Write(b)
+			return err
+		}
+		outs[i] = t
+		rep.Tensors = append(rep.Tensors, TensorReport{Name: d.Name, Shape: shape, DType: dt.String(), Scheme: d.Scheme,
+			Keys: d.Keys, BytesBefore: before, BytesAfter: t.Size()})
+		rep.BytesBefore += before
+		rep.BytesAfter += t.Size()
+		if progress != nil {
+			progress(i+1, len(detected))
+		}
+	}
+	var tensors []safetensors.Tensor
+	done := map[int]bool{}
+	for _, n := range in.names {
+		ti, _ := in.ck.Tensor(n)
+		rep.FileBytesBefore += ti.Size()
+		if i, ok := owner[n]; ok {
+			if !done[i] {
+				done[i] = true
+				tensors = append(tensors, outs[i])
+			}
+			continue
+		}
+		t, err := in.ck.CopyTensor(n)
+		if err != nil {
+			return nil, err
+		}
+		tensors = append(tensors, t)
+	}
+	rep.FileBytesAfter = rep.FileBytesBefore - rep.BytesBefore + rep.BytesAfter
+	meta := safetensors.DefaultMetadata(in.meta)
+	delete(meta, MetaQuantization)
+	delete(meta, MetaSourceDTypes)
+	sort.Slice(rep.Tensors, func(i, j int) bool { return rep.Tensors[i].Name < rep.Tensors[j].Name })
+	if err := in.write(out, tensors, meta); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// IsInputError reports whether err is about a bad input layout (ErrLayout)
+// rather than a failed operation.
+func IsInputError(err error) bool { return errors.Is(err, ErrLayout) }
