@@ -275,6 +275,30 @@ func (c *Checkpoint) CopyTensor(name string) (Tensor, error) {
 	return f.CopyTensor(name)
 }
 
+// WriteIndex writes idx atomically (temporary file + rename) as JSON with
+// two-space indentation, sorted keys and a trailing newline, as
+// huggingface_hub does; a nil Metadata is written as {}.
+func WriteIndex(path string, idx *Index) error {
+	out := *idx
+	if out.Metadata == nil {
+		out.Metadata = map[string]any{}
+	}
+	if out.WeightMap == nil {
+		out.WeightMap = map[string]string{}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(&out); err != nil {
+		return err
+	}
+	return atomicWrite(path, func(f *os.File) error {
+		_, err := f.Write(buf.Bytes())
+		return err
+	})
+}
+
 // ShardFileName returns "model-%05d-of-%05d.safetensors" for shard i of n
 // (i counts from 1).
 func ShardFileName(i, n int) string {
@@ -350,32 +374,21 @@ func WriteCheckpoint(dir string, tensors []Tensor, metadata map[string]string, m
 		}
 		keep[SingleFileName] = true
 	} else {
-		idx := map[string]any{
-			"metadata":   map[string]int64{"total_size": total, "total_parameters": params},
-			"weight_map": map[string]string{},
+		idx := &Index{
+			Metadata:  map[string]any{"total_size": total, "total_parameters": params},
+			WeightMap: map[string]string{},
 		}
-		wm := idx["weight_map"].(map[string]string)
-		for i, s := range shards {
+		for i, sh := range shards {
 			name := ShardFileName(i+1, len(shards))
-			if err := WriteFile(filepath.Join(dir, name), s, metadata); err != nil {
+			if err := WriteFile(filepath.Join(dir, name), sh, metadata); err != nil {
 				return err
 			}
 			keep[name] = true
-			for _, t := range s {
-				wm[t.Name] = name
+			for _, t := range sh {
+				idx.WeightMap[t.Name] = name
 			}
 		}
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(idx); err != nil {
-			return err
-		}
-		if err := atomicWrite(filepath.Join(dir, IndexFileName), func(f *os.File) error {
-			_, err := f.Write(buf.Bytes())
-			return err
-		}); err != nil {
+		if err := WriteIndex(filepath.Join(dir, IndexFileName), idx); err != nil {
 			return err
 		}
 		keep[IndexFileName] = true
