@@ -13,29 +13,29 @@ import (
 // A Decomposition is immutable and safe for concurrent use;
 // [Decomposition.Truncate] returns a view.
 //
-// U and V are held in product form U = Q_U·C_U, V = Q_V·C_V (the thin QR
-// bases and the small core's singular vectors) and only the requested
-// leading columns are materialized, which saves the O(m·R·(R−k)) work of
-// columns that a truncation discards.
+// U and V are held in product form Uᵀ = C_Uᵀ·Q_U, Vᵀ = C_Vᵀ·Q_V (the
+// thin LQ bases, with orthonormal rows, and the small core's singular
+// vectors) and only the requested leading vectors are materialized, which
+// saves the O(m·R·(R−k)) work of vectors that a truncation discards.
 type Decomposition struct {
 	m, n   int
 	s      []float64      // p singular values, descending
-	qu, cu blas64.General // U = qu·cu (m×kU · kU×p); cu.Rows == 0 means U = qu
-	qv, cv blas64.General // V = qv·cv (n×kV · kV×p); cv.Rows == 0 means V = qv
+	qu, cu blas64.General // Uᵀ = cuᵀ·qu (kU×p)ᵀ·(kU×m); cu.Rows == 0 means Uᵀ = qu
+	qv, cv blas64.General // Vᵀ = cvᵀ·qv (kV×p)ᵀ·(kV×n); cv.Rows == 0 means Vᵀ = qv
 }
 
-// vectors returns U_k (m×k) and V_k (n×k) as row-major float64 matrices
-// (possibly views with a larger stride).
-func (d *Decomposition) vectors(k int) (u, v blas64.General) {
+// vectors returns U_kᵀ (k×m) and V_kᵀ (k×n) as row-major float64 matrices
+// (row j is the j-th singular vector).
+func (d *Decomposition) vectors(k int) (ut, vt blas64.General) {
 	return leading(d.qu, d.cu, d.m, k), leading(d.qv, d.cv, d.n, k)
 }
 
-func leading(q, c blas64.General, rows, k int) blas64.General {
+func leading(q, c blas64.General, cols, k int) blas64.General {
 	if c.Rows == 0 {
-		return blas64.General{Rows: rows, Cols: k, Stride: max(q.Stride, 1), Data: q.Data}
+		return blas64.General{Rows: k, Cols: cols, Stride: max(q.Stride, 1), Data: q.Data}
 	}
 	ck := blas64.General{Rows: c.Rows, Cols: k, Stride: c.Stride, Data: c.Data}
-	return gemm(blas.NoTrans, blas.NoTrans, q, ck)
+	return gemm(blas.Trans, blas.NoTrans, ck, q)
 }
 
 // Dims returns the dimensions m×n of the decomposed matrix.
@@ -129,17 +129,17 @@ func (d *Decomposition) SplitValues(sigma []float64) (b, a []float32, err error)
 			return nil, nil, fmt.Errorf("%w: singular value %v", ErrNonFinite, v)
 		}
 	}
-	u, v := d.vectors(k)
+	ut, vt := d.vectors(k)
 	b = make([]float32, d.m*k)
 	a = make([]float32, k*d.n)
 	for j, x := range sigma {
 		r := math.Sqrt(x)
-		for i := 0; i < d.m; i++ {
-			b[i*k+j] = float32(u.Data[i*u.Stride+j] * r)
+		for i, u := range ut.Data[j*ut.Stride : j*ut.Stride+d.m] {
+			b[i*k+j] = float32(u * r)
 		}
 		ar := a[j*d.n : (j+1)*d.n]
-		for i := range ar {
-			ar[i] = float32(v.Data[i*v.Stride+j] * r)
+		for i, v := range vt.Data[j*vt.Stride : j*vt.Stride+d.n] {
+			ar[i] = float32(v * r)
 		}
 	}
 	return b, a, nil
@@ -149,17 +149,15 @@ func (d *Decomposition) SplitValues(sigma []float64) (b, a []float32, err error)
 // V_kᵀ (k×n, row-major), as float32. k is clamped to [0, Len()].
 func (d *Decomposition) Vectors(k int) (u, vt []float32) {
 	k = d.clamp(k)
-	u64, v64 := d.vectors(k)
+	ut64, vt64 := d.vectors(k)
 	u = make([]float32, d.m*k)
-	for i := 0; i < d.m; i++ {
-		for j := 0; j < k; j++ {
-			u[i*k+j] = float32(u64.Data[i*u64.Stride+j])
-		}
-	}
 	vt = make([]float32, k*d.n)
 	for j := 0; j < k; j++ {
-		for i := 0; i < d.n; i++ {
-			vt[j*d.n+i] = float32(v64.Data[i*v64.Stride+j])
+		for i, x := range ut64.Data[j*ut64.Stride : j*ut64.Stride+d.m] {
+			u[i*k+j] = float32(x)
+		}
+		for i, x := range vt64.Data[j*vt64.Stride : j*vt64.Stride+d.n] {
+			vt[j*d.n+i] = float32(x)
 		}
 	}
 	return u, vt

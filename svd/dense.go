@@ -25,7 +25,7 @@ func Dense(m, n int, data []float32) (*Decomposition, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Decomposition{m: m, n: n, s: s, qu: u, qv: transpose(vt)}, nil
+	return &Decomposition{m: m, n: n, s: s, qu: transpose(u), qv: vt}, nil
 }
 
 func sqrtPos(v float64) float64 {

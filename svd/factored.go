@@ -33,8 +33,9 @@ func Factored(m, n int, terms []Term) (*Decomposition, error) {
 		}
 		total += t.Rank
 	}
-	bs := blas64.General{Rows: m, Cols: total, Stride: max(total, 1), Data: make([]float64, m*total)}
-	at := blas64.General{Rows: n, Cols: total, Stride: max(total, 1), Data: make([]float64, n*total)}
+	// B̃ᵀ (R×m) and Ã (R×n), row-major: row off+j is w·dⱼ·B[:, j] and A[j, :].
+	bst := blas64.General{Rows: total, Cols: m, Stride: m, Data: make([]float64, total*m)}
+	as := blas64.General{Rows: total, Cols: n, Stride: n, Data: make([]float64, total*n)}
 	off := 0
 	for _, t := range terms {
 		r := t.Rank
@@ -43,37 +44,40 @@ func Factored(m, n int, terms []Term) (*Decomposition, error) {
 			if t.Diag != nil {
 				c *= float64(t.Diag[j])
 			}
-			for i := 0; i < m; i++ {
-				bs.Data[i*total+off+j] = c * float64(t.B[i*r+j])
+			row := bst.Data[(off+j)*m : (off+j+1)*m]
+			for i := range row {
+				row[i] = c * float64(t.B[i*r+j])
 			}
-			arow := t.A[j*n : (j+1)*n]
-			for i, x := range arow {
-				at.Data[i*total+off+j] = float64(x)
+			arow := as.Data[(off+j)*n : (off+j+1)*n]
+			for i, x := range t.A[j*n : (j+1)*n] {
+				arow[i] = float64(x)
 			}
 		}
 		off += r
 	}
-	return fromStacked(m, n, bs, at)
+	return fromStacked(m, n, bst, as)
 }
 
-// fromStacked computes the SVD of bs·atᵀ (bs m×R, at n×R), both overwritten.
-func fromStacked(m, n int, bs, at blas64.General) (*Decomposition, error) {
-	if bs.Cols == 0 {
+// fromStacked computes the SVD of bstᵀ·as (bst R×m, as R×n), both
+// overwritten: B̃ᵀ = L_B·Q_B and Ã = L_A·Q_A (thin LQ), so
+// ΔW = Q_Bᵀ·(L_Bᵀ·L_A)·Q_A and only the R×R core is decomposed.
+func fromStacked(m, n int, bst, as blas64.General) (*Decomposition, error) {
+	if bst.Rows == 0 {
 		return &Decomposition{m: m, n: n}, nil
 	}
-	qb, rb := thinQR(bs)
-	qa, ra := thinQR(at)
-	return fromCore(m, n, qb, gemm(blas.NoTrans, blas.Trans, rb, ra), qa)
+	lb, qb := thinLQ(bst)
+	la, qa := thinLQ(as)
+	return fromCore(m, n, qb, gemm(blas.Trans, blas.NoTrans, lb, la), qa)
 }
 
-// fromCore returns the SVD of qb·core·qaᵀ where qb (m×kB) and qa (n×kA) have
-// orthonormal columns and core is kB×kA (overwritten).
-func fromCore(m, n int, qb, core, qa blas64.General) (*Decomposition, error) {
+// fromCore returns the SVD of quᵀ·core·qv where qu (kB×m) and qv (kA×n)
+// have orthonormal rows and core is kB×kA (overwritten).
+func fromCore(m, n int, qu, core, qv blas64.General) (*Decomposition, error) {
 	cu, s, cvt, err := smallSVD(core)
 	if err != nil {
 		return nil, err
 	}
-	return &Decomposition{m: m, n: n, s: s, qu: qb, cu: cu, qv: qa, cv: transpose(cvt)}, nil
+	return &Decomposition{m: m, n: n, s: s, qu: qu, cu: cu, qv: qv, cv: transpose(cvt)}, nil
 }
 
 func transpose(a blas64.General) blas64.General {

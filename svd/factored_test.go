@@ -90,10 +90,10 @@ func TestFactoredMatchesDense(t *testing.T) {
 				for q := 0; q < k; q++ {
 					var uu, vv float64
 					for i := 0; i < c.m; i++ {
-						uu += u.Data[i*u.Stride+p] * u.Data[i*u.Stride+q]
+						uu += u.Data[p*u.Stride+i] * u.Data[q*u.Stride+i]
 					}
 					for i := 0; i < c.n; i++ {
-						vv += v.Data[i*v.Stride+p] * v.Data[i*v.Stride+q]
+						vv += v.Data[p*v.Stride+i] * v.Data[q*v.Stride+i]
 					}
 					want := 0.0
 					if p == q {

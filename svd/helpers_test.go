@@ -51,12 +51,12 @@ func denseSVD(t *testing.T, w *mat.Dense) (*mat.SVD, []float64) {
 // reconstruct returns U·diag(σ)·Vᵀ of d in float64.
 func reconstruct(d *Decomposition) *mat.Dense {
 	w := mat.NewDense(d.m, d.n, nil)
-	u, v := d.vectors(d.Len())
+	ut, vt := d.vectors(d.Len())
 	for k, s := range d.s {
 		for i := 0; i < d.m; i++ {
-			x := u.Data[i*u.Stride+k] * s
+			x := ut.Data[k*ut.Stride+i] * s
 			for j := 0; j < d.n; j++ {
-				w.Set(i, j, w.At(i, j)+x*v.Data[j*v.Stride+k])
+				w.Set(i, j, w.At(i, j)+x*vt.Data[k*vt.Stride+j])
 			}
 		}
 	}

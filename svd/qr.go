@@ -38,6 +38,38 @@ func thinQR(a blas64.General) (q, r blas64.General) {
 	return q, r
 }
 
+// thinLQ factors the rows×cols matrix a (overwritten) as a = L·Q with
+// k = min(rows, cols): L is rows×k lower trapezoidal and Q is k×cols with
+// orthonormal rows. For the row-major tall factors of an adapter this is
+// the QR of aᵀ (aᵀ = Qᵀ·Lᵀ) with every reflector applied along contiguous
+// rows.
+func thinLQ(a blas64.General) (l, q blas64.General) {
+	rows, cols := a.Rows, a.Cols
+	k := min(rows, cols)
+	l = blas64.General{Rows: rows, Cols: k, Stride: max(k, 1), Data: make([]float64, rows*k)}
+	q = blas64.General{Rows: k, Cols: cols, Stride: max(cols, 1), Data: make([]float64, k*cols)}
+	if k == 0 {
+		return l, q
+	}
+	tau := make([]float64, k)
+	work := []float64{0}
+	lapack64.Gelqf(a, tau, work, -1)
+	work = make([]float64, max(int(work[0]), 1))
+	lapack64.Gelqf(a, tau, work, len(work))
+	for i := 0; i < rows; i++ {
+		copy(l.Data[i*k:i*k+min(i+1, k)], a.Data[i*a.Stride:i*a.Stride+min(i+1, k)])
+	}
+	v := blas64.General{Rows: k, Cols: cols, Stride: a.Stride, Data: a.Data}
+	work = []float64{0}
+	lapack64.Orglq(v, tau, work, -1)
+	work = make([]float64, max(int(work[0]), 1))
+	lapack64.Orglq(v, tau, work, len(work))
+	for i := 0; i < k; i++ {
+		copy(q.Data[i*cols:(i+1)*cols], a.Data[i*a.Stride:i*a.Stride+cols])
+	}
+	return l, q
+}
+
 // smallSVD returns the thin SVD a = u·diag(s)·vt of a (overwritten):
 // u is rows×p, vt is p×cols, p = min(rows, cols).
 func smallSVD(a blas64.General) (u blas64.General, s []float64, vt blas64.General, err error) {

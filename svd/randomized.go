@@ -136,7 +136,7 @@ func Randomized(op Operator, k int, opts RandomizedOptions) (*Decomposition, err
 	op.MulTrans(bt.Data, qm.Data, qm.Cols)
 	w, r := thinQR(bt)
 	core := transpose(r)
-	d, err := fromCore(m, n, qm, core, w)
+	d, err := fromCore(m, n, transpose(qm), core, transpose(w))
 	if err != nil {
 		return nil, err
 	}

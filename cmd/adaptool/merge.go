@@ -1,0 +1,74 @@
+package main
+
+import (
+	"github.com/adaptool/adaptool/ops"
+	"github.com/urfave/cli/v2"
+)
+
+func init() { register(newMergeCommand) }
+
+// newMergeCommand is `adaptool merge`.
+func newMergeCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "merge",
+		Usage: "merge adapters: exact cat, QR-core svd (default), PEFT's ties/dare/magnitude_prune/task_arithmetic/linear",
+		Description: "All weights act on the true deltas ΔWᵢ = sᵢ·Bᵢ·Aᵢ. Modules present in only some inputs are merged with\n" +
+			"the others as zero. svd (default) is the best rank-K approximation of the exact weighted sum, computed from\n" +
+			"the factors; cat is exact with rank Σrᵢ; ties, dare_linear, dare_ties, magnitude_prune (and their _svd\n" +
+			"names) apply PEFT's merge_utils to the dense deltas and factor back to rank K; --factor-space gives\n" +
+			"PEFT's approximate factor-space forms; linear is PEFT's factor-space average.",
+		ArgsUsage: "ADAPTER... -o OUT",
+		Flags: opsFlags(
+			&cli.StringFlag{Name: "method", Aliases: []string{"m"}, Value: "svd", Usage: "svd|cat|task_arithmetic|linear|ties|dare_linear|dare_ties|magnitude_prune (+_svd)"},
+			&cli.StringFlag{Name: "weights", Aliases: []string{"w"}, Usage: "comma-separated weight per adapter (default all 1)"},
+			&cli.IntFlag{Name: "rank", Aliases: []string{"r"}, Usage: "output rank K (default: the largest input rank)"},
+			&cli.Float64Flag{Name: "energy", Usage: "per module, the smallest rank keeping this fraction of Σσ² (0<E≤1)"},
+			&cli.Float64Flag{Name: "threshold", Usage: "per module, keep singular values above this"},
+			&cli.Float64Flag{Name: "density", Usage: "kept fraction d for ties/dare/magnitude_prune (default 0.2)"},
+			&cli.StringFlag{Name: "majority", Value: "total", Usage: "TIES sign election: total|frequency"},
+			&cli.Uint64Flag{Name: "seed", Usage: "seed of DARE's masks and the randomized SVD (recorded in the output)"},
+			&cli.StringFlag{Name: "rescale", Usage: "DARE rescale: inverse (÷d, default)|l1|none"},
+			&cli.BoolFlag{Name: "factor-space", Usage: "PEFT's factor-space forms (approximate; equal ranks)"},
+		),
+		Action: func(c *cli.Context) error {
+			paths, err := requireArgs(c, 1, -1, "one or more adapters")
+			if err != nil {
+				return err
+			}
+			p, err := mergeParams(c)
+			if err != nil {
+				return err
+			}
+			o, done, err := runOptions(c, "merge")
+			if err != nil {
+				return err
+			}
+			rep, err := ops.Merge(paths, p, o)
+			done()
+			return finish(c, rep, err)
+		},
+	}
+}
+
+// mergeParams reads the merge flags.
+func mergeParams(c *cli.Context) (ops.MergeParams, error) {
+	w, err := parseWeights(c.String("weights"))
+	if err != nil {
+		return ops.MergeParams{}, err
+	}
+	p := ops.MergeParams{
+		Method: c.String("method"), Weights: w, FactorSpace: c.Bool("factor-space"),
+		RankParams:        ops.RankParams{Rank: c.Int("rank"), Energy: c.Float64("energy"), Threshold: c.Float64("threshold")},
+		ElementwiseParams: ops.ElementwiseParams{Majority: c.String("majority"), Seed: c.Uint64("seed"), Rescale: c.String("rescale")},
+	}
+	if c.IsSet("density") {
+		p.Density = ops.Float(c.Float64("density"))
+	}
+	if c.IsSet("energy") && !(p.Energy > 0) {
+		return p, usagef("merge: --energy must be in (0, 1]")
+	}
+	if c.IsSet("rank") && p.Rank <= 0 {
+		return p, usagef("merge: --rank must be positive")
+	}
+	return p, nil
+}
