@@ -1,6 +1,11 @@
 package adapter
 
-import "errors"
+import (
+	"errors"
+	"io/fs"
+
+	"github.com/adaptool/adaptool/format/safetensors"
+)
 
 // Sentinel errors of this package. Errors returned by Load and friends wrap
 // them (and the format/safetensors sentinels) with the file and the rule.
@@ -20,3 +25,19 @@ var (
 	// ErrInvalidOutput is returned by WritePEFT for an unusable Output.
 	ErrInvalidOutput = errors.New("adapter: invalid output")
 )
+
+// IsInputError reports whether err means the adapter input itself is bad or
+// unreadable (CLI exit code 2): a missing file, a format/safetensors
+// sentinel, a refused pickle, a directory without weights, an unusable
+// config or inconsistent shapes.
+func IsInputError(err error) bool {
+	if err == nil {
+		return false
+	}
+	for _, s := range []error{ErrUnsupported, ErrNoAdapter, ErrConfig, ErrShape, fs.ErrNotExist, fs.ErrPermission} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return safetensors.IsFormatError(err)
+}
