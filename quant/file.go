@@ -344,6 +344,8 @@ func QuantizeFile(path, out string, opt FileOptions) (*Report, error) {
 			rep.Skipped = append(rep.Skipped, Skipped{n, "dtype " + ti.DType.String() + " is not a float type"})
 		case ti.NumElements() == 0:
 			rep.Skipped = append(rep.Skipped, Skipped{n, "empty tensor"})
+		case fitErr(ti.Shape, p) != nil:
+			rep.Skipped = append(rep.Skipped, Skipped{n, fitErr(ti.Shape, p).Error()})
 		default:
 			selected = append(selected, n)
 		}
@@ -471,6 +473,20 @@ func QuantizeFile(path, out string, opt FileOptions) (*Report, error) {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// fitErr reports why a tensor's shape does not fit the granularity of p.
+func fitErr(shape []int, p Params) error {
+	if p.Granularity == "" || p.Scheme == SchemeNF4 || p.Scheme == SchemeFP4 {
+		return nil
+	}
+	g, err := ParseGranularity(p.Granularity)
+	if err != nil {
+		return err
+	}
+	rows, cols := matrixShape(shape)
+	_, err = g.ScaleShape(rows, cols)
+	return err
 }
 
 // loraPairError round-trips both factors of a LoRA pair and measures the
