@@ -17,6 +17,10 @@ func Axpy(alpha float32, x, y []float32) {
 		mismatch("Axpy", "x", len(x), "y", len(y))
 	}
 	f := cur.axpy
+	if len(x) < parMin {
+		f(alpha, x, y)
+		return
+	}
 	parallel(len(x), func(lo, hi int) { f(alpha, x[lo:hi], y[lo:hi]) })
 }
 
@@ -25,6 +29,10 @@ func Axpy(alpha float32, x, y []float32) {
 //	for i := range x { x[i] *= alpha }
 func Scale(alpha float32, x []float32) {
 	f := cur.scale
+	if len(x) < parMin {
+		f(alpha, x)
+		return
+	}
 	parallel(len(x), func(lo, hi int) { f(alpha, x[lo:hi]) })
 }
 
@@ -38,6 +46,10 @@ func ScaleTo(dst []float32, alpha float32, x []float32) {
 		mismatch("ScaleTo", "dst", len(dst), "x", len(x))
 	}
 	f := cur.scaleTo
+	if len(x) < parMin {
+		f(dst, alpha, x)
+		return
+	}
 	parallel(len(x), func(lo, hi int) { f(dst[lo:hi], alpha, x[lo:hi]) })
 }
 
@@ -51,6 +63,10 @@ func Add(dst, x []float32) {
 		mismatch("Add", "dst", len(dst), "x", len(x))
 	}
 	f := cur.add
+	if len(x) < parMin {
+		f(dst, x)
+		return
+	}
 	parallel(len(x), func(lo, hi int) { f(dst[lo:hi], x[lo:hi]) })
 }
 
@@ -64,6 +80,10 @@ func Sub(dst, x []float32) {
 		mismatch("Sub", "dst", len(dst), "x", len(x))
 	}
 	f := cur.sub
+	if len(x) < parMin {
+		f(dst, x)
+		return
+	}
 	parallel(len(x), func(lo, hi int) { f(dst[lo:hi], x[lo:hi]) })
 }
 
@@ -73,6 +93,10 @@ func Sub(dst, x []float32) {
 //	for i := range x { x[i] = -x[i] }
 func Neg(x []float32) {
 	f := cur.neg
+	if len(x) < parMin {
+		f(x)
+		return
+	}
 	parallel(len(x), func(lo, hi int) { f(x[lo:hi]) })
 }
 
@@ -86,5 +110,9 @@ func Mul(dst, x []float32) {
 		mismatch("Mul", "dst", len(dst), "x", len(x))
 	}
 	f := cur.mul
+	if len(x) < parMin {
+		f(dst, x)
+		return
+	}
 	parallel(len(x), func(lo, hi int) { f(dst[lo:hi], x[lo:hi]) })
 }

@@ -12,6 +12,10 @@ func F16ToF32(dst []float32, src []uint16) {
 		mismatch("F16ToF32", "dst", len(dst), "src", len(src))
 	}
 	f := cur.f16ToF32
+	if len(src) < parMin {
+		f(dst, src)
+		return
+	}
 	parallel(len(src), func(lo, hi int) { f(dst[lo:hi], src[lo:hi]) })
 }
 
@@ -30,6 +34,10 @@ func F32ToF16(dst []uint16, src []float32) {
 		mismatch("F32ToF16", "dst", len(dst), "src", len(src))
 	}
 	f := cur.f32ToF16
+	if len(src) < parMin {
+		f(dst, src)
+		return
+	}
 	parallel(len(src), func(lo, hi int) { f(dst[lo:hi], src[lo:hi]) })
 }
 
@@ -44,6 +52,10 @@ func BF16ToF32(dst []float32, src []uint16) {
 		mismatch("BF16ToF32", "dst", len(dst), "src", len(src))
 	}
 	f := cur.bf16ToF32
+	if len(src) < parMin {
+		f(dst, src)
+		return
+	}
 	parallel(len(src), func(lo, hi int) { f(dst[lo:hi], src[lo:hi]) })
 }
 
@@ -62,6 +74,10 @@ func F32ToBF16(dst []uint16, src []float32) {
 		mismatch("F32ToBF16", "dst", len(dst), "src", len(src))
 	}
 	f := cur.f32ToBF16
+	if len(src) < parMin {
+		f(dst, src)
+		return
+	}
 	parallel(len(src), func(lo, hi int) { f(dst[lo:hi], src[lo:hi]) })
 }
 
@@ -75,6 +91,10 @@ func F32ToBF16(dst []uint16, src []float32) {
 func F8E4M3ToF32(dst []float32, src []uint8) {
 	if len(dst) != len(src) {
 		mismatch("F8E4M3ToF32", "dst", len(dst), "src", len(src))
+	}
+	if len(src) < parMin {
+		f8E4M3ToF32Generic(dst, src)
+		return
 	}
 	parallel(len(src), func(lo, hi int) { f8E4M3ToF32Generic(dst[lo:hi], src[lo:hi]) })
 }
@@ -93,6 +113,10 @@ func F32ToF8E4M3(dst []uint8, src []float32) {
 	if len(dst) != len(src) {
 		mismatch("F32ToF8E4M3", "dst", len(dst), "src", len(src))
 	}
+	if len(src) < parMin {
+		f32ToF8E4M3Generic(dst, src)
+		return
+	}
 	parallel(len(src), func(lo, hi int) { f32ToF8E4M3Generic(dst[lo:hi], src[lo:hi]) })
 }
 
@@ -106,6 +130,10 @@ func F32ToF8E4M3(dst []uint8, src []float32) {
 func F8E5M2ToF32(dst []float32, src []uint8) {
 	if len(dst) != len(src) {
 		mismatch("F8E5M2ToF32", "dst", len(dst), "src", len(src))
+	}
+	if len(src) < parMin {
+		f8E5M2ToF32Generic(dst, src)
+		return
 	}
 	parallel(len(src), func(lo, hi int) { f8E5M2ToF32Generic(dst[lo:hi], src[lo:hi]) })
 }
@@ -121,6 +149,10 @@ func F8E5M2ToF32(dst []float32, src []uint8) {
 func F32ToF8E5M2(dst []uint8, src []float32) {
 	if len(dst) != len(src) {
 		mismatch("F32ToF8E5M2", "dst", len(dst), "src", len(src))
+	}
+	if len(src) < parMin {
+		f32ToF8E5M2Generic(dst, src)
+		return
 	}
 	parallel(len(src), func(lo, hi int) { f32ToF8E5M2Generic(dst[lo:hi], src[lo:hi]) })
 }

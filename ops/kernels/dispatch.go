@@ -93,7 +93,7 @@ func workers(n int) int {
 		return 1
 	}
 	p := runtime.GOMAXPROCS(0)
-	if w := n / (parMin / 2); w < p {
+	if w := n / max(parMin/2, 1); w < p {
 		p = w
 	}
 	return max(p, 1)

@@ -47,15 +47,19 @@ const reduceBlock = 1 << 16
 // Inf inputs propagate as IEEE addition does.
 func SumSquares(x []float32) float64 {
 	f := cur.sumSquaresLanes
-	return blockSum(len(x), func(lo, hi int) float64 {
-		b := x[lo:hi]
-		m := len(b) &^ (lanes - 1)
-		t := f(b[:m])
-		for _, v := range b[m:] {
-			t += float64(v) * float64(v)
-		}
-		return t
-	})
+	if len(x) <= reduceBlock {
+		return sumSquaresBlock(f, x)
+	}
+	return blockSum(len(x), func(lo, hi int) float64 { return sumSquaresBlock(f, x[lo:hi]) })
+}
+
+func sumSquaresBlock(f func([]float32) float64, b []float32) float64 {
+	m := len(b) &^ (lanes - 1)
+	t := f(b[:m])
+	for _, v := range b[m:] {
+		t += float64(v) * float64(v)
+	}
+	return t
 }
 
 // Dot returns Σ x[i]·y[i] accumulated in float64, in the same block and lane
@@ -65,15 +69,19 @@ func Dot(x, y []float32) float64 {
 		mismatch("Dot", "x", len(x), "y", len(y))
 	}
 	f := cur.dotLanes
-	return blockSum(len(x), func(lo, hi int) float64 {
-		bx, by := x[lo:hi], y[lo:hi]
-		m := len(bx) &^ (lanes - 1)
-		t := f(bx[:m], by[:m])
-		for i := m; i < len(bx); i++ {
-			t += float64(bx[i]) * float64(by[i])
-		}
-		return t
-	})
+	if len(x) <= reduceBlock {
+		return dotBlock(f, x, y)
+	}
+	return blockSum(len(x), func(lo, hi int) float64 { return dotBlock(f, x[lo:hi], y[lo:hi]) })
+}
+
+func dotBlock(f func(x, y []float32) float64, bx, by []float32) float64 {
+	m := len(bx) &^ (lanes - 1)
+	t := f(bx[:m], by[:m])
+	for i := m; i < len(bx); i++ {
+		t += float64(bx[i]) * float64(by[i])
+	}
+	return t
 }
 
 // blockSum sums block(lo, hi) over the reduceBlock-sized blocks of [0, n) in
