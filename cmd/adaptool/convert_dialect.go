@@ -2,11 +2,88 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 
+	"github.com/adaptool/adaptool/format/adapter"
+	"github.com/adaptool/adaptool/format/convert"
 	"github.com/urfave/cli/v2"
 )
 
-// convertDialect is replaced by the interop work (issue 6).
+// convertDialect is `adaptool convert --to peft|diffusers|kohya|mlx|gguf IN
+// -o OUT [--arch A --outtype T] [--base-config F] [--dry-run] [--json]`.
 func convertDialect(c *cli.Context) error {
-	return exitErr(exitFailed, errors.New("convert --to: not available in this build yet"))
+	args, err := requireArgs(c, 1, 1, "one input adapter")
+	if err != nil {
+		return err
+	}
+	to := strings.ToLower(c.String("to"))
+	switch to {
+	case convert.ToPEFTName, convert.ToDiffusersName, convert.ToKohyaName, convert.ToMLXName, convert.ToGGUFName:
+	default:
+		return usagef("convert: --to %q: want peft, diffusers, kohya, mlx or gguf", c.String("to"))
+	}
+	if to != convert.ToGGUFName && (c.IsSet("arch") || c.IsSet("outtype")) {
+		return usagef("convert: --arch and --outtype apply only to --to gguf")
+	}
+	if to == convert.ToGGUFName && c.String("arch") == "" {
+		return usagef("convert --to gguf: missing --arch (one of %s)", strings.Join(convert.GGUFArchitectures(), ", "))
+	}
+	if c.IsSet("only") {
+		return usagef("convert: --only applies only to --dtype")
+	}
+	out := c.String("output")
+	if out == "" && !c.Bool("dry-run") {
+		return usagef("convert: missing -o OUT")
+	}
+	var base *convert.Base
+	if p := c.String("base-config"); p != "" {
+		if base, err = convert.LoadBase(p); err != nil {
+			return exitErr(exitInput, err)
+		}
+	}
+	a, err := adapter.Load(args[0])
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	var res *convert.Result
+	if to == convert.ToGGUFName {
+		res, err = convert.ToGGUF(a, out, convert.GGUFOptions{
+			Arch: c.String("arch"), OutType: c.String("outtype"), Base: base, DryRun: c.Bool("dry-run"),
+		})
+	} else {
+		res, err = convert.Convert(a, to, out, convert.Options{Base: base, DryRun: c.Bool("dry-run")})
+	}
+	if err != nil {
+		if errors.Is(err, convert.ErrOptions) {
+			return usagef("%v", err)
+		}
+		return err
+	}
+	if wantJSON(c) {
+		return printJSON(c, res)
+	}
+	w := stdout(c)
+	verb := "wrote"
+	if res.DryRun {
+		verb = "would write"
+	}
+	fmt.Fprintf(w, "%s → %s: %d modules, %d tensors; %s %s\n", res.From, res.To, len(res.Modules), res.Tensors, verb, strings.Join(res.Files, ", "))
+	if res.Alpha != nil {
+		fmt.Fprintf(w, "adapter.lora.alpha = %g\n", *res.Alpha)
+	}
+	if res.DryRun {
+		for _, m := range res.Modules {
+			note := ""
+			if m.Note != "" {
+				note = "  (" + m.Note + ")"
+			}
+			fmt.Fprintf(w, "  %s → %s  r=%d s=%g%s\n", m.From, m.To, m.Rank, m.Scale, note)
+		}
+	}
+	for _, s := range res.Warnings {
+		fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", s)
+	}
+	return nil
 }
