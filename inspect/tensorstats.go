@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 	"unsafe"
 )
 
@@ -297,46 +299,96 @@ func StatsOf(name, dtype string, raw []byte) (TensorStats, error) {
 	if len(raw)%es != 0 {
 		return TensorStats{}, fmt.Errorf("inspect: tensor %q: %d bytes is not a whole number of %s values", name, len(raw), dtype)
 	}
-	a := newStatAcc()
+	n := len(raw) / es
+	workers := min(runtime.GOMAXPROCS(0), n/parallelMinElems)
+	if workers <= 1 {
+		a := newStatAcc()
+		accumulate(&a, dtype, raw, es)
+		return a.result(name, dtype), nil
+	}
+	// large tensors: split into element-aligned ranges, one accumulator each
+	accs := make([]statAcc, workers)
+	var wg sync.WaitGroup
+	for w := range accs {
+		lo, hi := n*w/workers, n*(w+1)/workers
+		accs[w] = newStatAcc()
+		wg.Add(1)
+		go func(a *statAcc, part []byte) {
+			defer wg.Done()
+			accumulate(a, dtype, part, es)
+		}(&accs[w], raw[lo*es:hi*es])
+	}
+	wg.Wait()
+	for w := 1; w < workers; w++ {
+		accs[0].merge(&accs[w])
+	}
+	return accs[0].result(name, dtype), nil
+}
+
+// parallelMinElems is the per-worker minimum of elements before a tensor is
+// split across cores.
+const parallelMinElems = 1 << 20
+
+// merge adds the statistics of b into a, re-basing b's shifted sums on a's
+// shift: Σ(v−s) = Σ(v−s_b) + n_b·(s_b−s), Σ(v−s)² = Σ(v−s_b)² + 2(s_b−s)Σ(v−s_b) + n_b(s_b−s)².
+func (a *statAcc) merge(b *statAcc) {
+	a.n += b.n
+	a.zeros += b.zeros
+	a.nan += b.nan
+	a.inf += b.inf
+	a.denorm += b.denorm
+	if b.finite == 0 {
+		return
+	}
+	if a.finite == 0 {
+		a.shift, a.shifted = b.shift, true
+		a.sum, a.sumsq, a.finite = b.sum, b.sumsq, b.finite
+		a.min, a.max = b.min, b.max
+		return
+	}
+	d := b.shift - a.shift
+	nb := float64(b.finite)
+	a.sumsq += b.sumsq + 2*d*b.sum + nb*d*d
+	a.sum += b.sum + nb*d
+	a.finite += b.finite
+	a.min = math.Min(a.min, b.min)
+	a.max = math.Max(a.max, b.max)
+}
+
+// accumulate streams raw (whole elements of dtype) into a.
+func accumulate(a *statAcc, dtype string, raw []byte, es int) {
 	switch dtype {
 	case "F32":
-		streamF32(&a, raw)
+		streamF32(a, raw)
 	case "F16":
 		buf := make([]float32, chunkElems)
-		for off := 0; off < len(raw); off += 2 * chunkElems {
-			chunk := raw[off:min(len(raw), off+2*chunkElems)]
-			n := len(chunk) / 2
-			for i := 0; i < n; i++ {
-				h := binary.LittleEndian.Uint16(chunk[2*i:])
+		forU16(raw, func(h []uint16) {
+			for i, x := range h {
 				switch {
-				case h&0x7c00 == 0x7c00:
-				case h&0x7fff == 0:
-					a.zeros++
-				case h&0x7c00 == 0:
-					a.denorm++
-				}
-				if h&0x7c00 == 0x7c00 {
-					if h&0x3ff == 0 {
+				case x&0x7c00 == 0x7c00:
+					if x&0x3ff == 0 {
 						a.inf++
 					} else {
 						a.nan++
 					}
+				case x&0x7fff == 0:
+					a.zeros++
+				case x&0x7c00 == 0:
+					a.denorm++
 				}
-				buf[i] = f16Table[h]
+				buf[i] = f16Table[x]
 			}
-			a.addF32Class(buf[:n], false)
-		}
+			a.addF32Class(buf[:len(h)], false)
+		})
 	case "BF16":
 		buf := make([]float32, chunkElems)
-		for off := 0; off < len(raw); off += 2 * chunkElems {
-			chunk := raw[off:min(len(raw), off+2*chunkElems)]
-			n := len(chunk) / 2
-			for i := 0; i < n; i++ {
-				buf[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(chunk[2*i:])) << 16)
+		forU16(raw, func(h []uint16) {
+			for i, x := range h {
+				buf[i] = math.Float32frombits(uint32(x) << 16)
 			}
 			// BF16 shares float32's exponent, so float32 classification is exact.
-			a.addF32(buf[:n])
-		}
+			a.addF32(buf[:len(h)])
+		})
 	case "F8_E4M3", "F8_E5M2":
 		tab, expMask, manMask := e4m3Table, byte(0x78), byte(0x07)
 		if dtype == "F8_E5M2" {
@@ -382,7 +434,6 @@ func StatsOf(name, dtype string, raw []byte) (TensorStats, error) {
 			a.addF64(buf[:n])
 		}
 	}
-	return a.result(name, dtype), nil
 }
 
 func intValue(dt string, b []byte) float64 {
@@ -434,3 +485,28 @@ var littleEndian = func() bool {
 	x := uint16(1)
 	return *(*byte)(unsafe.Pointer(&x)) == 1
 }()
+
+// forU16 calls fn on consecutive chunks (≤ chunkElems) of raw read as
+// little-endian uint16: in place when aligned on a little-endian host,
+// through a copy otherwise.
+func forU16(raw []byte, fn func([]uint16)) {
+	n := len(raw) / 2
+	if n == 0 {
+		return
+	}
+	if littleEndian && uintptr(unsafe.Pointer(&raw[0]))%2 == 0 {
+		x := unsafe.Slice((*uint16)(unsafe.Pointer(&raw[0])), n)
+		for off := 0; off < n; off += chunkElems {
+			fn(x[off:min(n, off+chunkElems)])
+		}
+		return
+	}
+	buf := make([]uint16, chunkElems)
+	for off := 0; off < n; off += chunkElems {
+		m := min(n, off+chunkElems) - off
+		for i := 0; i < m; i++ {
+			buf[i] = binary.LittleEndian.Uint16(raw[2*(off+i):])
+		}
+		fn(buf[:m])
+	}
+}

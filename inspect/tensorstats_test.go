@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/x448/float16"
@@ -117,29 +118,32 @@ func TestStatsF16BF16(t *testing.T) {
 		h[i] = uint16(rng.Uint32())
 	}
 	h[0], h[1], h[2], h[3] = 0x7c00, 0xfc00, 0x7e00, 0x0001 // +Inf, −Inf, NaN, smallest subnormal
-	raw := make([]byte, 2*n)
-	for i, v := range h {
-		binary.LittleEndian.PutUint16(raw[2*i:], v)
+	rawBuf := make([]byte, 2*n+1)
+	for _, off := range []int{0, 1} { // aligned and unaligned
+		raw := rawBuf[off : off+2*n]
+		for i, v := range h {
+			binary.LittleEndian.PutUint16(raw[2*i:], v)
+		}
+		// F16 against the x448/float16 oracle
+		got, err := StatsOf("h", "F16", raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals := make([]float64, n)
+		for i, v := range h {
+			vals[i] = float64(float16.Frombits(v).Float32())
+		}
+		compareStats(t, got, refStats(vals, func(i int) bool { return h[i]&0x7c00 == 0 }))
+		// BF16: the value is the upper half of a float32
+		got, err = StatsOf("b", "BF16", raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range h {
+			vals[i] = float64(math.Float32frombits(uint32(v) << 16))
+		}
+		compareStats(t, got, refStats(vals, func(i int) bool { return h[i]&0x7f80 == 0 }))
 	}
-	// F16 against the x448/float16 oracle
-	got, err := StatsOf("h", "F16", raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vals := make([]float64, n)
-	for i, v := range h {
-		vals[i] = float64(float16.Frombits(v).Float32())
-	}
-	compareStats(t, got, refStats(vals, func(i int) bool { return h[i]&0x7c00 == 0 }))
-	// BF16: the value is the upper half of a float32
-	got, err = StatsOf("b", "BF16", raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, v := range h {
-		vals[i] = float64(math.Float32frombits(uint32(v) << 16))
-	}
-	compareStats(t, got, refStats(vals, func(i int) bool { return h[i]&0x7f80 == 0 }))
 }
 
 func TestStatsKnownValues(t *testing.T) {
@@ -221,13 +225,63 @@ func BenchmarkStatsF32(b *testing.B) {
 	})
 }
 
-// BenchmarkStatsBF16 measures the BF16 path (conversion + statistics).
-func BenchmarkStatsBF16(b *testing.B) {
-	raw := benchData(16 << 20)[:32<<20]
-	b.SetBytes(int64(len(raw)))
-	for b.Loop() {
-		if _, err := StatsOf("x", "BF16", raw); err != nil {
-			b.Fatal(err)
+// BenchmarkStats16 measures the F16 and BF16 paths (conversion + statistics).
+func BenchmarkStats16(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	n := 16 << 20
+	for _, dt := range []string{"F16", "BF16"} {
+		raw := make([]byte, 2*n)
+		for i := 0; i < n; i++ {
+			v := float32(rng.NormFloat64() * 0.02)
+			h := uint16(math.Float32bits(v) >> 16)
+			if dt == "F16" {
+				h = float16.Fromfloat32(v).Bits()
+			}
+			binary.LittleEndian.PutUint16(raw[2*i:], h)
 		}
+		b.Run(dt, func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				if _, err := StatsOf("x", dt, raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
+}
+
+// TestStatsParallel covers the split-and-merge path of large tensors, with
+// a large mean so the shift re-basing matters, and specials in every part.
+func TestStatsParallel(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	rng := rand.New(rand.NewPCG(21, 22))
+	n := 4*parallelMinElems + 3
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(100 + float64(i)/float64(n)*50 + rng.NormFloat64())
+	}
+	x[0] = float32(math.NaN())                  // first part starts with NaN
+	x[n/4] = 0                                  // zero in part 2
+	x[n/2] = float32(math.Inf(-1))              // Inf in part 3
+	x[3*n/4+1] = math.Float32frombits(0x000001) // denormal in part 4
+	raw := make([]byte, 4*n)
+	vals := make([]float64, n)
+	for i, v := range x {
+		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+		vals[i] = float64(v)
+	}
+	got, err := StatsOf("big", "F32", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareStats(t, got, refStats(vals, func(i int) bool { return math.Float32bits(x[i])&0x7f800000 == 0 }))
+	// BF16 of the same values (truncated): also split
+	raw16 := make([]byte, 2*n)
+	for i, v := range x {
+		h := uint16(math.Float32bits(v) >> 16)
+		binary.LittleEndian.PutUint16(raw16[2*i:], h)
+		vals[i] = float64(math.Float32frombits(uint32(h) << 16))
+	}
+	got, _ = StatsOf("big16", "BF16", raw16)
+	compareStats(t, got, refStats(vals, func(i int) bool { return math.Float32bits(x[i])&0x7f800000 == 0 }))
 }
