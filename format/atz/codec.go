@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 
 	"github.com/adaptool/adaptool/ops/kernels"
@@ -93,6 +94,26 @@ type scratch struct {
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
+// bufPool recycles chunk-sized buffers (original, encoded and stored
+// bytes), so steady-state packing and unpacking allocate (and zero) nothing
+// per chunk.
+var bufPool sync.Pool
+
+// getBuf returns a buffer of length n (contents undefined).
+func getBuf(n int) []byte {
+	if p, ok := bufPool.Get().(*[]byte); ok && cap(*p) >= n {
+		return (*p)[:n]
+	}
+	return make([]byte, n, max(n, MaxChunkSize/4+64))
+}
+
+// putBuf returns a buffer obtained from getBuf.
+func putBuf(b []byte) {
+	if cap(b) >= MaxChunkSize/4 {
+		bufPool.Put(&b)
+	}
+}
+
 func grow(b []byte, n int) []byte {
 	if cap(b) < n {
 		return make([]byte, n)
@@ -179,6 +200,9 @@ func encodePlane(dst, plane []byte, sc *scratch, enc *zstd.Encoder, float bool, 
 	}
 	best, bestCodec := plane, byte(codecRaw)
 	huffOK := false
+	if float && level != LevelBest && nearRandom(plane) {
+		return append(dst, plane...), codecRaw
+	}
 	if n <= maxPlaneBlock && n >= 32 {
 		sc.huff.Reuse = huff0.ReusePolicyNone
 		var out []byte
@@ -208,6 +232,31 @@ func encodePlane(dst, plane []byte, sc *scratch, enc *zstd.Encoder, float bool, 
 		}
 	}
 	return append(dst, best...), bestCodec
+}
+
+// nearRandom reports whether a sample of a large plane has a byte entropy
+// above 7.85 bits, where no entropy coder gains anything worth its table
+// (mantissa planes of trained weights sit at ≈ 7.99). Skipping them saves
+// the full histogram pass.
+func nearRandom(p []byte) bool {
+	const sample = 4096
+	if len(p) < 4*sample {
+		return false
+	}
+	var hist [256]int
+	step := len(p) / sample
+	for i := 0; i < sample; i++ {
+		hist[p[i*step]]++
+	}
+	h := 0.0
+	for _, c := range hist {
+		if c > 0 {
+			q := float64(c) / sample
+			h -= q * math.Log2(q)
+		}
+	}
+	// The plug-in estimate of a uniform byte over 4096 samples is ≈ 7.95.
+	return h > 7.85
 }
 
 // looksCompressible reports whether a float plane that Huffman coding could

@@ -251,7 +251,8 @@ func (r *Reader) decodeChunk(dst []byte, i int) error {
 	wrap := func(err error) error {
 		return &Error{File: r.name, Tensor: tensorAt(r.dir.tensors, c.origOff), Chunk: i, Err: err}
 	}
-	stored := make([]byte, c.storedLen)
+	stored := getBuf(c.storedLen)
+	defer putBuf(stored)
 	if _, err := r.r.ReadAt(stored, c.storedOff); err != nil {
 		return wrap(fmt.Errorf("reading payload: %w", err))
 	}
@@ -298,7 +299,7 @@ func (r *Reader) writeTo(w io.Writer, workers int) (int64, error) {
 		err  error
 	}
 	err := ordered(len(r.dir.chunks), workers, func(i int) result {
-		data := make([]byte, r.dir.chunks[i].origLen)
+		data := getBuf(r.dir.chunks[i].origLen)
 		return result{data, r.decodeChunk(data, i)}
 	}, func(i int, res result) error {
 		if res.err != nil {
@@ -306,6 +307,7 @@ func (r *Reader) writeTo(w io.Writer, workers int) (int64, error) {
 		}
 		h.Write(res.data)
 		_, err := bw.Write(res.data)
+		putBuf(res.data)
 		return err
 	})
 	if err == nil {

@@ -137,7 +137,7 @@ func Pack(dst io.Writer, src io.ReaderAt, size int64, opt PackOptions) (Stats, e
 	}
 	encode := func(i int) result {
 		c := &d.chunks[i]
-		orig := make([]byte, c.origLen)
+		orig := getBuf(c.origLen)
 		if _, err := src.ReadAt(orig, c.origOff); err != nil {
 			return result{err: fmt.Errorf("reading bytes [%d, +%d): %w", c.origOff, c.origLen, err)}
 		}
@@ -148,7 +148,7 @@ func Pack(dst io.Writer, src io.ReaderAt, size int64, opt PackOptions) (Stats, e
 				return result{err: fmt.Errorf("reading base bytes [%d, +%d): %w", c.baseOff, c.origLen, err)}
 			}
 		}
-		enc, err := EncodeChunk(make([]byte, 0, c.origLen+chunkHeaderSize(c.width)), orig, base, c.spec(), opt.Level)
+		enc, err := EncodeChunk(getBuf(c.origLen + chunkHeaderSize(c.width))[:0], orig, base, c.spec(), opt.Level)
 		return result{orig: orig, enc: enc, err: err}
 	}
 	err = ordered(len(d.chunks), workers, encode, func(i int, r result) error {
@@ -161,6 +161,8 @@ func Pack(dst io.Writer, src io.ReaderAt, size int64, opt PackOptions) (Stats, e
 		hash.Write(r.orig)
 		pos += int64(len(r.enc))
 		_, err := bw.Write(r.enc)
+		putBuf(r.orig)
+		putBuf(r.enc)
 		return err
 	})
 	if err != nil {
