@@ -265,9 +265,13 @@ func ToPEFT(a *adapter.Adapter, dir string, o Options) (*Result, error) {
 			}
 			cfg = merged
 		}
-		if comp != CompNone {
-			if _, ok := cfg["base_model_name_or_path"]; !ok {
-				cfg["base_model_name_or_path"] = nil
+		if _, ok := cfg["base_model_name_or_path"]; !ok {
+			cfg["base_model_name_or_path"] = nil
+			if a.Config != nil && a.Config.IsMLX() {
+				if m, ok := a.Config.Raw["model"]; ok {
+					cfg["base_model_name_or_path"] = json.RawMessage(m)
+					cfg["task_type"] = "CAUSAL_LM"
+				}
 			}
 		}
 		cj, err := marshalConfig(cfg)
@@ -356,8 +360,15 @@ func ToKohya(a *adapter.Adapter, out string, o Options) (*Result, error) {
 	var unmapped []string
 	var ranks []int
 	var alphas []float64
+	mods, err = fuseFlux(mods, &unmapped)
+	if err != nil {
+		return nil, err
+	}
 	for _, m := range mods {
 		kn, err := kohyaName(m.comp, m.path, sdxl)
+		if m.comp == "bfl" {
+			kn, err = "lora_unet_"+strings.ReplaceAll(m.path, ".", "_"), nil
+		}
 		if err != nil {
 			for _, k := range m.keys() {
 				unmapped = append(unmapped, fmt.Sprintf("%s (%v)", k, err))
@@ -377,7 +388,11 @@ func ToKohya(a *adapter.Adapter, out string, o Options) (*Result, error) {
 		tensors = append(tensors, ts...)
 		tensors = append(tensors, safetensors.Tensor{Name: kn + ".alpha", DType: safetensors.F32, Shape: []int{}, Data: ab})
 		ranks, alphas = append(ranks, m.f.Rank), append(alphas, alpha)
-		res.Modules = append(res.Modules, Mapping{From: m.src.Name, To: kn, Kind: string(m.src.Kind), Rank: m.f.Rank, Scale: m.src.Scale})
+		from := m.src.Name
+		if m.fusedFrom != "" {
+			from = m.fusedFrom
+		}
+		res.Modules = append(res.Modules, Mapping{From: from, To: kn, Kind: string(m.src.Kind), Rank: m.f.Rank, Scale: m.src.Scale})
 	}
 	if len(unmapped) > 0 {
 		return nil, unmappedErr(a, ToKohyaName, unmapped)
@@ -513,6 +528,9 @@ func ToMLX(a *adapter.Adapter, dir string, o Options) (*Result, error) {
 	}
 	delete(lp, "alpha") // ignored by mlx-lm; scale is authoritative
 	cfg["lora_parameters"] = lp
+	if _, ok := cfg["model"]; !ok && a.Config != nil && a.Config.BaseModelNameOrPath != "" {
+		cfg["model"] = a.Config.BaseModelNameOrPath
+	}
 	cfg["fine_tune_type"] = "lora"
 	cfg["num_layers"] = numLayers
 	delete(cfg, "lora_layers")

@@ -55,6 +55,8 @@ type module struct {
 	src        *adapter.Module
 	f          *adapter.Factors // nil until load
 	dtype      safetensors.DType
+	part       *part  // rows of a fused source module (Flux linear1/qkv), nil otherwise
+	fusedFrom  string // for a fused module: the source modules it joins
 }
 
 func (m *module) keys() []string {
@@ -105,6 +107,14 @@ func collect(a *adapter.Adapter, base *Base, allowed ...adapter.Kind) ([]*module
 		if t, has := m.Tensors[adapter.RoleA]; has && (t.DType == safetensors.F16 || t.DType == safetensors.BF16 || t.DType == safetensors.F32) {
 			dt = t.DType
 		}
+		if comp == CompTransformer {
+			if parts, spec := splitFused(path); parts != nil {
+				for i, p := range parts {
+					mods = append(mods, &module{comp: comp, path: p, src: m, dtype: dt, part: &part{index: i, of: len(parts), weight: spec.weight}})
+				}
+				continue
+			}
+		}
 		mods = append(mods, &module{comp: comp, path: path, src: m, dtype: dt})
 	}
 	sort.SliceStable(mods, func(i, j int) bool {
@@ -153,6 +163,11 @@ func (m *module) load(a *adapter.Adapter) error {
 	}
 	if f.Experts > 0 {
 		return fmt.Errorf("%w: %s: module %q is an MLX SwitchLinear (MoE) LoRA; only MLX holds that layout", ErrRefused, a.WeightsPath, m.src.Name)
+	}
+	if m.part != nil {
+		if f, err = slicePart(f, m.part); err != nil {
+			return fmt.Errorf("%w: %s: module %q: %v", ErrRefused, a.WeightsPath, m.src.Name, err)
+		}
 	}
 	m.f = f
 	return nil
@@ -206,6 +221,10 @@ func provenance(a *adapter.Adapter, to string, drop ...string) map[string]string
 		md[k] = v
 	}
 	for _, k := range drop {
+		delete(md, k)
+	}
+	// hashes of the source bytes are wrong for the converted file
+	for _, k := range []string{"sshs_model_hash", "sshs_legacy_hash", "modelspec.hash_sha256"} {
 		delete(md, k)
 	}
 	rec, _ := json.Marshal(map[string]any{

@@ -269,11 +269,13 @@ func fromKohya(name string, base *Base) (comp, path string, err error) {
 		}
 		comp = p.comp
 		if comp == CompUNet && (strings.HasPrefix(dotted, "single_blocks.") || strings.HasPrefix(dotted, "double_blocks.")) {
-			d, ok := bflToFlux(dotted)
-			if !ok {
-				return "", "", fmt.Errorf("kohya Flux name %q has no diffusers equivalent", name)
+			if d, ok := bflToFlux(dotted); ok {
+				return CompTransformer, d, nil
 			}
-			return CompTransformer, d, nil
+			if parts, _ := splitFused(dotted); parts != nil {
+				return CompTransformer, dotted, nil // fused: split by collect
+			}
+			return "", "", fmt.Errorf("kohya Flux name %q has no diffusers equivalent", name)
 		}
 		return comp, dotted, nil
 	}
