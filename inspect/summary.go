@@ -283,7 +283,9 @@ func (s *Summary) fillTensorStats(l *layout, opts Options) error {
 				continue
 			}
 			if i, ok := idx[t.Name]; ok {
-				s.Tensors[i].Stats = &st
+				nested := st
+				nested.Name, nested.DType = "", "" // already on the tensor entry
+				s.Tensors[i].Stats = &nested
 			}
 			if st.NaN > 0 || st.Inf > 0 {
 				s.Warnings = append(s.Warnings, fmt.Sprintf("tensor %q has %d NaN and %d Inf values", t.Name, st.NaN, st.Inf))
@@ -317,7 +319,7 @@ func markQuantized(s *Summary) {
 		case t.DType == "I8" && names[base+".SCB"]:
 			s.Tensors[i].Quant = "int8"
 		case (t.DType == "F8_E4M3" || t.DType == "F8_E5M2") && names[base+".weight_scale"]:
-			s.Tensors[i].Quant = strings.ToLower(strings.ReplaceAll(t.DType, "_", "-"))
+			s.Tensors[i].Quant = map[string]string{"F8_E4M3": "fp8-e4m3", "F8_E5M2": "fp8-e5m2"}[t.DType]
 		case t.DType == "I8" && names[base+".weight_scale"]:
 			s.Tensors[i].Quant = "int8"
 		}

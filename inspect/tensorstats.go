@@ -15,8 +15,8 @@ import (
 // tensor's stored dtype (an F16 subnormal is a denormal even though it is a
 // normal float32). Zeros count +0 and −0.
 type TensorStats struct {
-	Name     string  `json:"name"`
-	DType    string  `json:"dtype"`
+	Name     string  `json:"name,omitempty"`
+	DType    string  `json:"dtype,omitempty"`
 	Count    int64   `json:"count"`
 	Min      float64 `json:"min"`
 	Max      float64 `json:"max"`

@@ -1,0 +1,36 @@
+package inspect
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/adaptool/adaptool/format/safetensors"
+)
+
+// TestQuantSchemes: quantized tensors are recognized by their companion keys.
+func TestQuantSchemes(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "q.safetensors")
+	ts := []safetensors.Tensor{
+		{Name: "a.weight", DType: safetensors.U8, Shape: []int{32}, Data: make([]byte, 32)},
+		{Name: "a.weight.absmax", DType: safetensors.F32, Shape: []int{1}, Data: make([]byte, 4)},
+		{Name: "a.weight.quant_state.bitsandbytes__nf4", DType: safetensors.U8, Shape: []int{4}, Data: make([]byte, 4)},
+		{Name: "b.weight", DType: safetensors.I8, Shape: []int{4, 4}, Data: make([]byte, 16)},
+		{Name: "b.SCB", DType: safetensors.F32, Shape: []int{4}, Data: make([]byte, 16)},
+		{Name: "c.weight", DType: safetensors.F8E4M3, Shape: []int{4, 4}, Data: make([]byte, 16)},
+		{Name: "c.weight_scale", DType: safetensors.F32, Shape: []int{1}, Data: make([]byte, 4)},
+		{Name: "d.weight", DType: safetensors.F32, Shape: []int{2}, Data: make([]byte, 8)},
+	}
+	if err := safetensors.WriteFile(p, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Summarize(p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"a.weight": "nf4", "b.weight": "int8", "c.weight": "fp8-e4m3", "d.weight": ""}
+	for _, ts := range s.Tensors {
+		if w, ok := want[ts.Name]; ok && ts.Quant != w {
+			t.Errorf("%s: quant %q, want %q", ts.Name, ts.Quant, w)
+		}
+	}
+}
