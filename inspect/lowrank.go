@@ -25,6 +25,15 @@ type LowRank struct {
 // ErrShape reports factors whose lengths disagree with their declared shape.
 var ErrShape = errors.New("inspect: factor shape mismatch")
 
+// ErrRankTooLarge reports a rank whose r×r Gram matrices would exceed the
+// memory bound (MaxGramRank).
+var ErrRankTooLarge = errors.New("inspect: rank too large for the r×r Gram matrices")
+
+// MaxGramRank bounds the rank analysed through r×r Gram matrices (two
+// float64 matrices of 2048² = 32 MiB each); higher-rank modules get no
+// spectrum instead of an unbounded allocation.
+const MaxGramRank = 2048
+
 func (f *LowRank) check() error {
 	if f.Out < 0 || f.In < 0 || f.Rank < 0 {
 		return fmt.Errorf("%w: negative dimension (out %d, in %d, rank %d)", ErrShape, f.Out, f.In, f.Rank)
@@ -37,6 +46,9 @@ func (f *LowRank) check() error {
 	}
 	if f.Diag != nil && len(f.Diag) != f.Rank {
 		return fmt.Errorf("%w: diag has %d values, want rank %d", ErrShape, len(f.Diag), f.Rank)
+	}
+	if f.Rank > MaxGramRank {
+		return fmt.Errorf("%w: rank %d > %d", ErrRankTooLarge, f.Rank, MaxGramRank)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -255,5 +256,13 @@ func TestSpectrumKnownValues(t *testing.T) {
 	}
 	if got := StableRank([]float64{3, 1}, math.Sqrt(10)); math.Abs(got-10.0/9) > 1e-12 {
 		t.Errorf("StableRank = %g", got)
+	}
+}
+
+func TestRankBound(t *testing.T) {
+	r := MaxGramRank + 1
+	f := LowRank{Out: 1, In: 1, Rank: r, A: make([]float32, r), B: make([]float32, r)}
+	if _, err := NewGram(f); !errors.Is(err, ErrRankTooLarge) {
+		t.Errorf("rank %d: %v", r, err)
 	}
 }

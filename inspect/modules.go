@@ -238,6 +238,10 @@ func moduleStats(a *adapter.Adapter, m *adapter.Module) (*ModuleStats, []string)
 	return st, w
 }
 
+// maxStackedElems bounds the float64 stacked factors of the QR-core SVD
+// (64 Mi elements = 512 MiB).
+const maxStackedElems = 1 << 26
+
 // FactoredSingularValues returns the singular values of ΔW (descending, at
 // most min(rank,out,in)) by the exact QR-core SVD of package svd.
 func FactoredSingularValues(f LowRank) ([]float64, error) {
@@ -247,6 +251,15 @@ func FactoredSingularValues(f LowRank) ([]float64, error) {
 	k := min(f.Rank, f.Out, f.In)
 	if k == 0 {
 		return []float64{}, nil
+	}
+	if int64(f.Out+f.In)*int64(f.Rank) > maxStackedElems {
+		// the QR-core stacks B and Aᵀ in float64: stay within the memory
+		// bound and use the r×r Gram route instead
+		g, err := NewGram(f)
+		if err != nil {
+			return nil, err
+		}
+		return g.SingularValues()
 	}
 	t := svd.Term{B: f.B, A: f.A, Rank: f.Rank, Weight: f.Scale}
 	if f.Diag != nil {
