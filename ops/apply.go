@@ -1,0 +1,1139 @@
+package ops
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/adaptool/adaptool/format/adapter"
+	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/ops/kernels"
+)
+
+// AdapterScale is one adapter to fold into a base, with a multiplier applied
+// to its deltas (1 = as trained).
+type AdapterScale struct {
+	Path  string  `json:"path"`
+	Scale float64 `json:"scale"`
+}
+
+// ApplyParams describes apply: fold adapters into a base checkpoint.
+type ApplyParams struct {
+	// Base is a .safetensors file, a model.safetensors.index.json or a
+	// directory holding one (see safetensors.OpenCheckpoint).
+	Base string `json:"base"`
+	// Adapters are applied in order; each may be a PEFT directory or any
+	// file adapter.Load reads.
+	Adapters []AdapterScale `json:"adapters"`
+	// Verify re-reads the output and reports per-module error against a
+	// float64 recomputation, and checks untouched tensors are identical.
+	Verify bool `json:"verify,omitempty"`
+}
+
+// ApplyError is the verification of one module: the written weights
+// against the exact float64 result (the difference is the rounding to the
+// tensor's dtype, plus float32 accumulation).
+type ApplyError struct {
+	MaxAbs float64 `json:"max_abs_error"`
+	RelFro float64 `json:"rel_fro_error"` // ‖written − exact‖_F / ‖exact‖_F
+}
+
+// ApplyModule is one adapter module of an apply plan or result.
+type ApplyModule struct {
+	Adapter int    `json:"adapter"` // 1-based position in ApplyParams.Adapters
+	Name    string `json:"name"`
+	Kind    string `json:"kind"`
+	// Status: "applied" (delta folded in), "replaced" (modules_to_save
+	// tensors replace the base's), "added" (saved tensors the base lacks),
+	// "refused" (see Reason; nothing is written).
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+	// Tensors are the base tensors the module writes.
+	Tensors []string    `json:"tensors,omitempty"`
+	Verify  *ApplyError `json:"verify,omitempty"`
+}
+
+// ApplyReport is the plan (dry run) or the result of Apply.
+type ApplyReport struct {
+	Operation string        `json:"operation"` // "apply"
+	Params    ApplyParams   `json:"params"`
+	Base      []InputInfo   `json:"base"`   // the base files (sha256 when run)
+	Inputs    []InputInfo   `json:"inputs"` // the adapters
+	Output    string        `json:"output,omitempty"`
+	DryRun    bool          `json:"dry_run"`
+	Modules   []ApplyModule `json:"modules"`
+	Applied   int           `json:"applied"`
+	Replaced  int           `json:"replaced"`
+	Added     int           `json:"added"`
+	Refused   int           `json:"refused"`
+	// Touched counts base tensors recomputed, Copied those streamed
+	// unchanged (byte-identical).
+	Touched int `json:"tensors_touched"`
+	Copied  int `json:"tensors_copied"`
+	// Bytes is the total tensor bytes written (or to be written).
+	Bytes int64    `json:"bytes"`
+	Files []string `json:"files,omitempty"` // output files, index last
+	// Verified is true after a successful --verify: every module's error
+	// is in Modules and every untouched tensor was byte-identical.
+	Verified bool     `json:"verified,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Module operation kinds on one base tensor.
+const (
+	opLoRA     = iota // W += λ·s·B·A (logical frame)
+	opDoRA            // W = m/‖W+Δ‖·(W+Δ) per logical row
+	opIA3             // W ⊙ l (rows or columns)
+	opBias            // b += λ·s·lora_B.bias
+	opIA3Bias         // b ⊙ l
+	opReplace         // tensor := saved tensor
+)
+
+// tensorOp is one module's change to one base tensor.
+type tensorOp struct {
+	kind   int
+	ad     *adapter.Adapter
+	mod    *adapter.Module
+	lambda float64
+	rep    int    // index into ApplyReport.Modules
+	src    string // opReplace: the adapter tensor
+}
+
+// tensorJob is everything applied to one base tensor.
+type tensorJob struct {
+	info safetensors.TensorInfo
+	file *safetensors.File // nil for an added tensor
+	ops  []tensorOp
+}
+
+// baseIndex resolves adapter module names to base tensor names.
+type baseIndex struct {
+	names map[string]bool
+	list  []string
+}
+
+func newBaseIndex(names []string) *baseIndex {
+	ix := &baseIndex{names: make(map[string]bool, len(names)), list: names}
+	for _, n := range names {
+		ix.names[n] = true
+	}
+	return ix
+}
+
+var kohyaPrefixes = []string{"lora_unet_", "lora_te1_", "lora_te2_", "lora_te3_", "lora_te_", "lora_transformer_"}
+
+// find returns the base tensor for module.role: the exact name; else the
+// only base name ending in "."+module.role (base saved with an extra
+// prefix); else the name with leading components of module dropped
+// (adapter saved with an extra prefix, e.g. diffusers "unet."); else, for
+// kohya names, the only base name whose underscore form matches.
+func (ix *baseIndex) find(module, role string) string {
+	want := module + "." + role
+	if ix.names[want] {
+		return want
+	}
+	var hits []string
+	for _, n := range ix.list {
+		if strings.HasSuffix(n, "."+want) {
+			hits = append(hits, n)
+		}
+	}
+	if len(hits) == 1 {
+		return hits[0]
+	}
+	parts := strings.Split(module, ".")
+	for i := 1; i < len(parts); i++ {
+		if c := strings.Join(parts[i:], ".") + "." + role; ix.names[c] {
+			return c
+		}
+	}
+	for _, p := range kohyaPrefixes {
+		rest, ok := strings.CutPrefix(module, p)
+		if !ok {
+			continue
+		}
+		hits = hits[:0]
+		for _, n := range ix.list {
+			stem, ok := strings.CutSuffix(n, "."+role)
+			if !ok {
+				continue
+			}
+			u := strings.ReplaceAll(stem, ".", "_")
+			if u == rest || strings.HasSuffix(u, "_"+rest) {
+				hits = append(hits, n)
+			}
+		}
+		if len(hits) == 1 {
+			return hits[0]
+		}
+	}
+	return ""
+}
+
+// convertible reports whether a base dtype can be recomputed in floating
+// point and written back in the same dtype.
+func convertible(dt safetensors.DType) bool {
+	switch dt {
+	case safetensors.F64, safetensors.F32, safetensors.F16, safetensors.BF16, safetensors.F8E4M3, safetensors.F8E5M2:
+		return true
+	}
+	return false
+}
+
+// transposed reports whether the base stores the module's logical
+// (Out, In·k) matrix transposed: Conv1D (fan_in_fan_out) and embeddings.
+func transposed(m *adapter.Module) bool {
+	return m.FanInFanOut || m.Kind == adapter.KindLoRAEmbedding
+}
+
+// logicalDims returns the module's logical (rows, cols) = (Out, In·∏Kernel).
+func logicalDims(m *adapter.Module) (int, int) {
+	ink := m.InFeatures
+	for _, k := range m.Kernel {
+		ink *= k
+	}
+	return m.OutFeatures, ink
+}
+
+// frame returns the logical (rows, cols) of module m on base tensor t. An
+// IA3 vector tells only one dimension, so its frame comes from the base
+// shape: (shape[0], rest), or the transpose for fan_in_fan_out.
+func frame(m *adapter.Module, t safetensors.TensorInfo) (int, int) {
+	if m.Kind != adapter.KindIA3 {
+		return logicalDims(m)
+	}
+	if len(t.Shape) < 2 {
+		return 0, 0
+	}
+	rows, cols := t.Shape[0], int(t.NumElements())/max(t.Shape[0], 1)
+	if m.FanInFanOut {
+		rows, cols = cols, rows
+	}
+	return rows, cols
+}
+
+// checkWeight checks that base tensor t can hold m's logical matrix.
+func checkWeight(t safetensors.TensorInfo, m *adapter.Module) string {
+	if m.Kind == adapter.KindIA3 {
+		rows, cols := frame(m, t)
+		want, have := m.OutFeatures, rows
+		if m.Feedforward {
+			want, have = m.InFeatures, cols
+		}
+		if rows == 0 || want != have {
+			return fmt.Sprintf("base tensor %s has shape %v, the IA3 vector has %d values (feedforward=%v, fan_in_fan_out=%v)",
+				t.Name, t.Shape, want, m.Feedforward, m.FanInFanOut)
+		}
+		if !convertible(t.DType) {
+			return fmt.Sprintf("base tensor %s is %s, which cannot be recomputed in floating point", t.Name, t.DType)
+		}
+		return ""
+	}
+	out, ink := logicalDims(m)
+	if out <= 0 || ink <= 0 {
+		return fmt.Sprintf("module dimensions unknown (out %d, in %d)", out, ink)
+	}
+	if !convertible(t.DType) {
+		return fmt.Sprintf("base tensor %s is %s, which cannot be recomputed in floating point (quantized bases are not supported by apply)", t.Name, t.DType)
+	}
+	if t.NumElements() != int64(out)*int64(ink) || len(t.Shape) < 2 {
+		return fmt.Sprintf("base tensor %s has shape %v, the module needs %d×%d", t.Name, t.Shape, out, ink)
+	}
+	lead := out
+	if transposed(m) {
+		lead = m.InFeatures
+	}
+	if t.Shape[0] != lead {
+		return fmt.Sprintf("base tensor %s has shape %v, the module needs %d rows (fan_in_fan_out=%v)", t.Name, t.Shape, lead, m.FanInFanOut)
+	}
+	return ""
+}
+
+// Apply folds the adapters into the base checkpoint and writes the result
+// to o.Output with the base's layout: a single base file gives one file
+// (o.Output, or o.Output/<base name> when o.Output is a directory); a
+// sharded base gives the same shard files plus a rewritten index in the
+// o.Output directory. Tensors are processed one at a time, so memory stays
+// bounded by a few tensors: untouched tensors are streamed unchanged
+// (byte-identical) from the base, touched ones are recomputed in float32
+// (float64 for F64) from the base bytes and rounded once to their own dtype
+// (round to nearest even).
+//
+// Per module kind (ΔW = λ·s·B·A in the module's logical (out, in·k) frame,
+// transposed back for fan_in_fan_out and embeddings):
+//   - LoRA, LoRA conv, LoRA embedding, AdaLoRA (B·diag(E)·A): W += ΔW;
+//     lora_bias: b += λ·s·b_B;
+//   - DoRA: W = (m/‖W+ΔW‖)·(W+ΔW), the norm taken per logical row of the
+//     weight as it stands before this adapter (PEFT's unmerged-base rule);
+//   - IA3: W ⊙ l over rows (and b ⊙ l) or, for feed-forward modules, over
+//     columns; only λ = 1 is defined;
+//   - modules_to_save (full modules): the saved tensors replace the base's
+//     (same shape, converted to the base dtype) or, when the base lacks
+//     them, are added;
+//   - KaSA (it truncates the base's SVD), LoHa, LoKr, VeRA, prompt/prefix
+//     and incomplete modules, MLX expert modules, and modules whose base
+//     tensor is missing or has another shape or a quantized dtype are
+//     refused, and nothing is written.
+//
+// A result with more NaN/Inf values than the base tensor fails. Each output
+// file keeps the base file's __metadata__ plus provenance (operation, the
+// parameters, sha256 of every base file and adapter weights file). With
+// DryRun only the plan is returned.
+func Apply(p ApplyParams, o RunOptions) (*ApplyReport, error) {
+	if p.Base == "" || len(p.Adapters) == 0 {
+		return nil, fmt.Errorf("%w: apply needs a base and at least one adapter", ErrParams)
+	}
+	if o.DType != "" {
+		return nil, fmt.Errorf("%w: apply keeps each tensor's dtype (--dtype is not accepted)", ErrParams)
+	}
+	if o.Output == "" && !o.DryRun {
+		return nil, fmt.Errorf("%w: no output path", ErrParams)
+	}
+	for i, a := range p.Adapters {
+		if !(a.Scale == a.Scale) || math.IsInf(a.Scale, 0) {
+			return nil, fmt.Errorf("%w: adapter %d scale %v", ErrParams, i+1, a.Scale)
+		}
+	}
+	ck, err := safetensors.OpenCheckpoint(p.Base)
+	if err != nil {
+		return nil, err
+	}
+	defer ck.Close()
+	paths := make([]string, len(p.Adapters))
+	for i, a := range p.Adapters {
+		paths[i] = a.Path
+	}
+	in, err := open(paths, o, !o.DryRun)
+	if err != nil {
+		return nil, err
+	}
+	defer in.close()
+
+	rep := &ApplyReport{Operation: "apply", Params: p, Inputs: in.infos, Output: o.Output, DryRun: o.DryRun}
+	for _, f := range ck.Shards {
+		info := InputInfo{Path: f.Name(), Weights: f.Name(), Modules: len(f.Tensors)}
+		rep.Base = append(rep.Base, info)
+	}
+	for _, a := range in.ads {
+		rep.Warnings = append(rep.Warnings, a.Warnings...)
+	}
+
+	ix := newBaseIndex(ck.Names())
+	jobs := map[string]*tensorJob{}
+	var added []string // names of added tensors, in order
+	job := func(name string) *tensorJob {
+		j := jobs[name]
+		if j == nil {
+			info, _ := ck.Tensor(name)
+			f, _ := ck.Shard(name)
+			j = &tensorJob{info: info, file: f}
+			jobs[name] = j
+		}
+		return j
+	}
+	for ai, a := range in.ads {
+		lambda := p.Adapters[ai].Scale
+		for _, m := range a.Modules {
+			mr := ApplyModule{Adapter: ai + 1, Name: m.Name, Kind: string(m.Kind), Status: "applied"}
+			ri := len(rep.Modules)
+			reason := planModule(ix, ck, a, m, lambda, ri, &mr, job, &added, jobs)
+			if reason != "" {
+				mr.Status, mr.Reason, mr.Tensors = "refused", reason, nil
+			}
+			rep.Modules = append(rep.Modules, mr)
+		}
+	}
+	// Modules whose plan failed must not leave ops behind.
+	for name, j := range jobs {
+		j.ops = slices.DeleteFunc(j.ops, func(op tensorOp) bool { return rep.Modules[op.rep].Status == "refused" })
+		if len(j.ops) == 0 {
+			delete(jobs, name)
+		}
+	}
+	added = slices.DeleteFunc(added, func(n string) bool { return jobs[n] == nil })
+	for _, m := range rep.Modules {
+		switch m.Status {
+		case "applied":
+			rep.Applied++
+		case "replaced":
+			rep.Replaced++
+		case "added":
+			rep.Added++
+		case "refused":
+			rep.Refused++
+		}
+	}
+	for _, t := range ck.Tensors() {
+		if jobs[t.Name] != nil {
+			rep.Touched++
+		} else {
+			rep.Copied++
+		}
+		rep.Bytes += t.Size()
+	}
+	for _, n := range added {
+		rep.Bytes += jobs[n].info.Size()
+	}
+	if rep.Refused > 0 {
+		var names []string
+		for _, m := range rep.Modules {
+			if m.Status == "refused" {
+				names = append(names, fmt.Sprintf("%s (%s)", m.Name, m.Reason))
+			}
+		}
+		more := ""
+		if len(names) > 5 {
+			more = fmt.Sprintf(" and %d more", len(names)-5)
+			names = names[:5]
+		}
+		return rep, fmt.Errorf("%w: apply refuses %d module(s): %s%s", ErrUnsupported, rep.Refused, strings.Join(names, "; "), more)
+	}
+	if len(jobs) == 0 {
+		return rep, fmt.Errorf("%w: the adapters change no base tensor", ErrIncompatible)
+	}
+	if o.DryRun {
+		return rep, nil
+	}
+
+	// Provenance: hashes of the base files and the adapters.
+	for i := range rep.Base {
+		if rep.Base[i].SHA256, err = fileSHA256(rep.Base[i].Weights); err != nil {
+			return rep, err
+		}
+	}
+	meta := provenance("apply", "", p, nil, nil, append(append([]InputInfo(nil), rep.Base...), in.infos...))
+
+	total := len(jobs)
+	done := 0
+	tick := func() {
+		done++
+		if o.Progress != nil {
+			o.Progress(done, total)
+		}
+	}
+	tensorsOf := func(f *safetensors.File, extra []string) ([]safetensors.Tensor, error) {
+		var ts []safetensors.Tensor
+		for _, t := range f.Tensors {
+			j := jobs[t.Name]
+			if j == nil {
+				c, err := f.CopyTensor(t.Name)
+				if err != nil {
+					return nil, err
+				}
+				ts = append(ts, c)
+				continue
+			}
+			ts = append(ts, j.tensor(tick))
+		}
+		for _, n := range extra {
+			ts = append(ts, jobs[n].tensor(tick))
+		}
+		return ts, nil
+	}
+	withMeta := func(f *safetensors.File) map[string]string {
+		m := make(map[string]string, len(f.Metadata)+len(meta))
+		for k, v := range f.Metadata {
+			m[k] = v
+		}
+		for k, v := range meta {
+			m[k] = v
+		}
+		return m
+	}
+	if ck.Index == nil {
+		out := o.Output
+		if st, err := os.Stat(out); err == nil && st.IsDir() {
+			out = filepath.Join(out, filepath.Base(ck.Shards[0].Name()))
+		}
+		ts, err := tensorsOf(ck.Shards[0], added)
+		if err != nil {
+			return rep, err
+		}
+		if err := safetensors.WriteFile(out, ts, withMeta(ck.Shards[0])); err != nil {
+			return rep, err
+		}
+		rep.Files = []string{out}
+	} else {
+		if err := os.MkdirAll(o.Output, 0o755); err != nil {
+			return rep, err
+		}
+		idx := &safetensors.Index{Metadata: map[string]any{}, WeightMap: map[string]string{}}
+		for k, v := range ck.Index.Metadata {
+			idx.Metadata[k] = v
+		}
+		for k, v := range ck.Index.WeightMap {
+			idx.WeightMap[k] = v
+		}
+		for i, f := range ck.Shards {
+			var extra []string
+			if i == len(ck.Shards)-1 {
+				extra = added
+			}
+			name := filepath.Base(f.Name())
+			for _, n := range extra {
+				idx.WeightMap[n] = name
+			}
+			ts, err := tensorsOf(f, extra)
+			if err != nil {
+				return rep, err
+			}
+			out := filepath.Join(o.Output, name)
+			if err := safetensors.WriteFile(out, ts, withMeta(f)); err != nil {
+				return rep, err
+			}
+			rep.Files = append(rep.Files, out)
+		}
+		idx.Metadata["total_size"] = rep.Bytes
+		out := filepath.Join(o.Output, safetensors.IndexFileName)
+		if err := safetensors.WriteIndex(out, idx); err != nil {
+			return rep, err
+		}
+		rep.Files = append(rep.Files, out)
+	}
+	if p.Verify {
+		if err := verifyApply(rep, ck, jobs, added); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// planModule records the tensor operations of one module and returns a
+// refusal reason ("" when accepted).
+func planModule(ix *baseIndex, ck *safetensors.Checkpoint, a *adapter.Adapter, m *adapter.Module, lambda float64, ri int,
+	mr *ApplyModule, job func(string) *tensorJob, added *[]string, jobs map[string]*tensorJob) string {
+	if m.Experts > 0 {
+		return "MLX SwitchLinear (experts) modules are not supported"
+	}
+	weight := func() (safetensors.TensorInfo, string) {
+		n := ix.find(m.Name, "weight")
+		if n == "" {
+			return safetensors.TensorInfo{}, fmt.Sprintf("no base tensor %s.weight", m.Name)
+		}
+		t, _ := ck.Tensor(n)
+		return t, checkWeight(t, m)
+	}
+	bias := func() (safetensors.TensorInfo, string) {
+		n := ix.find(m.Name, "bias")
+		if n == "" {
+			return safetensors.TensorInfo{}, fmt.Sprintf("no base tensor %s.bias", m.Name)
+		}
+		t, _ := ck.Tensor(n)
+		if !convertible(t.DType) {
+			return t, fmt.Sprintf("base tensor %s is %s", t.Name, t.DType)
+		}
+		if t.NumElements() != int64(m.OutFeatures) {
+			return t, fmt.Sprintf("base tensor %s has shape %v, want %d elements", t.Name, t.Shape, m.OutFeatures)
+		}
+		return t, ""
+	}
+	add := func(name string, kind int) {
+		j := job(name)
+		j.ops = append(j.ops, tensorOp{kind: kind, ad: a, mod: m, lambda: lambda, rep: ri})
+		mr.Tensors = append(mr.Tensors, name)
+	}
+	switch m.Kind {
+	case adapter.KindLoRA, adapter.KindLoRAConv, adapter.KindLoRAEmbedding, adapter.KindAdaLoRA, adapter.KindDoRA:
+		t, why := weight()
+		if why != "" {
+			return why
+		}
+		kind := opLoRA
+		if m.Kind == adapter.KindDoRA {
+			kind = opDoRA
+			if _, ok := m.Tensors[adapter.RoleMagnitude]; !ok {
+				return "DoRA module without a magnitude vector"
+			}
+		}
+		if _, ok := m.Tensors[adapter.RoleLoRABias]; ok {
+			b, why := bias()
+			if why != "" {
+				return "lora_bias: " + why
+			}
+			add(t.Name, kind)
+			add(b.Name, opBias)
+			return ""
+		}
+		add(t.Name, kind)
+	case adapter.KindIA3:
+		if lambda != 1 {
+			return fmt.Sprintf("IA3 vectors scale the weights; a scale of %v is not defined", lambda)
+		}
+		if _, ok := m.Tensors[adapter.RoleIA3]; !ok {
+			return "IA3 module without ia3_l"
+		}
+		t, why := weight()
+		if why != "" {
+			return why
+		}
+		add(t.Name, opIA3)
+		if !m.Feedforward {
+			if b, why := bias(); why == "" {
+				add(b.Name, opIA3Bias)
+			}
+		}
+	case adapter.KindFull:
+		if lambda != 1 {
+			return fmt.Sprintf("modules_to_save tensors replace the base's; a scale of %v is not defined", lambda)
+		}
+		roles := make([]string, 0, len(m.Tensors))
+		for r := range m.Tensors {
+			roles = append(roles, r)
+		}
+		sort.Strings(roles)
+		status := ""
+		for _, role := range roles {
+			src := m.Tensors[role]
+			n := ix.find(m.Name, role)
+			if n == "" {
+				// Not in the base: added under the module's name.
+				n = m.Name + "." + role
+				if jobs[n] == nil {
+					*added = append(*added, n)
+				}
+				j := job(n)
+				j.info = safetensors.TensorInfo{Name: n, DType: src.DType, Shape: src.Shape}
+				j.file = nil
+				j.ops = append(j.ops, tensorOp{kind: opReplace, ad: a, mod: m, lambda: 1, rep: ri, src: src.Name})
+				mr.Tensors = append(mr.Tensors, n)
+				if status == "" {
+					status = "added"
+				}
+				continue
+			}
+			t, _ := ck.Tensor(n)
+			if !slices.Equal(t.Shape, src.Shape) {
+				return fmt.Sprintf("saved tensor %s has shape %v, base tensor %s has %v", src.Name, src.Shape, n, t.Shape)
+			}
+			if !convertible(t.DType) && t.DType != src.DType {
+				return fmt.Sprintf("base tensor %s is %s and the saved tensor %s", n, t.DType, src.DType)
+			}
+			j := job(n)
+			j.ops = append(j.ops, tensorOp{kind: opReplace, ad: a, mod: m, lambda: 1, rep: ri, src: src.Name})
+			mr.Tensors = append(mr.Tensors, n)
+			status = "replaced"
+		}
+		if status == "" {
+			return "modules_to_save module without tensors"
+		}
+		mr.Status = status
+	case adapter.KindKaSA:
+		return "KaSA adapters are trained on an SVD-truncated base; folding them into the full base is not supported"
+	case adapter.KindPrompt, adapter.KindPrefix:
+		return "prompt/prefix embeddings are inputs to the model, not weight changes; they cannot be merged"
+	default:
+		return fmt.Sprintf("module kind %s is not supported by apply", m.Kind)
+	}
+	return ""
+}
+
+// tensor returns the streaming Tensor that computes j when written.
+func (j *tensorJob) tensor(tick func()) safetensors.Tensor {
+	return safetensors.Tensor{
+		Name:  j.info.Name,
+		DType: j.info.DType,
+		Shape: slices.Clone(j.info.Shape),
+		WriteTo: func(w io.Writer) error {
+			b, err := j.compute()
+			if err != nil {
+				return err
+			}
+			tick()
+			_, err = w.Write(b)
+			return err
+		},
+	}
+}
+
+// compute returns the new bytes of the tensor in its dtype.
+func (j *tensorJob) compute() ([]byte, error) {
+	dt := j.info.DType
+	n := int(j.info.NumElements())
+	// A replacement (the only op of an added tensor) may come first.
+	var base []byte
+	if j.file != nil {
+		var err error
+		if base, err = j.file.TensorData(j.info); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]byte, j.info.Size())
+	if dt == safetensors.F64 {
+		w := make([]float64, n)
+		if base != nil {
+			decodeF64(w, base)
+		}
+		before := countNonFinite64(w)
+		for _, op := range j.ops {
+			if err := applyOp64(w, j.info, op); err != nil {
+				return nil, err
+			}
+		}
+		if countNonFinite64(w) > before {
+			return nil, fmt.Errorf("%w: applying to %s produced NaN or Inf values", ErrIncompatible, j.info.Name)
+		}
+		encodeF64(out, w)
+		return out, nil
+	}
+	if !convertible(dt) && !(len(j.ops) == 1 && j.ops[0].kind == opReplace) {
+		return nil, fmt.Errorf("%w: %s is %s", ErrUnsupported, j.info.Name, dt)
+	}
+	w := make([]float32, n)
+	if base != nil && convertible(dt) {
+		if err := safetensors.ToFloat32(w, base, dt); err != nil {
+			return nil, err
+		}
+	}
+	before := countNonFinite32(w)
+	for _, op := range j.ops {
+		if op.kind == opReplace && !convertible(dt) {
+			// Same non-float dtype: copy the saved bytes.
+			src, err := op.ad.File.Data(op.src)
+			if err != nil {
+				return nil, err
+			}
+			copy(out, src)
+			return out, nil
+		}
+		if err := applyOp32(w, j.info, op); err != nil {
+			return nil, err
+		}
+	}
+	if countNonFinite32(w) > before {
+		return nil, fmt.Errorf("%w: applying to %s produced NaN or Inf values", ErrIncompatible, j.info.Name)
+	}
+	if err := safetensors.FromFloat32(out, w, dt); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// moduleFactors returns B (with AdaLoRA's E folded in), A and the
+// effective scale λ·s.
+func moduleFactors(op tensorOp) (f *adapter.Factors, b []float32, scale float64, err error) {
+	f, err = op.ad.Factors(op.mod)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	b = f.B
+	if f.E != nil || f.Diag != nil {
+		d := f.E
+		if d == nil {
+			d = f.Diag
+		}
+		b = slices.Clone(f.B)
+		for o := 0; o < f.Out; o++ {
+			for k := 0; k < f.Rank; k++ {
+				b[o*f.Rank+k] *= d[k]
+			}
+		}
+	}
+	return f, b, op.lambda * f.Scale, nil
+}
+
+func readVec(op tensorOp, role string, n int) ([]float32, error) {
+	t, ok := op.mod.Tensors[role]
+	if !ok {
+		return nil, fmt.Errorf("%w: module %s has no %s", ErrIncompatible, op.mod.Name, role)
+	}
+	v, err := op.ad.File.Float32(t.Name)
+	if err != nil {
+		return nil, err
+	}
+	if len(v) != n {
+		return nil, fmt.Errorf("%w: %s has %d values, want %d", ErrIncompatible, t.Name, len(v), n)
+	}
+	return v, nil
+}
+
+// transpose32 returns the cols×rows transpose of a rows×cols matrix.
+func transpose32(dst, src []float32, rows, cols int) {
+	const blk = 32
+	for i0 := 0; i0 < rows; i0 += blk {
+		for j0 := 0; j0 < cols; j0 += blk {
+			for i := i0; i < min(i0+blk, rows); i++ {
+				for j := j0; j < min(j0+blk, cols); j++ {
+					dst[j*rows+i] = src[i*cols+j]
+				}
+			}
+		}
+	}
+}
+
+func transpose64(dst, src []float64, rows, cols int) {
+	for i := 0; i < rows; i++ {
+		for j := 0; j < cols; j++ {
+			dst[j*rows+i] = src[i*cols+j]
+		}
+	}
+}
+
+// applyOp32 applies one operation to the float32 tensor w.
+func applyOp32(w []float32, info safetensors.TensorInfo, op tensorOp) error {
+	m := op.mod
+	switch op.kind {
+	case opReplace:
+		v, err := op.ad.File.Float32(op.src)
+		if err != nil {
+			return err
+		}
+		if len(v) != len(w) {
+			return fmt.Errorf("%w: %s has %d values, %s %d", ErrIncompatible, op.src, len(v), info.Name, len(w))
+		}
+		copy(w, v)
+		return nil
+	case opBias:
+		f, err := op.ad.Factors(m)
+		if err != nil {
+			return err
+		}
+		if len(f.Bias) != len(w) {
+			return fmt.Errorf("%w: lora_B.bias of %s has %d values, %s %d", ErrIncompatible, m.Name, len(f.Bias), info.Name, len(w))
+		}
+		kernels.Axpy(float32(op.lambda*f.Scale), f.Bias, w)
+		return nil
+	case opIA3Bias:
+		l, err := readVec(op, adapter.RoleIA3, len(w))
+		if err != nil {
+			return err
+		}
+		kernels.Mul(w, l)
+		return nil
+	}
+	rows, cols := frame(m, info)
+	l := w
+	if transposed(m) {
+		l = make([]float32, len(w))
+		transpose32(l, w, cols, rows)
+	}
+	switch op.kind {
+	case opLoRA, opDoRA:
+		f, b, s, err := moduleFactors(op)
+		if err != nil {
+			return err
+		}
+		if f.Out != rows || f.InK() != cols {
+			return fmt.Errorf("%w: module %s factors are %d×%d, the base %d×%d", ErrIncompatible, m.Name, f.Out, f.InK(), rows, cols)
+		}
+		if op.kind == opLoRA {
+			kernels.RankUpdate(l, rows, cols, float32(s), b, f.A, f.Rank)
+			break
+		}
+		mag, err := readVec(op, adapter.RoleMagnitude, rows)
+		if err != nil {
+			return err
+		}
+		kernels.RankUpdate(l, rows, cols, float32(s), b, f.A, f.Rank)
+		for o := 0; o < rows; o++ {
+			row := l[o*cols : (o+1)*cols]
+			n := math.Sqrt(kernels.SumSquares(row))
+			kernels.Scale(float32(float64(mag[o])/n), row)
+		}
+	case opIA3:
+		if m.Feedforward {
+			v, err := readVec(op, adapter.RoleIA3, cols)
+			if err != nil {
+				return err
+			}
+			for o := 0; o < rows; o++ {
+				kernels.Mul(l[o*cols:(o+1)*cols], v)
+			}
+		} else {
+			v, err := readVec(op, adapter.RoleIA3, rows)
+			if err != nil {
+				return err
+			}
+			for o := 0; o < rows; o++ {
+				kernels.Scale(v[o], l[o*cols:(o+1)*cols])
+			}
+		}
+	}
+	if transposed(m) {
+		transpose32(w, l, rows, cols)
+	}
+	return nil
+}
+
+// applyOp64 is applyOp32 in float64 (F64 tensors and verification).
+func applyOp64(w []float64, info safetensors.TensorInfo, op tensorOp) error {
+	m := op.mod
+	vec := func(v []float32) []float64 {
+		out := make([]float64, len(v))
+		for i, x := range v {
+			out[i] = float64(x)
+		}
+		return out
+	}
+	switch op.kind {
+	case opReplace:
+		v, err := readFloat64(op.ad.File, op.src)
+		if err != nil {
+			return err
+		}
+		if len(v) != len(w) {
+			return fmt.Errorf("%w: %s has %d values, %s %d", ErrIncompatible, op.src, len(v), info.Name, len(w))
+		}
+		copy(w, v)
+		return nil
+	case opBias:
+		f, err := op.ad.Factors(m)
+		if err != nil {
+			return err
+		}
+		if len(f.Bias) != len(w) {
+			return fmt.Errorf("%w: lora_B.bias of %s has %d values, %s %d", ErrIncompatible, m.Name, len(f.Bias), info.Name, len(w))
+		}
+		for i, x := range f.Bias {
+			w[i] += op.lambda * f.Scale * float64(x)
+		}
+		return nil
+	case opIA3Bias:
+		l, err := readVec(op, adapter.RoleIA3, len(w))
+		if err != nil {
+			return err
+		}
+		for i, x := range l {
+			w[i] *= float64(x)
+		}
+		return nil
+	}
+	rows, cols := frame(m, info)
+	l := w
+	if transposed(m) {
+		l = make([]float64, len(w))
+		transpose64(l, w, cols, rows)
+	}
+	switch op.kind {
+	case opLoRA, opDoRA:
+		f, err := op.ad.Factors(m)
+		if err != nil {
+			return err
+		}
+		if f.Out != rows || f.InK() != cols {
+			return fmt.Errorf("%w: module %s factors are %d×%d, the base %d×%d", ErrIncompatible, m.Name, f.Out, f.InK(), rows, cols)
+		}
+		s := op.lambda * f.Scale
+		d := f.E
+		if d == nil {
+			d = f.Diag
+		}
+		row := make([]float64, cols)
+		for o := 0; o < rows; o++ {
+			clear(row)
+			for k := 0; k < f.Rank; k++ {
+				c := float64(f.B[o*f.Rank+k])
+				if d != nil {
+					c *= float64(d[k])
+				}
+				for i, x := range f.A[k*cols : (k+1)*cols] {
+					row[i] += c * float64(x)
+				}
+			}
+			lr := l[o*cols : (o+1)*cols]
+			for i := range lr {
+				lr[i] += s * row[i]
+			}
+		}
+		if op.kind == opDoRA {
+			mag, err := readVec(op, adapter.RoleMagnitude, rows)
+			if err != nil {
+				return err
+			}
+			for o := 0; o < rows; o++ {
+				lr := l[o*cols : (o+1)*cols]
+				var ss float64
+				for _, x := range lr {
+					ss += x * x
+				}
+				g := float64(mag[o]) / math.Sqrt(ss)
+				for i := range lr {
+					lr[i] *= g
+				}
+			}
+		}
+	case opIA3:
+		n := rows
+		if m.Feedforward {
+			n = cols
+		}
+		v32, err := readVec(op, adapter.RoleIA3, n)
+		if err != nil {
+			return err
+		}
+		v := vec(v32)
+		for o := 0; o < rows; o++ {
+			for i := 0; i < cols; i++ {
+				if m.Feedforward {
+					l[o*cols+i] *= v[i]
+				} else {
+					l[o*cols+i] *= v[o]
+				}
+			}
+		}
+	}
+	if transposed(m) {
+		transpose64(w, l, rows, cols)
+	}
+	return nil
+}
+
+func decodeF64(dst []float64, src []byte) {
+	for i := range dst {
+		dst[i] = math.Float64frombits(uint64(src[8*i]) | uint64(src[8*i+1])<<8 | uint64(src[8*i+2])<<16 | uint64(src[8*i+3])<<24 |
+			uint64(src[8*i+4])<<32 | uint64(src[8*i+5])<<40 | uint64(src[8*i+6])<<48 | uint64(src[8*i+7])<<56)
+	}
+}
+
+func encodeF64(dst []byte, src []float64) {
+	for i, x := range src {
+		u := math.Float64bits(x)
+		for k := range 8 {
+			dst[8*i+k] = byte(u >> (8 * k))
+		}
+	}
+}
+
+// readFloat64 reads any convertible tensor as float64 (F64 exactly).
+func readFloat64(f *safetensors.File, name string) ([]float64, error) {
+	t, ok := f.Tensor(name)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: no tensor %s", ErrIncompatible, f.Name(), name)
+	}
+	if t.DType == safetensors.F64 {
+		b, err := f.Data(name)
+		if err != nil {
+			return nil, err
+		}
+		v := make([]float64, len(b)/8)
+		decodeF64(v, b)
+		return v, nil
+	}
+	v32, err := f.Float32(name)
+	if err != nil {
+		return nil, err
+	}
+	v := make([]float64, len(v32))
+	for i, x := range v32 {
+		v[i] = float64(x)
+	}
+	return v, nil
+}
+
+func countNonFinite32(v []float32) int {
+	n := 0
+	for _, x := range v {
+		if x != x || x > math.MaxFloat32 || x < -math.MaxFloat32 {
+			n++
+		}
+	}
+	return n
+}
+
+func countNonFinite64(v []float64) int {
+	n := 0
+	for _, x := range v {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			n++
+		}
+	}
+	return n
+}
+
+// verifyApply re-reads the written output: every touched tensor is
+// recomputed in float64 from the base and the adapters and compared with
+// what was written (errors recorded per module, the worst of its tensors);
+// every untouched tensor must be byte-identical to the base.
+func verifyApply(rep *ApplyReport, base *safetensors.Checkpoint, jobs map[string]*tensorJob, added []string) error {
+	var outPath string
+	if base.Index == nil {
+		outPath = rep.Files[0]
+	} else {
+		outPath = rep.Files[len(rep.Files)-1]
+	}
+	out, err := safetensors.OpenCheckpoint(outPath)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	defer out.Close()
+	for _, t := range base.Tensors() {
+		if jobs[t.Name] != nil {
+			continue
+		}
+		a, err := base.Data(t.Name)
+		if err != nil {
+			return err
+		}
+		b, err := out.Data(t.Name)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if !bytes.Equal(a, b) {
+			return fmt.Errorf("%w: verify: untouched tensor %s differs from the base", ErrIncompatible, t.Name)
+		}
+	}
+	names := make([]string, 0, len(jobs))
+	for n := range jobs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		j := jobs[n]
+		exact := make([]float64, j.info.NumElements())
+		if j.file != nil {
+			v, err := readFloat64(j.file, n)
+			if err != nil {
+				return err
+			}
+			copy(exact, v)
+		}
+		for _, op := range j.ops {
+			if err := applyOp64(exact, j.info, op); err != nil {
+				return err
+			}
+		}
+		got, err := readFloat64Checkpoint(out, n)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		var maxAbs, diff2, norm2 float64
+		for i, e := range exact {
+			d := math.Abs(got[i] - e)
+			if got[i] == e { // equal infinities
+				d = 0
+			}
+			maxAbs = max(maxAbs, d)
+			diff2 += d * d
+			norm2 += e * e
+		}
+		rel := 0.0
+		if norm2 > 0 {
+			rel = math.Sqrt(diff2 / norm2)
+		} else if diff2 > 0 {
+			rel = math.Inf(1)
+		}
+		for _, op := range j.ops {
+			mr := &rep.Modules[op.rep]
+			if mr.Verify == nil {
+				mr.Verify = &ApplyError{}
+			}
+			mr.Verify.MaxAbs = max(mr.Verify.MaxAbs, maxAbs)
+			mr.Verify.RelFro = max(mr.Verify.RelFro, rel)
+		}
+	}
+	rep.Verified = true
+	return nil
+}
+
+func readFloat64Checkpoint(c *safetensors.Checkpoint, name string) ([]float64, error) {
+	f, ok := c.Shard(name)
+	if !ok {
+		return nil, fmt.Errorf("%w: output has no tensor %s", ErrIncompatible, name)
+	}
+	return readFloat64(f, name)
+}
