@@ -87,12 +87,12 @@ type ApplyReport struct {
 
 // Module operation kinds on one base tensor.
 const (
-	opLoRA     = iota // W += λ·s·B·A (logical frame)
-	opDoRA            // W = m/‖W+Δ‖·(W+Δ) per logical row
-	opIA3             // W ⊙ l (rows or columns)
-	opBias            // b += λ·s·lora_B.bias
-	opIA3Bias         // b ⊙ l
-	opReplace         // tensor := saved tensor
+	opLoRA    = iota // W += λ·s·B·A (logical frame)
+	opDoRA           // W = m/‖W+Δ‖·(W+Δ) per logical row
+	opIA3            // W ⊙ l (rows or columns)
+	opBias           // b += λ·s·lora_B.bias
+	opIA3Bias        // b ⊙ l
+	opReplace        // tensor := saved tensor
 )
 
 // tensorOp is one module's change to one base tensor.
