@@ -255,7 +255,7 @@ func TestNegateAndScaleAdapter(t *testing.T) {
 	a, _, mods := twoAdapters(t)
 	_, before := loadDeltas(t, a)
 	out := filepath.Join(t.TempDir(), "neg")
-	if _, err := NegateAdapter(a, RunOptions{Output: out}); err != nil {
+	if _, err := NegateAdapter(a, false, RunOptions{Output: out}); err != nil {
 		t.Fatal(err)
 	}
 	got, after := loadDeltas(t, out)
@@ -294,7 +294,7 @@ func TestNegateAndScaleAdapter(t *testing.T) {
 	ia := writePEFT(t, filepath.Join(t.TempDir(), "ia3"), map[string]any{"peft_type": "IA3", "target_modules": []string{"k_proj"}, "feedforward_modules": []string{}},
 		[]tmod{{k1, nil, map[string][]float32{"ia3_l": {1, 0.5, 2, 1.25}}}})
 	out3 := filepath.Join(t.TempDir(), "ia3neg")
-	if _, err := NegateAdapter(ia, RunOptions{Output: out3}); err != nil {
+	if _, err := NegateAdapter(ia, false, RunOptions{Output: out3}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := safetensors.Open(filepath.Join(out3, "adapter_model.safetensors"))

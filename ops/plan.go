@@ -260,6 +260,16 @@ func lowRankOf(a *adapter.Adapter, m *adapter.Module) (*LowRank, *adapter.Factor
 	if f.E != nil && f.Diag != nil {
 		return nil, nil, fmt.Errorf("%w: %s: module %s has both lora_E and lora_diag", ErrIncompatible, a.WeightsPath, m.Name)
 	}
+	for _, x := range []struct {
+		role string
+		v    []float32
+	}{{adapter.RoleA, f.A}, {adapter.RoleB, f.B}, {adapter.RoleE, f.E}, {adapter.RoleDiag, f.Diag}, {adapter.RoleLoRABias, f.Bias}} {
+		for i, v := range x.v {
+			if v-v != 0 { // NaN or ±Inf
+				return nil, nil, fmt.Errorf("%w: %s: module %s: tensor %s: %v at index %d", ErrNonFinite, a.WeightsPath, m.Name, m.Tensors[x.role].Name, v, i)
+			}
+		}
+	}
 	l := &LowRank{Out: f.Out, In: f.InK(), Rank: f.Rank, B: f.B, A: f.A, Diag: f.Diag, Scale: f.Scale}
 	if f.E != nil {
 		l.Diag = f.E

@@ -16,12 +16,16 @@ type ScaleParams struct {
 	// By is λ: LoRA deltas become λ·ΔW (B multiplied by λ, lora_B.bias
 	// too); IA3 vectors become 1 + λ·(l − 1).
 	By float64 `json:"by"`
+	// KeepFull passes modules_to_save (whole-module replacements) through
+	// unchanged instead of refusing the adapter.
+	KeepFull bool `json:"keep_full,omitempty"`
 }
 
 // NegateAdapter writes −ΔW of the adapter at path: B (and lora_B.bias)
-// negated, IA3 vectors 2 − l. See ScaleAdapter.
-func NegateAdapter(path string, o RunOptions) (*Report, error) {
-	return rewrite(path, "neg", ScaleParams{By: -1}, o)
+// negated, IA3 vectors 2 − l; keepFull passes modules_to_save through
+// unchanged. See ScaleAdapter.
+func NegateAdapter(path string, keepFull bool, o RunOptions) (*Report, error) {
+	return rewrite(path, "neg", ScaleParams{By: -1, KeepFull: keepFull}, o)
 }
 
 // ScaleAdapter writes λ·ΔW of the adapter at path by rewriting only the B
@@ -69,7 +73,11 @@ func rewrite(path, op string, p ScaleParams, o RunOptions) (*Report, error) {
 		case adapter.KindDoRA:
 			mr.Status, mr.Reason = "refused", "DoRA: the magnitude vector is normalised against the base weight, so scaling B does not scale the module's effect"
 		case adapter.KindFull:
-			mr.Status, mr.Reason = "refused", "modules_to_save replaces the whole module; a replacement cannot be scaled or negated"
+			if p.KeepFull {
+				mr.Status = "passthrough"
+			} else {
+				mr.Status, mr.Reason = "refused", "modules_to_save replaces the whole module; a replacement cannot be scaled or negated (--keep-full passes it through unchanged)"
+			}
 		default:
 			mr.Status, mr.Reason = "refused", fmt.Sprintf("module kind %s is not supported by %s", m.Kind, op)
 		}

@@ -15,7 +15,8 @@ func newNegCommand() *cli.Command {
 		Description: "The input's dialect, key names, dtypes, other tensors and config are kept. OUT is a directory\n" +
 			"(holding the input's file names) or a .safetensors file.",
 		ArgsUsage: "IN -o OUT",
-		Flags:     commonFlags(outputFlag("output directory or .safetensors file"), dryRunFlag()),
+		Flags: commonFlags(outputFlag("output directory or .safetensors file"), dryRunFlag(),
+			&cli.BoolFlag{Name: "keep-full", Usage: "pass modules_to_save (whole-module replacements) through unchanged instead of refusing"}),
 		Action: func(c *cli.Context) error {
 			args, err := requireArgs(c, 1, 1, "one adapter")
 			if err != nil {
@@ -25,7 +26,7 @@ func newNegCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			rep, err := ops.NegateAdapter(args[0], o)
+			rep, err := ops.NegateAdapter(args[0], c.Bool("keep-full"), o)
 			done()
 			return finish(c, rep, err)
 		},

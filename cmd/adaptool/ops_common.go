@@ -58,7 +58,7 @@ func opsError(c *cli.Context, err error) error {
 	case errors.Is(err, ops.ErrParams):
 		return usagef("%s: %v", c.Command.Name, err)
 	case errors.Is(err, adapter.ErrConfig), errors.Is(err, adapter.ErrNoAdapter), errors.Is(err, adapter.ErrShape),
-		errors.Is(err, adapter.ErrUnsupported):
+		errors.Is(err, adapter.ErrUnsupported), errors.Is(err, ops.ErrNonFinite):
 		return exitErr(exitInput, err)
 	}
 	return err

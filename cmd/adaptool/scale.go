@@ -16,7 +16,8 @@ func newScaleCommand() *cli.Command {
 			"OUT is a directory (holding the input's file names) or a .safetensors file.",
 		ArgsUsage: "--by λ IN -o OUT",
 		Flags: commonFlags(outputFlag("output directory or .safetensors file"), dryRunFlag(),
-			&cli.Float64Flag{Name: "by", Usage: "the factor λ (required)"}),
+			&cli.Float64Flag{Name: "by", Usage: "the factor λ (required)"},
+			&cli.BoolFlag{Name: "keep-full", Usage: "pass modules_to_save (whole-module replacements) through unchanged instead of refusing"}),
 		Action: func(c *cli.Context) error {
 			args, err := requireArgs(c, 1, 1, "one adapter")
 			if err != nil {
@@ -29,7 +30,7 @@ func newScaleCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			rep, err := ops.ScaleAdapter(args[0], ops.ScaleParams{By: c.Float64("by")}, o)
+			rep, err := ops.ScaleAdapter(args[0], ops.ScaleParams{By: c.Float64("by"), KeepFull: c.Bool("keep-full")}, o)
 			done()
 			return finish(c, rep, err)
 		},
