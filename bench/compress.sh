@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Prints the README table of the atz codec: ratio and MB/s (medians of
+# -count runs) for pack/unpack next to plain zstd (Default, Best) and copy()
+# measured in the same run, on generated N(0, 0.02) BF16 and FP32 tensors
+# (64 MiB) and on ../shared/corpus (skipped when absent).
+#
+#   bench/compress.sh            # -count 5 -benchtime 3x
+#   COUNT=3 BENCHTIME=1x bench/compress.sh
+#
+# Raw `go test -bench` output is kept in $OUT (default /tmp/atz-bench.txt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+COUNT=${COUNT:-5}
+BENCHTIME=${BENCHTIME:-3x}
+OUT=${OUT:-/tmp/atz-bench.txt}
+go test -run '^$' -bench 'BenchmarkPack|BenchmarkCorpus' -benchtime "$BENCHTIME" -count "$COUNT" ./format/atz | tee "$OUT" >&2
+awk '
+/^Benchmark(Pack|Corpus)\// {
+	name = $1; sub(/^Benchmark(Pack|Corpus)\//, "", name); sub(/-[0-9]+$/, "", name)
+	split(name, p, "/"); input = p[1]; method = p[2]
+	for (i = 2; i <= NF; i++) {
+		if ($(i+1) == "MB/s") mbs[input, method] = mbs[input, method] " " $i
+		if ($(i+1) == "ratio") rat[input, method] = rat[input, method] " " $i
+	}
+	if (!((input, method) in seen)) { seen[input, method] = 1; order[++n] = input SUBSEP method }
+	if (!(input in inseen)) { inseen[input] = 1; inputs[++ni] = input }
+}
+function median(s,    a, k, i, j, t) {
+	k = split(s, a, " "); if (k == 0) return ""
+	for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+	return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+}
+END {
+	print "| input | method | ratio | MB/s (median) | × copy time |"
+	print "|---|---|---|---|---|"
+	for (x = 1; x <= n; x++) {
+		split(order[x], q, SUBSEP); in_ = q[1]; m = q[2]
+		if (m == "copy") continue
+		r = median(rat[in_, m]); s = median(mbs[in_, m]); c = median(mbs[in_, "copy"])
+		# decompress rows share the ratio of their compress row
+		if (r == "") { mm = m; sub(/unpack.*/, "pack-par", mm); sub(/-decompress/, "-compress", mm); r = median(rat[in_, mm]) }
+		printf "| %s | %s | %s | %.0f | %.1f |\n", in_, m, (r == "" ? "" : sprintf("%.3f", r)), s, (s > 0 ? c / s : 0)
+	}
+	for (y = 1; y <= ni; y++) printf "| %s | copy() | | %.0f | 1.0 |\n", inputs[y], median(mbs[inputs[y], "copy"])
+}' "$OUT"
