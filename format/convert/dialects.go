@@ -354,7 +354,10 @@ func ToKohya(a *adapter.Adapter, out string, o Options) (*Result, error) {
 		return nil, err
 	}
 	res.Output = out
-	sdxl := len(byComponent(mods)[CompTextEnc2]) > 0
+	sdxl := len(byComponent(mods)[CompTextEnc2]) > 0 || o.Base.isSDXL()
+	if sdxl {
+		res.warn("SDXL: UNet modules use kohya's SGM names (input_blocks/middle_block/output_blocks) and text encoders lora_te1_/lora_te2_")
+	}
 	var tensors []safetensors.Tensor
 	names := map[string][]string{}
 	var unmapped []string

@@ -74,6 +74,7 @@ gpt_neox attention embed_in embed_out
 shared block layer SelfAttention EncDecAttention DenseReluDense wi wo wi_0 wi_1 q k v o
 bert roberta distilbert vit encoder_attn query key value self output intermediate pooler classifier score
 q_lin k_lin v_lin out_lin ffn lin1 lin2 pre_classifier
+input_blocks middle_block output_blocks in_layers out_layers emb_layers skip_connection op time_embed label_emb out
 single_blocks double_blocks linear1 linear2 modulation lin img_attn txt_attn img_mlp txt_mlp img_mod txt_mod qkv
 `)
 
@@ -243,6 +244,13 @@ func kohyaName(comp, path string, sdxl bool) (string, error) {
 		}
 		path = p
 	}
+	if comp == CompUNet && sdxl {
+		p, ok := diffusersToSGM(path)
+		if !ok {
+			return "", fmt.Errorf("no kohya SDXL (SGM) name for UNet module %q", path)
+		}
+		path = p
+	}
 	return kohyaPrefix(comp, sdxl) + strings.ReplaceAll(path, ".", "_"), nil
 }
 
@@ -268,6 +276,13 @@ func fromKohya(name string, base *Base) (comp, path string, err error) {
 			return "", "", fmt.Errorf("kohya name %q: cannot split %q into module path segments (give --base-config with the base weight names)", name, rest)
 		}
 		comp = p.comp
+		if comp == CompUNet && isSGMPath(dotted) {
+			d, ok := sgmToDiffusers(dotted)
+			if !ok {
+				return "", "", fmt.Errorf("kohya SDXL name %q has no diffusers UNet equivalent", name)
+			}
+			return CompUNet, d, nil
+		}
 		if comp == CompUNet && (strings.HasPrefix(dotted, "single_blocks.") || strings.HasPrefix(dotted, "double_blocks.")) {
 			if d, ok := bflToFlux(dotted); ok {
 				return CompTransformer, d, nil
@@ -334,4 +349,16 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(k)
 	return k
+}
+
+// isSDXL reports whether the base config describes an SDXL UNet.
+func (b *Base) isSDXL() bool {
+	if b == nil {
+		return false
+	}
+	if s, _ := b.Config["addition_embed_type"].(string); s == "text_time" {
+		return true
+	}
+	n, ok := b.Int("cross_attention_dim")
+	return ok && n == 2048
 }

@@ -61,3 +61,42 @@ func TestKohyaNames(t *testing.T) {
 		t.Error("unknown vocabulary must fail without base names")
 	}
 }
+
+func TestSGMNames(t *testing.T) {
+	// SDXL kohya (SGM) ↔ diffusers UNet paths
+	pairs := [][2]string{
+		{"input_blocks.4.1.transformer_blocks.0.attn1.to_q", "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"},
+		{"input_blocks.8.1.proj_out", "down_blocks.2.attentions.1.proj_out"},
+		{"input_blocks.1.0.in_layers.2", "down_blocks.0.resnets.0.conv1"},
+		{"input_blocks.2.0.emb_layers.1", "down_blocks.0.resnets.1.time_emb_proj"},
+		{"input_blocks.3.0.op", "down_blocks.0.downsamplers.0.conv"},
+		{"input_blocks.7.0.skip_connection", "down_blocks.2.resnets.0.conv_shortcut"},
+		{"middle_block.1.transformer_blocks.9.ff.net.2", "mid_block.attentions.0.transformer_blocks.9.ff.net.2"},
+		{"middle_block.2.out_layers.3", "mid_block.resnets.1.conv2"},
+		{"output_blocks.0.1.transformer_blocks.3.attn2.to_k", "up_blocks.0.attentions.0.transformer_blocks.3.attn2.to_k"},
+		{"output_blocks.5.1.proj_in", "up_blocks.1.attentions.2.proj_in"},
+		{"output_blocks.5.2.conv", "up_blocks.1.upsamplers.0.conv"},
+		{"output_blocks.8.0.out_layers.3", "up_blocks.2.resnets.2.conv2"},
+		{"time_embed.0", "time_embedding.linear_1"},
+		{"label_emb.0.2", "add_embedding.linear_2"},
+	}
+	for _, p := range pairs {
+		if d, ok := sgmToDiffusers(p[0]); !ok || d != p[1] {
+			t.Errorf("sgm→diffusers(%s) = %q %v, want %q", p[0], d, ok, p[1])
+		}
+		if s, ok := diffusersToSGM(p[1]); !ok || s != p[0] {
+			t.Errorf("diffusers→sgm(%s) = %q %v, want %q", p[1], s, ok, p[0])
+		}
+	}
+	comp, path, err := fromKohya("lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q", nil)
+	if err != nil || comp != CompUNet || path != pairs[0][1] {
+		t.Errorf("fromKohya SDXL: %q %q %v", comp, path, err)
+	}
+	k, err := kohyaName(CompUNet, pairs[0][1], true)
+	if err != nil || k != "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q" {
+		t.Errorf("kohyaName SDXL: %q %v", k, err)
+	}
+	if k, _ := kohyaName(CompTextEncoder, "text_model.encoder.layers.0.self_attn.q_proj", true); k != "lora_te1_text_model_encoder_layers_0_self_attn_q_proj" {
+		t.Errorf("te1: %q", k)
+	}
+}
