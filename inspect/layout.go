@@ -138,13 +138,20 @@ type headerSet struct {
 	tensors []TensorSummary
 	meta    map[string]string
 	errs    []error
+	infos   map[string]safetensors.TensorInfo
+}
+
+// Tensor returns a tensor's header entry (quant.Header).
+func (hs *headerSet) Tensor(name string) (safetensors.TensorInfo, bool) {
+	t, ok := hs.infos[name]
+	return t, ok
 }
 
 // readHeaders reads only the headers of the layout's files. A file whose
 // header is unreadable is recorded in errs; a file whose header is valid but
 // whose data section is truncated (rule 8) still lists its tensors.
 func readHeaders(l *layout) *headerSet {
-	hs := &headerSet{}
+	hs := &headerSet{infos: map[string]safetensors.TensorInfo{}}
 	where := map[string]string{}
 	for _, p := range l.files {
 		h, err := safetensors.OpenHeader(p)
@@ -173,6 +180,7 @@ func readHeaders(l *layout) *headerSet {
 				hs.errs = append(hs.errs, fmt.Errorf("inspect: tensor %q is in both %s and %s", t.Name, prev, p))
 			}
 			where[t.Name] = p
+			hs.infos[t.Name] = t
 			hs.tensors = append(hs.tensors, ts)
 		}
 	}

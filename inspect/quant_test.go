@@ -13,6 +13,7 @@ func TestQuantSchemes(t *testing.T) {
 	ts := []safetensors.Tensor{
 		{Name: "a.weight", DType: safetensors.U8, Shape: []int{32}, Data: make([]byte, 32)},
 		{Name: "a.weight.absmax", DType: safetensors.F32, Shape: []int{1}, Data: make([]byte, 4)},
+		{Name: "a.weight.quant_map", DType: safetensors.F32, Shape: []int{16}, Data: make([]byte, 64)},
 		{Name: "a.weight.quant_state.bitsandbytes__nf4", DType: safetensors.U8, Shape: []int{4}, Data: make([]byte, 4)},
 		{Name: "b.weight", DType: safetensors.I8, Shape: []int{4, 4}, Data: make([]byte, 16)},
 		{Name: "b.SCB", DType: safetensors.F32, Shape: []int{4}, Data: make([]byte, 16)},
@@ -27,7 +28,8 @@ func TestQuantSchemes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"a.weight": "nf4", "b.weight": "int8", "c.weight": "fp8-e4m3", "d.weight": ""}
+	want := map[string]string{"a.weight": "nf4", "a.weight.absmax": "nf4-aux", "b.weight": "int8", "b.SCB": "int8-aux",
+		"c.weight": "fp8-e4m3", "c.weight_scale": "fp8-e4m3-aux", "d.weight": ""}
 	for _, ts := range s.Tensors {
 		if w, ok := want[ts.Name]; ok && ts.Quant != w {
 			t.Errorf("%s: quant %q, want %q", ts.Name, ts.Quant, w)

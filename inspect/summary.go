@@ -6,9 +6,9 @@ import (
 	"io/fs"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/quant"
 )
 
 // Summary is the stable report of `adaptool inspect PATH [--json]`. Field
@@ -182,7 +182,7 @@ func Summarize(path string, opts Options) (*Summary, error) {
 		names[i] = t.Name
 	}
 	s.Classification = classify(names)
-	markQuantized(s)
+	markQuantized(s, hs)
 	if l.kind == "sharded" {
 		s.Format = "checkpoint"
 	} else {
@@ -302,26 +302,28 @@ func (s *Summary) fillTensorStats(l *layout, opts Options) error {
 	return nil
 }
 
-// markQuantized is replaced once the quant package exposes scheme
-// detection; until then tensors are recognized by their companion keys.
-func markQuantized(s *Summary) {
-	names := map[string]bool{}
-	for _, t := range s.Tensors {
-		names[t.Name] = true
-	}
+// markQuantized labels the tensors of quantized weights with quant.Detect
+// (header only): the weight key gets the scheme ("nf4", "int8",
+// "fp8-e4m3", ...), its companion keys (absmax, SCB, weight_scale, ...)
+// the scheme with an "-aux" suffix.
+func markQuantized(s *Summary, hdr quant.Header) {
+	names := make([]string, len(s.Tensors))
+	idx := map[string]int{}
 	for i, t := range s.Tensors {
-		base := strings.TrimSuffix(t.Name, ".weight")
-		switch {
-		case names[t.Name+".quant_state.bitsandbytes__nf4"]:
-			s.Tensors[i].Quant = "nf4"
-		case names[t.Name+".quant_state.bitsandbytes__fp4"]:
-			s.Tensors[i].Quant = "fp4"
-		case t.DType == "I8" && names[base+".SCB"]:
-			s.Tensors[i].Quant = "int8"
-		case (t.DType == "F8_E4M3" || t.DType == "F8_E5M2") && names[base+".weight_scale"]:
-			s.Tensors[i].Quant = map[string]string{"F8_E4M3": "fp8-e4m3", "F8_E5M2": "fp8-e5m2"}[t.DType]
-		case t.DType == "I8" && names[base+".weight_scale"]:
-			s.Tensors[i].Quant = "int8"
+		names[i] = t.Name
+		idx[t.Name] = i
+	}
+	for _, d := range quant.Detect(hdr, names) {
+		for j, k := range d.Keys {
+			i, ok := idx[k]
+			if !ok {
+				continue
+			}
+			if j == 0 {
+				s.Tensors[i].Quant = string(d.Scheme)
+			} else {
+				s.Tensors[i].Quant = string(d.Scheme) + "-aux"
+			}
 		}
 	}
 }
