@@ -152,9 +152,6 @@ func benchAllFiles(b *testing.B, name string, files [][]byte) {
 			b.Fatal(err)
 		}
 		comp := make([][]byte, len(in))
-		for i, f := range in {
-			comp[i] = enc.EncodeAll(f, nil)
-		}
 		b.Run(name+"/"+lv.name+"-compress", func(b *testing.B) {
 			b.SetBytes(size)
 			var out int64
