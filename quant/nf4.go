@@ -68,13 +68,19 @@ type lut4 struct {
 	rank2code   [16]uint8   // rank (number of thresholds below) → code bits
 }
 
-// newLUT4 builds the table for ascending thresholds th over [lo, hi].
+// newLUT4 builds the table for ascending thresholds th over [lo, hi] with
+// 2^lutBits buckets (2^(lutBits+1) when lo < 0).
 func newLUT4(th []float32, rank2code []uint8, lo, hi float32) *lut4 {
-	t := &lut4{}
 	nb := 1 << lutBits
 	if lo < 0 {
 		nb = 1 << (lutBits + 1)
 	}
+	return newLUT4N(th, rank2code, lo, hi, nb)
+}
+
+// newLUT4N builds the table with nb ≤ 256 buckets.
+func newLUT4N(th []float32, rank2code []uint8, lo, hi float32, nb int) *lut4 {
+	t := &lut4{}
 	t.scale = float32(nb-2) / (hi - lo)
 	t.bias = -lo*t.scale + 1
 	for i := range t.th {
@@ -83,7 +89,7 @@ func newLUT4(th []float32, rank2code []uint8, lo, hi float32) *lut4 {
 	copy(t.th[:], th)
 	copy(t.rank2code[:], rank2code)
 	w := 1 / float64(t.scale)
-	for k := range t.base {
+	for k := range t.base[:nb] {
 		start := float64(lo) + (float64(k)-1-1)*w // start of the left neighbour bucket
 		n := 0
 		for _, v := range th {
@@ -177,7 +183,7 @@ func quantize4(dst []byte, absmax []float32, src []float32, bs int, scheme strin
 			if fp4 {
 				packFP4(out, blk, inv)
 			} else {
-				packNF4(out, blk, inv)
+				packNF4Fast(out, blk, inv)
 			}
 		}
 	})

@@ -87,7 +87,12 @@ func edgeInputs(bs int) map[string][]float32 {
 		ties = append(ties, 1, v, -v, float32(math.Nextafter32(v, 2)), float32(math.Nextafter32(v, -2)))
 	}
 	in["ties"] = ties
-	in["specials"] = []float32{-0.0, 0, 1e-45, -1e-45, 3e-39, -1, 1, -1, 0.5, -0.5}
+	nan := float32(math.NaN())
+	in["specials"] = []float32{-0.0, 0, 1e-45, -1e-45, 3e-39, -1, 1, -1, 0.5, -0.5, nan, 0.25, -nan, 0.75}
+	inf := make([]float32, bs+5)
+	copy(inf, normals(bs+5, 12))
+	inf[3], inf[bs+1] = float32(math.Inf(1)), float32(math.Inf(-1))
+	in["inf"] = inf
 	u := normals(3*bs, 9)
 	for i := range u {
 		u[i] *= 1e-30 // tiny but normal scales
@@ -270,4 +275,40 @@ func roundTrip4(t *testing.T, x []float32, bs int, q func([]byte, []float32, []f
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestPackNF4Paths checks the platform's fast packing (AVX-512 where the
+// CPU has it) against the Go loop on random blocks with NaN, ±0, values
+// beyond ±1 by an ulp and every threshold.
+func TestPackNF4Paths(t *testing.T) {
+	// Scaled values as the quantizer produces them: |x·inv| ≤ 1 up to an ulp.
+	x := normals(4096+13, 21)
+	am := refAbsMax(x)
+	for i := range x {
+		x[i] /= am
+	}
+	for i, th := range nf4Thresholds {
+		x[100+i] = th
+		x[200+i] = math.Nextafter32(th, 2)
+	}
+	x[7] = float32(math.NaN())
+	x[8] = float32(math.Copysign(0, -1))
+	x[9] = math.Nextafter32(1, 2)
+	x[10] = math.Nextafter32(-1, -2)
+	for _, f := range []float32{1, 0.37, 1e-38} {
+		inv := 1 / f
+		xs := make([]float32, len(x))
+		for i, v := range x {
+			xs[i] = v * f
+		}
+		a := make([]byte, PackedLen(len(x)))
+		b := make([]byte, PackedLen(len(x)))
+		packNF4(a, xs, inv)
+		packNF4Fast(b, xs, inv)
+		for i := range a {
+			if a[i] != b[i] {
+				t.Fatalf("inv %g: byte %d: Go %#02x, fast %#02x (x %v)", inv, i, a[i], b[i], xs[2*i:min(2*i+2, len(x))])
+			}
+		}
+	}
 }
