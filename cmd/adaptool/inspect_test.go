@@ -2,9 +2,11 @@ package main
 
 import (
 	"bufio"
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -187,5 +189,95 @@ func TestInspectUsage(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "inspect", "/nonexistent/adapter"); code != 2 {
 		t.Errorf("missing input: exit %d, want 2", code)
+	}
+}
+
+// TestReportWithBase writes the HTML and PNGs of a corpus adapter checked
+// against a base built from its own module shapes.
+func TestReportWithBase(t *testing.T) {
+	root := corpusRoot(t)
+	ad := filepath.Join(root, "llama32-1b-qv")
+	code, out, stderr := runCLI(t, "inspect", ad, "--json")
+	if code != 0 {
+		t.Fatalf("inspect: %d %s", code, stderr)
+	}
+	var doc struct {
+		Modules []struct {
+			Name string `json:"name"`
+			In   int    `json:"in_features"`
+			Out  int    `json:"out_features"`
+		} `json:"modules"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	// a header-only base: tensor shapes only, written by hand
+	shapes := map[string][]int{}
+	for _, m := range doc.Modules {
+		shapes[m.Name+".weight"] = []int{m.Out, m.In}
+	}
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.safetensors")
+	writeHeaderOnly(t, base, shapes)
+	if code, out, stderr := runCLI(t, "check", "--base", base, ad); code != 0 || !strings.Contains(out, "ok: the adapter fits") {
+		t.Fatalf("check: exit %d\n%s\n%s", code, out, stderr)
+	}
+	html := filepath.Join(dir, "r.html")
+	code, out, stderr = runCLI(t, "report", ad, "--base", base, "-o", html, "--png", filepath.Join(dir, "png"), "--json")
+	if code != 0 {
+		t.Fatalf("report: exit %d %s", code, stderr)
+	}
+	var rep struct {
+		HTML    string   `json:"html"`
+		PNG     []string `json:"png"`
+		Modules int      `json:"modules"`
+		Fits    *bool    `json:"fits_base"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.HTML != html || len(rep.PNG) != 4 || rep.Modules != 32 || rep.Fits == nil || !*rep.Fits {
+		t.Errorf("report output %+v", rep)
+	}
+	page, _ := os.ReadFile(html)
+	if strings.Count(string(page), "<svg") != 4 || !strings.Contains(string(page), "The adapter fits the base model") {
+		t.Error("report page lacks its plots or the base verdict")
+	}
+	// a base with one module's shape wrong: check exits 1 with the list
+	shapes[doc.Modules[0].Name+".weight"] = []int{doc.Modules[0].Out + 1, doc.Modules[0].In}
+	writeHeaderOnly(t, base, shapes)
+	code, out, _ = runCLI(t, "check", "--base", base, ad)
+	if code != 1 || !strings.Contains(out, "shape-mismatch") {
+		t.Errorf("bad base: exit %d\n%s", code, out)
+	}
+}
+
+// writeHeaderOnly writes the 8-byte prefix and a BF16 header for shapes,
+// with no data section (a header-only base, as check accepts).
+func writeHeaderOnly(t *testing.T, path string, shapes map[string][]int) {
+	t.Helper()
+	names := make([]string, 0, len(shapes))
+	for n := range shapes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	hdr := map[string]any{}
+	var off int64
+	for _, n := range names {
+		size := int64(2)
+		for _, d := range shapes[n] {
+			size *= int64(d)
+		}
+		hdr[n] = map[string]any{"dtype": "BF16", "shape": shapes[n], "data_offsets": []int64{off, off + size}}
+		off += size
+	}
+	js, _ := json.Marshal(hdr)
+	for len(js)%8 != 0 {
+		js = append(js, ' ')
+	}
+	b := make([]byte, 8, 8+len(js))
+	binary.LittleEndian.PutUint64(b, uint64(len(js)))
+	if err := os.WriteFile(path, append(b, js...), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
