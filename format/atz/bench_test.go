@@ -42,6 +42,64 @@ func BenchmarkPack(b *testing.B) {
 	}
 }
 
+// BenchmarkCodec measures the chunk codec alone on one goroutine (the
+// per-core figure): EncodeChunk / DecodeChunk over 128 Ki-element chunks,
+// without I/O, CRCs or the whole-file SHA-256 of Pack/Unpack.
+func BenchmarkCodec(b *testing.B) {
+	for _, in := range []struct {
+		name string
+		data []byte
+		spec ChunkSpec
+	}{
+		{"BF16", normalBF16(benchSize/2, 0.02, 100), ChunkSpec{2, true, true}},
+		{"FP32", normalF32(benchSize/4, 0.02, 101), ChunkSpec{4, true, true}},
+	} {
+		step := chunkLen(in.spec)
+		var encs [][]byte
+		b.Run(in.name+"/copy", func(b *testing.B) {
+			b.SetBytes(int64(len(in.data)))
+			dst := make([]byte, len(in.data))
+			for b.Loop() {
+				copy(dst, in.data)
+			}
+		})
+		b.Run(in.name+"/encode", func(b *testing.B) {
+			b.SetBytes(int64(len(in.data)))
+			encs = make([][]byte, 0, len(in.data)/step+1)
+			for off := 0; off < len(in.data); off += step {
+				encs = append(encs, make([]byte, 0, step+64))
+			}
+			var out int
+			for b.Loop() {
+				out = 0
+				for i, off := 0, 0; off < len(in.data); i, off = i+1, off+step {
+					e, err := EncodeChunk(encs[i][:0], in.data[off:min(off+step, len(in.data))], nil, in.spec, LevelDefault)
+					if err != nil {
+						b.Fatal(err)
+					}
+					encs[i] = e
+					out += len(e)
+				}
+			}
+			b.ReportMetric(float64(len(in.data))/float64(out), "ratio")
+		})
+		b.Run(in.name+"/decode", func(b *testing.B) {
+			if encs == nil {
+				b.Skip("run with the encode benchmark")
+			}
+			b.SetBytes(int64(len(in.data)))
+			dst := make([]byte, len(in.data))
+			for b.Loop() {
+				for i, off := 0, 0; off < len(in.data); i, off = i+1, off+step {
+					if err := DecodeChunk(dst[off:min(off+step, len(in.data))], encs[i], nil, in.spec); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkCorpus packs every corpus file (concatenated results).
 func BenchmarkCorpus(b *testing.B) {
 	files := corpusFiles(b)

@@ -1,7 +1,6 @@
 package atz
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -117,8 +116,9 @@ func Pack(dst io.Writer, src io.ReaderAt, size int64, opt PackOptions) (Stats, e
 		}
 	}
 
+	// Chunk payloads are large: write them directly, without a bufio copy.
 	cw := &countWriter{w: dst}
-	bw := bufio.NewWriterSize(cw, 1<<20)
+	bw := cw
 	pre := make([]byte, preambleSize)
 	copy(pre, Magic)
 	binary.LittleEndian.PutUint16(pre[8:], Version)
@@ -178,8 +178,8 @@ func Pack(dst io.Writer, src io.ReaderAt, size int64, opt PackOptions) (Stats, e
 	binary.LittleEndian.PutUint32(foot[16:], crc(dir))
 	copy(foot[24:], FooterMagic)
 	bw.Write(foot)
-	if err := bw.Flush(); err != nil {
-		return st, wrap(fmt.Errorf("writing: %w", err))
+	if cw.err != nil {
+		return st, wrap(fmt.Errorf("writing: %w", cw.err))
 	}
 	st.PackedSize = cw.n
 	st.SHA256 = d.origSHA
