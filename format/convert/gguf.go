@@ -9,6 +9,7 @@ import (
 
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/gguf"
+	"github.com/adaptool/adaptool/quant"
 )
 
 // GGUFOptions configure ToGGUF.
@@ -264,7 +265,15 @@ func ToGGUF(a *adapter.Adapter, out string, o GGUFOptions) (*Result, error) {
 			typ = gguf.F16
 			fallback++
 		}
-		data, err := gguf.Encode(v, typ)
+		var data []byte
+		var err error
+		if typ == gguf.Q8_0 {
+			// quant's Q8_0 is byte-identical to ggml's quantize_row_q8_0_ref
+			data = make([]byte, len(v)/32*34)
+			err = quant.QuantizeGGUF(data, v, quant.GGUFQ8_0)
+		} else {
+			data, err = gguf.Encode(v, typ)
+		}
 		if err != nil {
 			return err
 		}

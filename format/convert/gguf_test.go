@@ -1,9 +1,13 @@
 package convert
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"github.com/adaptool/adaptool/format/gguf"
+	"github.com/adaptool/adaptool/quant"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -391,6 +395,36 @@ func TestGGUFRefusals(t *testing.T) {
 		for k := 0; k < 8; k++ {
 			if la.v[tok*8+k] != float64(gf.A[k*100+tok]) {
 				t.Fatalf("token_embd lora_a[%d,%d]", tok, k)
+			}
+		}
+	}
+}
+
+// format/gguf's own Q8_0 encoder (used by the gguf package tests) and the
+// quant package's ggml-reference Q8_0 (used by ToGGUF) must agree byte for
+// byte.
+func TestQ8_0AgreesWithQuant(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	v := make([]float32, 32*257)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64() * math.Pow(10, float64(rng.IntN(6)-3)))
+	}
+	for i := 0; i < 32; i++ { // one block of halves, one of zeros
+		v[i] = float32(i) - 15.5
+		v[32+i] = 0
+	}
+	mine, err := gguf.Encode(v, gguf.Q8_0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := make([]byte, len(mine))
+	if err := quant.QuantizeGGUF(theirs, v, quant.GGUFQ8_0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(mine, theirs) {
+		for i := range mine {
+			if mine[i] != theirs[i] {
+				t.Fatalf("Q8_0 bytes differ at %d (block %d)", i, i/34)
 			}
 		}
 	}
