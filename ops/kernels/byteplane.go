@@ -46,7 +46,27 @@ func SplitPlanes(dst, src []byte, w int, rotate bool) {
 // SplitPlanes.
 func MergePlanes(dst, src []byte, w int, rotate bool) {
 	n := checkPlanes(dst, src, w, rotate)
-	planesParallel(n, w, func(i0, i1 int) { mergeRange(dst, src, n, w, rotate, i0, i1) })
+	planes := make([][]byte, w)
+	for p := range planes {
+		planes[p] = src[p*n : (p+1)*n]
+	}
+	planesParallel(n, w, func(i0, i1 int) { mergeRange(dst, planes, w, rotate, i0, i1) })
+}
+
+// MergePlaneSlices is MergePlanes with the planes in separate slices
+// (len(planes) is the width, each plane len(dst)/width bytes), so a decoder
+// can merge planes that live in different buffers without copying them
+// together first. It panics if a plane has the wrong length or on the
+// conditions of SplitPlanes.
+func MergePlaneSlices(dst []byte, planes [][]byte, rotate bool) {
+	w := len(planes)
+	n := checkPlanes(dst, dst, w, rotate)
+	for _, p := range planes {
+		if len(p) != n {
+			panic("kernels: byte-plane length mismatch")
+		}
+	}
+	planesParallel(n, w, func(i0, i1 int) { mergeRange(dst, planes, w, rotate, i0, i1) })
 }
 
 func checkPlanes(dst, src []byte, w int, rotate bool) int {
@@ -103,20 +123,20 @@ func splitRange(dst, src []byte, n, w int, rotate bool, i0, i1 int) {
 	splitGeneric(dst, src, n, w, rotate, i0, i1)
 }
 
-// mergeRange merges elements [i0, i1) of the planes in src into dst.
-func mergeRange(dst, src []byte, n, w int, rotate bool, i0, i1 int) {
+// mergeRange merges elements [i0, i1) of the planes into dst.
+func mergeRange(dst []byte, planes [][]byte, w int, rotate bool, i0, i1 int) {
 	switch w {
 	case 1:
-		copy(dst[i0:i1], src[i0:i1])
+		copy(dst[i0:i1], planes[0][i0:i1])
 		return
 	case 2:
-		i0 = merge2(dst[2*i0:2*i1], src[i0:n], src[n+i0:2*n], rotate) + i0
+		i0 = merge2(dst[2*i0:2*i1], planes[0][i0:i1], planes[1][i0:i1], rotate) + i0
 	case 4:
-		i0 = merge4(dst, src, n, rotate, i0, i1)
+		i0 = merge4(dst, planes, rotate, i0, i1)
 	case 8:
-		i0 = merge8(dst, src, n, rotate, i0, i1)
+		i0 = merge8(dst, planes, rotate, i0, i1)
 	}
-	mergeGeneric(dst, src, n, w, rotate, i0, i1)
+	mergeGeneric(dst, planes, w, rotate, i0, i1)
 }
 
 // rotl rotates the w-byte little-endian integer x left by one bit.
@@ -162,13 +182,13 @@ func splitGeneric(dst, src []byte, n, w int, rotate bool, i0, i1 int) {
 }
 
 // mergeGeneric is the reference inverse of splitGeneric.
-func mergeGeneric(dst, src []byte, n, w int, rotate bool, i0, i1 int) {
+func mergeGeneric(dst []byte, planes [][]byte, w int, rotate bool, i0, i1 int) {
 	for i := i0; i < i1; i++ {
 		e := dst[i*w : i*w+w]
 		if rotate {
 			var x uint64
 			for p := w - 1; p >= 0; p-- {
-				x = x<<8 | uint64(src[p*n+i])
+				x = x<<8 | uint64(planes[p][i])
 			}
 			x = rotr(x, w)
 			for p := range w {
@@ -177,7 +197,7 @@ func mergeGeneric(dst, src []byte, n, w int, rotate bool, i0, i1 int) {
 			continue
 		}
 		for p := range w {
-			e[p] = src[p*n+i]
+			e[p] = planes[p][i]
 		}
 	}
 }
@@ -301,10 +321,10 @@ func split4(dst, src []byte, n int, rotate bool, i0, i1 int) int {
 }
 
 // merge4 is the inverse of split4.
-func merge4(dst, src []byte, n int, rotate bool, i0, i1 int) int {
+func merge4(dst []byte, planes [][]byte, rotate bool, i0, i1 int) int {
 	m := (i1 - i0) / 8
 	d := dst[4*i0 : 4*(i0+8*m)]
-	p0, p1, p2, p3 := src[i0:i0+8*m], src[n+i0:n+i0+8*m], src[2*n+i0:2*n+i0+8*m], src[3*n+i0:3*n+i0+8*m]
+	p0, p1, p2, p3 := planes[0][i0:i0+8*m], planes[1][i0:i0+8*m], planes[2][i0:i0+8*m], planes[3][i0:i0+8*m]
 	for k := range m {
 		a := binary.LittleEndian.Uint64(p0[8*k:])
 		b := binary.LittleEndian.Uint64(p1[8*k:])
@@ -370,13 +390,13 @@ func split8(dst, src []byte, n int, rotate bool, i0, i1 int) int {
 }
 
 // merge8 is the inverse of split8.
-func merge8(dst, src []byte, n int, rotate bool, i0, i1 int) int {
+func merge8(dst []byte, planes [][]byte, rotate bool, i0, i1 int) int {
 	m := (i1 - i0) / 8
 	var r [8]uint64
 	for k := range m {
 		o := i0 + 8*k
 		for p := range 8 {
-			r[p] = binary.LittleEndian.Uint64(src[p*n+o : p*n+o+8])
+			r[p] = binary.LittleEndian.Uint64(planes[p][o : o+8])
 		}
 		transpose8(&r)
 		b := dst[8*o : 8*o+64]

@@ -75,6 +75,16 @@ func TestSplitMergePlanes(t *testing.T) {
 					if !bytes.Equal(back, orig) {
 						t.Fatalf("w=%d rotate=%v n=%d: merge(split(x)) != x", w, rotate, n)
 					}
+					// The same from planes in separate (copied) buffers.
+					planes := make([][]byte, w)
+					for p := range w {
+						planes[p] = bytes.Clone(dst[p*n : (p+1)*n])
+					}
+					back2 := make([]byte, n*w)
+					MergePlaneSlices(back2, planes, rotate)
+					if !bytes.Equal(back2, orig) {
+						t.Fatalf("w=%d rotate=%v n=%d: MergePlaneSlices differs", w, rotate, n)
+					}
 				}
 			}
 		}
@@ -180,4 +190,13 @@ func ExampleSplitPlanes() {
 	// Output:
 	// mantissa+sign plane 00 01, exponent plane 7f 80
 	// restored 80 3f 00 c0
+}
+
+func TestMergePlaneSlicesPanics(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("no panic for a short plane")
+		}
+	}()
+	MergePlaneSlices(make([]byte, 8), [][]byte{make([]byte, 4), make([]byte, 3)}, true)
 }
