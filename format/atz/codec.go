@@ -311,11 +311,12 @@ func DecodeChunk(dst, src, base []byte, spec ChunkSpec) error {
 	}
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
-	planes := dst
+	buf := dst
 	if w > 1 {
 		sc.planes = grow(sc.planes, len(dst))
-		planes = sc.planes
+		buf = sc.planes
 	}
+	var planes [8][]byte
 	off := h
 	for p := range w {
 		codec := src[5*p]
@@ -323,16 +324,22 @@ func DecodeChunk(dst, src, base []byte, spec ChunkSpec) error {
 		if size > len(src)-off {
 			return formatErr("plane %d: payload of %d bytes overruns the chunk", p, size)
 		}
-		if err := decodePlane(planes[p*n:(p+1)*n], src[off:off+size], codec, sc, dec); err != nil {
+		payload := src[off : off+size]
+		off += size
+		if codec == codecRaw && w > 1 && size == n {
+			planes[p] = payload // merged straight from the payload, no copy
+			continue
+		}
+		planes[p] = buf[p*n : (p+1)*n]
+		if err := decodePlane(planes[p], payload, codec, sc, dec); err != nil {
 			return fmt.Errorf("plane %d: %w", p, err)
 		}
-		off += size
 	}
 	if off != len(src) {
 		return formatErr("%d trailing bytes after the planes", len(src)-off)
 	}
 	if w > 1 {
-		kernels.MergePlanes(dst, planes, w, spec.Rotate)
+		kernels.MergePlaneSlices(dst, planes[:w], spec.Rotate)
 	}
 	if base != nil {
 		for i := range dst {
