@@ -42,6 +42,28 @@ type ApplyParams struct {
 type ApplyError struct {
 	MaxAbs float64 `json:"max_abs_error"`
 	RelFro float64 `json:"rel_fro_error"` // ‖written − exact‖_F / ‖exact‖_F
+	// Bound is what rounding explains: 2u + 1e-5 with u the unit roundoff
+	// of the tensor's dtype (the largest over the module's tensors).
+	Bound float64 `json:"bound"`
+	// Exceeded is true when RelFro > Bound (counted in VerifyFailures).
+	Exceeded bool `json:"exceeded,omitempty"`
+}
+
+// unitRoundoff returns 2^-p for a dtype with p significand bits.
+func unitRoundoff(dt safetensors.DType) float64 {
+	switch dt {
+	case safetensors.F64:
+		return 0x1p-53
+	case safetensors.F16:
+		return 0x1p-11
+	case safetensors.BF16:
+		return 0x1p-8
+	case safetensors.F8E4M3:
+		return 0x1p-4
+	case safetensors.F8E5M2:
+		return 0x1p-3
+	}
+	return 0x1p-24
 }
 
 // ApplyModule is one adapter module of an apply plan or result.
@@ -81,8 +103,10 @@ type ApplyReport struct {
 	Files []string `json:"files,omitempty"` // output files, index last
 	// Verified is true after a successful --verify: every module's error
 	// is in Modules and every untouched tensor was byte-identical.
-	Verified bool     `json:"verified,omitempty"`
-	Warnings []string `json:"warnings,omitempty"`
+	Verified bool `json:"verified,omitempty"`
+	// VerifyFailures counts modules whose error exceeds the rounding bound.
+	VerifyFailures int      `json:"verify_failures,omitempty"`
+	Warnings       []string `json:"warnings,omitempty"`
 }
 
 // Module operation kinds on one base tensor.
@@ -1124,6 +1148,13 @@ func verifyApply(rep *ApplyReport, base *safetensors.Checkpoint, jobs map[string
 			}
 			mr.Verify.MaxAbs = max(mr.Verify.MaxAbs, maxAbs)
 			mr.Verify.RelFro = max(mr.Verify.RelFro, rel)
+			mr.Verify.Bound = max(mr.Verify.Bound, 2*unitRoundoff(j.info.DType)+1e-5)
+		}
+	}
+	for i := range rep.Modules {
+		if v := rep.Modules[i].Verify; v != nil && !(v.RelFro <= v.Bound) {
+			v.Exceeded = true
+			rep.VerifyFailures++
 		}
 	}
 	rep.Verified = true
