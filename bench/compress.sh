@@ -13,17 +13,18 @@ cd "$(dirname "$0")/.."
 COUNT=${COUNT:-5}
 BENCHTIME=${BENCHTIME:-3x}
 OUT=${OUT:-/tmp/atz-bench.txt}
-go test -run '^$' -bench 'BenchmarkPack|BenchmarkCorpus' -benchtime "$BENCHTIME" -count "$COUNT" ./format/atz | tee "$OUT" >&2
+go test -run '^$' -bench 'BenchmarkPack|BenchmarkCorpus|BenchmarkCodec' -benchtime "$BENCHTIME" -count "$COUNT" ./format/atz | tee "$OUT" >&2
 awk '
-/^Benchmark(Pack|Corpus)\// {
-	name = $1; sub(/^Benchmark(Pack|Corpus)\//, "", name); sub(/-[0-9]+$/, "", name)
-	split(name, p, "/"); input = p[1]; method = p[2]
+/^Benchmark(Pack|Corpus|Codec)\// {
+	name = $1; codec = (name ~ /^BenchmarkCodec/)
+	sub(/^Benchmark(Pack|Corpus|Codec)\//, "", name); sub(/-[0-9]+$/, "", name)
+	split(name, p, "/"); input = p[1]; method = (codec ? "codec-" p[2] : p[2])
 	for (i = 2; i <= NF; i++) {
 		if ($(i+1) == "MB/s") mbs[input, method] = mbs[input, method] " " $i
+		if ($(i+1) == "cpu-MB/s") cpu[input, method] = cpu[input, method] " " $i
 		if ($(i+1) == "ratio") rat[input, method] = rat[input, method] " " $i
 	}
 	if (!((input, method) in seen)) { seen[input, method] = 1; order[++n] = input SUBSEP method }
-	if (!(input in inseen)) { inseen[input] = 1; inputs[++ni] = input }
 }
 function median(s,    a, k, i, j, t) {
 	k = split(s, a, " "); if (k == 0) return ""
@@ -31,15 +32,17 @@ function median(s,    a, k, i, j, t) {
 	return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
 }
 END {
-	print "| input | method | ratio | MB/s (median) | × copy time |"
-	print "|---|---|---|---|---|"
+	print "| input | method | ratio | MB/s | cpu-MB/s | copy() MB/s, same run |"
+	print "|---|---|---|---|---|---|"
 	for (x = 1; x <= n; x++) {
 		split(order[x], q, SUBSEP); in_ = q[1]; m = q[2]
-		if (m == "copy") continue
-		r = median(rat[in_, m]); s = median(mbs[in_, m]); c = median(mbs[in_, "copy"])
-		# decompress rows share the ratio of their compress row
-		if (r == "") { mm = m; sub(/unpack.*/, "pack-par", mm); sub(/-decompress/, "-compress", mm); r = median(rat[in_, mm]) }
-		printf "| %s | %s | %s | %.0f | %.1f |\n", in_, m, (r == "" ? "" : sprintf("%.3f", r)), s, (s > 0 ? c / s : 0)
+		if (m ~ /copy$/) continue
+		cp = (m ~ /^codec-/) ? "codec-copy" : "copy"
+		r = median(rat[in_, m])
+		if (r == "") { # decompress rows share the ratio of their compress row
+			mm = m; sub(/unpack.*/, "pack-par", mm); sub(/-decompress/, "-compress", mm); sub(/decode/, "encode", mm)
+			r = median(rat[in_, mm])
+		}
+		printf "| %s | %s | %s | %.0f | %.0f | %.0f |\n", in_, m, (r == "" ? "" : sprintf("%.3f", r)), median(mbs[in_, m]), median(cpu[in_, m]), median(mbs[in_, cp])
 	}
-	for (y = 1; y <= ni; y++) printf "| %s | copy() | | %.0f | 1.0 |\n", inputs[y], median(mbs[inputs[y], "copy"])
 }' "$OUT"
