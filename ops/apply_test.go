@@ -529,3 +529,32 @@ func TestBaseIndexFind(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkApply folds a rank-16 LoRA into eight 1024×1024 BF16 weights
+// (bytes = base tensor bytes read + written).
+func BenchmarkApply(b *testing.B) {
+	dir := b.TempDir()
+	var specs []baseTensor
+	var mods []testgen.Module
+	for i := range 8 {
+		name := "model.layers." + string(rune('0'+i)) + ".q_proj"
+		specs = append(specs, baseTensor{Name: name + ".weight", DType: safetensors.BF16, Shape: []int{1024, 1024}})
+		mods = append(mods, testgen.Module{Name: name, In: 1024, Out: 1024})
+	}
+	specs = newBase(1, specs)
+	base := filepath.Join(dir, "model.safetensors")
+	if err := safetensors.WriteFile(base, baseTensors(specs), nil); err != nil {
+		b.Fatal(err)
+	}
+	ad := filepath.Join(dir, "lora")
+	if _, err := testgen.WriteLoRA(ad, testgen.LoRA{Seed: 1, R: 16, Modules: mods}); err != nil {
+		b.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.safetensors")
+	b.SetBytes(2 * 8 * 1024 * 1024 * 2)
+	for b.Loop() {
+		if _, err := Apply(ApplyParams{Base: base, Adapters: []AdapterScale{{ad, 1}}}, RunOptions{Output: out}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -318,3 +318,27 @@ func TestExtractParamsAndPlan(t *testing.T) {
 		t.Error("output written")
 	}
 }
+
+// BenchmarkExtract: one 1024×1024 F32 difference at rank 16 (q = 2, p = 10).
+func BenchmarkExtract(b *testing.B) {
+	dir := b.TempDir()
+	r := rand.New(rand.NewPCG(1, 2))
+	base := newBase(3, []baseTensor{{Name: "w.weight", DType: safetensors.F32, Shape: []int{1024, 1024}}})
+	d := lowRank(r, 1024, 1024, 16)
+	for i := range d {
+		d[i] += 0.01 * r.NormFloat64()
+	}
+	tuned := tunedFrom(base, map[string][]float64{"w.weight": d})
+	bp, tp := filepath.Join(dir, "b.safetensors"), filepath.Join(dir, "t.safetensors")
+	if err := safetensors.WriteFile(bp, baseTensors(base), nil); err != nil {
+		b.Fatal(err)
+	}
+	if err := safetensors.WriteFile(tp, baseTensors(tuned), nil); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := Extract(ExtractParams{Base: bp, Tuned: tp, RankParams: RankParams{Rank: 16}}, RunOptions{Output: filepath.Join(dir, "out")}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
