@@ -59,10 +59,18 @@ func selectKth(x []float32, k int) selection {
 		count := func(c int) {
 			h := hists[c]
 			clear(h)
-			for _, v := range x[chunks[c][0]:chunks[c][1]] {
-				key := absKey(v)
-				if uint32(uint64(key)>>hs) == ph {
-					h[(key>>s)&mask]++
+			xs := x[chunks[c][0]:chunks[c][1]]
+			switch {
+			case bits == 16 && shift == 16:
+				countHigh16((*[1 << 16]uint32)(h), xs)
+			case bits == 16:
+				countLow16((*[1 << 16]uint32)(h), xs, ph)
+			default:
+				for _, v := range xs {
+					key := absKey(v)
+					if uint32(uint64(key)>>hs) == ph {
+						h[(key>>(s&31))&mask]++
+					}
 				}
 			}
 		}
@@ -96,6 +104,24 @@ func selectKth(x []float32, k int) selection {
 	}
 	sel.t = prefix
 	return sel
+}
+
+// countHigh16 is the first 16-bit pass: h[key>>16]++ for every element.
+func countHigh16(h *[1 << 16]uint32, x []float32) {
+	for _, v := range x {
+		h[uint16(absKey(v)>>16)]++
+	}
+}
+
+// countLow16 is the second 16-bit pass: h[key&0xffff]++ for the elements
+// whose key>>16 is hi.
+func countLow16(h *[1 << 16]uint32, x []float32, hi uint32) {
+	for _, v := range x {
+		k := absKey(v)
+		if k>>16 == hi {
+			h[uint16(k)]++
+		}
+	}
 }
 
 // AbsThreshold returns t, the k-th largest |x[i]|, so that keeping the
