@@ -353,6 +353,9 @@ func ToKohya(a *adapter.Adapter, out string, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if st, err := os.Stat(out); err == nil && st.IsDir() {
+		out = filepath.Join(out, "lora.safetensors")
+	}
 	res.Output = out
 	sdxl := len(byComponent(mods)[CompTextEnc2]) > 0 || o.Base.isSDXL()
 	if sdxl {
