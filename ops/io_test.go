@@ -375,3 +375,62 @@ func TestResizeReweightPruneAdapter(t *testing.T) {
 		}
 	}
 }
+
+// TestBiasAndDoRA: lora_B.bias is combined as Σ wᵢ·sᵢ·bᵢ by a merge; resize
+// keeps a DoRA module's magnitude vector and truncates its delta.
+func TestBiasAndDoRA(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	b1, b2 := randF32(rng, 16, 1), randF32(rng, 16, 1)
+	l1, l2 := randLowRank(rng, 16, 12, 4, 2, false), randLowRank(rng, 16, 12, 4, 0.5, false)
+	cfg := func(alpha int) map[string]any {
+		return map[string]any{"peft_type": "LORA", "r": 4, "lora_alpha": alpha, "lora_bias": true, "target_modules": []string{"q_proj"}}
+	}
+	dir := t.TempDir()
+	a := writePEFT(t, filepath.Join(dir, "a"), cfg(8), []tmod{{q0, l1, map[string][]float32{"lora_B.bias": b1}}})
+	b := writePEFT(t, filepath.Join(dir, "b"), cfg(2), []tmod{{q0, l2, map[string][]float32{"lora_B.bias": b2}}})
+	out := filepath.Join(dir, "cat")
+	if _, err := Merge([]string{a, b}, MergeParams{Method: "cat", Weights: []float64{1, -2}}, RunOptions{Output: out}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := adapter.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	f, err := got.Factors(got.Modules[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]float64, 16)
+	for i := range want {
+		want[i] = 1*2*float64(b1[i]) - 2*0.5*float64(b2[i])
+	}
+	if f.Bias == nil || relErr(to64(f.Bias), want) > 1e-6 || f.Scale != 1 {
+		t.Errorf("merged bias %v (scale %v), want %v", f.Bias, f.Scale, want)
+	}
+
+	mag := randF32(rng, 16, 1)
+	d := writePEFT(t, filepath.Join(dir, "dora"), map[string]any{"peft_type": "LORA", "r": 4, "lora_alpha": 4, "use_dora": true, "target_modules": []string{"q_proj"}},
+		[]tmod{{q0, l1, map[string][]float32{"lora_magnitude_vector": mag}}})
+	out = filepath.Join(dir, "dora-r2")
+	if _, err := ResizeAdapter(d, RankParams{Rank: 2}, RunOptions{Output: out}); err != nil {
+		t.Fatal(err)
+	}
+	got2, err := adapter.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got2.Close()
+	m := got2.Modules[0]
+	f2, err := got2.Factors(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1s := *l1
+	l1s.Scale = 1 // α = r = 4
+	wantD, _, _ := denseTruncated(t, 16, 12, refDelta(&l1s), 2)
+	if m.Kind != adapter.KindDoRA || m.Rank != 2 || relErr(to64(f2.Delta()), wantD) > 1e-5 {
+		t.Errorf("DoRA resize: kind %s rank %d error %g", m.Kind, m.Rank, relErr(to64(f2.Delta()), wantD))
+	}
+	checkVals(t, "magnitude", f2.Magnitude, to64(mag), 0)
+}

@@ -187,7 +187,12 @@ func Merge(paths []string, p MergeParams, o RunOptions) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Operation: "merge", Params: p, Inputs: in.infos, Output: o.Output, DType: dt.String(), DryRun: o.DryRun}
+	rep := &Report{Operation: "merge", Params: p, Inputs: in.infos, Output: o.Output, DType: dt.String(), DryRun: o.DryRun, Warnings: in.warnings}
+	for _, a := range in.ads {
+		if w := dialectWarning(a); w != "" {
+			rep.Warnings = append(rep.Warnings, w)
+		}
+	}
 	slots := union(in.ads)
 	kinds := make([]adapter.Kind, len(slots))
 	kernels := make([][]int, len(slots))

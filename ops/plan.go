@@ -128,8 +128,19 @@ func outDType(s string) (safetensors.DType, error) {
 
 // inputSet is a set of opened adapters.
 type inputSet struct {
-	ads   []*adapter.Adapter
-	infos []InputInfo
+	ads      []*adapter.Adapter
+	infos    []InputInfo
+	warnings []string // each input's load warnings, prefixed with its path
+}
+
+// dialectWarning returns a warning for inputs whose module names are not
+// PEFT paths, or "".
+func dialectWarning(a *adapter.Adapter) string {
+	switch a.Dialect {
+	case adapter.DialectPEFT, adapter.DialectMLX:
+		return ""
+	}
+	return fmt.Sprintf("%s is a %s adapter: a written PEFT directory keeps its module names under base_model.model.; convert it back with `adaptool convert --to %s` where the input's layout is needed", a.Path, a.Dialect, a.Dialect)
 }
 
 // open loads every path; hash adds the sha256 of each weights file.
@@ -150,6 +161,9 @@ func open(paths []string, o RunOptions, hash bool) (*inputSet, error) {
 			}
 		}
 		s.infos = append(s.infos, info)
+		for _, w := range a.Warnings {
+			s.warnings = append(s.warnings, p+": "+w)
+		}
 	}
 	return s, nil
 }

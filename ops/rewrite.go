@@ -52,7 +52,7 @@ func rewrite(path, op string, p ScaleParams, o RunOptions) (*Report, error) {
 	}
 	defer in.close()
 	a := in.ads[0]
-	rep := &Report{Operation: op, Params: p, Inputs: in.infos, Output: o.Output, DryRun: o.DryRun, DType: "as input", Warnings: a.Warnings}
+	rep := &Report{Operation: op, Params: p, Inputs: in.infos, Output: o.Output, DryRun: o.DryRun, DType: "as input", Warnings: in.warnings}
 	// tensor name → how to rewrite it: 'b' multiply by λ, 'i' IA3.
 	how := map[string]byte{}
 	for _, m := range a.Modules {

@@ -36,7 +36,10 @@ func runSingle(path string, op singleOp, o RunOptions) (*Report, error) {
 	}
 	defer in.close()
 	a := in.ads[0]
-	rep := &Report{Operation: op.name, Params: op.params, Inputs: in.infos, Output: o.Output, DType: dt.String(), DryRun: o.DryRun, Warnings: a.Warnings}
+	rep := &Report{Operation: op.name, Params: op.params, Inputs: in.infos, Output: o.Output, DType: dt.String(), DryRun: o.DryRun, Warnings: in.warnings}
+	if w := dialectWarning(a); w != "" {
+		rep.Warnings = append(rep.Warnings, w)
+	}
 	slots := union(in.ads)
 	kinds := make([]adapter.Kind, len(slots))
 	for i, s := range slots {

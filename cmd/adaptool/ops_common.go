@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 
 	"github.com/adaptool/adaptool/format/adapter"
@@ -34,14 +35,16 @@ func runOptions(c *cli.Context, label string) (ops.RunOptions, func(), error) {
 		return o, nil, usagef("%s: missing -o OUT", c.Command.Name)
 	}
 	ops.Version = "adaptool " + version
-	var p *progress
-	o.Progress = func(done, total int) {
-		if p == nil {
-			p = newProgress(c, label, total)
-		}
+	var (
+		p    *progress
+		once sync.Once
+	)
+	o.Progress = func(done, total int) { // called concurrently by the worker pool
+		once.Do(func() { p = newProgress(c, label, total) })
 		p.Add(1)
 	}
 	return o, func() {
+		once.Do(func() {})
 		if p != nil {
 			p.Done()
 		}
