@@ -88,8 +88,9 @@ func QuantizeGGUF(dst []byte, src []float32, t GGUFType) error {
 	bs, ts := t.BlockSize(), t.TypeSize()
 	f := ggufQuantizers[t]
 	forBlocks(len(src), bs, func(b0, b1 int) {
+		sc := new(f16Scratch)
 		for b := b0; b < b1; b++ {
-			f(dst[b*ts:(b+1)*ts], src[b*bs:(b+1)*bs])
+			f(dst[b*ts:(b+1)*ts], src[b*bs:(b+1)*bs], sc)
 		}
 	})
 	return nil
@@ -107,14 +108,15 @@ func DequantizeGGUF(dst []float32, src []byte, t GGUFType) error {
 	bs, ts := t.BlockSize(), t.TypeSize()
 	f := ggufDequantizers[t]
 	forBlocks(len(dst), bs, func(b0, b1 int) {
+		sc := new(f16Scratch)
 		for b := b0; b < b1; b++ {
-			f(dst[b*bs:(b+1)*bs], src[b*ts:(b+1)*ts])
+			f(dst[b*bs:(b+1)*bs], src[b*ts:(b+1)*ts], sc)
 		}
 	})
 	return nil
 }
 
-var ggufQuantizers = map[GGUFType]func(dst []byte, x []float32){
+var ggufQuantizers = map[GGUFType]func(dst []byte, x []float32, sc *f16Scratch){
 	GGUFQ8_0: quantizeBlockQ8_0,
 	GGUFQ4_0: quantizeBlockQ4_0,
 	GGUFQ4_1: quantizeBlockQ4_1,
@@ -124,7 +126,7 @@ var ggufQuantizers = map[GGUFType]func(dst []byte, x []float32){
 	GGUFQ6_K: quantizeBlockQ6_K,
 }
 
-var ggufDequantizers = map[GGUFType]func(dst []float32, b []byte){
+var ggufDequantizers = map[GGUFType]func(dst []float32, b []byte, sc *f16Scratch){
 	GGUFQ8_0: dequantizeBlockQ8_0,
 	GGUFQ4_0: dequantizeBlockQ4_0,
 	GGUFQ4_1: dequantizeBlockQ4_1,
@@ -134,26 +136,33 @@ var ggufDequantizers = map[GGUFType]func(dst []float32, b []byte){
 	GGUFQ6_K: dequantizeBlockQ6_K,
 }
 
-// f16 rounds v to binary16 (RNE) with the kernels conversion.
-func f16(v float32) uint16 {
-	var h [1]uint16
-	kernels.F32ToF16(h[:], []float32{v})
-	return h[0]
+// f16Scratch holds the one-element buffers of the f16 conversions, so a
+// block loop converts its scales with the kernels without allocating.
+type f16Scratch struct {
+	h [1]uint16
+	f [1]float32
 }
 
-// f16to32 widens binary16 bits to float32 with the kernels conversion.
-func f16to32(h uint16) float32 {
-	var f [1]float32
-	kernels.F16ToF32(f[:], []uint16{h})
-	return f[0]
+// f16 rounds v to binary16 (RNE) with kernels.F32ToF16.
+func (s *f16Scratch) f16(v float32) uint16 {
+	s.f[0] = v
+	kernels.F32ToF16(s.h[:], s.f[:])
+	return s.h[0]
 }
 
-func putF16(b []byte, v float32) {
-	h := f16(v)
+// f32 widens binary16 bits to float32 with kernels.F16ToF32.
+func (s *f16Scratch) f32(h uint16) float32 {
+	s.h[0] = h
+	kernels.F16ToF32(s.f[:], s.h[:])
+	return s.f[0]
+}
+
+func (s *f16Scratch) put(b []byte, v float32) {
+	h := s.f16(v)
 	b[0], b[1] = byte(h), byte(h>>8)
 }
 
-func getF16(b []byte) float32 { return f16to32(uint16(b[0]) | uint16(b[1])<<8) }
+func (s *f16Scratch) get(b []byte) float32 { return s.f32(uint16(b[0]) | uint16(b[1])<<8) }
 
 // fabs is fabsf.
 func fabs(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }

@@ -116,7 +116,7 @@ func getScaleMinK4(j int, q []byte) (d, m uint8) {
 //     l = clamp(nearest((x + dm)/d), 0, 15) — a sub-block whose d·sc is 0
 //     keeps its make_qkx2_quants levels;
 //  4. qs in 64-value chunks: byte l = L[j+l] | L[j+l+32] << 4.
-func quantizeBlockQ4_K(dst []byte, x []float32) {
+func quantizeBlockQ4_K(dst []byte, x []float32, fs *f16Scratch) {
 	var L [QKK]uint8
 	var Laux [32]uint8
 	var weights [32]float32
@@ -161,9 +161,9 @@ func quantizeBlockQ4_K(dst []byte, x []float32) {
 			sc[j] |= (lm >> 4) << 6
 		}
 	}
-	putF16(dst[0:], maxScale/63)
-	putF16(dst[2:], maxMin/63)
-	dd, dmin := getF16(dst[0:]), getF16(dst[2:])
+	fs.put(dst[0:], maxScale/63)
+	fs.put(dst[2:], maxMin/63)
+	dd, dmin := fs.get(dst[0:]), fs.get(dst[2:])
 	for j := 0; j < QKK/32; j++ {
 		s, m := getScaleMinK4(j, sc)
 		d := float32(dd * float32(s))
@@ -187,8 +187,8 @@ func quantizeBlockQ4_K(dst []byte, x []float32) {
 
 // dequantizeBlockQ4_K is dequantize_row_q4_K: y = d·sc·q − dmin·m per
 // 32-value sub-block (products rounded before the difference).
-func dequantizeBlockQ4_K(y []float32, b []byte) {
-	d, dmin := getF16(b[0:]), getF16(b[2:])
+func dequantizeBlockQ4_K(y []float32, b []byte, fs *f16Scratch) {
+	d, dmin := fs.get(b[0:]), fs.get(b[2:])
 	sc := b[4:16]
 	q := b[16:144]
 	is := 0
@@ -277,7 +277,7 @@ func makeQXQuants(nmax int, x []float32, L []int8) float32 {
 // d·sc = 0 keeps its levels) and packed: ql low nibbles of values l and l+64
 // (and l+32, l+96), qh the top 2 bits of the four. A super-block whose
 // scales are all below 1e-15 is all zero bytes.
-func quantizeBlockQ6_K(dst []byte, x []float32) {
+func quantizeBlockQ6_K(dst []byte, x []float32, fs *f16Scratch) {
 	var L [QKK]int8
 	var scales [QKK / 16]float32
 	var maxScale, maxAbsScale float32
@@ -290,16 +290,16 @@ func quantizeBlockQ6_K(dst []byte, x []float32) {
 	}
 	if maxAbsScale < groupMaxEps {
 		clear(dst[:210])
-		putF16(dst[208:], 0)
+		fs.put(dst[208:], 0)
 		return
 	}
 	iscale := -128 / maxScale
-	putF16(dst[208:], 1/iscale)
+	fs.put(dst[208:], 1/iscale)
 	sc := dst[192:208]
 	for ib := range scales {
 		sc[ib] = byte(int8(min(127, nearestInt(float32(iscale*scales[ib])))))
 	}
-	d0 := getF16(dst[208:])
+	d0 := fs.get(dst[208:])
 	for j := 0; j < QKK/16; j++ {
 		d := float32(d0 * float32(int8(sc[j])))
 		if d == 0 {
@@ -329,8 +329,8 @@ func quantizeBlockQ6_K(dst []byte, x []float32) {
 
 // dequantizeBlockQ6_K is dequantize_row_q6_K: y = d·sc·(q − 32), with the
 // products evaluated left to right ((d·sc)·q).
-func dequantizeBlockQ6_K(y []float32, b []byte) {
-	d := getF16(b[208:])
+func dequantizeBlockQ6_K(y []float32, b []byte, fs *f16Scratch) {
+	d := fs.get(b[208:])
 	ql, qh, sc := b[0:128], b[128:192], b[192:208]
 	for n := 0; n < QKK; n += 128 {
 		for l := 0; l < 32; l++ {

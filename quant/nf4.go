@@ -181,7 +181,7 @@ func quantize4(dst []byte, absmax []float32, src []float32, bs int, scheme strin
 			inv := 1 / max(am, absmaxFloor)
 			out := dst[lo/2 : (hi+1)/2]
 			if fp4 {
-				packFP4(out, blk, inv)
+				packFP4Fast(out, blk, inv)
 			} else {
 				packNF4Fast(out, blk, inv)
 			}
