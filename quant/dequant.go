@@ -105,13 +105,16 @@ func Dequantize(src Source, d Detected) ([]float32, []int, safetensors.DType, er
 	for _, v := range shape {
 		n *= v
 	}
-	x := make([]float32, n)
+	// The element count comes from the quantized weight's own size (bounded
+	// by the file) or is checked against it before anything is allocated.
+	var x []float32
 	switch d.Layout {
 	case "bitsandbytes":
 		packed, _, err := rawOf(src, d.Name, safetensors.U8, PackedLen(n))
 		if err != nil {
 			return nil, nil, 0, err
 		}
+		x = make([]float32, n)
 		nb := NumBlocks(n, p.BlockSize)
 		codeF, _, err := readF32(src, d.Name+suffixQuantMap, 16)
 		if err != nil {
@@ -147,6 +150,7 @@ func Dequantize(src Source, d Detected) ([]float32, []int, safetensors.DType, er
 			return nil, nil, 0, fmt.Errorf("%s: %w", d.Name, err)
 		}
 	case "bitsandbytes-int8":
+		x = make([]float32, n)
 		rows, cols := matrixShape(shape)
 		q, _, err := rawOf(src, d.Name, safetensors.I8, n)
 		if err != nil {
@@ -160,6 +164,7 @@ func Dequantize(src Source, d Detected) ([]float32, []int, safetensors.DType, er
 			return nil, nil, 0, fmt.Errorf("%s: %w", d.Name, err)
 		}
 	default: // compressed-tensors int8, FP8
+		x = make([]float32, n)
 		rows, cols := matrixShape(shape)
 		g, err := ParseGranularity(p.Granularity)
 		if err != nil {

@@ -187,6 +187,11 @@ func TestDequantizeCorrupt(t *testing.T) {
 			m["w.quant_state.bitsandbytes__nf4"] = t
 		}),
 		"missing quant_map": mk(func(m memSource) { delete(m, "w.quant_map") }),
+		"huge shape": mk(func(m memSource) {
+			t := m["w.quant_state.bitsandbytes__nf4"]
+			t.Data = bytes.Replace(t.Data, []byte(`[4, 64]`), []byte(`[1048576, 1048576]`), 1)
+			m["w.quant_state.bitsandbytes__nf4"] = t
+		}),
 	} {
 		var names []string
 		for k := range m {
