@@ -243,6 +243,11 @@ func parseHeader(hdr []byte, o *options) (*Header, error) {
 	// Rule 7.
 	h := &Header{Metadata: meta, Tensors: make([]TensorInfo, len(raws)), index: make(map[string]int, len(raws))}
 	var start uint64
+	ndims := 0
+	for _, t := range raws {
+		ndims += len(t.shape)
+	}
+	dims := make([]int, ndims) // one backing array for every shape
 	for i, t := range raws {
 		s, e := t.offsets[0], t.offsets[1]
 		if s != start || e < s {
@@ -250,7 +255,8 @@ func parseHeader(hdr []byte, o *options) (*Header, error) {
 		}
 		start = e
 		nel := uint64(1)
-		shape := make([]int, len(t.shape))
+		shape := dims[:len(t.shape):len(t.shape)]
+		dims = dims[len(t.shape):]
 		overflow := false
 		for j, d := range t.shape {
 			hi, lo := bits.Mul64(nel, d)

@@ -2,6 +2,7 @@ package safetensors
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -17,8 +18,9 @@ const maxDepth = 128
 // skips (after validating) unknown fields. Errors wrap
 // ErrInvalidHeaderDeserialization and give the byte offset.
 type scanner struct {
-	b []byte
-	i int
+	b       []byte
+	i       int
+	scratch []uint64
 }
 
 func (s *scanner) errf(format string, args ...any) error {
@@ -299,27 +301,34 @@ func (s *scanner) object(member func(key string) error) error {
 	}
 }
 
-func (s *scanner) uintArray(what string) ([]uint64, error) {
-	if err := s.expect('['); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+// uintArray decodes an array of unsigned integers into s.scratch and
+// returns the values as a fresh exact-size slice (keep=true) or as a view
+// of the scratch buffer, valid until the next call (keep=false).
+func (s *scanner) uintArray(what string, keep bool) ([]uint64, error) {
+	if s.peek() != '[' {
+		return nil, s.errf("%s: expected an array, found %s", what, s.describe())
 	}
-	out := []uint64{}
+	s.i++
+	s.scratch = s.scratch[:0]
 	if s.peek() == ']' {
 		s.i++
-		return out, nil
+		return []uint64{}, nil
 	}
 	for {
 		v, err := s.uint(what)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, v)
+		s.scratch = append(s.scratch, v)
 		switch s.peek() {
 		case ',':
 			s.i++
 		case ']':
 			s.i++
-			return out, nil
+			if keep {
+				return slices.Clone(s.scratch), nil
+			}
+			return s.scratch, nil
 		default:
 			return nil, s.errf("%s: expected ',' or ']', found %s", what, s.describe())
 		}
@@ -428,14 +437,14 @@ func (s *scanner) entry(name string, o *options) (rawTensor, error) {
 			}
 			haveShape = true
 			var err error
-			t.shape, err = s.uintArray("shape")
+			t.shape, err = s.uintArray("shape", true)
 			return err
 		case "data_offsets":
 			if haveOffsets {
 				return s.errf("duplicate field %q", k)
 			}
 			haveOffsets = true
-			offs, err := s.uintArray("data_offsets")
+			offs, err := s.uintArray("data_offsets", false)
 			if err != nil {
 				return err
 			}
