@@ -22,19 +22,25 @@ type Decomposition struct {
 	s      []float64      // p singular values, descending
 	qu, cu blas64.General // Uᵀ = cuᵀ·qu (kU×p)ᵀ·(kU×m); cu.Rows == 0 means Uᵀ = qu
 	qv, cv blas64.General // Vᵀ = cvᵀ·qv (kV×p)ᵀ·(kV×n); cv.Rows == 0 means Vᵀ = qv
+	// tu, tv, when set, mean qu, qv hold LQ Householder reflectors (with
+	// these scales) instead of explicit orthonormal rows.
+	tu, tv []float64
 }
 
 // vectors returns U_kᵀ (k×m) and V_kᵀ (k×n) as row-major float64 matrices
 // (row j is the j-th singular vector).
 func (d *Decomposition) vectors(k int) (ut, vt blas64.General) {
-	return leading(d.qu, d.cu, d.m, k), leading(d.qv, d.cv, d.n, k)
+	return leading(d.qu, d.cu, d.tu, d.m, k), leading(d.qv, d.cv, d.tv, d.n, k)
 }
 
-func leading(q, c blas64.General, cols, k int) blas64.General {
+func leading(q, c blas64.General, tau []float64, cols, k int) blas64.General {
 	if c.Rows == 0 {
 		return blas64.General{Rows: k, Cols: cols, Stride: max(q.Stride, 1), Data: q.Data}
 	}
 	ck := blas64.General{Rows: c.Rows, Cols: k, Stride: c.Stride, Data: c.Data}
+	if tau != nil {
+		return applyQ(transpose(ck), q, tau)
+	}
 	return gemm(blas.Trans, blas.NoTrans, ck, q)
 }
 

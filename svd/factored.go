@@ -65,9 +65,13 @@ func fromStacked(m, n int, bst, as blas64.General) (*Decomposition, error) {
 	if bst.Rows == 0 {
 		return &Decomposition{m: m, n: n}, nil
 	}
-	lb, qb := thinLQ(bst)
-	la, qa := thinLQ(as)
-	return fromCore(m, n, qb, gemm(blas.Trans, blas.NoTrans, lb, la), qa)
+	lb, rb, tb := lqReflectors(bst)
+	la, ra, ta := lqReflectors(as)
+	d, err := fromCore(m, n, rb, gemm(blas.Trans, blas.NoTrans, lb, la), ra)
+	if d != nil {
+		d.tu, d.tv = tb, ta
+	}
+	return d, err
 }
 
 // fromCore returns the SVD of quᵀ·core·qv where qu (kB×m) and qv (kA×n)

@@ -38,20 +38,20 @@ func thinQR(a blas64.General) (q, r blas64.General) {
 	return q, r
 }
 
-// thinLQ factors the rows×cols matrix a (overwritten) as a = L·Q with
-// k = min(rows, cols): L is rows×k lower trapezoidal and Q is k×cols with
-// orthonormal rows. For the row-major tall factors of an adapter this is
-// the QR of aᵀ (aᵀ = Qᵀ·Lᵀ) with every reflector applied along contiguous
-// rows.
-func thinLQ(a blas64.General) (l, q blas64.General) {
+// lqReflectors factors the rows×cols matrix a (overwritten) as a = L·Q with
+// k = min(rows, cols), L rows×k lower trapezoidal. For the row-major tall
+// factors of an adapter this is the QR of aᵀ (aᵀ = Qᵀ·Lᵀ) with every
+// reflector applied along contiguous rows. Q is returned implicitly: the k = min(rows, cols) Householder
+// reflectors (the first k rows of a, a view) and their scales tau, for
+// applyQ. Forming the k×cols Q is skipped.
+func lqReflectors(a blas64.General) (l, refl blas64.General, tau []float64) {
 	rows, cols := a.Rows, a.Cols
 	k := min(rows, cols)
 	l = blas64.General{Rows: rows, Cols: k, Stride: max(k, 1), Data: make([]float64, rows*k)}
-	q = blas64.General{Rows: k, Cols: cols, Stride: max(cols, 1), Data: make([]float64, k*cols)}
+	tau = make([]float64, k)
 	if k == 0 {
-		return l, q
+		return l, blas64.General{Cols: cols, Stride: max(cols, 1)}, tau
 	}
-	tau := make([]float64, k)
 	work := []float64{0}
 	lapack64.Gelqf(a, tau, work, -1)
 	work = make([]float64, max(int(work[0]), 1))
@@ -59,15 +59,26 @@ func thinLQ(a blas64.General) (l, q blas64.General) {
 	for i := 0; i < rows; i++ {
 		copy(l.Data[i*k:i*k+min(i+1, k)], a.Data[i*a.Stride:i*a.Stride+min(i+1, k)])
 	}
-	v := blas64.General{Rows: k, Cols: cols, Stride: a.Stride, Data: a.Data}
-	work = []float64{0}
-	lapack64.Orglq(v, tau, work, -1)
-	work = make([]float64, max(int(work[0]), 1))
-	lapack64.Orglq(v, tau, work, len(work))
-	for i := 0; i < k; i++ {
-		copy(q.Data[i*cols:(i+1)*cols], a.Data[i*a.Stride:i*a.Stride+cols])
+	return l, blas64.General{Rows: k, Cols: cols, Stride: a.Stride, Data: a.Data[:(k-1)*a.Stride+cols]}, tau
+}
+
+// applyQ returns x·Q[:kq, :] (x is r×kq) where Q is the orthogonal matrix
+// of the reflectors refl (kq×cols) and tau from lqReflectors, computed as
+// [x | 0]·Q by LAPACK Dormlq without forming Q.
+func applyQ(x, refl blas64.General, tau []float64) blas64.General {
+	cols := refl.Cols
+	c := blas64.General{Rows: x.Rows, Cols: cols, Stride: max(cols, 1), Data: make([]float64, x.Rows*cols)}
+	if x.Rows == 0 || refl.Rows == 0 {
+		return c
 	}
-	return l, q
+	for i := 0; i < x.Rows; i++ {
+		copy(c.Data[i*cols:i*cols+x.Cols], x.Data[i*x.Stride:i*x.Stride+x.Cols])
+	}
+	work := []float64{0}
+	lapack64.Ormlq(blas.Right, blas.NoTrans, refl, tau, c, work, -1)
+	work = make([]float64, max(int(work[0]), cols))
+	lapack64.Ormlq(blas.Right, blas.NoTrans, refl, tau, c, work, len(work))
+	return c
 }
 
 // smallSVD returns the thin SVD a = u·diag(s)·vt of a (overwritten):
