@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -460,7 +462,7 @@ func ToMLX(a *adapter.Adapter, dir string, o Options) (*Result, error) {
 	if len(unmapped) > 0 {
 		return nil, unmappedErr(a, ToMLXName, unmapped)
 	}
-	s0 := mostCommon(scales)
+	s0 := mlxScale(scales)
 	var tensors []safetensors.Tensor
 	keys := map[string]bool{}
 	minLayer, maxLayer := -1, -1
@@ -475,6 +477,9 @@ func ToMLX(a *adapter.Adapter, dir string, o Options) (*Result, error) {
 		if m.src.Scale != s0 {
 			ratio = float32(m.src.Scale / s0)
 			note = fmt.Sprintf("scale %g baked into lora_b as ×%g (MLX has one scale %g)", m.src.Scale, ratio, s0)
+			if frac, _ := math.Frexp(m.src.Scale / s0); frac != 0.5 {
+				note += "; not a power of two: lora_b rounds to float32"
+			}
 			res.warn("module %q: %s", m.src.Name, note)
 		}
 		for i := 0; i < f.Out; i++ {
@@ -556,4 +561,36 @@ func ToMLX(a *adapter.Adapter, dir string, o Options) (*Result, error) {
 		return nil, err
 	}
 	return res, writeFileAtomic(res.Files[1], cj)
+}
+
+// mlxScale picks MLX's one scale: the candidate for which the most modules
+// have a power-of-two ratio sᵢ/s (baking such a ratio into lora_b is exact),
+// then the most common, then the smallest.
+func mlxScale(scales []float64) float64 {
+	count := map[float64]int{}
+	for _, s := range scales {
+		count[s]++
+	}
+	best, bestPow, bestN := 0.0, -1, -1
+	for _, c := range sortedFloats(count) {
+		pow := 0
+		for _, s := range scales {
+			if frac, _ := math.Frexp(s / c); frac == 0.5 {
+				pow++
+			}
+		}
+		if pow > bestPow || (pow == bestPow && count[c] > bestN) {
+			best, bestPow, bestN = c, pow, count[c]
+		}
+	}
+	return best
+}
+
+func sortedFloats(m map[float64]int) []float64 {
+	var k []float64
+	for f := range m {
+		k = append(k, f)
+	}
+	sort.Float64s(k)
+	return k
 }
