@@ -144,7 +144,8 @@ func Load(path string, opts ...LoadOption) (*Adapter, error) {
 }
 
 // FromFile builds an Adapter over an already open safetensors file with an
-// optional config (nil for none). The Adapter takes ownership of f.
+// optional config (nil for none). On success the Adapter takes ownership of
+// f (Adapter.Close closes it); on error f is left open.
 func FromFile(f *safetensors.File, cfg *Config, opts ...LoadOption) (*Adapter, error) {
 	o := loadOptions{}
 	for _, fn := range opts {

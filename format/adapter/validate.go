@@ -111,6 +111,17 @@ func Validate(path string, opts ...LoadOption) (*Report, error) {
 		return nil, err
 	}
 	defer a.Close()
+	return a.validate(rep)
+}
+
+// Validate runs the adapter and data checks of the package-level Validate
+// on an already loaded adapter. It returns an error only when tensor data
+// cannot be read.
+func (a *Adapter) Validate() (*Report, error) {
+	return a.validate(&Report{Path: a.Path})
+}
+
+func (a *Adapter) validate(rep *Report) (*Report, error) {
 	rep.File, rep.Dialect, rep.PeftType = a.WeightsPath, a.Dialect, a.PeftType
 	rep.Tensors, rep.Modules = len(a.File.Tensors), len(a.Modules)
 	v := validator{a: a, rep: rep}
