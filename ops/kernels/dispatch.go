@@ -28,6 +28,9 @@ type implSet struct {
 	f32ToBF16       func(dst []uint16, src []float32)
 	// rankRow is: for k := range c { for j := range w { w[j] += float32(c[k] * a[k*stride+j]) } }
 	rankRow func(w, c, a []float32, stride int)
+	// rank4 is rankRow for the four rows w[q*ldw:], q = 0..3, with c
+	// holding their 4×r coefficients row by row; nil when the path has none.
+	rank4 func(w []float32, ldw int, c, a []float32, lda int, n int)
 }
 
 // rankRowGeneric is: for k := range c { for j := range w { w[j] += float32(c[k] * a[k*stride+j]) } }

@@ -58,6 +58,7 @@ type asmFuncs struct {
 	bf16ToF32, bf16ToF32NT func(dst []float32, src []uint16)
 	f32ToBF16, f32ToBF16NT func(dst []uint16, src []float32)
 	rankRow                func(w, c, a []float32, stride int)
+	rank4                  func(w []float32, ldw int, c, a []float32, lda int, n int)
 }
 
 var avx2Funcs = asmFuncs{
@@ -66,7 +67,7 @@ var avx2Funcs = asmFuncs{
 	dotLanes: dotLanesAVX2, sumSquaresLanes: sumSquaresLanesAVX2,
 	f16ToF32: f16ToF32AVX2, f16ToF32NT: f16ToF32AVX2NT, f32ToF16: f32ToF16AVX2, f32ToF16NT: f32ToF16AVX2NT,
 	bf16ToF32: bf16ToF32AVX2, bf16ToF32NT: bf16ToF32AVX2NT, f32ToBF16: f32ToBF16AVX2, f32ToBF16NT: f32ToBF16AVX2NT,
-	rankRow: rankRowAVX2,
+	rankRow: rankRowAVX2, rank4: rank4RowsAVX2,
 }
 
 var avx512Funcs = asmFuncs{
@@ -75,7 +76,7 @@ var avx512Funcs = asmFuncs{
 	dotLanes: dotLanesAVX512, sumSquaresLanes: sumSquaresLanesAVX512,
 	f16ToF32: f16ToF32AVX512, f16ToF32NT: f16ToF32AVX512NT, f32ToF16: f32ToF16AVX512, f32ToF16NT: f32ToF16AVX512NT,
 	bf16ToF32: bf16ToF32AVX512, bf16ToF32NT: bf16ToF32AVX512NT, f32ToBF16: f32ToBF16AVX512, f32ToBF16NT: f32ToBF16AVX512NT,
-	rankRow: rankRowAVX512,
+	rankRow: rankRowAVX512, rank4: rank4RowsAVX512,
 }
 
 // alignHead returns how many leading elements of size esize to peel so that
@@ -216,6 +217,18 @@ func makeImpl(name string, f asmFuncs) *implSet {
 			}
 			if m < len(wr) {
 				rankRowGeneric(wr[m:], c, a[m:], stride)
+			}
+		},
+		rank4: func(wr []float32, ldw int, c, a []float32, lda int, n int) {
+			m := n &^ (w - 1)
+			if m > 0 {
+				f.rank4(wr, ldw, c, a, lda, m)
+			}
+			if m < n {
+				r := len(c) / 4
+				for q := range 4 {
+					rankRowGeneric(wr[q*ldw+m:q*ldw+n], c[q*r:(q+1)*r], a[m:], lda)
+				}
 			}
 		},
 	}

@@ -124,6 +124,14 @@ func f32ToBF16AVX2NT(dst []uint16, src []float32)
 //go:noescape
 func rankRowAVX2(w []float32, c []float32, a []float32, stride int)
 
+//	rank4RowsAVX2 is: for q := 0; q < 4; q++ { for k := 0; k < r; k++ { for j := 0; j < n; j++ {
+//		w[q*ldw+j] += float32(c[q*r+k] * a[k*lda+j]) } } } with r = len(c)/4.
+//
+// n must be a multiple of 8; w must hold 3*ldw+n elements and a (r-1)*lda+n.
+//
+//go:noescape
+func rank4RowsAVX2(w []float32, ldw int, c []float32, a []float32, lda int, n int)
+
 // axpyAVX512 is: for i, v := range x { y[i] += float32(alpha * v) } (multiply, then add).
 // len(x) must be a multiple of 16 and len(y) >= len(x).
 //
@@ -243,3 +251,11 @@ func f32ToBF16AVX512NT(dst []uint16, src []float32)
 //
 //go:noescape
 func rankRowAVX512(w []float32, c []float32, a []float32, stride int)
+
+//	rank4RowsAVX512 is: for q := 0; q < 4; q++ { for k := 0; k < r; k++ { for j := 0; j < n; j++ {
+//		w[q*ldw+j] += float32(c[q*r+k] * a[k*lda+j]) } } } with r = len(c)/4.
+//
+// n must be a multiple of 16; w must hold 3*ldw+n elements and a (r-1)*lda+n.
+//
+//go:noescape
+func rank4RowsAVX512(w []float32, ldw int, c []float32, a []float32, lda int, n int)

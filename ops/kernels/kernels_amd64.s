@@ -866,6 +866,117 @@ rankRowAVX2_done:
 	VZEROUPPER
 	RET
 
+// func rank4RowsAVX2(w []float32, ldw int, c []float32, a []float32, lda int, n int)
+// Requires: AVX
+TEXT ·rank4RowsAVX2(SB), NOSPLIT, $0-96
+	MOVQ w_base+0(FP), AX
+	MOVQ ldw+24(FP), CX
+	SHLQ $0x02, CX
+	LEAQ (CX)(CX*2), DX
+	MOVQ c_base+32(FP), BX
+	MOVQ c_len+40(FP), SI
+	LEAQ (SI)(SI*2), DI
+	LEAQ (BX)(SI*1), R8
+	MOVQ a_base+56(FP), R9
+	MOVQ lda+80(FP), R10
+	SHLQ $0x02, R10
+	MOVQ n+88(FP), R11
+
+rank4RowsAVX2_loop2:
+	CMPQ    R11, $0x00000010
+	JL      rank4RowsAVX2_loop1
+	VMOVUPS (AX), Y0
+	VMOVUPS 32(AX), Y1
+	VMOVUPS (AX)(CX*1), Y2
+	VMOVUPS 32(AX)(CX*1), Y3
+	VMOVUPS (AX)(CX*2), Y4
+	VMOVUPS 32(AX)(CX*2), Y5
+	VMOVUPS (AX)(DX*1), Y6
+	VMOVUPS 32(AX)(DX*1), Y7
+	MOVQ    BX, R12
+	MOVQ    R9, R13
+
+rank4RowsAVX2_k2:
+	VMOVUPS      (R13), Y8
+	VMOVUPS      32(R13), Y9
+	VBROADCASTSS (R12), Y10
+	VMULPS       Y8, Y10, Y11
+	VADDPS       Y11, Y0, Y0
+	VMULPS       Y9, Y10, Y11
+	VADDPS       Y11, Y1, Y1
+	VBROADCASTSS (R12)(SI*1), Y10
+	VMULPS       Y8, Y10, Y11
+	VADDPS       Y11, Y2, Y2
+	VMULPS       Y9, Y10, Y11
+	VADDPS       Y11, Y3, Y3
+	VBROADCASTSS (R12)(SI*2), Y10
+	VMULPS       Y8, Y10, Y11
+	VADDPS       Y11, Y4, Y4
+	VMULPS       Y9, Y10, Y11
+	VADDPS       Y11, Y5, Y5
+	VBROADCASTSS (R12)(DI*1), Y10
+	VMULPS       Y8, Y10, Y11
+	VADDPS       Y11, Y6, Y6
+	VMULPS       Y9, Y10, Y11
+	VADDPS       Y11, Y7, Y7
+	ADDQ         R10, R13
+	ADDQ         $0x04, R12
+	CMPQ         R12, R8
+	JL           rank4RowsAVX2_k2
+	VMOVUPS      Y0, (AX)
+	VMOVUPS      Y1, 32(AX)
+	VMOVUPS      Y2, (AX)(CX*1)
+	VMOVUPS      Y3, 32(AX)(CX*1)
+	VMOVUPS      Y4, (AX)(CX*2)
+	VMOVUPS      Y5, 32(AX)(CX*2)
+	VMOVUPS      Y6, (AX)(DX*1)
+	VMOVUPS      Y7, 32(AX)(DX*1)
+	ADDQ         $0x00000040, AX
+	ADDQ         $0x00000040, R9
+	SUBQ         $0x00000010, R11
+	JMP          rank4RowsAVX2_loop2
+
+rank4RowsAVX2_loop1:
+	CMPQ    R11, $0x00000008
+	JL      rank4RowsAVX2_done
+	VMOVUPS (AX), Y0
+	VMOVUPS (AX)(CX*1), Y2
+	VMOVUPS (AX)(CX*2), Y4
+	VMOVUPS (AX)(DX*1), Y6
+	MOVQ    BX, R12
+	MOVQ    R9, R13
+
+rank4RowsAVX2_k1:
+	VMOVUPS      (R13), Y8
+	VBROADCASTSS (R12), Y10
+	VMULPS       Y8, Y10, Y11
+	VADDPS       Y11, Y0, Y0
+	VBROADCASTSS (R12)(SI*1), Y10
+	VMULPS       Y8, Y10, Y11
+	VADDPS       Y11, Y2, Y2
+	VBROADCASTSS (R12)(SI*2), Y10
+	VMULPS       Y8, Y10, Y11
+	VADDPS       Y11, Y4, Y4
+	VBROADCASTSS (R12)(DI*1), Y10
+	VMULPS       Y8, Y10, Y11
+	VADDPS       Y11, Y6, Y6
+	ADDQ         R10, R13
+	ADDQ         $0x04, R12
+	CMPQ         R12, R8
+	JL           rank4RowsAVX2_k1
+	VMOVUPS      Y0, (AX)
+	VMOVUPS      Y2, (AX)(CX*1)
+	VMOVUPS      Y4, (AX)(CX*2)
+	VMOVUPS      Y6, (AX)(DX*1)
+	ADDQ         $0x00000020, AX
+	ADDQ         $0x00000020, R9
+	SUBQ         $0x00000008, R11
+	JMP          rank4RowsAVX2_loop1
+
+rank4RowsAVX2_done:
+	VZEROUPPER
+	RET
+
 // func axpyAVX512(alpha float32, x []float32, y []float32)
 // Requires: AVX, AVX512F
 TEXT ·axpyAVX512(SB), NOSPLIT, $0-56
@@ -1695,5 +1806,116 @@ rankRowAVX512_k1:
 	JMP          rankRowAVX512_loop1
 
 rankRowAVX512_done:
+	VZEROUPPER
+	RET
+
+// func rank4RowsAVX512(w []float32, ldw int, c []float32, a []float32, lda int, n int)
+// Requires: AVX, AVX512F
+TEXT ·rank4RowsAVX512(SB), NOSPLIT, $0-96
+	MOVQ w_base+0(FP), AX
+	MOVQ ldw+24(FP), CX
+	SHLQ $0x02, CX
+	LEAQ (CX)(CX*2), DX
+	MOVQ c_base+32(FP), BX
+	MOVQ c_len+40(FP), SI
+	LEAQ (SI)(SI*2), DI
+	LEAQ (BX)(SI*1), R8
+	MOVQ a_base+56(FP), R9
+	MOVQ lda+80(FP), R10
+	SHLQ $0x02, R10
+	MOVQ n+88(FP), R11
+
+rank4RowsAVX512_loop2:
+	CMPQ    R11, $0x00000020
+	JL      rank4RowsAVX512_loop1
+	VMOVUPS (AX), Z0
+	VMOVUPS 64(AX), Z1
+	VMOVUPS (AX)(CX*1), Z2
+	VMOVUPS 64(AX)(CX*1), Z3
+	VMOVUPS (AX)(CX*2), Z4
+	VMOVUPS 64(AX)(CX*2), Z5
+	VMOVUPS (AX)(DX*1), Z6
+	VMOVUPS 64(AX)(DX*1), Z7
+	MOVQ    BX, R12
+	MOVQ    R9, R13
+
+rank4RowsAVX512_k2:
+	VMOVUPS      (R13), Z8
+	VMOVUPS      64(R13), Z9
+	VBROADCASTSS (R12), Z10
+	VMULPS       Z8, Z10, Z11
+	VADDPS       Z11, Z0, Z0
+	VMULPS       Z9, Z10, Z11
+	VADDPS       Z11, Z1, Z1
+	VBROADCASTSS (R12)(SI*1), Z10
+	VMULPS       Z8, Z10, Z11
+	VADDPS       Z11, Z2, Z2
+	VMULPS       Z9, Z10, Z11
+	VADDPS       Z11, Z3, Z3
+	VBROADCASTSS (R12)(SI*2), Z10
+	VMULPS       Z8, Z10, Z11
+	VADDPS       Z11, Z4, Z4
+	VMULPS       Z9, Z10, Z11
+	VADDPS       Z11, Z5, Z5
+	VBROADCASTSS (R12)(DI*1), Z10
+	VMULPS       Z8, Z10, Z11
+	VADDPS       Z11, Z6, Z6
+	VMULPS       Z9, Z10, Z11
+	VADDPS       Z11, Z7, Z7
+	ADDQ         R10, R13
+	ADDQ         $0x04, R12
+	CMPQ         R12, R8
+	JL           rank4RowsAVX512_k2
+	VMOVUPS      Z0, (AX)
+	VMOVUPS      Z1, 64(AX)
+	VMOVUPS      Z2, (AX)(CX*1)
+	VMOVUPS      Z3, 64(AX)(CX*1)
+	VMOVUPS      Z4, (AX)(CX*2)
+	VMOVUPS      Z5, 64(AX)(CX*2)
+	VMOVUPS      Z6, (AX)(DX*1)
+	VMOVUPS      Z7, 64(AX)(DX*1)
+	ADDQ         $0x00000080, AX
+	ADDQ         $0x00000080, R9
+	SUBQ         $0x00000020, R11
+	JMP          rank4RowsAVX512_loop2
+
+rank4RowsAVX512_loop1:
+	CMPQ    R11, $0x00000010
+	JL      rank4RowsAVX512_done
+	VMOVUPS (AX), Z0
+	VMOVUPS (AX)(CX*1), Z2
+	VMOVUPS (AX)(CX*2), Z4
+	VMOVUPS (AX)(DX*1), Z6
+	MOVQ    BX, R12
+	MOVQ    R9, R13
+
+rank4RowsAVX512_k1:
+	VMOVUPS      (R13), Z8
+	VBROADCASTSS (R12), Z10
+	VMULPS       Z8, Z10, Z11
+	VADDPS       Z11, Z0, Z0
+	VBROADCASTSS (R12)(SI*1), Z10
+	VMULPS       Z8, Z10, Z11
+	VADDPS       Z11, Z2, Z2
+	VBROADCASTSS (R12)(SI*2), Z10
+	VMULPS       Z8, Z10, Z11
+	VADDPS       Z11, Z4, Z4
+	VBROADCASTSS (R12)(DI*1), Z10
+	VMULPS       Z8, Z10, Z11
+	VADDPS       Z11, Z6, Z6
+	ADDQ         R10, R13
+	ADDQ         $0x04, R12
+	CMPQ         R12, R8
+	JL           rank4RowsAVX512_k1
+	VMOVUPS      Z0, (AX)
+	VMOVUPS      Z2, (AX)(CX*1)
+	VMOVUPS      Z4, (AX)(CX*2)
+	VMOVUPS      Z6, (AX)(DX*1)
+	ADDQ         $0x00000040, AX
+	ADDQ         $0x00000040, R9
+	SUBQ         $0x00000010, R11
+	JMP          rank4RowsAVX512_loop1
+
+rank4RowsAVX512_done:
 	VZEROUPPER
 	RET

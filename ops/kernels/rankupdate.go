@@ -47,17 +47,28 @@ func RankUpdate(w []float32, out, in int, s float32, b []float32, a []float32, r
 		cw = max(256, (64<<10)/r&^63)
 	}
 	const rowBlock = 32
+	f4 := cur.rank4
 	rows := func(i0, i1 int) {
-		c := make([]float32, r)
+		c := make([]float32, 4*r)
 		for ib := i0; ib < i1; ib += rowBlock {
 			ie := min(ib+rowBlock, i1)
 			for j0 := 0; j0 < in; j0 += cw {
 				j1 := min(j0+cw, in)
-				for i := ib; i < ie; i++ {
-					for k := range c {
+				i := ib
+				if f4 != nil {
+					// Four rows at a time share each load of A.
+					for ; i+4 <= ie; i += 4 {
+						for k := range c {
+							c[k] = s * b[i*r+k]
+						}
+						f4(w[i*in+j0:], in, c, a[j0:], in, j1-j0)
+					}
+				}
+				for ; i < ie; i++ {
+					for k := range r {
 						c[k] = s * b[i*r+k]
 					}
-					f(w[i*in+j0:i*in+j1], c, a[j0:], in)
+					f(w[i*in+j0:i*in+j1], c[:r], a[j0:], in)
 				}
 			}
 		}

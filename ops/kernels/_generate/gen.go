@@ -602,6 +602,113 @@ func genRankRow(lv level) {
 	RET()
 }
 
+// genRank4 is the register-blocked form for four rows of W at once: each
+// vector of A is loaded once and used for the four rows, which cuts the
+// reads of A (from L2) fourfold. Per element the r terms are still added in
+// order k = 0..r-1, each product rounded before its add.
+func genRank4(lv level) {
+	name := "rank4Rows" + lv.name
+	TEXT(name, NOSPLIT, "func(w []float32, ldw int, c []float32, a []float32, lda int, n int)")
+	Pragma("noescape")
+	Doc(name+" is: for q := 0; q < 4; q++ { for k := 0; k < r; k++ { for j := 0; j < n; j++ {",
+		"	w[q*ldw+j] += float32(c[q*r+k] * a[k*lda+j]) } } } with r = len(c)/4.",
+		"n must be a multiple of "+fmt.Sprint(lv.w)+"; w must hold 3*ldw+n elements and a (r-1)*lda+n.")
+	w0 := Load(Param("w").Base(), GP64())
+	L := Load(Param("ldw"), GP64())
+	SHLQ(U8(2), L)
+	L3 := GP64()
+	LEAQ(Mem{Base: L, Index: L, Scale: 2}, L3)
+	cbase := Load(Param("c").Base(), GP64())
+	R4 := Load(Param("c").Len(), GP64()) // len(c) = 4r elements = r*4 bytes, the stride of c's rows
+	R12 := GP64()
+	LEAQ(Mem{Base: R4, Index: R4, Scale: 2}, R12)
+	cend := GP64()
+	LEAQ(Mem{Base: cbase, Index: R4, Scale: 1}, cend)
+	ap := Load(Param("a").Base(), GP64())
+	lda := Load(Param("lda"), GP64())
+	SHLQ(U8(2), lda)
+	n := Load(Param("n"), GP64())
+	ck, ak := GP64(), GP64()
+	rowMem := func(base Register, disp int, q int) Mem {
+		switch q {
+		case 0:
+			return Mem{Base: base, Disp: disp}
+		case 1:
+			return Mem{Base: base, Index: L, Scale: 1, Disp: disp}
+		case 2:
+			return Mem{Base: base, Index: L, Scale: 2, Disp: disp}
+		}
+		return Mem{Base: base, Index: L3, Scale: 1, Disp: disp}
+	}
+	cMem := func(q int) Mem {
+		switch q {
+		case 0:
+			return Mem{Base: ck}
+		case 1:
+			return Mem{Base: ck, Index: R4, Scale: 1}
+		case 2:
+			return Mem{Base: ck, Index: R4, Scale: 2}
+		}
+		return Mem{Base: ck, Index: R12, Scale: 1}
+	}
+	const V = 2
+	acc := make([][]VecVirtual, 4)
+	for q := range acc {
+		acc[q] = []VecVirtual{lv.vreg(), lv.vreg()}
+	}
+	av := []VecVirtual{lv.vreg(), lv.vreg()}
+	cv, t := lv.vreg(), lv.vreg()
+	blk := func(nv int, lbl string) {
+		for q := 0; q < 4; q++ {
+			for v := 0; v < nv; v++ {
+				VMOVUPS(rowMem(w0, v*lv.w*4, q), acc[q][v])
+			}
+		}
+		MOVQ(cbase, ck)
+		MOVQ(ap, ak)
+		Label(lbl)
+		for v := 0; v < nv; v++ {
+			VMOVUPS(at(ak, v*lv.w*4), av[v])
+		}
+		for q := 0; q < 4; q++ {
+			VBROADCASTSS(cMem(q), cv)
+			for v := 0; v < nv; v++ {
+				VMULPS(av[v], cv, t)
+				VADDPS(t, acc[q][v], acc[q][v])
+			}
+		}
+		ADDQ(lda, ak)
+		ADDQ(U8(4), ck)
+		CMPQ(ck, cend)
+		JL(LabelRef(lbl))
+		for q := 0; q < 4; q++ {
+			for v := 0; v < nv; v++ {
+				VMOVUPS(acc[q][v], rowMem(w0, v*lv.w*4, q))
+			}
+		}
+	}
+	big := V * lv.w
+	Label(name + "_loop2")
+	CMPQ(n, U32(big))
+	JL(LabelRef(name + "_loop1"))
+	blk(V, name+"_k2")
+	ADDQ(U32(big*4), w0)
+	ADDQ(U32(big*4), ap)
+	SUBQ(U32(big), n)
+	JMP(LabelRef(name + "_loop2"))
+	Label(name + "_loop1")
+	CMPQ(n, U32(lv.w))
+	JL(LabelRef(name + "_done"))
+	blk(1, name+"_k1")
+	ADDQ(U32(lv.w*4), w0)
+	ADDQ(U32(lv.w*4), ap)
+	SUBQ(U32(lv.w), n)
+	JMP(LabelRef(name + "_loop1"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
 func main() {
 	ConstraintExpr("amd64,!noasm,gc")
 	for _, lv := range []level{avx2, avx512} {
@@ -632,6 +739,7 @@ func main() {
 			genF32ToBF16(lv, nt)
 		}
 		genRankRow(lv)
+		genRank4(lv)
 	}
 	Generate()
 }
