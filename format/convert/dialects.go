@@ -209,6 +209,7 @@ func prepare(a *adapter.Adapter, to string, o Options, kinds []adapter.Kind) ([]
 			return nil, nil, err
 		}
 	}
+	warnNonFinite(res, mods)
 	return mods, res, nil
 }
 

@@ -244,6 +244,11 @@ func ToGGUF(a *adapter.Adapter, out string, o GGUFOptions) (*Result, error) {
 			}
 		}
 	}
+	var loaded []*module
+	for _, g := range gms {
+		loaded = append(loaded, g.m)
+	}
+	warnNonFinite(res, loaded)
 	// one alpha per file: alpha/r_i must equal every module's scale
 	alpha := ggufAlpha(gms)
 	if alpha == 0 {

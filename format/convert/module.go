@@ -250,3 +250,33 @@ func mostCommon[T int | float64](vals []T) T {
 	}
 	return best
 }
+
+// warnNonFinite adds one warning listing the modules whose factors hold NaN
+// or ±Inf (they are converted as they are).
+func warnNonFinite(res *Result, mods []*module) {
+	var bad []string
+	for _, m := range mods {
+		if m.f == nil {
+			continue
+		}
+		n := 0
+		for _, v := range [][]float32{m.f.A, m.f.B} {
+			for _, x := range v {
+				if x != x || x > math.MaxFloat32 || x < -math.MaxFloat32 {
+					n++
+				}
+			}
+		}
+		if n > 0 {
+			bad = append(bad, fmt.Sprintf("%s (%d)", m.src.Name, n))
+		}
+	}
+	if len(bad) > 0 {
+		more := ""
+		if len(bad) > 8 {
+			more = fmt.Sprintf(" and %d more", len(bad)-8)
+			bad = bad[:8]
+		}
+		res.warn("non-finite values (NaN/Inf) in the factors of %s%s: converted as they are; the adapter is unusable", strings.Join(bad, ", "), more)
+	}
+}

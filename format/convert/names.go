@@ -75,6 +75,7 @@ shared block layer SelfAttention EncDecAttention DenseReluDense wi wo wi_0 wi_1 
 bert roberta distilbert vit encoder_attn query key value self output intermediate pooler classifier score
 q_lin k_lin v_lin out_lin ffn lin1 lin2 pre_classifier
 input_blocks middle_block output_blocks in_layers out_layers emb_layers skip_connection op time_embed label_emb out
+visual blocks merger patch_embed ln_q vision_tower vision_model multi_modal_projector
 single_blocks double_blocks linear1 linear2 modulation lin img_attn txt_attn img_mlp txt_mlp img_mod txt_mod qkv
 `)
 

@@ -222,3 +222,15 @@ func TestRefusals(t *testing.T) {
 		}
 	}
 }
+
+func TestNonFiniteWarning(t *testing.T) {
+	corpus := corpusDir(t)
+	res := convertPath(t, filepath.Join(corpus, "gemma2b-f16-mqa"), ToKohyaName, filepath.Join(t.TempDir(), "k.safetensors"))
+	if !strings.Contains(strings.Join(res.Warnings, "\n"), "non-finite values") {
+		t.Errorf("all-NaN gemma adapter converted without a warning: %q", res.Warnings)
+	}
+	res = convertPath(t, filepath.Join(corpus, "llama32-1b-qv"), ToKohyaName, filepath.Join(t.TempDir(), "k.safetensors"))
+	if strings.Contains(strings.Join(res.Warnings, "\n"), "non-finite") {
+		t.Errorf("finite adapter warned: %q", res.Warnings)
+	}
+}
