@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/internal/testgen"
 )
@@ -556,5 +557,78 @@ func BenchmarkApply(b *testing.B) {
 		if _, err := Apply(ApplyParams{Base: base, Adapters: []AdapterScale{{ad, 1}}}, RunOptions{Output: out}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Real adapters from the corpus folded into synthetic bases of the shapes
+// they target: a GPT-2 Conv1D (fan_in_fan_out) LoRA whose rank exceeds the
+// layer width, and an AdaLoRA with a modules_to_save classifier. The
+// expected weights come from the adapter package's own dense ΔW
+// (Factors.Delta), independent of apply's code.
+func TestApplyCorpus(t *testing.T) {
+	root := corpusDir(t)
+	for _, name := range []string{"tinygpt2-r4-gt-dim", "berttiny-adalora-tokcls"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(root, name)
+			a, err := adapter.Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			var specs []baseTensor
+			for _, m := range a.Modules {
+				switch {
+				case m.Kind == adapter.KindFull:
+					for role, tr := range m.Tensors {
+						specs = append(specs, baseTensor{Name: m.Name + "." + role, DType: safetensors.BF16, Shape: tr.Shape})
+					}
+				case m.FanInFanOut:
+					specs = append(specs, baseTensor{Name: m.Name + ".weight", DType: safetensors.F32, Shape: []int{m.InFeatures, m.OutFeatures}})
+				default:
+					specs = append(specs, baseTensor{Name: m.Name + ".weight", DType: safetensors.F32, Shape: []int{m.OutFeatures, m.InFeatures}})
+				}
+			}
+			specs = append(specs, baseTensor{Name: "untouched.weight", DType: safetensors.F16, Shape: []int{3, 5}})
+			specs = newBase(77, specs)
+			tmp := t.TempDir()
+			base := filepath.Join(tmp, "model.safetensors")
+			writeBase(t, base, specs)
+			out := filepath.Join(tmp, "merged.safetensors")
+			rep, err := Apply(ApplyParams{Base: base, Adapters: []AdapterScale{{dir, 1}}, Verify: true}, RunOptions{Output: out})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.VerifyFailures != 0 || rep.Refused != 0 || rep.Copied != 1 {
+				t.Fatalf("report: %d verify failures, %d refused, %d copied", rep.VerifyFailures, rep.Refused, rep.Copied)
+			}
+			got := readAll64(t, out)
+			for _, s := range specs {
+				mod, role := s.Name[:strings.LastIndex(s.Name, ".")], s.Name[strings.LastIndex(s.Name, ".")+1:]
+				m := a.Module(mod)
+				want := append([]float64(nil), s.Values...)
+				switch {
+				case m == nil:
+				case m.Kind == adapter.KindFull:
+					v, err := a.File.Float32(m.Tensors[role].Name)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want = f64(v)
+				default:
+					f, err := a.Factors(m)
+					if err != nil {
+						t.Fatal(err)
+					}
+					d := f64(f.Delta())
+					if m.FanInFanOut {
+						d = transposeF64(d, f.Out, f.In)
+					}
+					for i := range want {
+						want[i] += d[i]
+					}
+				}
+				checkClose(t, s.Name, s.DType, got[s.Name], want)
+			}
+		})
 	}
 }
