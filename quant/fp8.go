@@ -92,27 +92,37 @@ func QuantizeFP8(dst []uint8, scale []float32, src []float32, rows, cols int, f 
 		return err
 	}
 	m := f.Max()
-	var tmp []float32
+	// Scales first (per tile absmax, kernels.AbsMax), then the rows are
+	// encoded in parallel for large tensors.
 	g.forTiles(rows, cols, func(si, r0, r1, c0, c1 int) {
 		var am float32
-		for r := r0; r < r1; r++ {
-			am = max(am, kernels.AbsMax(src[r*cols+c0:r*cols+c1]))
+		if g.Kind == PerTensor {
+			am = kernels.AbsMax(src)
+		} else {
+			for r := r0; r < r1; r++ {
+				am = max(am, kernels.AbsMax(src[r*cols+c0:r*cols+c1]))
+			}
 		}
 		s := am / m
 		if s == 0 {
 			s = float32Eps
 		}
 		scale[si] = s
+	})
+	forRows(rows, cols, func(r0, r1 int) {
+		tmp := make([]float32, min(cols, 4096))
 		for r := r0; r < r1; r++ {
-			row := src[r*cols+c0 : r*cols+c1]
-			if cap(tmp) < len(row) {
-				tmp = make([]float32, len(row))
-			}
-			t := tmp[:len(row)]
-			for i, v := range row {
-				t[i] = min(max(v/s, -m), m)
-			}
-			encodeFP8Raw(dst[r*cols+c0:r*cols+c1], t, f)
+			g.forRowSegments(r, rows, cols, func(si, c0, c1 int) {
+				s := scale[si]
+				for lo := c0; lo < c1; lo += len(tmp) {
+					hi := min(lo+len(tmp), c1)
+					t := tmp[:hi-lo]
+					for i, v := range src[r*cols+lo : r*cols+hi] {
+						t[i] = min(max(v/s, -m), m)
+					}
+					encodeFP8Raw(dst[r*cols+lo:r*cols+hi], t, f)
+				}
+			})
 		}
 	})
 	return nil

@@ -137,3 +137,34 @@ func (g Granularity) forTiles(rows, cols int, f func(si, r0, r1, c0, c1 int)) {
 		}
 	}
 }
+
+// forRowSegments calls f for the column segments of row r (of a rows×cols
+// matrix) that share one scale, with the scale's index.
+func (g Granularity) forRowSegments(r, rows, cols int, f func(si, c0, c1 int)) {
+	switch g.Kind {
+	case PerTensor:
+		f(0, 0, cols)
+	case PerChannel:
+		f(r, 0, cols)
+	case PerGroup:
+		ng := cols / g.Size
+		for j := 0; j < ng; j++ {
+			f(r*ng+j, j*g.Size, (j+1)*g.Size)
+		}
+	case PerBlock:
+		nbc := (cols + g.Size - 1) / g.Size
+		for j := 0; j < nbc; j++ {
+			f((r/g.Size)*nbc+j, j*g.Size, min((j+1)*g.Size, cols))
+		}
+	}
+}
+
+// forRows calls f on ranges of the rows of a rows×cols matrix, in parallel
+// (see forBlocks) when the matrix is large.
+func forRows(rows, cols int, f func(r0, r1 int)) {
+	if cols == 0 || rows == 0 {
+		f(0, rows)
+		return
+	}
+	forBlocks(rows*cols, cols, f)
+}

@@ -20,21 +20,23 @@ func QuantizeInt8Rows(dst []int8, scb []float32, src []float32, rows, cols int) 
 	if err := checkMatrix("int8", len(dst), len(src), len(scb), rows, cols, Granularity{Kind: PerChannel}); err != nil {
 		return err
 	}
-	tmp := make([]float32, cols)
-	for r := 0; r < rows; r++ {
-		row := src[r*cols : (r+1)*cols]
-		am := kernels.AbsMax(row)
-		scb[r] = am
-		out := dst[r*cols : (r+1)*cols]
-		if am == 0 {
-			clear(out)
-			continue
+	forRows(rows, cols, func(r0, r1 int) {
+		tmp := make([]float32, cols)
+		for r := r0; r < r1; r++ {
+			row := src[r*cols : (r+1)*cols]
+			am := kernels.AbsMax(row)
+			scb[r] = am
+			out := dst[r*cols : (r+1)*cols]
+			if am == 0 {
+				clear(out)
+				continue
+			}
+			kernels.ScaleTo(tmp, 127/am, row)
+			for i, v := range tmp {
+				out[i] = int8(math.RoundToEven(float64(min(max(v, -127), 127))))
+			}
 		}
-		kernels.ScaleTo(tmp, 127/am, row)
-		for i, v := range tmp {
-			out[i] = int8(math.RoundToEven(float64(min(max(v, -127), 127))))
-		}
-	}
+	})
 	return nil
 }
 
