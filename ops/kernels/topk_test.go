@@ -73,6 +73,9 @@ func TestTopK(t *testing.T) {
 	}
 	for name, g := range gen {
 		for _, n := range []int{0, 1, 2, 3, 17, 100, 1000, 70000, 1<<20 + 77} {
+			if n > 1<<20 && name != "specials" && name != "fewValues" {
+				continue // the parallel path, on the two hardest inputs only
+			}
 			x := g(n)
 			idx := refOrder(x)
 			ks := []int{-1, 0, 1, 2, n / 3, n / 2, n - 1, n, n + 5}
