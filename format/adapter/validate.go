@@ -498,6 +498,8 @@ type floatStats struct {
 
 // scanFloats counts NaN, ±Inf and non-zero values of a little-endian float
 // tensor read in 1 MiB chunks (memory stays bounded for any tensor size).
+// F32, F16, BF16 and F64 use tight bit-mask loops; the other float
+// encodings go through classifyFloat.
 func scanFloats(r io.Reader, dt safetensors.DType) (floatStats, error) {
 	st := floatStats{first: -1}
 	size := dt.Bits() / 8
@@ -509,23 +511,26 @@ func scanFloats(r io.Reader, dt safetensors.DType) (floatStats, error) {
 	for {
 		n, err := io.ReadFull(r, buf)
 		n -= n % size
-		for i := 0; i < n; i += size {
-			nan, inf, nz := classifyFloat(buf[i:i+size], dt)
-			if nan || inf {
-				if st.first < 0 {
-					st.first = idx
-				}
-				if nan {
-					st.nan++
-				} else {
-					st.inf++
+		chunk := buf[:n]
+		switch dt {
+		case safetensors.F32:
+			scan32(chunk, idx, &st)
+		case safetensors.F16:
+			scan16(chunk, idx, 0x7c00, 0x03ff, &st)
+		case safetensors.BF16:
+			scan16(chunk, idx, 0x7f80, 0x007f, &st)
+		case safetensors.F64:
+			scan64(chunk, idx, &st)
+		default:
+			for i := 0; i < n; i += size {
+				nan, inf, nz := classifyFloat(chunk[i:i+size], dt)
+				st.record(idx+int64(i/size), nan, inf)
+				if nz {
+					st.nonzero++
 				}
 			}
-			if nz {
-				st.nonzero++
-			}
-			idx++
 		}
+		idx += int64(n / size)
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return st, nil
 		}
@@ -533,6 +538,102 @@ func scanFloats(r io.Reader, dt safetensors.DType) (floatStats, error) {
 			return st, err
 		}
 	}
+}
+
+func (st *floatStats) record(i int64, nan, inf bool) {
+	if !nan && !inf {
+		return
+	}
+	if st.first < 0 {
+		st.first = i
+	}
+	if nan {
+		st.nan++
+	} else {
+		st.inf++
+	}
+}
+
+// scan32 checks F32 values four at a time: a lane is "special" when its
+// exponent is all ones ((u&exp)+lowbit(exp) carries into bit 31) or it is
+// ±0 ((u&0x7fffffff)-1 borrows into bit 31); only chunks with a special
+// lane take the slow path.
+func scan32(b []byte, base int64, st *floatStats) {
+	const exp, low, abs = 0x7f800000, 0x00800000, 0x7fffffff
+	special := func(u uint32) uint32 { return ((u & exp) + low) | ((u & abs) - 1) }
+	n := len(b) / 4
+	zeros := int64(0)
+	slow := func(i int) {
+		u := binary.LittleEndian.Uint32(b[4*i:])
+		if u&abs == 0 {
+			zeros++
+		}
+		if u&exp == exp {
+			st.record(base+int64(i), u&0x007fffff != 0, u&0x007fffff == 0)
+		}
+	}
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		c := b[4*i : 4*i+16]
+		f := special(binary.LittleEndian.Uint32(c)) | special(binary.LittleEndian.Uint32(c[4:])) |
+			special(binary.LittleEndian.Uint32(c[8:])) | special(binary.LittleEndian.Uint32(c[12:]))
+		if f&0x80000000 != 0 {
+			for k := i; k < i+4; k++ {
+				slow(k)
+			}
+		}
+	}
+	for ; i < n; i++ {
+		slow(i)
+	}
+	st.nonzero += int64(n) - zeros
+}
+
+// scan16 is scan32 for 16-bit floats (F16: exp 0x7c00, BF16: exp 0x7f80).
+func scan16(b []byte, base int64, expMask, manMask uint16, st *floatStats) {
+	e, low := uint32(expMask), uint32(expMask&-expMask)
+	special := func(u uint32) uint32 { return ((u & e) + low) | ((u & 0x7fff) - 1) }
+	n := len(b) / 2
+	zeros := int64(0)
+	slow := func(i int) {
+		u := binary.LittleEndian.Uint16(b[2*i:])
+		if u&0x7fff == 0 {
+			zeros++
+		}
+		if u&expMask == expMask {
+			st.record(base+int64(i), u&manMask != 0, u&manMask == 0)
+		}
+	}
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		c := b[2*i : 2*i+8]
+		f := special(uint32(binary.LittleEndian.Uint16(c))) | special(uint32(binary.LittleEndian.Uint16(c[2:]))) |
+			special(uint32(binary.LittleEndian.Uint16(c[4:]))) | special(uint32(binary.LittleEndian.Uint16(c[6:])))
+		if f&0x8000 != 0 {
+			for k := i; k < i+4; k++ {
+				slow(k)
+			}
+		}
+	}
+	for ; i < n; i++ {
+		slow(i)
+	}
+	st.nonzero += int64(n) - zeros
+}
+
+func scan64(b []byte, base int64, st *floatStats) {
+	var nz int64
+	const exp, man = 0x7ff0000000000000, 0x000fffffffffffff
+	for i := 0; i+8 <= len(b); i += 8 {
+		u := binary.LittleEndian.Uint64(b[i:])
+		if u&0x7fffffffffffffff != 0 {
+			nz++
+		}
+		if u&exp == exp {
+			st.record(base+int64(i/8), u&man != 0, u&man == 0)
+		}
+	}
+	st.nonzero += nz
 }
 
 // classifyFloat reports NaN, Inf and non-zero for one encoded value.

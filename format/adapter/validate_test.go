@@ -5,12 +5,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/internal/testgen"
+	"github.com/x448/float16"
 )
 
 func f32bytes(v ...float32) []byte {
@@ -179,5 +181,66 @@ func TestScanFloats(t *testing.T) {
 	st, err := scanFloats(bytes.NewReader(f32bytes(v...)), safetensors.F32)
 	if err != nil || st.nan != 1 || st.first != int64(n-3) || st.nonzero != 1 {
 		t.Errorf("chunked: %+v %v", st, err)
+	}
+}
+
+// TestScanFloatsExhaustive16 checks every 16-bit pattern of F16 and BF16
+// against an independent decoder (x448/float16 for F16, the top half of an
+// F32 for BF16), and random F32 patterns against math.Float32frombits.
+func TestScanFloatsExhaustive16(t *testing.T) {
+	all := make([]byte, 2*65536)
+	for u := 0; u < 65536; u++ {
+		binary.LittleEndian.PutUint16(all[2*u:], uint16(u))
+	}
+	for _, tc := range []struct {
+		dt     safetensors.DType
+		decode func(uint16) float64
+	}{
+		{safetensors.F16, func(u uint16) float64 { return float64(float16.Frombits(u).Float32()) }},
+		{safetensors.BF16, func(u uint16) float64 { return float64(math.Float32frombits(uint32(u) << 16)) }},
+	} {
+		var want floatStats
+		want.first = -1
+		for u := 0; u < 65536; u++ {
+			f := tc.decode(uint16(u))
+			want.record(int64(u), math.IsNaN(f), math.IsInf(f, 0))
+			if f != 0 || math.IsNaN(f) {
+				want.nonzero++
+			}
+		}
+		got, err := scanFloats(bytes.NewReader(all[2:]), tc.dt) // odd length: exercises the tail
+		if err != nil {
+			t.Fatal(err)
+		}
+		// pattern 0 (+0) is skipped by all[2:]: counts are unchanged, indexes shift by one
+		want2 := want
+		want2.first--
+		if got.nan != want.nan || got.inf != want.inf || got.nonzero != want.nonzero || got.first != want2.first {
+			t.Errorf("%s: got %+v, want nan %d inf %d nonzero %d first %d", tc.dt, got, want.nan, want.inf, want.nonzero, want2.first)
+		}
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	n := 100003
+	buf := make([]byte, 4*n)
+	var want floatStats
+	want.first = -1
+	for i := 0; i < n; i++ {
+		u := r.Uint32()
+		switch r.IntN(50) {
+		case 0:
+			u |= 0x7f800000 // Inf or NaN
+		case 1:
+			u &= 0x80000000 // ±0
+		}
+		binary.LittleEndian.PutUint32(buf[4*i:], u)
+		f := float64(math.Float32frombits(u))
+		want.record(int64(i), math.IsNaN(f), math.IsInf(f, 0))
+		if f != 0 || math.IsNaN(f) {
+			want.nonzero++
+		}
+	}
+	got, err := scanFloats(bytes.NewReader(buf), safetensors.F32)
+	if err != nil || got != want {
+		t.Errorf("F32 random: got %+v %v, want %+v", got, err, want)
 	}
 }
