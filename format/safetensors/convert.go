@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/adaptool/adaptool/ops/kernels"
 )
 
-// ErrUnsupportedConversion is returned by ToFloat32 and FromFloat32 for
-// dtypes without a float32 conversion (F4, F6_*, F8_E8M0, the FNUZ variants
-// and, for FromFloat32, C64). It is not a format error.
+// ErrUnsupportedConversion is returned by ToFloat32 for the sub-byte
+// dtypes (F4, F6_*) and by FromFloat32 for those and F8_E8M0 and the FNUZ
+// variants. It is not a format error.
 var ErrUnsupportedConversion = errors.New("safetensors: conversion to or from float32 not supported for this dtype")
 
 // chunk is the element count converted per step when the source must be
@@ -26,6 +27,47 @@ func checkLen(nelem int, nbytes int, dt DType) error {
 	return nil
 }
 
+var (
+	f8TablesOnce sync.Once
+	f8Tables     map[DType]*[256]float32
+)
+
+// f8Table returns the decoding table of F8_E8M0 (2^(c−127), 0xff NaN),
+// F8_E4M3FNUZ (bias 8, max 240) or F8_E5M2FNUZ (bias 16, max 57344); the
+// FNUZ formats have no infinities and no −0, and 0x80 is their only NaN.
+func f8Table(dt DType) *[256]float32 {
+	f8TablesOnce.Do(func() {
+		f8Tables = map[DType]*[256]float32{}
+		e8 := new([256]float32)
+		for c := range 256 {
+			e8[c] = float32(math.Ldexp(1, c-127))
+		}
+		e8[0xff] = float32(math.NaN())
+		f8Tables[F8E8M0] = e8
+		for _, f := range []struct {
+			dt          DType
+			mbits, bias int
+		}{{F8E4M3FNUZ, 3, 8}, {F8E5M2FNUZ, 2, 16}} {
+			t := new([256]float32)
+			for c := range 256 {
+				e := (c & 0x7f) >> f.mbits
+				m := c & (1<<f.mbits - 1)
+				v := math.Ldexp(float64(m), 1-f.bias-f.mbits)
+				if e > 0 {
+					v = math.Ldexp(float64(1<<f.mbits+m), e-f.bias-f.mbits)
+				}
+				if c&0x80 != 0 {
+					v = -v
+				}
+				t[c] = float32(v)
+			}
+			t[0x80] = float32(math.NaN())
+			f8Tables[f.dt] = t
+		}
+	})
+	return f8Tables[dt]
+}
+
 // ToFloat32 converts len(dst) elements of little-endian dtype dt from src
 // to float32. len(src) must be exactly len(dst)·Bits/8 (ErrInvalidTensorView
 // otherwise); C64 yields interleaved (real, imaginary) pairs, so dst holds
@@ -33,7 +75,8 @@ func checkLen(nelem int, nbytes int, dt DType) error {
 //
 // F32 and C64 are copied; F64 is rounded to nearest even (overflow to ±Inf);
 // F16, BF16, F8_E4M3 and F8_E5M2 widen exactly with the ops/kernels
-// conversions (NaN stays NaN, quieted); integers
+// conversions (NaN stays NaN, quieted); F8_E8M0, F8_E4M3FNUZ and
+// F8_E5M2FNUZ decode exactly by table; integers
 // convert with round-to-nearest-even (I32/U32/I64/U64 beyond 2^24 lose
 // precision); BOOL gives 1 for any non-zero byte, else 0. Aligned sources
 // are reinterpreted in place; unaligned ones are copied in chunks.
@@ -83,6 +126,11 @@ func ToFloat32(dst []float32, src []byte, dt DType) error {
 		kernels.F8E4M3ToF32(dst, src)
 	case F8E5M2:
 		kernels.F8E5M2ToF32(dst, src)
+	case F8E8M0, F8E4M3FNUZ, F8E5M2FNUZ:
+		table := f8Table(dt)
+		for i, c := range src {
+			dst[i] = table[c]
+		}
 	case F64:
 		for i := range dst {
 			dst[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(src[8*i:])))
@@ -135,9 +183,9 @@ func ToFloat32(dst []float32, src []byte, dt DType) error {
 
 // FromFloat32 converts src to len(src) little-endian elements of dtype dt in
 // dst; len(dst) must be exactly len(src)·Bits/8 (ErrInvalidTensorView
-// otherwise).
+// otherwise); C64 takes interleaved (real, imaginary) pairs.
 //
-// F32 is copied and F64 widened exactly. F16 and BF16 round to nearest even
+// F32 and C64 are copied and F64 widened exactly. F16 and BF16 round to nearest even
 // (overflow to ±Inf, NaN stays a quiet NaN). F8_E4M3 and F8_E5M2 round to
 // nearest even and saturate finite overflow to the largest finite value
 // (±448, ±57344); ±Inf gives ±448 in E4M3 (which has no infinity) and stays
@@ -146,7 +194,15 @@ func ToFloat32(dst []float32, src []byte, dt DType) error {
 // even and saturate to the type's range; NaN becomes 0. BOOL stores 1 for
 // any non-zero value (NaN included) and 0 for ±0.
 func FromFloat32(dst []byte, src []float32, dt DType) error {
-	if err := checkLen(len(src), len(dst), dt); err != nil {
+	if dt == C64 {
+		if len(src)%2 != 0 {
+			return fmt.Errorf("%w: C64 needs an even float32 count, have %d", ErrInvalidTensorView, len(src))
+		}
+		if err := checkLen(len(src)/2, len(dst), dt); err != nil {
+			return err
+		}
+		dt = F32
+	} else if err := checkLen(len(src), len(dst), dt); err != nil {
 		if dt.Valid() && dt.Bits()%8 != 0 {
 			return fmt.Errorf("%w: %s", ErrUnsupportedConversion, dt)
 		}

@@ -469,14 +469,20 @@ func TestConvertErrors(t *testing.T) {
 	}
 	for _, dt := range []DType{F4, F6E2M3, F6E3M2, F8E8M0, F8E4M3FNUZ, F8E5M2FNUZ} {
 		n := 8
-		if err := ToFloat32(make([]float32, n), make([]byte, n*dt.Bits()/8), dt); !errors.Is(err, ErrUnsupportedConversion) {
-			t.Errorf("ToFloat32 %s: %v", dt, err)
+		if dt.Bits()%8 != 0 {
+			if err := ToFloat32(make([]float32, n), make([]byte, n*dt.Bits()/8), dt); !errors.Is(err, ErrUnsupportedConversion) {
+				t.Errorf("ToFloat32 %s: %v", dt, err)
+			}
 		}
 		if err := FromFloat32(make([]byte, n*dt.Bits()/8), make([]float32, n), dt); !errors.Is(err, ErrUnsupportedConversion) {
 			t.Errorf("FromFloat32 %s: %v", dt, err)
 		}
 	}
-	if err := FromFloat32(make([]byte, 8), make([]float32, 1), C64); !errors.Is(err, ErrUnsupportedConversion) {
+	if err := FromFloat32(make([]byte, 8), make([]float32, 1), C64); !errors.Is(err, ErrInvalidTensorView) {
+		t.Errorf("FromFloat32 C64 with an odd count: %v", err)
+	}
+	c := make([]byte, 16)
+	if err := FromFloat32(c, []float32{1, -2, 3, 0.5}, C64); err != nil || math.Float32frombits(binary.LittleEndian.Uint32(c[4:])) != -2 {
 		t.Errorf("FromFloat32 C64: %v", err)
 	}
 	if IsFormatError(ErrUnsupportedConversion) {
@@ -507,5 +513,68 @@ func TestViews(t *testing.T) {
 	f := []float32{1, 2}
 	if b := Float32Bytes(f); len(b) != 8 || binary.LittleEndian.Uint32(b[4:]) != math.Float32bits(2) {
 		t.Fatal("Float32Bytes")
+	}
+}
+
+// F8_E8M0 and the FNUZ formats decode by their definitions; hand-checked
+// extremes (torch.finfo: e4m3fnuz max 240, smallest subnormal 2⁻¹⁰;
+// e5m2fnuz max 57344, smallest subnormal 2⁻¹⁷).
+func TestF8DecodeOnly(t *testing.T) {
+	codes := make([]byte, 256)
+	for i := range codes {
+		codes[i] = byte(i)
+	}
+	dec := func(dt DType) []float32 {
+		v := make([]float32, 256)
+		if err := ToFloat32(v, codes, dt); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	e8 := dec(F8E8M0)
+	for c := 0; c < 255; c++ {
+		if float64(e8[c]) != math.Pow(2, float64(c-127)) {
+			t.Fatalf("E8M0 0x%02x = %v", c, e8[c])
+		}
+	}
+	if e8[255] == e8[255] {
+		t.Fatal("E8M0 0xff is not NaN")
+	}
+	hand := []struct {
+		dt   DType
+		code byte
+		want float64
+	}{
+		{F8E4M3FNUZ, 0x7f, 240}, {F8E4M3FNUZ, 0xff, -240}, {F8E4M3FNUZ, 0x01, 0x1p-10}, {F8E4M3FNUZ, 0x08, 0x1p-7},
+		{F8E4M3FNUZ, 0x40, 1}, {F8E4M3FNUZ, 0x00, 0}, {F8E4M3FNUZ, 0xc4, -1.5},
+		{F8E5M2FNUZ, 0x7f, 57344}, {F8E5M2FNUZ, 0x01, 0x1p-17}, {F8E5M2FNUZ, 0x40, 1}, {F8E5M2FNUZ, 0xc2, -1.5},
+	}
+	tables := map[DType][]float32{F8E4M3FNUZ: dec(F8E4M3FNUZ), F8E5M2FNUZ: dec(F8E5M2FNUZ)}
+	for _, h := range hand {
+		if got := tables[h.dt][h.code]; float64(got) != h.want {
+			t.Errorf("%s 0x%02x = %v, want %v", h.dt, h.code, got, h.want)
+		}
+	}
+	for dt, v := range tables {
+		nan := 0
+		for c, x := range v {
+			if x != x {
+				nan++
+				if c != 0x80 {
+					t.Errorf("%s 0x%02x is NaN", dt, c)
+				}
+			} else if math.IsInf(float64(x), 0) {
+				t.Errorf("%s 0x%02x is infinite", dt, c)
+			}
+		}
+		if nan != 1 {
+			t.Errorf("%s has %d NaN codes", dt, nan)
+		}
+		// Monotone over the positive codes.
+		for c := 1; c < 0x80; c++ {
+			if !(v[c] > v[c-1]) {
+				t.Errorf("%s not increasing at 0x%02x", dt, c)
+			}
+		}
 	}
 }
