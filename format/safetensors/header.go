@@ -216,7 +216,7 @@ func parseHeader(hdr []byte, o *options) (*Header, error) {
 		return nil, fail("", fmt.Errorf("%w: invalid byte 0x%02x at header offset %d", ErrInvalidHeader, hdr[i], i))
 	}
 	// Rule 5.
-	meta, raws, err := decodeHeader(hdr, o)
+	meta, raws, seen, err := decodeHeaderSeen(hdr, o)
 	if err != nil {
 		var te *TensorError
 		if errors.As(err, &te) {
@@ -241,7 +241,9 @@ func parseHeader(hdr []byte, o *options) (*Header, error) {
 		return 0
 	})
 	// Rule 7.
-	h := &Header{Metadata: meta, Tensors: make([]TensorInfo, len(raws)), index: make(map[string]int, len(raws))}
+	// The duplicate-detection map already holds every name: reuse it as the
+	// index (values are overwritten with the sorted positions below).
+	h := &Header{Metadata: meta, Tensors: make([]TensorInfo, len(raws)), index: seen}
 	var start uint64
 	ndims := 0
 	for _, t := range raws {

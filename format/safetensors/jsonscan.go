@@ -343,6 +343,13 @@ func (s *scanner) uintArray(what string, keep bool) ([]uint64, error) {
 // unless WithStrictFields; a repeated field is an error). Only JSON
 // whitespace may surround the object.
 func decodeHeader(hdr []byte, o *options) (map[string]string, []rawTensor, error) {
+	meta, raws, _, err := decodeHeaderSeen(hdr, o)
+	return meta, raws, err
+}
+
+// decodeHeaderSeen is decodeHeader that also returns the name → position
+// map it built, so that the caller can reuse its storage.
+func decodeHeaderSeen(hdr []byte, o *options) (map[string]string, []rawTensor, map[string]int, error) {
 	s := &scanner{b: hdr}
 	var (
 		meta     map[string]string
@@ -379,12 +386,12 @@ func decodeHeader(hdr []byte, o *options) (map[string]string, []rawTensor, error
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if s.ws(); s.i != len(s.b) {
-		return nil, nil, s.errf("unexpected %s after the header object", s.describe())
+		return nil, nil, nil, s.errf("unexpected %s after the header object", s.describe())
 	}
-	return meta, raws, nil
+	return meta, raws, seen, nil
 }
 
 func (s *scanner) metadata(o *options) (map[string]string, error) {
