@@ -7,11 +7,12 @@ import (
 
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/convert"
+	"github.com/adaptool/adaptool/format/gguf"
 	"github.com/urfave/cli/v2"
 )
 
 // convertDialect is `adaptool convert --to peft|diffusers|kohya|mlx|gguf IN
-// -o OUT [--arch A --outtype T] [--base-config F] [--dry-run] [--json]`.
+// -o OUT (a GGUF adapter IN converts --to peft) [--arch A --outtype T] [--base-config F] [--dry-run] [--json]`.
 func convertDialect(c *cli.Context) error {
 	args, err := requireArgs(c, 1, 1, "one input adapter")
 	if err != nil {
@@ -42,12 +43,25 @@ func convertDialect(c *cli.Context) error {
 			return exitErr(exitInput, err)
 		}
 	}
+	var res *convert.Result
+	if gguf.IsGGUF(args[0]) {
+		if to != convert.ToPEFTName {
+			return usagef("convert: a GGUF adapter converts only --to peft (got --to %s)", to)
+		}
+		res, err = convert.GGUFToPEFT(args[0], out, convert.Options{Base: base, DryRun: c.Bool("dry-run")}, "")
+		if err != nil {
+			if errors.Is(err, convert.ErrOptions) {
+				return usagef("%v", err)
+			}
+			return err
+		}
+		return printResult(c, res)
+	}
 	a, err := adapter.Load(args[0])
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	var res *convert.Result
 	if to == convert.ToGGUFName {
 		res, err = convert.ToGGUF(a, out, convert.GGUFOptions{
 			Arch: c.String("arch"), OutType: c.String("outtype"), Base: base, DryRun: c.Bool("dry-run"),
@@ -61,7 +75,15 @@ func convertDialect(c *cli.Context) error {
 		}
 		return err
 	}
+	return printResult(c, res)
+}
+
+// printResult prints a conversion result as JSON or text (warnings on stderr).
+func printResult(c *cli.Context, res *convert.Result) error {
 	if wantJSON(c) {
+		for _, s := range res.Warnings {
+			fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", s)
+		}
 		return printJSON(c, res)
 	}
 	w := stdout(c)

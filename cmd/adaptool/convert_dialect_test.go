@@ -72,4 +72,15 @@ func TestConvertDialectCLI(t *testing.T) {
 	if err != nil || s.LoraPairs != 32 || len(s.Problems) != 0 || *s.LoraAlpha != 32 {
 		t.Fatalf("summary %+v, %v", s, err)
 	}
+	// and back to PEFT
+	back := filepath.Join(dir, "back")
+	if code, _, stderr := runCLI(t, "convert", g, "--to", "peft", "--base-config", cfg, "-o", back); code != 0 {
+		t.Fatalf("gguf → peft exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(back, "adapter_config.json")); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := runCLI(t, "convert", g, "--to", "kohya", "-o", filepath.Join(dir, "k2.safetensors")); code != 3 {
+		t.Errorf("gguf → kohya: exit %d, want 3", code)
+	}
 }

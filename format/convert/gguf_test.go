@@ -429,3 +429,36 @@ func TestQ8_0AgreesWithQuant(t *testing.T) {
 		}
 	}
 }
+
+// PEFT → GGUF (f32) → PEFT reproduces ΔW exactly: the permutation and QKV
+// reorder are undone, names map back, alpha/r gives back the scale.
+func TestGGUFRoundTripToPEFT(t *testing.T) {
+	corpus := corpusDir(t)
+	dir := t.TempDir()
+	cases := []struct{ entry, arch, cfg string }{
+		{"llama32-1b-qv", "llama", `{"num_attention_heads":32,"num_key_value_heads":8,"tie_word_embeddings":true}`},
+		{"bloom560m-r10-alpha1", "bloom", `{"n_head":16}`},
+		{"gpt2-clm-r8-fanin", "gpt2", `{}`},
+	}
+	for _, c := range cases {
+		src := filepath.Join(corpus, c.entry)
+		a, err := adapter.Load(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfgPath := filepath.Join(dir, c.entry+".json")
+		os.WriteFile(cfgPath, []byte(c.cfg), 0o644)
+		base, _ := LoadBase(cfgPath)
+		g := filepath.Join(dir, c.entry+".gguf")
+		_, err = ToGGUF(a, g, GGUFOptions{Arch: c.arch, Base: base})
+		a.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, c.entry+"-back")
+		if _, err := GGUFToPEFT(g, out, Options{Base: base}, ""); err != nil {
+			t.Fatal(err)
+		}
+		sameDeltas(t, c.entry+" peft→gguf→peft", deltas(t, src), deltas(t, out))
+	}
+}
