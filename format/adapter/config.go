@@ -535,50 +535,66 @@ func (t TargetSpec) Matches(module string) (bool, error) {
 }
 
 // Targets reports whether PEFT would create an adapter layer on module
-// given target_modules, exclude_modules and layers_to_transform.
+// given target_modules, exclude_modules and layers_to_transform, following
+// peft's check_target_module_exists: exclusions first; a string is a
+// fullmatch; a list entry equal to the name matches outright; a suffix match
+// is further filtered by layers_to_transform, whose layer index is taken
+// from the last ".<layers_pattern>.<N>." of the name (any segment when
+// layers_pattern is empty).
 func (c *Config) Targets(module string) (bool, error) {
 	if ex, err := c.ExcludeModules.Matches(module); err != nil || ex {
 		return false, err
 	}
-	ok, err := c.TargetModules.Matches(module)
-	if err != nil || !ok {
+	t := c.TargetModules
+	if !t.Set || t.IsRegex || t.AllLinear {
+		return t.Matches(module)
+	}
+	for _, e := range t.List {
+		if module == e {
+			return true, nil
+		}
+	}
+	ok, err := t.Matches(module)
+	if err != nil || !ok || len(c.LayersToTransform) == 0 {
+		return ok, err
+	}
+	idx, found, err := layerIndex(module, c.LayersPattern)
+	if err != nil || !found {
 		return false, err
 	}
-	if len(c.LayersToTransform) > 0 && !c.TargetModules.IsRegex {
-		idx, found := layerIndex(module, c.LayersPattern)
-		if !found {
-			return false, nil
+	for _, l := range c.LayersToTransform {
+		if l == idx {
+			return true, nil
 		}
-		for _, l := range c.LayersToTransform {
-			if l == idx {
-				return true, nil
-			}
-		}
-		return false, nil
 	}
-	return true, nil
+	return false, nil
 }
 
-var defaultLayersPattern = []string{"layers", "h", "block", "blocks", "layer"}
-
-// layerIndex extracts the layer number the way PEFT does for
-// layers_to_transform: the first integer segment after a layers_pattern
-// segment.
-func layerIndex(module string, patterns []string) (int, bool) {
-	if len(patterns) == 0 {
-		patterns = defaultLayersPattern
-	}
-	segs := strings.Split(module, ".")
-	for i := 0; i+1 < len(segs); i++ {
+// layerIndex extracts the layer number as PEFT does: re.match of
+// `.*\.[^.]*\.(\d+)\.` without layers_pattern, else `.*\.{pattern}\.(\d+)\.`
+// for each pattern in turn (greedy, so the last occurrence wins).
+func layerIndex(module string, patterns []string) (int, bool, error) {
+	srcs := []string{`^.*\.[^.]*\.(\d+)\.`}
+	if len(patterns) > 0 {
+		srcs = srcs[:0]
 		for _, p := range patterns {
-			if segs[i] == p {
-				if n, err := strconv.Atoi(segs[i+1]); err == nil {
-					return n, true
-				}
-			}
+			srcs = append(srcs, `^.*\.`+p+`\.(\d+)\.`)
 		}
 	}
-	return 0, false
+	for _, src := range srcs {
+		re, err := compileCached(src)
+		if err != nil {
+			return 0, false, fmt.Errorf("%w: layers_pattern %q does not compile in RE2: %v", ErrConfig, src, err)
+		}
+		if m := re.FindStringSubmatch(module); m != nil {
+			n, err := strconv.Atoi(m[1])
+			if err != nil {
+				return 0, false, nil
+			}
+			return n, true, nil
+		}
+	}
+	return 0, false, nil
 }
 
 var (

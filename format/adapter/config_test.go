@@ -156,4 +156,26 @@ func TestTargetsLayersToTransform(t *testing.T) {
 	if got, _ := c.Targets("model.layers.1.self_attn.q_proj"); !got {
 		t.Error("layer 1 should be targeted")
 	}
+	// PEFT: re.match(r".*\.[^.]*\.(\d+)\.", key) is greedy (last index wins);
+	// an exact list entry bypasses the layer filter; layers_pattern narrows it.
+	for _, tc := range []struct {
+		cfg, module string
+		want        bool
+	}{
+		{`{"target_modules":["w1"],"layers_to_transform":[7]}`, "model.layers.3.experts.7.w1", true},
+		{`{"target_modules":["w1"],"layers_to_transform":[3]}`, "model.layers.3.experts.7.w1", false},
+		{`{"target_modules":["w1"],"layers_to_transform":3,"layers_pattern":"layers"}`, "model.layers.3.experts.7.w1", true},
+		{`{"target_modules":["w1"],"layers_to_transform":[3],"layers_pattern":["h","layers"]}`, "model.layers.3.experts.7.w1", true},
+		{`{"target_modules":["q"],"layers_to_transform":[0]}`, "layers.0.q", false}, // needs a dot before the segment
+		{`{"target_modules":["layers.5.q"],"layers_to_transform":[0]}`, "layers.5.q", true},
+		{`{"target_modules":".*q","layers_to_transform":[0]}`, "model.layers.5.q", true}, // regex: no layer filter
+	} {
+		c, err := ParseConfig([]byte(tc.cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := c.Targets(tc.module); err != nil || got != tc.want {
+			t.Errorf("%s Targets(%q) = %v, %v; want %v", tc.cfg, tc.module, got, err, tc.want)
+		}
+	}
 }
