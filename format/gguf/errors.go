@@ -45,6 +45,7 @@ type Error struct {
 	Err    error
 }
 
+// Error formats the error as "gguf: FILE: \"TENSOR\": rule".
 func (e *Error) Error() string {
 	s := "gguf"
 	if e.File != "" {
