@@ -2,6 +2,7 @@ package ops
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/adaptool/adaptool/format/adapter"
@@ -188,8 +189,8 @@ func Merge(paths []string, p MergeParams, o RunOptions) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Operation: "merge", Params: p, Inputs: in.infos, Output: o.Output, DType: dt.String(), DryRun: o.DryRun, Warnings: in.warnings}
-	for _, a := range in.ads {
-		if w := dialectWarning(a); w != "" {
+	for i, a := range in.ads {
+		if w := dialectWarning(a); w != "" && !slices.Contains(paths[:i], paths[i]) {
 			rep.Warnings = append(rep.Warnings, w)
 		}
 	}

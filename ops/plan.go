@@ -97,9 +97,13 @@ func (r *Report) count() {
 // refusedError summarises the refused modules of r.
 func (r *Report) refusedError() error {
 	var names []string
+	sentinel := ErrUnsupported
 	for _, m := range r.Modules {
 		if m.Status == "refused" {
 			names = append(names, fmt.Sprintf("%s (%s)", m.Name, m.Reason))
+			if strings.Contains(m.Reason, "differ") {
+				sentinel = ErrIncompatible
+			}
 		}
 	}
 	if len(names) == 0 {
@@ -110,7 +114,7 @@ func (r *Report) refusedError() error {
 		more = fmt.Sprintf(" and %d more", len(names)-5)
 		names = names[:5]
 	}
-	return fmt.Errorf("%w: %s refuses %d module(s): %s%s", ErrUnsupported, r.Operation, r.Refused, strings.Join(names, "; "), more)
+	return fmt.Errorf("%w: %s refuses %d module(s): %s%s", sentinel, r.Operation, r.Refused, strings.Join(names, "; "), more)
 }
 
 // outDType parses RunOptions.DType.
@@ -146,6 +150,7 @@ func dialectWarning(a *adapter.Adapter) string {
 // open loads every path; hash adds the sha256 of each weights file.
 func open(paths []string, o RunOptions, hash bool) (*inputSet, error) {
 	s := &inputSet{}
+	seen := map[string]bool{}
 	for _, p := range paths {
 		a, err := adapter.Load(p, o.Load...)
 		if err != nil {
@@ -162,7 +167,10 @@ func open(paths []string, o RunOptions, hash bool) (*inputSet, error) {
 		}
 		s.infos = append(s.infos, info)
 		for _, w := range a.Warnings {
-			s.warnings = append(s.warnings, p+": "+w)
+			if w = p + ": " + w; !seen[w] {
+				seen[w] = true
+				s.warnings = append(s.warnings, w)
+			}
 		}
 	}
 	return s, nil
@@ -239,12 +247,26 @@ func lowRankKind(s slot, allowDoRA bool) (kind adapter.Kind, kernel []int, ranks
 		if kind != "" && kind != k {
 			return "", nil, ranks, fmt.Sprintf("module kinds differ between inputs (%s and %s)", kind, k)
 		}
+		if first := firstPresent(s); first != i && (m.OutFeatures != s.mods[first].OutFeatures || m.InFeatures != s.mods[first].InFeatures) {
+			return "", nil, ranks, fmt.Sprintf("shapes differ: input %d is %d×%d, input %d is %d×%d (out×in)",
+				first+1, s.mods[first].OutFeatures, s.mods[first].InFeatures, i+1, m.OutFeatures, m.InFeatures)
+		}
 		if kernel != nil && fmt.Sprint(kernel) != fmt.Sprint(m.Kernel) {
 			return "", nil, ranks, fmt.Sprintf("conv kernels differ between inputs (%v and %v)", kernel, m.Kernel)
 		}
 		kind, kernel = k, m.Kernel
 	}
 	return kind, kernel, ranks, ""
+}
+
+// firstPresent returns the index of the first input holding the module.
+func firstPresent(s slot) int {
+	for i, m := range s.mods {
+		if m != nil {
+			return i
+		}
+	}
+	return -1
 }
 
 // dims returns the (out, in·kernel) of the first present module.

@@ -67,10 +67,11 @@ func opsError(c *cli.Context, err error) error {
 	return err
 }
 
-// finish prints the report (JSON or text) and maps err. The report is
-// printed even when the operation was refused, so --dry-run shows why.
+// finish prints the report (JSON or text) and maps err. On failure the
+// report is printed only for refusals and dry runs (it then says why and
+// claims nothing was written).
 func finish(c *cli.Context, rep *ops.Report, err error) error {
-	if rep != nil {
+	if rep != nil && (err == nil || rep.DryRun || rep.Refused > 0) {
 		if wantJSON(c) {
 			if perr := printJSON(c, rep); perr != nil {
 				return perr
@@ -111,7 +112,7 @@ func printReport(w io.Writer, r *ops.Report) {
 	}
 	tw.Flush()
 	verb := "wrote"
-	if r.DryRun {
+	if r.DryRun || r.Refused > 0 {
 		verb = "would write"
 	}
 	fmt.Fprintf(w, "%s: %d modules (%d matched, %d partial, %d passthrough, %d removed, %d refused); %s %d tensor bytes",
