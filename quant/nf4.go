@@ -172,6 +172,9 @@ func quantize4(dst []byte, absmax []float32, src []float32, bs int, scheme strin
 			ErrLength, scheme, n, bs, PackedLen(n), NumBlocks(n, bs), len(dst), len(absmax))
 	}
 	forBlocks(n, bs, func(b0, b1 int) {
+		if full := min(b1, n/bs); !fp4 && quantNF4Fast(dst, absmax, src, bs, b0, full) {
+			b0 = full
+		}
 		for b := b0; b < b1; b++ {
 			lo := b * bs
 			hi := min(lo+bs, n)
@@ -254,6 +257,9 @@ func dequantize4(dst []float32, src []byte, absmax []float32, code *[16]float32,
 	}
 	forBlocks(n, bs, func(b0, b1 int) {
 		var lut [16]float32
+		if full := min(b1, n/bs); unpack4Fast(dst, src, absmax, code, bs, b0, full) {
+			b0 = full
+		}
 		for b := b0; b < b1; b++ {
 			lo := b * bs
 			hi := min(lo+bs, n)
