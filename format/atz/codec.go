@@ -234,29 +234,31 @@ func encodePlane(dst, plane []byte, sc *scratch, enc *zstd.Encoder, float bool, 
 	return append(dst, best...), bestCodec
 }
 
-// nearRandom reports whether a sample of a large plane has a byte entropy
-// above 7.85 bits, where no entropy coder gains anything worth its table
-// (mantissa planes of trained weights sit at ≈ 7.99). Skipping them saves
-// the full histogram pass.
+// nearRandom reports whether a sample of a plane (up to 4096 bytes) has a
+// byte entropy within 0.15 bits of a uniform byte's expected estimate, where
+// no entropy coder gains anything worth its table (mantissa planes of trained
+// weights sit at ≈ 7.99 bits). Skipping them saves the Huffman attempt,
+// which dominates on small tensors. Planes under 1 KiB are always tried.
 func nearRandom(p []byte) bool {
-	const sample = 4096
-	if len(p) < 4*sample {
+	if len(p) < 1024 {
 		return false
 	}
+	n := min(len(p), 4096)
+	step := len(p) / n
 	var hist [256]int
-	step := len(p) / sample
-	for i := 0; i < sample; i++ {
+	for i := range n {
 		hist[p[i*step]]++
 	}
 	h := 0.0
 	for _, c := range hist {
 		if c > 0 {
-			q := float64(c) / sample
+			q := float64(c) / float64(n)
 			h -= q * math.Log2(q)
 		}
 	}
-	// The plug-in estimate of a uniform byte over 4096 samples is ≈ 7.95.
-	return h > 7.85
+	// The plug-in estimate of a uniform byte from n samples is biased low
+	// by ≈ 255 / (2 n ln 2) bits.
+	return h > 8-0.15-255/(2*float64(n)*math.Ln2)
 }
 
 // looksCompressible reports whether a float plane that Huffman coding could
