@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -223,5 +227,41 @@ func TestReaderData(t *testing.T) {
 	}
 	if ti, ok := f.Tensor("s"); !ok || len(ti.Shape) != 0 || ti.NumElements() != 1 || ti.Size() != 4 {
 		t.Errorf("scalar info %+v", ti)
+	}
+}
+
+// Open maps the data: Data is zero-copy (same memory on every call, capacity
+// clipped so appends cannot write into the mapping); NewReader copies.
+func TestDataZeroCopy(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "z.safetensors")
+	if err := os.WriteFile(name, goodFile(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if runtime.GOOS == "linux" && !f.Mapped() {
+		t.Fatal("not memory-mapped on linux")
+	}
+	d1, _ := f.Data("a")
+	d2, _ := f.Data("a")
+	if f.Mapped() && (&d1[0] != &d2[0] || cap(d1) != len(d1)) {
+		t.Fatal("mapped Data is not a clipped view of the mapping")
+	}
+	r, _ := open(goodFile())
+	c1, _ := r.Data("a")
+	c2, _ := r.Data("a")
+	if &c1[0] == &c2[0] || !bytes.Equal(c1, d1) {
+		t.Fatal("pread Data is not a fresh copy of the same bytes")
+	}
+	s, err := f.Section("s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(s)
+	if !bytes.Equal(b, []byte{7, 0, 0, 0}) {
+		t.Fatalf("Section(s) = %v", b)
 	}
 }
