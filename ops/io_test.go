@@ -225,6 +225,9 @@ func TestMergeDryRunAndRefusal(t *testing.T) {
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("dry run wrote %s", out)
 	}
+	if len(rep.Unmatched) != 2 || rep.Unmatched[0] != k1 || rep.Unmatched[1] != q1 {
+		t.Errorf("unmatched %v, want [%s %s]", rep.Unmatched, k1, q1)
+	}
 	want := map[string]string{q0: "matched", v0: "matched", q1: "partial", k1: "partial"}
 	for _, m := range rep.Modules {
 		if want[m.Name] != m.Status {

@@ -70,6 +70,10 @@ type Report struct {
 	Passthrough int `json:"passthrough"`
 	Removed     int `json:"removed"`
 	Refused     int `json:"refused"`
+	// Unmatched names the modules missing from some input (status
+	// partial); Skipped those not written (refused or removed).
+	Unmatched []string `json:"unmatched,omitempty"`
+	Skipped   []string `json:"skipped,omitempty"`
 	// Bytes is the total tensor bytes (planned upper bound, or written).
 	Bytes    int64    `json:"bytes"`
 	Warnings []string `json:"warnings,omitempty"`
@@ -77,18 +81,22 @@ type Report struct {
 
 func (r *Report) count() {
 	r.Matched, r.Partial, r.Passthrough, r.Removed, r.Refused, r.Bytes = 0, 0, 0, 0, 0, 0
+	r.Unmatched, r.Skipped = nil, nil
 	for _, m := range r.Modules {
 		switch m.Status {
 		case "matched":
 			r.Matched++
 		case "partial":
 			r.Partial++
+			r.Unmatched = append(r.Unmatched, m.Name)
 		case "passthrough":
 			r.Passthrough++
 		case "removed":
 			r.Removed++
+			r.Skipped = append(r.Skipped, m.Name)
 		case "refused":
 			r.Refused++
+			r.Skipped = append(r.Skipped, m.Name)
 		}
 		r.Bytes += m.Bytes
 	}
