@@ -76,6 +76,7 @@ bert roberta distilbert vit encoder_attn query key value self output intermediat
 q_lin k_lin v_lin out_lin ffn lin1 lin2 pre_classifier
 input_blocks middle_block output_blocks in_layers out_layers emb_layers skip_connection op time_embed label_emb out
 visual blocks merger patch_embed ln_q vision_tower vision_model multi_modal_projector
+img_in txt_in final_layer time_in in_layer out_layer vector_in guidance_in
 single_blocks double_blocks linear1 linear2 modulation lin img_attn txt_attn img_mlp txt_mlp img_mod txt_mod qkv
 `)
 
@@ -284,7 +285,7 @@ func fromKohya(name string, base *Base) (comp, path string, err error) {
 			}
 			return CompUNet, d, nil
 		}
-		if comp == CompUNet && (strings.HasPrefix(dotted, "single_blocks.") || strings.HasPrefix(dotted, "double_blocks.")) {
+		if comp == CompUNet && isBFLPath(dotted) {
 			if d, ok := bflToFlux(dotted); ok {
 				return CompTransformer, d, nil
 			}
@@ -323,6 +324,15 @@ var fluxPairs = []struct {
 	{regexp.MustCompile(`^transformer_blocks\.(\d+)\.ff_context\.net\.2$`), regexp.MustCompile(`^double_blocks\.(\d+)\.txt_mlp\.2$`), "transformer_blocks.$1.ff_context.net.2", "double_blocks.$1.txt_mlp.2"},
 	{regexp.MustCompile(`^transformer_blocks\.(\d+)\.norm1\.linear$`), regexp.MustCompile(`^double_blocks\.(\d+)\.img_mod\.lin$`), "transformer_blocks.$1.norm1.linear", "double_blocks.$1.img_mod.lin"},
 	{regexp.MustCompile(`^transformer_blocks\.(\d+)\.norm1_context\.linear$`), regexp.MustCompile(`^double_blocks\.(\d+)\.txt_mod\.lin$`), "transformer_blocks.$1.norm1_context.linear", "double_blocks.$1.txt_mod.lin"},
+	{regexp.MustCompile(`^x_embedder$`), regexp.MustCompile(`^img_in$`), "x_embedder", "img_in"},
+	{regexp.MustCompile(`^context_embedder$`), regexp.MustCompile(`^txt_in$`), "context_embedder", "txt_in"},
+	{regexp.MustCompile(`^proj_out$`), regexp.MustCompile(`^final_layer\.linear$`), "proj_out", "final_layer.linear"},
+	{regexp.MustCompile(`^time_text_embed\.timestep_embedder\.linear_1$`), regexp.MustCompile(`^time_in\.in_layer$`), "time_text_embed.timestep_embedder.linear_1", "time_in.in_layer"},
+	{regexp.MustCompile(`^time_text_embed\.timestep_embedder\.linear_2$`), regexp.MustCompile(`^time_in\.out_layer$`), "time_text_embed.timestep_embedder.linear_2", "time_in.out_layer"},
+	{regexp.MustCompile(`^time_text_embed\.text_embedder\.linear_1$`), regexp.MustCompile(`^vector_in\.in_layer$`), "time_text_embed.text_embedder.linear_1", "vector_in.in_layer"},
+	{regexp.MustCompile(`^time_text_embed\.text_embedder\.linear_2$`), regexp.MustCompile(`^vector_in\.out_layer$`), "time_text_embed.text_embedder.linear_2", "vector_in.out_layer"},
+	{regexp.MustCompile(`^time_text_embed\.guidance_embedder\.linear_1$`), regexp.MustCompile(`^guidance_in\.in_layer$`), "time_text_embed.guidance_embedder.linear_1", "guidance_in.in_layer"},
+	{regexp.MustCompile(`^time_text_embed\.guidance_embedder\.linear_2$`), regexp.MustCompile(`^guidance_in\.out_layer$`), "time_text_embed.guidance_embedder.linear_2", "guidance_in.out_layer"},
 }
 
 func fluxToBFL(p string) (string, bool) {
@@ -362,4 +372,14 @@ func (b *Base) isSDXL() bool {
 	}
 	n, ok := b.Int("cross_attention_dim")
 	return ok && n == 2048
+}
+
+// isBFLPath reports whether a decoded kohya UNet path is a Flux (BFL) one.
+func isBFLPath(p string) bool {
+	for _, pre := range []string{"single_blocks.", "double_blocks.", "img_in", "txt_in", "final_layer.", "time_in.", "vector_in.", "guidance_in."} {
+		if strings.HasPrefix(p, pre) {
+			return true
+		}
+	}
+	return false
 }

@@ -37,6 +37,9 @@ func TestKohyaNames(t *testing.T) {
 		{CompNone, "model.layers.0.self_attn.q_proj", "lycoris_model_layers_0_self_attn_q_proj"},
 		{CompTransformer, "single_transformer_blocks.7.proj_out", "lora_unet_single_blocks_7_linear2"},
 		{CompTransformer, "transformer_blocks.2.ff_context.net.2", "lora_unet_double_blocks_2_txt_mlp_2"},
+		{CompTransformer, "x_embedder", "lora_unet_img_in"},
+		{CompTransformer, "proj_out", "lora_unet_final_layer_linear"},
+		{CompTransformer, "time_text_embed.guidance_embedder.linear_2", "lora_unet_guidance_in_out_layer"},
 	}
 	for _, c := range cases {
 		k, err := kohyaName(c.comp, c.path, false)
