@@ -245,21 +245,28 @@ func nearRandom(p []byte) bool {
 	}
 	n := min(len(p), 4096)
 	step := len(p) / n
-	var hist [256]int
+	var hist [256]uint16
 	for i := range n {
 		hist[p[i*step]]++
 	}
-	h := 0.0
+	// H = log2 n − Σ c·log2 c / n, with c·log2 c from a table.
+	sum := 0.0
 	for _, c := range hist {
-		if c > 0 {
-			q := float64(c) / float64(n)
-			h -= q * math.Log2(q)
-		}
+		sum += clog2[c]
 	}
+	h := math.Log2(float64(n)) - sum/float64(n)
 	// The plug-in estimate of a uniform byte from n samples is biased low
 	// by ≈ 255 / (2 n ln 2) bits.
 	return h > 8-0.15-255/(2*float64(n)*math.Ln2)
 }
+
+// clog2[c] = c·log2(c) for the sample counts of nearRandom.
+var clog2 = func() (t [4097]float64) {
+	for c := 2; c < len(t); c++ {
+		t[c] = float64(c) * math.Log2(float64(c))
+	}
+	return t
+}()
 
 // looksCompressible reports whether a float plane that Huffman coding could
 // not shrink might still hold repeats zstd finds (runs of zeros from sparse
