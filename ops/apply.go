@@ -201,10 +201,13 @@ func (ix *baseIndex) find(module, role string) string {
 }
 
 // convertible reports whether a base dtype can be recomputed in floating
-// point and written back in the same dtype.
+// point and written back in the same dtype. FP8 weights are excluded: in
+// checkpoints they come with separate scales (compressed-tensors
+// weight_scale), so their codes are not the weights; such bases must be
+// dequantized first.
 func convertible(dt safetensors.DType) bool {
 	switch dt {
-	case safetensors.F64, safetensors.F32, safetensors.F16, safetensors.BF16, safetensors.F8E4M3, safetensors.F8E5M2:
+	case safetensors.F64, safetensors.F32, safetensors.F16, safetensors.BF16:
 		return true
 	}
 	return false
@@ -264,7 +267,7 @@ func checkWeight(t safetensors.TensorInfo, m *adapter.Module) string {
 		return fmt.Sprintf("module dimensions unknown (out %d, in %d)", out, ink)
 	}
 	if !convertible(t.DType) {
-		return fmt.Sprintf("base tensor %s is %s, which cannot be recomputed in floating point (quantized bases are not supported by apply)", t.Name, t.DType)
+		return fmt.Sprintf("base tensor %s is %s: apply recomputes F64/F32/F16/BF16 weights only (dequantize quantized or FP8 bases first)", t.Name, t.DType)
 	}
 	if t.NumElements() != int64(out)*int64(ink) || len(t.Shape) < 2 {
 		return fmt.Sprintf("base tensor %s has shape %v, the module needs %d×%d", t.Name, t.Shape, out, ink)

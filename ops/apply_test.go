@@ -508,6 +508,14 @@ func TestApplyPlanAndRefusals(t *testing.T) {
 			}
 		})
 	}
+	// An FP8 base (its codes are not the weights without their scales).
+	f8 := filepath.Join(dir, "f8.safetensors")
+	if err := safetensors.WriteFile(f8, []safetensors.Tensor{{Name: "model.q.weight", DType: safetensors.F8E4M3, Shape: []int{3, 3}, Data: make([]byte, 9)}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := Apply(ApplyParams{Base: f8, Adapters: []AdapterScale{{good, 1}}}, RunOptions{Output: out}); !errors.Is(err, ErrUnsupported) || rep.Refused != 1 {
+		t.Fatalf("FP8 base: %v", err)
+	}
 	if _, err := Apply(ApplyParams{Base: base, Adapters: []AdapterScale{{good, 1}}}, RunOptions{Output: out, DType: "bf16"}); !errors.Is(err, ErrParams) {
 		t.Fatalf("--dtype accepted: %v", err)
 	}
