@@ -1,0 +1,198 @@
+package adapter
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/adaptool/adaptool/format/safetensors"
+)
+
+// zt returns a zero-filled F32 tensor of the given shape.
+func zt(name string, shape ...int) safetensors.Tensor {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = 0.5
+	}
+	return safetensors.Tensor{Name: name, DType: safetensors.F32, Shape: shape, Data: f32bytes(v...)}
+}
+
+func writeRaw(t *testing.T, dir, file, cfg string, meta map[string]string, tensors ...safetensors.Tensor) string {
+	t.Helper()
+	os.MkdirAll(dir, 0o755)
+	if err := safetensors.WriteFile(filepath.Join(dir, file), tensors, meta); err != nil {
+		t.Fatal(err)
+	}
+	if cfg != "" {
+		os.WriteFile(filepath.Join(dir, ConfigFile), []byte(cfg), 0o644)
+	}
+	return dir
+}
+
+func TestLyCORISVeRAAndOthers(t *testing.T) {
+	base := t.TempDir()
+	type want struct {
+		module  string
+		kind    Kind
+		rank    int
+		in, out int
+		scale   float64
+	}
+	for _, tc := range []struct {
+		name    string
+		file    string
+		cfg     string
+		meta    map[string]string
+		tensors []safetensors.Tensor
+		dialect Dialect
+		prod    string
+		arch    string
+		mods    []want
+		unknown int
+	}{
+		{"loha", PEFTWeightsFile, `{"peft_type":"LOHA","r":8,"alpha":4,"alpha_pattern":{"v":16},"target_modules":["q","v"]}`, nil,
+			[]safetensors.Tensor{zt("base_model.model.m.q.hada_w1_a", 6, 8), zt("base_model.model.m.q.hada_w1_b", 8, 5), zt("base_model.model.m.q.hada_w2_a", 6, 8), zt("base_model.model.m.q.hada_w2_b", 8, 5),
+				zt("base_model.model.m.v.hada_w1_a", 6, 8), zt("base_model.model.m.v.hada_w1_b", 8, 5), zt("base_model.model.m.v.hada_w2_a", 6, 8), zt("base_model.model.m.v.hada_w2_b", 8, 5)},
+			DialectPEFT, "peft", "", []want{{"m.q", KindLoHa, 8, 5, 6, 0.5}, {"m.v", KindLoHa, 8, 5, 6, 2}}, 0},
+		{"lokr", PEFTWeightsFile, `{"peft_type":"LOKR","r":4,"alpha":8,"target_modules":["q"]}`, nil,
+			[]safetensors.Tensor{zt("base_model.model.m.q.lokr_w1", 2, 3), zt("base_model.model.m.q.lokr_w2_a", 5, 4), zt("base_model.model.m.q.lokr_w2_b", 4, 7)},
+			DialectPEFT, "peft", "", []want{{"m.q", KindLoKr, 4, 21, 10, 2}}, 0},
+		{"vera", PEFTWeightsFile, `{"peft_type":"VERA","r":4,"target_modules":["q"]}`, nil,
+			[]safetensors.Tensor{zt("base_model.vera_A", 4, 16), zt("base_model.vera_B", 16, 4), zt("base_model.model.m.q.vera_lambda_b", 12), zt("base_model.model.m.q.vera_lambda_d", 4)},
+			DialectPEFT, "peft", "", []want{{"m.q", KindVeRA, 4, 0, 12, 1}}, 0},
+		{"trainable tokens + unknown", PEFTWeightsFile, `{"peft_type":"LORA","r":2,"lora_alpha":2,"target_modules":["q"]}`, nil,
+			[]safetensors.Tensor{zt("base_model.model.emb.token_adapter.trainable_tokens_delta", 3, 8), zt("base_model.model.q.lora_A.weight", 2, 8), zt("base_model.model.q.lora_B.weight", 8, 2), zt("weird")},
+			DialectPEFT, "peft", "", []want{{"emb", KindFull, 0, 0, 0, 1}, {"q", KindLoRA, 2, 8, 8, 1}, {"weird", KindFull, 0, 0, 0, 1}}, 1},
+		{"kohya te + conv + loha", "lora.safetensors", "", map[string]string{"ss_network_module": "networks.lora"},
+			[]safetensors.Tensor{
+				zt("lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight", 4, 12), zt("lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight", 12, 4),
+				{Name: "lora_te_text_model_encoder_layers_0_self_attn_q_proj.alpha", DType: safetensors.F16, Shape: []int{}, Data: []byte{0x00, 0x40}}, // 2.0
+				zt("lora_unet_conv_in.lora_down.weight", 4, 3, 3, 3), zt("lora_unet_conv_in.lora_up.weight", 8, 4, 1, 1), zt("lora_unet_conv_in.alpha"),
+				zt("lora_unet_mid_block_attn.hada_w1_a", 6, 2), zt("lora_unet_mid_block_attn.hada_w1_b", 2, 6), zt("lora_unet_mid_block_attn.hada_w2_a", 6, 2), zt("lora_unet_mid_block_attn.hada_w2_b", 2, 6), zt("lora_unet_mid_block_attn.alpha")},
+			DialectKohya, "kohya-ss", "unet", []want{
+				{"lora_te_text_model_encoder_layers_0_self_attn_q_proj", KindLoRA, 4, 12, 12, 0.5},
+				{"lora_unet_conv_in", KindLoRAConv, 4, 3, 8, 0.125},
+				{"lora_unet_mid_block_attn", KindLoHa, 2, 6, 6, 0.25}}, 0},
+		{"diffusers unet prefix + metadata patterns", DiffusersLoRAFile, "", map[string]string{"lora_adapter_metadata": `{"r":4,"lora_alpha":4,"rank_pattern":{"to_q":2},"alpha_pattern":{"mid_block.attn.to_k":8},"peft_type":"LORA"}`},
+			[]safetensors.Tensor{zt("unet.mid_block.attn.to_q.lora_A.weight", 2, 6), zt("unet.mid_block.attn.to_q.lora_B.weight", 6, 2),
+				zt("unet.mid_block.attn.to_k.lora_A.weight", 4, 6), zt("unet.mid_block.attn.to_k.lora_B.weight", 6, 4)},
+			DialectDiffusers, "diffusers", "unet", []want{{"unet.mid_block.attn.to_k", KindLoRA, 4, 6, 6, 2}, {"unet.mid_block.attn.to_q", KindLoRA, 2, 6, 6, 2}}, 0},
+		{"ai-toolkit software", "lora.safetensors", "", map[string]string{"software": `{"name": "ai-toolkit", "version": "0.1.0"}`},
+			[]safetensors.Tensor{zt("transformer.transformer_blocks.0.attn.to_q.lora_A.weight", 2, 6), zt("transformer.transformer_blocks.0.attn.to_q.lora_B.weight", 6, 2)},
+			DialectDiffusers, "ai-toolkit", "flux", []want{{"transformer.transformer_blocks.0.attn.to_q", KindLoRA, 2, 6, 6, 1}}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeRaw(t, filepath.Join(base, strings.ReplaceAll(tc.name, " ", "_")), tc.file, tc.cfg, tc.meta, tc.tensors...)
+			a, err := Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			if a.Dialect != tc.dialect || a.Producer != tc.prod || a.Architecture != tc.arch || len(a.Unknown) != tc.unknown {
+				t.Errorf("dialect %s producer %q arch %q unknown %v", a.Dialect, a.Producer, a.Architecture, a.Unknown)
+			}
+			if len(a.Modules) != len(tc.mods) {
+				t.Fatalf("%d modules: %+v", len(a.Modules), a.Modules)
+			}
+			for i, w := range tc.mods {
+				m := a.Modules[i]
+				if m.Name != w.module || m.Kind != w.kind || m.Rank != w.rank || m.InFeatures != w.in || m.OutFeatures != w.out || m.Scale != w.scale {
+					t.Errorf("module %d: %s %s r=%d in=%d out=%d scale=%g; want %+v", i, m.Name, m.Kind, m.Rank, m.InFeatures, m.OutFeatures, m.Scale, w)
+				}
+			}
+			rep, err := a.Validate()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range rep.Findings {
+				if f.Severity == SeverityError {
+					t.Errorf("unexpected error finding %+v", f)
+				}
+			}
+		})
+	}
+	// VeRA without the shared projections is an error finding.
+	dir := writeRaw(t, filepath.Join(base, "vera-noproj"), PEFTWeightsFile, `{"peft_type":"VERA","r":4,"save_projection":false,"target_modules":["q"]}`, nil,
+		zt("base_model.model.m.q.vera_lambda_b", 12), zt("base_model.model.m.q.vera_lambda_d", 4))
+	rep, err := Validate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Findings) != 1 || rep.Findings[0].Rule != RuleVeRAProjection {
+		t.Errorf("findings %+v", rep.Findings)
+	}
+}
+
+func TestMLXSwitchLinearAndEmbedding(t *testing.T) {
+	seq := func(name string, shape ...int) safetensors.Tensor {
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(i)
+		}
+		return safetensors.Tensor{Name: name, DType: safetensors.F32, Shape: shape, Data: f32bytes(v...)}
+	}
+	dir := writeRaw(t, t.TempDir(), MLXWeightsFile, `{"lora_parameters":{"rank":2,"scale":5.0},"num_layers":1}`, nil,
+		seq("model.embed_tokens.lora_a", 10, 2), seq("model.embed_tokens.lora_b", 2, 3), // (num,r), (r,dim)
+		seq("model.layers.0.mlp.switch_mlp.up_proj.lora_a", 4, 2, 3), seq("model.layers.0.mlp.switch_mlp.up_proj.lora_b", 4, 5, 2)) // (E,r,in), (E,out,r)
+	a, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	emb, sw := a.Module("model.embed_tokens"), a.Module("model.layers.0.mlp.switch_mlp.up_proj")
+	if emb.Kind != KindLoRAEmbedding || emb.Rank != 2 || emb.InFeatures != 10 || emb.OutFeatures != 3 || emb.Scale != 5 {
+		t.Errorf("embedding %+v", emb)
+	}
+	if sw.Kind != KindLoRA || sw.Experts != 4 || sw.Rank != 2 || sw.InFeatures != 3 || sw.OutFeatures != 5 {
+		t.Errorf("switch %+v", sw)
+	}
+	f, err := a.Factors(emb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// PEFT embedding: A (r,num) = lora_aᵀ, B (dim,r) = lora_bᵀ; lora_a[i][k] = 2i+k, lora_b[k][d] = 3k+d
+	for k := 0; k < 2; k++ {
+		for i := 0; i < 10; i++ {
+			if f.A[k*10+i] != float32(2*i+k) {
+				t.Fatalf("A[%d][%d] = %g", k, i, f.A[k*10+i])
+			}
+		}
+		for d := 0; d < 3; d++ {
+			if f.B[d*2+k] != float32(3*k+d) {
+				t.Fatalf("B[%d][%d] = %g", d, k, f.B[d*2+k])
+			}
+		}
+	}
+	// (B·A)ᵀ·s is the MLX delta s·lora_a·lora_b (num × dim)
+	delta := f.Delta() // dim × num
+	for i := 0; i < 10; i++ {
+		for d := 0; d < 3; d++ {
+			want := 0.0
+			for k := 0; k < 2; k++ {
+				want += float64(2*i+k) * float64(3*k+d)
+			}
+			if float64(delta[d*10+i]) != 5*want {
+				t.Fatalf("delta[%d][%d] = %g, want %g", d, i, delta[d*10+i], 5*want)
+			}
+		}
+	}
+	fs, err := a.Factors(sw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fs.Experts != 4 || len(fs.A) != 4*2*3 || len(fs.B) != 4*5*2 || fs.A[7] != 7 || fs.B[11] != 11 {
+		t.Errorf("switch factors: experts %d A %d B %d", fs.Experts, len(fs.A), len(fs.B))
+	}
+	if _, err := a.Output(); err == nil {
+		t.Error("Output accepted a SwitchLinear module")
+	}
+}
