@@ -2,7 +2,9 @@ package atz_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -76,4 +78,64 @@ func corpus(t *testing.T) string {
 		t.Skipf("corpus %s absent", c)
 	}
 	return c
+}
+
+// TestTransparentCheckpoint packs the shards of a sharded checkpoint under
+// their own names (as `adaptool pack DIR` does) and opens the packed
+// directory with safetensors.OpenCheckpoint: the unchanged index.json
+// resolves to packed shards and every tensor reads back exactly.
+func TestTransparentCheckpoint(t *testing.T) {
+	src, packed := t.TempDir(), t.TempDir()
+	shards := map[string][]safetensors.Tensor{
+		"model-00001-of-00002.safetensors": {{Name: "a", DType: safetensors.BF16, Shape: []int{300, 500}, Data: randBytes(300*500*2, 1)}},
+		"model-00002-of-00002.safetensors": {{Name: "b", DType: safetensors.F32, Shape: []int{7, 3}, Data: randBytes(7*3*4, 2)}, {Name: "c", DType: safetensors.I64, Shape: []int{5}, Data: randBytes(40, 3)}},
+	}
+	weightMap := map[string]string{}
+	for name, ts := range shards {
+		if err := safetensors.WriteFile(filepath.Join(src, name), ts, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := atz.PackFile(filepath.Join(packed, name), filepath.Join(src, name), atz.PackOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for _, tt := range ts {
+			weightMap[tt.Name] = name
+		}
+	}
+	idx, _ := json.Marshal(map[string]any{"metadata": map[string]any{}, "weight_map": weightMap})
+	for _, d := range []string{src, packed} {
+		if err := os.WriteFile(filepath.Join(d, "model.safetensors.index.json"), idx, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := safetensors.OpenCheckpoint(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer want.Close()
+	got, err := safetensors.OpenCheckpoint(packed)
+	if err != nil {
+		t.Fatalf("packed checkpoint: %v", err)
+	}
+	defer got.Close()
+	for _, ts := range shards {
+		for _, tt := range ts {
+			b, err := got.Data(tt.Name)
+			if err != nil {
+				t.Fatalf("%s: %v", tt.Name, err)
+			}
+			if !bytes.Equal(b, tt.Data) {
+				t.Fatalf("%s: bytes differ through packed shards", tt.Name)
+			}
+		}
+	}
+}
+
+func randBytes(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
 }
