@@ -293,3 +293,55 @@ func corpusDir(t *testing.T) string {
 	}
 	return c
 }
+
+func TestQuantizeShardedCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	ck := filepath.Join(dir, "ck")
+	var ts []safetensors.Tensor
+	for i := 0; i < 4; i++ {
+		x := normals(32*64, int64(i))
+		ts = append(ts, safetensors.Tensor{Name: "layers." + itoa(i) + ".weight", DType: safetensors.F32, Shape: []int{32, 64}, Data: f32Bytes(x)})
+	}
+	if err := safetensors.WriteCheckpoint(ck, ts, nil, 10000); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(ck, "config.json"), []byte(`{"model_type": "x"}`), 0o644)
+	out := filepath.Join(dir, "q")
+	rep, err := QuantizeFile(ck, out, FileOptions{Params: Params{Scheme: SchemeFP8E4M3, Granularity: "channel"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Tensors) != 4 {
+		t.Fatalf("%d tensors", len(rep.Tensors))
+	}
+	c, err := safetensors.OpenCheckpoint(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(Detect(c, c.Names())) != 4 {
+		t.Errorf("detected %d quantized weights", len(Detect(c, c.Names())))
+	}
+	c.Close()
+	if _, err := os.Stat(filepath.Join(out, "config.json")); err != nil {
+		t.Error("config.json not copied")
+	}
+	back := filepath.Join(dir, "back")
+	if _, err := DequantizeFile(out, back, nil); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := safetensors.OpenCheckpoint(back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	for i, tt := range ts {
+		got, err := c2.Float32(tt.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := normals(32*64, int64(i))
+		if e := rmse(x, got); e > 0.05 {
+			t.Errorf("%s: RMSE after round trip %g", tt.Name, e)
+		}
+	}
+}
