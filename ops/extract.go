@@ -56,15 +56,19 @@ func (p ExtractParams) validate() error {
 }
 
 // embeddingName reports whether a weight looks like an embedding table
-// (num_embeddings, dim), which PEFT adapts with lora_embedding_A/B.
+// (num_embeddings, dim), which PEFT adapts with lora_embedding_A/B: the
+// usual names (embed_tokens, word/position/token_type embeddings, wte, wpe,
+// T5's shared, embed_in, embed_positions, tok_embeddings) and anything
+// ending in _embedding(s). GPT-NeoX's embed_out is a Linear head and is
+// not matched.
 func embeddingName(name string) bool {
 	mod := strings.TrimSuffix(name, ".weight")
 	last := mod[strings.LastIndex(mod, ".")+1:]
 	switch last {
-	case "wte", "wpe", "shared":
+	case "wte", "wpe", "shared", "embed_tokens", "embed_in", "embed_positions", "tok_embeddings", "embeddings", "embedding":
 		return true
 	}
-	return strings.Contains(last, "embed")
+	return strings.HasSuffix(last, "_embeddings") || strings.HasSuffix(last, "_embedding")
 }
 
 // extractJob is one weight of both checkpoints.
@@ -85,7 +89,7 @@ type extractJob struct {
 // scale 1, and writes them as a PEFT LoRA directory (per-module ranks in
 // rank_pattern). 2-D weights become LoRA Linear modules (fan_in_fan_out
 // when declared), 4-D weights LoRA conv modules, embedding tables
-// (names containing "embed", wte, wpe, shared) LoRA embedding modules.
+// (see embeddingName) LoRA embedding modules.
 // Unchanged weights are skipped ("removed", reason "unchanged"); tensors
 // that changed but are not weights (biases, norms), or that exist in one
 // checkpoint only, or have other shapes, are reported as warnings and not

@@ -342,3 +342,15 @@ func BenchmarkExtract(b *testing.B) {
 		}
 	}
 }
+
+func TestEmbeddingName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"model.embed_tokens.weight": true, "bert.embeddings.word_embeddings.weight": true, "transformer.wte.weight": true,
+		"shared.weight": true, "gpt_neox.embed_in.weight": true, "gpt_neox.embed_out.weight": false, "lm_head.weight": false,
+		"model.layers.0.self_attn.q_proj.weight": false, "decoder.embed_positions.weight": true,
+	} {
+		if got := embeddingName(name); got != want {
+			t.Errorf("embeddingName(%q) = %v", name, got)
+		}
+	}
+}
