@@ -1,6 +1,9 @@
 package convert
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestDecodeUnderscored(t *testing.T) {
 	cases := map[string]string{
@@ -102,4 +105,24 @@ func TestSGMNames(t *testing.T) {
 	if k, _ := kohyaName(CompTextEncoder, "text_model.encoder.layers.0.self_attn.q_proj", true); k != "lora_te1_text_model_encoder_layers_0_self_attn_q_proj" {
 		t.Errorf("te1: %q", k)
 	}
+}
+
+// FuzzDecodeUnderscored: any input either fails or yields a dotted path
+// whose underscore form is the input.
+func FuzzDecodeUnderscored(f *testing.F) {
+	f.Add("down_blocks_0_attentions_1_transformer_blocks_0_attn1_to_out_0")
+	f.Add("model_layers_0_self_attn_q_proj")
+	f.Add("__")
+	f.Fuzz(func(t *testing.T, s string) {
+		if len(s) > 512 {
+			return
+		}
+		d, ok := decodeUnderscored(s)
+		if !ok {
+			return
+		}
+		if got := strings.ReplaceAll(d, ".", "_"); got != s {
+			t.Fatalf("decode(%q) = %q, which re-encodes to %q", s, d, got)
+		}
+	})
 }
