@@ -221,7 +221,7 @@ func denseTile(w []float32, f LowRank, r0, r1 int, bs []float32) {
 // are non-zero and of opposite signs, among positions where both are
 // non-zero (NaN when there are none). Memory: two tiles of ≤ 1 Mi floats.
 func signConflict(fa, fb LowRank) float64 {
-	rowsPer := max(1, denseTileElems/max(1, fa.In))
+	rowsPer := min(fa.Out, max(1, denseTileElems/max(1, fa.In)))
 	wa := make([]float32, rowsPer*fa.In)
 	wb := make([]float32, rowsPer*fa.In)
 	bsa := make([]float32, rowsPer*fa.Rank)

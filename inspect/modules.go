@@ -39,6 +39,18 @@ func (s *Summary) fillAdapter(path string, l *layout, opts Options) error {
 	}
 	defer a.Close()
 	s.Format = string(a.Dialect)
+	if a.Config == nil && len(a.Modules) > 0 {
+		plain := true
+		for _, m := range a.Modules {
+			if m.Kind != adapter.KindFull {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			s.Format = "checkpoint" // whole tensors and no adapter config: a model, not an adapter
+		}
+	}
 	if a.PeftType != "" {
 		s.PeftType = a.PeftType
 	}

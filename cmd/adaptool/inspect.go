@@ -148,11 +148,16 @@ func writeSummary(w io.Writer, s *inspect.Summary, stats bool) {
 		}
 		fmt.Fprintln(tw, hdr)
 		for _, m := range s.Modules {
-			alpha := strconv.FormatFloat(m.Alpha, 'g', 6, 64)
-			if !m.AlphaKnown {
-				alpha += "?"
+			rank, alpha, scale := "-", "-", "-"
+			if m.Rank > 0 {
+				rank = strconv.Itoa(m.Rank)
+				alpha = strconv.FormatFloat(m.Alpha, 'g', 6, 64)
+				if !m.AlphaKnown {
+					alpha += "?"
+				}
+				scale = strconv.FormatFloat(m.Scale, 'g', 6, 64)
 			}
-			line := fmt.Sprintf("%s\t%s\t%d\t%s\t%.6g\t%d\t%d\t", m.Name, m.Kind, m.Rank, alpha, m.Scale, m.InFeatures, m.OutFeatures)
+			line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d\t%d\t", m.Name, m.Kind, rank, alpha, scale, m.InFeatures, m.OutFeatures)
 			if stats {
 				if st := m.ModuleStats; st != nil && (len(st.SingularValues) > 0 || st.DeltaFroNorm > 0) {
 					s1 := 0.0
