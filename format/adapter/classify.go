@@ -192,7 +192,9 @@ func detectDialect(names []string, meta map[string]string, cfg *Config, peftConf
 		if strings.Contains(n, ".lora_A") || strings.Contains(n, ".lora_B") {
 			lowRank = true
 		}
-		if hasComponentPrefix(n) {
+		// "transformer." is also GPT-2/BLOOM's own root module: it is a
+		// diffusers component only in front of DiT block names.
+		if hasComponentPrefix(n) && (!strings.HasPrefix(n, "transformer.") || unetKeyRe.MatchString(n)) {
 			component = true
 		}
 		if unetKeyRe.MatchString(n) {
@@ -209,9 +211,7 @@ func detectDialect(names []string, meta map[string]string, cfg *Config, peftConf
 		return DialectKohya
 	case legacy:
 		return DialectDiffusersLegacy
-	case peft:
-		return DialectPEFT
-	case peftConfig && !component:
+	case peft, peftConfig:
 		return DialectPEFT
 	case lowRank && (component || unetLike || meta["lora_adapter_metadata"] != ""):
 		return DialectDiffusers
@@ -219,8 +219,6 @@ func detectDialect(names []string, meta map[string]string, cfg *Config, peftConf
 		return DialectPEFT
 	case vit:
 		return DialectUnknown
-	case peftConfig:
-		return DialectPEFT
 	}
 	return DialectUnknown
 }

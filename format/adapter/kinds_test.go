@@ -196,3 +196,26 @@ func TestMLXSwitchLinearAndEmbedding(t *testing.T) {
 		t.Error("Output accepted a SwitchLinear module")
 	}
 }
+
+// PEFT files saved by the transformers integration have no base_model.model.
+// prefix; GPT-2's root module "transformer." must not look like a diffusers
+// component.
+func TestNoPrefixGPT2(t *testing.T) {
+	for _, withCfg := range []bool{true, false} {
+		cfg := ""
+		if withCfg {
+			cfg = `{"peft_type":"LORA","r":2,"lora_alpha":4,"fan_in_fan_out":true,"target_modules":["c_attn"]}`
+		}
+		dir := writeRaw(t, t.TempDir(), PEFTWeightsFile, cfg, nil,
+			zt("transformer.h.0.attn.c_attn.lora_A.weight", 2, 8), zt("transformer.h.0.attn.c_attn.lora_B.weight", 24, 2))
+		a, err := Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := a.Modules[0]
+		if a.Dialect != DialectPEFT || a.Architecture != "gpt2" || m.Name != "transformer.h.0.attn.c_attn" || !m.FanInFanOut || m.AlphaKnown != withCfg {
+			t.Errorf("config %v: dialect %s arch %s module %+v", withCfg, a.Dialect, a.Architecture, m)
+		}
+		a.Close()
+	}
+}
