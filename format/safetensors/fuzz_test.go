@@ -101,7 +101,7 @@ func fuzzSeeds(t testing.TB) [][]byte {
 	if dir, err := findCorpus(); err == nil {
 		files, _ := filepath.Glob(filepath.Join(dir, "*", "*.safetensors"))
 		for _, f := range files {
-			if st, err := os.Stat(f); err == nil && st.Size() < 1<<20 {
+			if st, err := os.Stat(f); err == nil && st.Size() < 256<<10 {
 				b, _ := os.ReadFile(f)
 				seeds = append(seeds, b)
 			}
