@@ -299,13 +299,22 @@ func ToPEFT(a *adapter.Adapter, dir string, o Options) (*Result, error) {
 	return res, nil
 }
 
-// ToDiffusers writes a modern diffusers LoRA file
-// (pytorch_lora_weights.safetensors style): keys <component>.<path>.lora_A
-// / lora_B .weight, and the LoraConfig (r, lora_alpha, rank_pattern,
-// alpha_pattern) as JSON in __metadata__["lora_adapter_metadata"], as
-// diffusers ≥ 0.34 writes it. out is a file path; a directory gets
-// pytorch_lora_weights.safetensors inside. Plain-model (LLM) modules are
-// written without a component prefix.
+// ToDiffusers writes a modern diffusers LoRA file with the LoraConfig in
+// __metadata__["lora_adapter_metadata"] (diffusers ≥ 0.34), in one of the two
+// layouts diffusers itself writes:
+//
+//   - model level (ModelMixin.save_lora_adapter): one component whose source
+//     names carry no component prefix (a PEFT UNet, a prefix-less diffusers
+//     file) → keys <path>.lora_A.weight / lora_B.weight and a plain LoraConfig;
+//   - pipeline level (save_lora_weights): several components, or component
+//     prefixes in the source (kohya, ai-toolkit) → keys
+//     <component>.<path>.lora_A.weight and the per-component LoraConfig fields
+//     packed as "<component>.<field>", plus the plain fields covering every
+//     module (read by adaptool and loaders that ignore the packing).
+//
+// Either way r, lora_alpha, rank_pattern and alpha_pattern reproduce every
+// module's scale exactly. out is a file path; a directory gets
+// pytorch_lora_weights.safetensors inside.
 func ToDiffusers(a *adapter.Adapter, out string, o Options) (*Result, error) {
 	mods, res, err := prepare(a, ToDiffusersName, o, []adapter.Kind{adapter.KindLoRA, adapter.KindLoRAConv})
 	if err != nil {
@@ -315,10 +324,17 @@ func ToDiffusers(a *adapter.Adapter, out string, o Options) (*Result, error) {
 		out = filepath.Join(out, "pytorch_lora_weights.safetensors")
 	}
 	res.Output = out
+	groups := byComponent(mods)
+	pipeline := len(groups) > 1
+	for _, m := range mods {
+		if m.comp != CompNone && (a.Dialect == adapter.DialectKohya || strings.HasPrefix(m.src.Name, m.comp+".") || m.part != nil) {
+			pipeline = true
+		}
+	}
 	var tensors []safetensors.Tensor
 	for _, m := range mods {
 		name := m.path
-		if m.comp != CompNone {
+		if pipeline && m.comp != CompNone {
 			name = m.comp + "." + m.path
 		}
 		ts, err := factorTensors(m, name+".lora_A.weight", name+".lora_B.weight")
@@ -328,10 +344,16 @@ func ToDiffusers(a *adapter.Adapter, out string, o Options) (*Result, error) {
 		tensors = append(tensors, ts...)
 		res.Modules = append(res.Modules, Mapping{From: m.src.Name, To: name, Kind: string(m.src.Kind), Rank: m.f.Rank, Scale: m.src.Scale})
 	}
-	if len(byComponent(mods)) > 1 {
-		res.warn("one lora_adapter_metadata config covers all components; its rank/alpha patterns are keyed by module path")
-	}
 	cfg := loraConfig(mods, res)
+	if pipeline {
+		for _, comp := range componentOrder {
+			if g := groups[comp]; len(g) > 0 {
+				for k, v := range loraConfig(g, &Result{}) {
+					cfg[comp+"."+k] = v
+				}
+			}
+		}
+	}
 	cj, err := marshalConfig(cfg)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/adaptool/adaptool/format/adapter"
+	"github.com/adaptool/adaptool/format/safetensors"
 )
 
 // corpusDir returns ../shared/corpus relative to the module root, or skips.
@@ -232,5 +233,34 @@ func TestNonFiniteWarning(t *testing.T) {
 	res = convertPath(t, filepath.Join(corpus, "llama32-1b-qv"), ToKohyaName, filepath.Join(t.TempDir(), "k.safetensors"))
 	if strings.Contains(strings.Join(res.Warnings, "\n"), "non-finite") {
 		t.Errorf("finite adapter warned: %q", res.Warnings)
+	}
+}
+
+// diffusers layouts: a prefix-less UNet stays model level (plain keys and
+// LoraConfig, like the source); ai-toolkit's prefixed Flux file stays
+// pipeline level (transformer. keys and "transformer.<field>" metadata).
+func TestDiffusersLayouts(t *testing.T) {
+	corpus := corpusDir(t)
+	dir := t.TempDir()
+	for _, c := range []struct {
+		src, key, meta string
+		packed         bool
+	}{
+		{"sd15-unet-peft", "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight", `"lora_alpha": 16`, false},
+		{"flux-aitoolkit-partial/lora.safetensors", "transformer.single_transformer_blocks.7.proj_out.lora_A.weight", `"transformer.lora_alpha": 16`, true},
+	} {
+		out := filepath.Join(dir, strings.Split(c.src, "/")[0]+".safetensors")
+		convertPath(t, filepath.Join(corpus, c.src), ToDiffusersName, out)
+		h, err := safetensors.OpenHeader(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := h.Tensor(c.key); !ok {
+			t.Errorf("%s: key %s missing", c.src, c.key)
+		}
+		md := h.Metadata["lora_adapter_metadata"]
+		if !strings.Contains(md, c.meta) || strings.Contains(md, `"unet.`) || (strings.Contains(md, `"transformer.r"`) != c.packed) {
+			t.Errorf("%s: metadata %s", c.src, md)
+		}
 	}
 }
