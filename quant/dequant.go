@@ -143,8 +143,14 @@ func Dequantize(src Source, d Detected) ([]float32, []int, safetensors.DType, er
 			if err := DequantizeNested(absmax, q, nabs, &nmap, qs.NestedBlockSize, float32(*qs.NestedOffset)); err != nil {
 				return nil, nil, 0, fmt.Errorf("%s: %w", d.Name, err)
 			}
-		} else if absmax, _, err = readF32(src, d.Name+suffixAbsmax, nb); err != nil {
-			return nil, nil, 0, err
+		} else {
+			var ai safetensors.TensorInfo
+			if absmax, ai, err = readF32(src, d.Name+suffixAbsmax, nb); err != nil {
+				return nil, nil, 0, err
+			}
+			if !ai.DType.IsFloat() {
+				return nil, nil, 0, fmt.Errorf("%w: tensor %q is %s; without nested_absmax the absmax must be a float tensor", ErrLayout, ai.Name, ai.DType)
+			}
 		}
 		if err := Dequantize4(x, packed, absmax, &code, p.BlockSize); err != nil {
 			return nil, nil, 0, fmt.Errorf("%s: %w", d.Name, err)
