@@ -87,6 +87,8 @@ const (
 	RuleInitMutatesBase    = "init-mutates-base"
 	RuleMLXLayers          = "mlx-num-layers"
 	RuleDType              = "non-float-dtype"
+	RuleIA3Feedforward     = "ia3-feedforward-mismatch"
+	RulePatternUnused      = "pattern-unused"
 )
 
 // Validate runs every format and adapter check on path (what Load
@@ -390,6 +392,35 @@ func (v *validator) config() {
 			}
 		}
 	}
+	if pt == "IA3" && cfg.FeedforwardModules.Set {
+		for _, m := range adapted {
+			if m.Kind != KindIA3 {
+				continue
+			}
+			ff, err := cfg.FeedforwardModules.Matches(a.patternName(m))
+			l := m.Tensors[RoleIA3]
+			if err == nil && len(l.Shape) == 2 && ff != m.Feedforward {
+				v.find(SeverityError, m, l.Name, RuleIA3Feedforward, "ia3_l shape %v is %s but feedforward_modules says %s", l.Shape, ffWord(m.Feedforward), ffWord(ff))
+			}
+		}
+	}
+	for _, pats := range []struct {
+		field string
+		p     []Pattern
+	}{{"rank_pattern", cfg.RankPattern}, {"alpha_pattern", cfg.AlphaPattern}} {
+		for _, p := range pats.p {
+			hit := false
+			for _, m := range adapted {
+				if ok, err := matchPattern(p.Key, a.patternName(m), PatternsModern, pats.field); err == nil && ok {
+					hit = true
+					break
+				}
+			}
+			if !hit {
+				v.cfgFind(SeverityInfo, RulePatternUnused, "%s key %q matches no adapted module of the file", pats.field, p.Key)
+			}
+		}
+	}
 	if len(cfg.ModulesToSave) > 0 {
 		seen := map[string]bool{}
 		for _, e := range cfg.ModulesToSave {
@@ -420,6 +451,13 @@ func (v *validator) config() {
 			v.cfgFind(SeverityInfo, RuleBiasNoTensors, "bias=%q but no base bias tensors were saved next to the adapted modules", cfg.Bias)
 		}
 	}
+}
+
+func ffWord(ff bool) string {
+	if ff {
+		return "feed-forward (1,in)"
+	}
+	return "output scaling (out,1)"
 }
 
 func uniq(s []string) []string {

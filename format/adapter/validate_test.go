@@ -91,6 +91,9 @@ func TestValidateRules(t *testing.T) {
 		{"rank mismatch", raw("rankmm", cfgQ, A("q", 2, 3), B("q", 3, 3)), RuleRankMismatch, SeverityError, "base_model.model.q.lora_B.weight"},
 		{"peft type", raw("ptype", `{"peft_type":"IA3","target_modules":["q"]}`, A("q", 2, 3), B("q", 3, 2)), RulePeftTypeMismatch, SeverityError, "base_model.model.q.lora_A.weight"},
 		{"config invalid", raw("badcfg", `{"peft_type":"LORA","r":"two"}`, A("q", 2, 3), B("q", 3, 2)), RuleConfigInvalid, SeverityError, ""},
+		{"ia3 feedforward", raw("ia3ff", `{"peft_type":"IA3","target_modules":["q","f"],"feedforward_modules":["q"]}`,
+			safetensors.Tensor{Name: "base_model.model.q.ia3_l", DType: safetensors.F32, Shape: []int{2, 1}, Data: f32bytes(1, 1)}), RuleIA3Feedforward, SeverityError, "base_model.model.q.ia3_l"},
+		{"pattern unused", lora("patunused", testgen.LoRA{RankPattern: []testgen.KV{{Key: "k_proj", Value: 2}}}), RulePatternUnused, SeverityInfo, ""},
 		{"magnitude shape", raw("magshape", `{"peft_type":"LORA","r":2,"use_dora":true,"target_modules":["q"]}`, A("q", 2, 3), B("q", 3, 2),
 			safetensors.Tensor{Name: "base_model.model.q.lora_magnitude_vector", DType: safetensors.F32, Shape: []int{2}, Data: f32bytes(1, 1)}), RuleShape, SeverityError, "base_model.model.q.lora_magnitude_vector"},
 	} {
@@ -105,8 +108,8 @@ func TestValidateRules(t *testing.T) {
 				}
 				return
 			}
-			if rep.Clean() {
-				t.Errorf("want findings, report is clean: %+v", rep.Findings)
+			if rep.Clean() != (tc.sev == SeverityInfo) {
+				t.Errorf("clean = %v with a %s finding: %+v", rep.Clean(), tc.sev, rep.Findings)
 			}
 			for _, f := range rep.Findings {
 				if f.Rule == tc.rule {
