@@ -148,3 +148,55 @@ func TestLoadBase(t *testing.T) {
 		t.Errorf("bad json: %v", err)
 	}
 }
+
+// Conv LoRA (LoCon) through kohya and embedding LoRA through MLX, exactly.
+func TestConvAndEmbeddingRoundTrips(t *testing.T) {
+	dir := t.TempDir()
+	conv, err := testgen.WriteLoRA(filepath.Join(dir, "conv"), testgen.LoRA{Seed: 31, R: 4, Alpha: 8, Modules: []testgen.Module{
+		{Name: "down_blocks.0.resnets.0.conv1", In: 8, Out: 16, Kernel: []int{3, 3}},
+		{Name: "down_blocks.0.attentions.0.proj_in", In: 16, Out: 16},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := deltasFull(t, conv.Dir)
+	k := filepath.Join(dir, "k.safetensors")
+	convertPath(t, conv.Dir, ToKohyaName, k)
+	h, _ := safetensors.OpenHeader(k)
+	if ti, ok := h.Tensor("lora_unet_down_blocks_0_resnets_0_conv1.lora_up.weight"); !ok || len(ti.Shape) != 4 || ti.Shape[2] != 1 || ti.Shape[3] != 1 {
+		t.Errorf("conv lora_up %+v", ti)
+	}
+	back := filepath.Join(dir, "back")
+	convertPath(t, k, ToPEFTName, back)
+	sameDeltas(t, "conv peft→kohya→peft", want, deltasFull(t, back))
+	if _, err := Convert(mustLoad(t, conv.Dir), ToMLXName, filepath.Join(dir, "m"), Options{}); err == nil {
+		t.Error("conv/UNet to MLX must be refused")
+	}
+
+	emb, err := testgen.WriteLoRA(filepath.Join(dir, "emb"), testgen.LoRA{Seed: 32, R: 4, Alpha: 8, Modules: []testgen.Module{
+		{Name: "model.embed_tokens", In: 50, Out: 16, Embedding: true},
+		{Name: "model.layers.0.self_attn.q_proj", In: 16, Out: 16},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = deltasFull(t, emb.Dir)
+	m := filepath.Join(dir, "mlx")
+	convertPath(t, emb.Dir, ToMLXName, m)
+	p := filepath.Join(dir, "p")
+	convertPath(t, m, ToPEFTName, p)
+	sameDeltas(t, "embedding peft→mlx→peft", want, deltasFull(t, p))
+	if _, err := Convert(mustLoad(t, emb.Dir), ToKohyaName, filepath.Join(dir, "k2.safetensors"), Options{}); err == nil || !strings.Contains(err.Error(), "lora_embedding") {
+		t.Errorf("embedding to kohya: %v", err)
+	}
+}
+
+func mustLoad(t *testing.T, p string) *adapter.Adapter {
+	t.Helper()
+	a, err := adapter.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
