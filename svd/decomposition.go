@@ -25,19 +25,25 @@ type Decomposition struct {
 	// tu, tv, when set, mean qu, qv hold LQ Householder reflectors (with
 	// these scales) instead of explicit orthonormal rows.
 	tu, tv []float64
+	// lu, lv, when set (Rows > 0), mean qu, qv hold the stacked factors X
+	// whose orthonormal rows are Q = L⁻¹X (Gram/Cholesky route).
+	lu, lv blas64.General
 }
 
 // vectors returns U_kᵀ (k×m) and V_kᵀ (k×n) as row-major float64 matrices
 // (row j is the j-th singular vector).
 func (d *Decomposition) vectors(k int) (ut, vt blas64.General) {
-	return leading(d.qu, d.cu, d.tu, d.m, k), leading(d.qv, d.cv, d.tv, d.n, k)
+	return leading(d.qu, d.cu, d.tu, d.lu, d.m, k), leading(d.qv, d.cv, d.tv, d.lv, d.n, k)
 }
 
-func leading(q, c blas64.General, tau []float64, cols, k int) blas64.General {
+func leading(q, c blas64.General, tau []float64, l blas64.General, cols, k int) blas64.General {
 	if c.Rows == 0 {
 		return blas64.General{Rows: k, Cols: cols, Stride: max(q.Stride, 1), Data: q.Data}
 	}
 	ck := blas64.General{Rows: c.Rows, Cols: k, Stride: c.Stride, Data: c.Data}
+	if l.Rows > 0 {
+		return applyGram(ck, l, q)
+	}
 	if tau != nil {
 		return applyQ(transpose(ck), q, tau)
 	}

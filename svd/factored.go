@@ -33,20 +33,22 @@ func Factored(m, n int, terms []Term) (*Decomposition, error) {
 		}
 		total += t.Rank
 	}
-	// B̃ᵀ (R×m) and Ã (R×n), row-major: row off+j is w·dⱼ·B[:, j] and A[j, :].
+	// B̃ᵀ (R×m) and Ã (R×n), row-major: row off+j is B[:, j] and A[j, :];
+	// the weights w·dⱼ go into the core: ΔW = B̃·diag(w)·Ã.
 	bst := blas64.General{Rows: total, Cols: m, Stride: m, Data: make([]float64, total*m)}
 	as := blas64.General{Rows: total, Cols: n, Stride: n, Data: make([]float64, total*n)}
+	w := make([]float64, total)
 	off := 0
 	for _, t := range terms {
 		r := t.Rank
 		for j := 0; j < r; j++ {
-			c := t.Weight
+			w[off+j] = t.Weight
 			if t.Diag != nil {
-				c *= float64(t.Diag[j])
+				w[off+j] *= float64(t.Diag[j])
 			}
 			row := bst.Data[(off+j)*m : (off+j+1)*m]
 			for i := range row {
-				row[i] = c * float64(t.B[i*r+j])
+				row[i] = float64(t.B[i*r+j])
 			}
 			arow := as.Data[(off+j)*n : (off+j+1)*n]
 			for i, x := range t.A[j*n : (j+1)*n] {
@@ -55,23 +57,50 @@ func Factored(m, n int, terms []Term) (*Decomposition, error) {
 		}
 		off += r
 	}
-	return fromStacked(m, n, bst, as)
+	return fromStacked(m, n, bst, as, w)
 }
 
-// fromStacked computes the SVD of bstᵀ·as (bst R×m, as R×n), both
-// overwritten: B̃ᵀ = L_B·Q_B and Ã = L_A·Q_A (thin LQ), so
-// ΔW = Q_Bᵀ·(L_Bᵀ·L_A)·Q_A and only the R×R core is decomposed.
-func fromStacked(m, n int, bst, as blas64.General) (*Decomposition, error) {
+// fromStacked computes the SVD of bstᵀ·diag(w)·as (bst R×m, as R×n).
+//
+// Both stacks are factored as X = L·Q (Q with orthonormal rows), so
+// ΔW = Q_Bᵀ·(L_Bᵀ·diag(w)·L_A)·Q_A and only the R×R core is decomposed.
+// When both stacks are well conditioned (reciprocal condition of L at
+// least gramRcond) L comes from the Cholesky factor of the Gram matrix
+// X·Xᵀ (level-3 BLAS, Q never formed: Q = L⁻¹X is applied to the k leading
+// core vectors only); otherwise, and for rank-deficient or wider-than-tall
+// stacks, from a Householder LQ (Dgelqf), which is backward stable for any
+// conditioning. bst and as are overwritten by the LQ path.
+func fromStacked(m, n int, bst, as blas64.General, w []float64) (*Decomposition, error) {
 	if bst.Rows == 0 {
 		return &Decomposition{m: m, n: n}, nil
 	}
+	if lb, ok := gramFactor(bst); ok {
+		if la, ok := gramFactor(as); ok {
+			d, err := fromCore(m, n, bst, weightedCore(lb, w, la), as)
+			if d != nil {
+				d.lu, d.lv = lb, la
+			}
+			return d, err
+		}
+	}
 	lb, rb, tb := lqReflectors(bst)
 	la, ra, ta := lqReflectors(as)
-	d, err := fromCore(m, n, rb, gemm(blas.Trans, blas.NoTrans, lb, la), ra)
+	d, err := fromCore(m, n, rb, weightedCore(lb, w, la), ra)
 	if d != nil {
 		d.tu, d.tv = tb, ta
 	}
 	return d, err
+}
+
+// weightedCore returns lbᵀ·diag(w)·la.
+func weightedCore(lb blas64.General, w []float64, la blas64.General) blas64.General {
+	wl := blas64.General{Rows: la.Rows, Cols: la.Cols, Stride: la.Cols, Data: make([]float64, la.Rows*la.Cols)}
+	for i := 0; i < la.Rows; i++ {
+		for j := 0; j < la.Cols; j++ {
+			wl.Data[i*wl.Stride+j] = w[i] * la.Data[i*la.Stride+j]
+		}
+	}
+	return gemm(blas.Trans, blas.NoTrans, lb, wl)
 }
 
 // fromCore returns the SVD of quᵀ·core·qv where qu (kB×m) and qv (kA×n)

@@ -252,3 +252,64 @@ func TestDenseMatchesGonum(t *testing.T) {
 		t.Errorf("short data: err = %v", err)
 	}
 }
+
+// TestFactoredPaths checks both QR-core routes against the dense SVD: the
+// Gram/Cholesky route for well-conditioned stacks and the Householder LQ
+// fallback for a stack whose B has a column 1e-7 times the others.
+func TestFactoredPaths(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	const m, n = 60, 45
+	mk := func(illB bool) []Term {
+		t1 := Term{B: randF32(rng, m*5, 1), A: randF32(rng, 5*n, 1), Rank: 5, Weight: 0.8}
+		t2 := Term{B: randF32(rng, m*3, 1), A: randF32(rng, 3*n, 1), Rank: 3, Weight: -1.3, Diag: []float32{2, 0.5, 1e-3}}
+		if illB {
+			for i := 0; i < m; i++ {
+				t1.B[i*5+2] *= 1e-7
+			}
+		}
+		return []Term{t1, t2}
+	}
+	for _, c := range []struct {
+		name string
+		ill  bool
+		gram bool
+	}{{"gram", false, true}, {"lq-fallback", true, false}} {
+		terms := mk(c.ill)
+		d, err := Factored(m, n, terms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.lu.Rows > 0; got != c.gram {
+			t.Errorf("%s: Gram route used = %v, want %v", c.name, got, c.gram)
+		}
+		w := denseSum(m, n, terms)
+		_, want := denseSVD(t, w)
+		for i, s := range d.Values() {
+			if !near(s, want[i], 1e-10*want[0]) {
+				t.Errorf("%s: σ%d = %.17g, dense %.17g", c.name, i, s, want[i])
+			}
+		}
+		if e := froDiff(reconstruct(d), w); e > 1e-10*want[0] {
+			t.Errorf("%s: reconstruction error %g", c.name, e)
+		}
+		u, v := d.vectors(d.Len())
+		for p := 0; p < d.Len(); p++ {
+			for q := 0; q < d.Len(); q++ {
+				var uu, vv float64
+				for i := 0; i < m; i++ {
+					uu += u.Data[p*u.Stride+i] * u.Data[q*u.Stride+i]
+				}
+				for i := 0; i < n; i++ {
+					vv += v.Data[p*v.Stride+i] * v.Data[q*v.Stride+i]
+				}
+				want := 0.0
+				if p == q {
+					want = 1
+				}
+				if !near(uu, want, 1e-10) || !near(vv, want, 1e-10) {
+					t.Errorf("%s: UᵀU[%d,%d] = %g, VᵀV = %g", c.name, p, q, uu, vv)
+				}
+			}
+		}
+	}
+}

@@ -81,6 +81,47 @@ func applyQ(x, refl blas64.General, tau []float64) blas64.General {
 	return c
 }
 
+// gramRcond is the smallest reciprocal condition number (1-norm estimate)
+// of the Cholesky factor for which the Gram route is used: the
+// orthogonality error of Q = L⁻¹X is about ε·κ(X)², so κ ≲ 100·R keeps it
+// near 1e-12 for adapter ranks.
+const gramRcond = 1e-2
+
+// gramFactor returns the lower-triangular Cholesky factor L of x·xᵀ
+// (x R×cols, row-major), so that x = L·Q with Q = L⁻¹x having orthonormal
+// rows, when R ≤ cols and L is well conditioned; ok is false otherwise.
+func gramFactor(x blas64.General) (l blas64.General, ok bool) {
+	r := x.Rows
+	if r == 0 || r > x.Cols {
+		return l, false
+	}
+	g := blas64.Symmetric{Uplo: blas.Lower, N: r, Stride: r, Data: make([]float64, r*r)}
+	blas64.Syrk(blas.NoTrans, 1, x, 0, g)
+	t, ok := lapack64.Potrf(g)
+	if !ok {
+		return l, false
+	}
+	t.Diag = blas.NonUnit
+	if lapack64.Trcon(lapack.MaxColumnSum, t, make([]float64, 3*r), make([]int, r)) < gramRcond {
+		return l, false
+	}
+	return blas64.General{Rows: r, Cols: r, Stride: r, Data: t.Data}, true
+}
+
+// applyGram returns cᵀ·Q (k×cols) for Q = L⁻¹x, computed as (L⁻ᵀ·c)ᵀ·x
+// with one triangular solve on the small R×k matrix c.
+func applyGram(c, l, x blas64.General) blas64.General {
+	if c.Cols == 0 {
+		return blas64.General{Cols: x.Cols, Stride: max(x.Cols, 1)}
+	}
+	y := blas64.General{Rows: c.Rows, Cols: c.Cols, Stride: max(c.Cols, 1), Data: make([]float64, c.Rows*c.Cols)}
+	for i := 0; i < c.Rows; i++ {
+		copy(y.Data[i*y.Stride:i*y.Stride+c.Cols], c.Data[i*c.Stride:i*c.Stride+c.Cols])
+	}
+	blas64.Trsm(blas.Left, blas.Trans, 1, blas64.Triangular{Uplo: blas.Lower, Diag: blas.NonUnit, N: l.Rows, Stride: l.Stride, Data: l.Data}, y)
+	return gemm(blas.Trans, blas.NoTrans, y, x)
+}
+
 // smallSVD returns the thin SVD a = u·diag(s)·vt of a (overwritten):
 // u is rows×p, vt is p×cols, p = min(rows, cols).
 func smallSVD(a blas64.General) (u blas64.General, s []float64, vt blas64.General, err error) {
