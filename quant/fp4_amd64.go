@@ -12,6 +12,23 @@ package quant
 //go:noescape
 func packFP4VBMI(out *byte, x *float32, n int, inv float32, base *[128]uint8, th *[16]float32, scaleBias *[2]float32, rank2code *[16]int32)
 
+// quantFP4BlocksVBMI is the fused FP4 quantizer (block absmax as
+// kernels.AbsMax, reciprocal, packFP4VBMI's loop) over nblocks full blocks
+// of bs values, a multiple of 16.
+//
+//go:noescape
+func quantFP4BlocksVBMI(out *byte, x *float32, nblocks, bs int, absmax *float32, base *[128]uint8, th *[16]float32, scaleBias *[2]float32, rank2code *[16]int32)
+
+// quantFP4Fast quantizes the full blocks [b0, b1) with the fused kernel and
+// reports whether it did.
+func quantFP4Fast(dst []byte, absmax []float32, src []float32, bs, b0, b1 int) bool {
+	if !hasNF4VBMI || b1 <= b0 {
+		return false
+	}
+	quantFP4BlocksVBMI(&dst[b0*bs/2], &src[b0*bs], b1-b0, bs, &absmax[b0], &fp4Base128, &fp4LUT128.th, &fp4SB128, &fp4RankCode32)
+	return true
+}
+
 var (
 	fp4LUT128     = newLUT4N(fp4Thresholds, fp4RankCode, 0, 1, 128)
 	fp4Base128    [128]uint8

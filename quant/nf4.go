@@ -172,7 +172,8 @@ func quantize4(dst []byte, absmax []float32, src []float32, bs int, scheme strin
 			ErrLength, scheme, n, bs, PackedLen(n), NumBlocks(n, bs), len(dst), len(absmax))
 	}
 	forBlocks(n, bs, func(b0, b1 int) {
-		if full := min(b1, n/bs); !fp4 && quantNF4Fast(dst, absmax, src, bs, b0, full) {
+		full := min(b1, n/bs)
+		if fp4 && quantFP4Fast(dst, absmax, src, bs, b0, full) || !fp4 && quantNF4Fast(dst, absmax, src, bs, b0, full) {
 			b0 = full
 		}
 		for b := b0; b < b1; b++ {

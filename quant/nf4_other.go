@@ -15,3 +15,6 @@ func unpack4Fast(dst []float32, src []byte, absmax []float32, code *[16]float32,
 
 // quantNF4Fast reports false: no assembly on this platform or build.
 func quantNF4Fast(dst []byte, absmax []float32, src []float32, bs, b0, b1 int) bool { return false }
+
+// quantFP4Fast reports false: no assembly on this platform or build.
+func quantFP4Fast(dst []byte, absmax []float32, src []float32, bs, b0, b1 int) bool { return false }
