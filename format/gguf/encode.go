@@ -4,10 +4,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+
+	"github.com/adaptool/adaptool/quant"
 )
 
 // Decode converts n elements of raw tensor data of type t to float32.
-// Supported: F32, F16, BF16, F64, I8, I16, I32, Q8_0.
+// Supported: F32, F16, BF16, F64, I8, I16, I32, Q8_0, and the block types
+// of package quant (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K).
 func Decode(raw []byte, t GGMLType, n int64) ([]float32, error) {
 	tr, ok := typeTraits[t]
 	if !ok {
@@ -56,7 +59,14 @@ func Decode(raw []byte, t GGMLType, n int64) ([]float32, error) {
 			}
 		}
 	default:
-		return nil, fmt.Errorf("%w: decoding %s to float32", ErrUnsupported, t)
+		qt := quant.GGUFType(t)
+		if qt.BlockSize() == 0 {
+			return nil, fmt.Errorf("%w: decoding %s to float32", ErrUnsupported, t)
+		}
+		// the other block types through quant's ggml dequantizers
+		if err := quant.DequantizeGGUF(out, raw, qt); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

@@ -113,8 +113,8 @@ func (f *File) Data(name string) ([]byte, error) {
 }
 
 // Float32 returns the named tensor decoded to float32 (row-major, i.e. the
-// torch order of Shape). Supported types: F32, F16, BF16, F64, I8, I16, I32,
-// Q8_0; others return ErrUnsupported.
+// torch order of Shape). Supported types: see Decode; others return
+// ErrUnsupported.
 func (f *File) Float32(name string) ([]float32, error) {
 	t, ok := f.Tensor(name)
 	if !ok {

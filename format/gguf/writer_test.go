@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/adaptool/adaptool/quant"
 	"github.com/x448/float16"
 )
 
@@ -230,5 +231,43 @@ func TestBF16AndQ8Hand(t *testing.T) {
 	}
 	if _, err := Encode(make([]float32, 31), Q8_0); err == nil {
 		t.Error("31 values must not encode as Q8_0")
+	}
+}
+
+// Q4_K tensors written by the quant package decode through File.Float32
+// (quant's dequantizer) close to the source values.
+func TestDecodeQ4K(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	v := make([]float32, 512)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64())
+	}
+	raw := make([]byte, 2*144)
+	if err := quant.QuantizeGGUF(raw, v, quant.GGUFQ4_K); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := Write(&buf, nil, []Tensor{{Name: "q", Type: Q4_K, Dims: []uint64{256, 2}, Data: raw}}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()), "q4k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.Float32("q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var se, ss float64
+	for i := range v {
+		d := float64(got[i] - v[i])
+		se += d * d
+		ss += float64(v[i]) * float64(v[i])
+	}
+	if rel := math.Sqrt(se / ss); rel > 0.12 { // 4.5-bit k-quant of N(0,1): ~0.05–0.1
+		t.Errorf("Q4_K relative RMS error %.3f", rel)
+	}
+	if _, err := Decode(make([]byte, 66), IQ2_XXS, 256); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("IQ2_XXS: %v", err)
 	}
 }
