@@ -8,12 +8,15 @@
 //
 //	ΔW = Σᵢ wᵢ·Bᵢ·Dᵢ·Aᵢ    (Bᵢ m×rᵢ, Dᵢ diagonal or I, Aᵢ rᵢ×n)
 //
-// by the QR-core method (Golub & Van Loan): stack B̃ = [w₁B₁D₁ | …] (m×R) and
-// Ãᵀ = [A₁; …]ᵀ (n×R), take thin QR factorizations B̃ = Q_B·R_B and
-// Ãᵀ = Q_A·R_A, compute the SVD of the small core C = R_B·R_Aᵀ = Ũ·Σ·Ṽᵀ and
-// return U = Q_B·Ũ, V = Q_A·Ṽ. The cost is O((m+n)R² + R³) time and
-// O((m+n)R) memory; the m×n matrix is never built. Zero matrices and
-// R > min(m, n) are handled.
+// by the QR-core method (Golub & Van Loan): with B̃ = [B₁ | …] (m×R),
+// Ã = [A₁; …] (R×n) and the weights w = (wᵢ·Dᵢ) in the core, take thin QR
+// factorizations B̃ = Q_B·R_B and Ãᵀ = Q_A·R_A, compute the SVD of the small
+// core C = R_B·diag(w)·R_Aᵀ = Ũ·Σ·Ṽᵀ and return U = Q_B·Ũ, V = Q_A·Ṽ. R
+// comes from the Cholesky factor of the Gram matrix when the stack is well
+// conditioned (checked with a condition estimate) and from a Householder
+// factorization otherwise; Q is never formed, only applied to the k leading
+// core vectors. The cost is O((m+n)R² + R³) time and O((m+n)R) memory; the
+// m×n matrix is never built. Zero matrices and R > min(m, n) are handled.
 //
 // [Randomized] implements Halko, Martinsson & Tropp (arXiv 0909.4061,
 // Algorithms 4.4 and 5.1): a Gaussian sketch with oversampling, power
