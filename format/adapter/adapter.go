@@ -18,11 +18,17 @@ type Adapter struct {
 	// file's lora_adapter_metadata, or an MLX training config (Config.MLX);
 	// nil when there is none. Config.Raw keeps every key verbatim.
 	Config       *Config
-	ConfigSource string               // "adapter_config.json", "lora_adapter_metadata" or ""
-	Modules      []*Module            // sorted by Name
-	Shared       map[string]TensorRef // adapter-wide tensors (VeRA vera_A / vera_B)
-	Metadata     map[string]string    // the file's __metadata__ (nil when absent or null)
-	Warnings     []string             // what could not be known or looks wrong, e.g. "alpha unknown: ..."
+	ConfigSource string // "adapter_config.json", "lora_adapter_metadata" or ""
+	// ComponentConfigs holds per-component configs when a diffusers
+	// pipeline file's lora_adapter_metadata is flattened with component
+	// prefixes ("unet.r", "text_encoder.lora_alpha", ...); keyed by the
+	// component ("unet"). Modules named "<component>.…" use their
+	// component's config. nil otherwise.
+	ComponentConfigs map[string]*Config
+	Modules          []*Module            // sorted by Name
+	Shared           map[string]TensorRef // adapter-wide tensors (VeRA vera_A / vera_B)
+	Metadata         map[string]string    // the file's __metadata__ (nil when absent or null)
+	Warnings         []string             // what could not be known or looks wrong, e.g. "alpha unknown: ..."
 	// Unknown lists tensors whose role was not recognised; they are kept as
 	// passthrough ("full") modules.
 	Unknown []string

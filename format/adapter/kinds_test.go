@@ -219,3 +219,34 @@ func TestNoPrefixGPT2(t *testing.T) {
 		a.Close()
 	}
 }
+
+// diffusers pipeline saves flatten one LoraConfig per component into
+// lora_adapter_metadata with component prefixes.
+func TestDiffusersPerComponentMetadata(t *testing.T) {
+	meta := `{"text_encoder.lora_alpha": 8, "text_encoder.r": 2, "unet.lora_alpha": 8, "unet.r": 4, "unet.rank_pattern": {"to_q": 2}}`
+	dir := writeRaw(t, t.TempDir(), DiffusersLoRAFile, "", map[string]string{"lora_adapter_metadata": meta},
+		zt("unet.mid_block.attentions.0.to_q.lora_A.weight", 2, 6), zt("unet.mid_block.attentions.0.to_q.lora_B.weight", 6, 2),
+		zt("unet.mid_block.attentions.0.to_k.lora_A.weight", 4, 6), zt("unet.mid_block.attentions.0.to_k.lora_B.weight", 6, 4),
+		zt("text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight", 2, 6), zt("text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight", 6, 2))
+	a, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	want := map[string]float64{"unet.mid_block.attentions.0.to_q": 4, "unet.mid_block.attentions.0.to_k": 2, "text_encoder.text_model.encoder.layers.0.self_attn.q_proj": 4}
+	if a.Dialect != DialectDiffusers || len(a.ComponentConfigs) != 2 || a.Config != nil || len(a.Warnings) != 0 {
+		t.Fatalf("dialect %s components %d config %v warnings %v", a.Dialect, len(a.ComponentConfigs), a.Config, a.Warnings)
+	}
+	for _, m := range a.Modules {
+		if m.Scale != want[m.Name] || !m.AlphaKnown {
+			t.Errorf("%s: scale %g known %v, want %g", m.Name, m.Scale, m.AlphaKnown, want[m.Name])
+		}
+	}
+	rep, err := a.Validate()
+	if err != nil || !rep.Clean() {
+		t.Errorf("validate: %v %+v", err, rep)
+	}
+	if _, err := parseDiffusersMetadata([]byte(`{"weird": 1}`)); err == nil {
+		t.Error("unprefixed unknown key accepted")
+	}
+}

@@ -1,6 +1,7 @@
 package adapter
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -169,12 +170,25 @@ func (a *Adapter) build(o *loadOptions) error {
 	}
 	if a.Config == nil {
 		if md := a.Metadata["lora_adapter_metadata"]; md != "" {
-			c, err := ParseConfig([]byte(md))
-			if err != nil {
+			cfgs, err := parseDiffusersMetadata([]byte(md))
+			switch {
+			case err != nil:
 				a.warn("lora_adapter_metadata in %s is not a usable LoraConfig (%v); ignored", a.WeightsPath, err)
-			} else {
-				a.Config, a.ConfigSource = c, "lora_adapter_metadata"
+			case cfgs[""] != nil:
+				a.Config, a.ConfigSource = cfgs[""], "lora_adapter_metadata"
+			default:
+				a.ComponentConfigs, a.ConfigSource = cfgs, "lora_adapter_metadata"
+				if len(cfgs) == 1 {
+					for _, c := range cfgs {
+						a.Config = c
+					}
+				}
 			}
+		}
+	}
+	for comp, c := range a.ComponentConfigs {
+		if err := c.CheckPatterns(); err != nil {
+			return fmt.Errorf("%s (component %s): %w", a.configName(), comp, err)
 		}
 	}
 	if a.Config != nil {
@@ -239,6 +253,68 @@ func countLayers(mods []*Module) int {
 	return len(seen)
 }
 
+// configFor returns the config that governs m: the component's config of a
+// diffusers pipeline file whose lora_adapter_metadata is per component
+// ("unet.r", "text_encoder.r", ...), else Adapter.Config.
+func (a *Adapter) configFor(m *Module) *Config {
+	if a.ComponentConfigs == nil {
+		return a.Config
+	}
+	if i := strings.IndexByte(m.Name, '.'); i > 0 {
+		if c, ok := a.ComponentConfigs[m.Name[:i]]; ok {
+			return c
+		}
+	}
+	return a.Config
+}
+
+// parseDiffusersMetadata parses a lora_adapter_metadata string: either one
+// LoraConfig (key "" of the result) or, as diffusers' pipeline
+// save_lora_weights writes it, the configs of several components flattened
+// with a component prefix ("unet.r": 4, "text_encoder.lora_alpha": 8, ...).
+func parseDiffusersMetadata(data []byte) (map[string]*Config, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("%w: not a JSON object", ErrConfig)
+	}
+	for _, k := range []string{"r", "lora_alpha", "peft_type", "target_modules", "rank_pattern"} {
+		if _, ok := raw[k]; ok {
+			c, err := ParseConfig(data)
+			if err != nil {
+				return nil, err
+			}
+			return map[string]*Config{"": c}, nil
+		}
+	}
+	groups := map[string]map[string]json.RawMessage{}
+	for k, v := range raw {
+		comp, field, ok := strings.Cut(k, ".")
+		if !ok || comp == "" || field == "" {
+			return nil, fmt.Errorf("%w: key %q is neither a LoraConfig field nor component-prefixed", ErrConfig, k)
+		}
+		if groups[comp] == nil {
+			groups[comp] = map[string]json.RawMessage{}
+		}
+		groups[comp][field] = v
+	}
+	out := map[string]*Config{}
+	for comp, g := range groups {
+		b, err := json.Marshal(g)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+		c, err := ParseConfig(b)
+		if err != nil {
+			return nil, fmt.Errorf("component %s: %w", comp, err)
+		}
+		out[comp] = c
+	}
+	return out, nil
+}
+
 // patternName is the module path PEFT would match patterns against: the
 // diffusers component prefix is not part of the component's module tree.
 func (a *Adapter) patternName(m *Module) string {
@@ -263,8 +339,8 @@ func needsScale(k Kind) bool {
 // resolveScales fills Alpha, Scale, AlphaKnown, ConfigRank and FanInFanOut.
 func (a *Adapter) resolveScales(o *loadOptions) error {
 	var unknown []string
-	cfg := a.Config
 	for _, m := range a.Modules {
+		cfg := a.configFor(m)
 		if !needsScale(m.Kind) {
 			m.Scale, m.AlphaKnown = 1, true
 			if cfg != nil && !cfg.IsMLX() && (m.Kind == KindIA3 || m.Kind == KindVeRA) {

@@ -282,7 +282,7 @@ func (v *validator) lowRank(m *Module, ta, tb TensorRef) {
 	if m.Kind != KindLoRAConv && m.InFeatures > 0 && m.OutFeatures > 0 && m.Rank > min(m.InFeatures, m.OutFeatures) {
 		v.find(SeverityInfo, m, ta.Name, RuleRankExceedsWidth, "rank %d exceeds min(in=%d, out=%d): rank(ΔW) ≤ %d", m.Rank, m.InFeatures, m.OutFeatures, min(m.InFeatures, m.OutFeatures))
 	}
-	cfg := v.a.Config
+	cfg := v.a.configFor(m)
 	if cfg == nil || cfg.IsMLX() || v.a.ConfigSource == "" {
 		return
 	}
