@@ -56,7 +56,12 @@ func rewrite(path, op string, p ScaleParams, o RunOptions) (*Report, error) {
 	// tensor name → how to rewrite it: 'b' multiply by λ, 'i' IA3.
 	how := map[string]byte{}
 	for _, m := range a.Modules {
-		mr := ModuleReport{Name: m.Name, Kind: string(m.Kind), Status: "matched", Rank: m.Rank, Out: m.OutFeatures, In: m.InFeatures}
+		mr := ModuleReport{Name: m.Name, Kind: string(m.Kind), Status: "matched", Rank: m.Rank, Out: m.OutFeatures, In: m.InFeatures, InputRanks: []int{m.Rank}}
+		for _, t := range m.Tensors {
+			if ti, ok := a.File.Tensor(t.Name); ok {
+				mr.Bytes += ti.Size()
+			}
+		}
 		switch m.Kind {
 		case adapter.KindLoRA, adapter.KindLoRAEmbedding, adapter.KindLoRAConv, adapter.KindAdaLoRA, adapter.KindKaSA:
 			b, ok := m.Tensors[adapter.RoleB]
@@ -92,7 +97,7 @@ func rewrite(path, op string, p ScaleParams, o RunOptions) (*Report, error) {
 	rep.count()
 	rep.Bytes = 0
 	for _, t := range f.Tensors {
-		rep.Bytes += t.Size()
+		rep.Bytes += t.Size() // every tensor is written, rewritten or copied
 	}
 	if err := rep.refusedError(); err != nil {
 		return rep, err
