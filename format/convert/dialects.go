@@ -455,7 +455,7 @@ func allSame[T comparable](v []T) bool {
 	return true
 }
 
-var layerIdxRe = regexp.MustCompile(`(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.`)
+var layerIdxRe = regexp.MustCompile(`(?:^|\.)(?:layers|h|blocks|block|layer)\.(\d+)\.`)
 
 // ToMLX writes an MLX-LM adapter directory: adapters.safetensors with
 // <path>.lora_a (in,r) and .lora_b (r,out) (transposed relative to PEFT, no
