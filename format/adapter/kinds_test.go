@@ -250,3 +250,17 @@ func TestDiffusersPerComponentMetadata(t *testing.T) {
 		t.Error("unprefixed unknown key accepted")
 	}
 }
+
+func TestMLXWithoutScale(t *testing.T) {
+	dir := writeRaw(t, t.TempDir(), MLXWeightsFile, `{"lora_parameters":{"rank":2}}`, nil,
+		zt("model.layers.0.self_attn.q_proj.lora_a", 6, 2), zt("model.layers.0.self_attn.q_proj.lora_b", 2, 6))
+	a, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	m := a.Modules[0]
+	if m.Scale != 20 || m.AlphaKnown || len(a.Warnings) != 1 || !strings.Contains(a.Warnings[0], "default scale 20") {
+		t.Errorf("scale %g known %v warnings %v", m.Scale, m.AlphaKnown, a.Warnings)
+	}
+}

@@ -339,6 +339,7 @@ func needsScale(k Kind) bool {
 // resolveScales fills Alpha, Scale, AlphaKnown, ConfigRank and FanInFanOut.
 func (a *Adapter) resolveScales(o *loadOptions) error {
 	var unknown []string
+	mlxNoScale := 0
 	for _, m := range a.Modules {
 		cfg := a.configFor(m)
 		if !needsScale(m.Kind) {
@@ -374,8 +375,11 @@ func (a *Adapter) resolveScales(o *loadOptions) error {
 			m.Alpha, m.Scale, m.AlphaKnown = float64(m.Rank), 1, true
 		case cfg != nil && cfg.IsMLX():
 			m.ConfigRank = cfg.MLX.Rank
-			m.Scale, m.AlphaKnown = cfg.MLX.Scale, true
+			m.Scale, m.AlphaKnown = cfg.MLX.Scale, cfg.MLX.HasScale
 			m.Alpha = cfg.MLX.Scale * float64(m.Rank)
+			if !cfg.MLX.HasScale {
+				mlxNoScale++
+			}
 		case cfg != nil:
 			r, alpha, scale, err := cfg.ModuleScale(a.patternName(m), o.mode)
 			if err != nil {
@@ -398,6 +402,9 @@ func (a *Adapter) resolveScales(o *loadOptions) error {
 			last := m.Name[strings.LastIndexByte(m.Name, '.')+1:]
 			m.FanInFanOut = last == "c_attn" || last == "c_proj" || last == "c_fc"
 		}
+	}
+	if mlxNoScale > 0 {
+		a.warn("alpha unknown: the MLX config has no lora_parameters.scale; mlx-lm's LoRALinear default scale 20 is assumed for %d modules", mlxNoScale)
 	}
 	if len(unknown) > 0 {
 		why := "no adapter_config.json"
