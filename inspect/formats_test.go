@@ -91,35 +91,64 @@ func TestShardedStats(t *testing.T) {
 	}
 }
 
-// TestGGUFSummary: a llama.cpp LoRA adapter written with format/gguf.
+// TestGGUFSummary: a llama.cpp LoRA adapter written with format/gguf:
+// modules from the lora_a/lora_b pairs, scale alpha/r, and --stats against
+// the dense reference (A (r,in) = lora_a ne [in,r], B (out,r) = lora_b ne [r,out]).
 func TestGGUFSummary(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "adapter.gguf")
-	f32 := func(n int) []byte { return make([]byte, 4*n) }
+	const in, out, r = 12, 10, 4
+	f := &testgen.Factors{Rank: r, In: in, Out: out, A: make([]float32, r*in), B: make([]float32, out*r)}
+	for i := range f.A {
+		f.A[i] = float32(math.Sin(float64(i)))
+	}
+	for i := range f.B {
+		f.B[i] = float32(math.Cos(float64(3 * i)))
+	}
+	f32 := func(v []float32) []byte {
+		b := make([]byte, 4*len(v))
+		for i, x := range v {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+		}
+		return b
+	}
 	err := gguf.WriteFile(p, []gguf.KV{
 		{Key: "general.architecture", Value: gguf.String("llama")},
 		{Key: "general.type", Value: gguf.String("adapter")},
 		{Key: "adapter.type", Value: gguf.String("lora")},
-		{Key: "adapter.lora.alpha", Value: gguf.Float32(16)},
+		{Key: "adapter.lora.alpha", Value: gguf.Float32(8)},
 	}, []gguf.Tensor{
-		{Name: "blk.0.attn_q.weight.lora_a", Type: gguf.F32, Dims: []uint64{64, 8}, Data: f32(512)},
-		{Name: "blk.0.attn_q.weight.lora_b", Type: gguf.F32, Dims: []uint64{8, 64}, Data: f32(512)},
+		{Name: "blk.3.attn_q.weight.lora_a", Type: gguf.F32, Dims: []uint64{in, r}, Data: f32(f.A)},
+		{Name: "blk.3.attn_q.weight.lora_b", Type: gguf.F32, Dims: []uint64{r, out}, Data: f32(f.B)},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Summarize(p, Options{})
+	s, err := Summarize(p, Options{Stats: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.Container != "gguf" || s.Format != "gguf-lora" || s.Architecture != "llama" || s.PeftType != "LORA" {
 		t.Errorf("summary %s %s %s %s", s.Container, s.Format, s.Architecture, s.PeftType)
 	}
-	if len(s.Tensors) != 2 || s.Tensors[0].Shape[0] != 8 || s.Tensors[0].Shape[1] != 64 || s.Tensors[0].Bytes != 2048 {
+	if len(s.Tensors) != 2 || s.Tensors[0].Shape[0] != r || s.Tensors[0].Shape[1] != in || s.Tensors[0].Bytes != 4*r*in {
 		t.Errorf("tensors %+v", s.Tensors)
 	}
-	if !hasClass(s, ClassLowRank) {
-		t.Errorf("classification %v", s.Classification)
+	if !hasClass(s, ClassLowRank) || len(s.Layers) != 1 || s.Layers[0] != 3 {
+		t.Errorf("classification %v layers %v", s.Classification, s.Layers)
 	}
+	if len(s.Modules) != 1 {
+		t.Fatalf("modules %+v", s.Modules)
+	}
+	m := s.Modules[0]
+	if m.Rank != r || m.InFeatures != in || m.OutFeatures != out || m.Scale != 2 || !m.AlphaKnown || m.ModuleType != "attn_q" {
+		t.Errorf("module %+v", m)
+	}
+	checkModule(t, m, denseRef(f, 2, false))
+	vals := make([]float64, len(f.A))
+	for i, x := range f.A {
+		vals[i] = float64(x)
+	}
+	compareStats(t, *s.Tensors[0].Stats, refStats(vals, func(int) bool { return false }))
 }
 
 // TestCheckKohya: kohya underscore names are found in a dotted base.

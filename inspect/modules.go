@@ -226,19 +226,11 @@ func moduleStats(a *adapter.Adapter, m *adapter.Module) (*ModuleStats, []string)
 		}
 	}
 	lr := LowRank{Out: f.Out, In: f.InK(), Rank: f.Rank, A: A, B: B, Diag: diag, Scale: f.Scale}
-	g, err := NewGram(lr)
+	st, err := lowRankStats(lr)
 	if err != nil {
 		return nil, append(w, fmt.Sprintf("module %q: %v", m.Name, err))
 	}
-	sv, err := FactoredSingularValues(lr)
-	if err != nil {
-		if sv, err = g.SingularValues(); err != nil {
-			return nil, append(w, fmt.Sprintf("module %q: %v", m.Name, err))
-		}
-	}
-	sp := NewSpectrum(sv, g.FroNorm())
-	st := &ModuleStats{NormA: g.NormA(), NormB: g.NormB(), DeltaFroNorm: sp.FroNorm, SingularValues: sp.SingularValues,
-		EffectiveRank: sp.EffectiveRank, StableRank: sp.StableRank, Rank90: sp.Rank90, Rank99: sp.Rank99, Note: note}
+	st.Note = note
 	if f.Magnitude != nil {
 		var n float64
 		for _, x := range f.Magnitude {
@@ -248,6 +240,23 @@ func moduleStats(a *adapter.Adapter, m *adapter.Module) (*ModuleStats, []string)
 		st.Note = "DoRA: statistics of the directional update s·B·A; the merged delta also rescales rows by magnitude/‖W+s·B·A‖ (needs the base)"
 	}
 	return st, w
+}
+
+// lowRankStats computes the spectrum statistics of one factored delta.
+func lowRankStats(lr LowRank) (*ModuleStats, error) {
+	g, err := NewGram(lr)
+	if err != nil {
+		return nil, err
+	}
+	sv, err := FactoredSingularValues(lr)
+	if err != nil {
+		if sv, err = g.SingularValues(); err != nil {
+			return nil, err
+		}
+	}
+	sp := NewSpectrum(sv, g.FroNorm())
+	return &ModuleStats{NormA: g.NormA(), NormB: g.NormB(), DeltaFroNorm: sp.FroNorm, SingularValues: sp.SingularValues,
+		EffectiveRank: sp.EffectiveRank, StableRank: sp.StableRank, Rank90: sp.Rank90, Rank99: sp.Rank99}, nil
 }
 
 // maxStackedElems bounds the float64 stacked factors of the QR-core SVD
