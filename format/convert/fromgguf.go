@@ -157,6 +157,7 @@ func GGUFToPEFT(path, dir string, o Options, arch string) (*Result, error) {
 			scale = alpha / float64(r)
 		}
 		fac.Scale = scale
+		fac.FanInFanOut = archKey == "gpt2" // GPT-2 Conv1D: PEFT's fan_in_fan_out
 		dt := safetensors.F32
 		switch tb.Type {
 		case gguf.F16:
