@@ -348,3 +348,29 @@ func (o object) marshal() ([]byte, error) {
 	b.WriteByte('}')
 	return b.Bytes(), nil
 }
+
+// RefDelta returns the reference ΔW = scale·B·diag(E or Diag)·A in float64
+// (Out × In·∏Kernel, row-major), computed naively from the written values,
+// for tests that need an independent answer.
+func (f *Factors) RefDelta(scale float64) []float64 {
+	ink := f.In * prod(f.Kernel)
+	d := make([]float64, f.Out*ink)
+	for o := 0; o < f.Out; o++ {
+		for k := 0; k < f.Rank; k++ {
+			b := float64(f.B[o*f.Rank+k])
+			if f.E != nil {
+				b *= float64(f.E[k])
+			}
+			if f.Diag != nil {
+				b *= float64(f.Diag[k])
+			}
+			for i := 0; i < ink; i++ {
+				d[o*ink+i] += b * float64(f.A[k*ink+i])
+			}
+		}
+		for i := 0; i < ink; i++ {
+			d[o*ink+i] *= scale
+		}
+	}
+	return d
+}

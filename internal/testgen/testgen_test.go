@@ -141,3 +141,15 @@ func TestWriteDialectMLXTransposed(t *testing.T) {
 		}
 	}
 }
+
+func TestRefDelta(t *testing.T) {
+	// hand-checked: B = [[1,2],[3,4]], A = [[1,0,2],[0,1,1]], diag = [2, -1], scale 0.5
+	f := &Factors{Rank: 2, In: 3, Out: 2, A: []float32{1, 0, 2, 0, 1, 1}, B: []float32{1, 2, 3, 4}, Diag: []float32{2, -1}}
+	got := f.RefDelta(0.5)
+	want := []float64{1, -1, 1, 3, -2, 4} // 0.5·[[2,-2,2],[6,-4,8]]
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("RefDelta = %v, want %v", got, want)
+		}
+	}
+}
