@@ -72,6 +72,11 @@ func TestWorkedExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkVals(t, "svd input at snapshot", product(snap), []float64{6.25, -4.625, 10.5, -4.75, 40, -36.125}, 1e-5)
+	compat, _, err := MergeModule(MergeParams{Weights: w, PEFTCompat: true}, "m", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkVals(t, "svd --peft-compat", product(compat), []float64{6.25, -4.625, 10.5, -4.75, 40, -36.125}, 1e-5)
 
 	half := ElementwiseParams{Density: Float(0.5)}
 	mp, _, err := MergeModule(MergeParams{Method: "magnitude_prune", Weights: w, FactorSpace: true, ElementwiseParams: half}, "m", in)
@@ -110,4 +115,9 @@ func TestWorkedExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkVals(t, "ties_svd B·A", product(tsvd), []float64{1.75, -0.625, 10.5, 0, 40, -33}, 1e-5)
+	tcompat, _, err := MergeModule(MergeParams{Method: "ties_svd", Weights: w, PEFTCompat: true, RankParams: RankParams{Rank: 2}, ElementwiseParams: half}, "m", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkVals(t, "ties_svd --peft-compat B·A", product(tcompat), []float64{1.75, -0.625, 10.5, 0, 40, -33}, 1e-5)
 }

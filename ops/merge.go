@@ -28,6 +28,12 @@ type MergeParams struct {
 	// without _svd): approximate, for compatibility. "linear" is always
 	// factor-space.
 	FactorSpace bool `json:"factor_space,omitempty"`
+	// PEFTCompat reproduces PEFT 0.9–0.20's weighting of its delta-space
+	// methods (svd, ties_svd, …): the weight wᵢ·sᵢ is applied to ΔWᵢ, which
+	// already contains sᵢ, so the effective weight is wᵢ·sᵢ² (merging notes
+	// §4, fixed by PEFT PR #3111). cat and the factor-space forms are not
+	// affected.
+	PEFTCompat bool `json:"peft_compat,omitempty"`
 	RankParams
 	ElementwiseParams
 }
@@ -106,19 +112,33 @@ func MergeModule(p MergeParams, module string, in []*LowRank) (*LowRank, ModuleS
 			st, err = exactStats(res)
 		}
 	case m == "svd" || (m == "task_arithmetic" && !p.FactorSpace):
-		res, st, err = SVD(in, w, p.RankParams)
+		res, st, err = SVD(in, p.compatWeights(w, in), p.RankParams)
 	case m == "linear" || (p.FactorSpace && m == base):
 		res, err = mergeFactors(m, in, w, p.ElementwiseParams, module)
 		if err == nil {
 			st, err = exactStats(res)
 		}
 	default:
-		res, st, err = mergeDense(base, in, w, p.ElementwiseParams, p.RankParams, seedKey(module, "delta"))
+		res, st, err = mergeDense(base, in, p.compatWeights(w, in), p.ElementwiseParams, p.RankParams, seedKey(module, "delta"))
 	}
 	if err != nil {
 		return nil, ModuleStats{}, fmt.Errorf("module %s: %w", module, err)
 	}
 	return res, st, nil
+}
+
+// compatWeights returns w, or with PEFTCompat wᵢ·sᵢ per present input.
+func (p MergeParams) compatWeights(w []float64, in []*LowRank) []float64 {
+	if !p.PEFTCompat {
+		return w
+	}
+	out := append([]float64(nil), w...)
+	for i, l := range in {
+		if l != nil && i < len(out) {
+			out[i] *= l.Scale
+		}
+	}
+	return out
 }
 
 // exactStats reports a result that represents itself exactly.

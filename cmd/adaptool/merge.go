@@ -29,6 +29,7 @@ func newMergeCommand() *cli.Command {
 			&cli.Uint64Flag{Name: "seed", Usage: "seed of DARE's masks and the randomized SVD (recorded in the output)"},
 			&cli.StringFlag{Name: "rescale", Usage: "DARE rescale: inverse (÷d, default)|l1|none"},
 			&cli.BoolFlag{Name: "factor-space", Usage: "PEFT's factor-space forms (approximate; equal ranks)"},
+			&cli.BoolFlag{Name: "peft-compat", Usage: "PEFT 0.9–0.20 weighting of the delta-space methods (wᵢ·sᵢ on ΔWᵢ, i.e. wᵢ·sᵢ²)"},
 		),
 		Action: func(c *cli.Context) error {
 			paths, err := requireArgs(c, 1, -1, "one or more adapters")
@@ -57,7 +58,7 @@ func mergeParams(c *cli.Context) (ops.MergeParams, error) {
 		return ops.MergeParams{}, err
 	}
 	p := ops.MergeParams{
-		Method: c.String("method"), Weights: w, FactorSpace: c.Bool("factor-space"),
+		Method: c.String("method"), Weights: w, FactorSpace: c.Bool("factor-space"), PEFTCompat: c.Bool("peft-compat"),
 		RankParams:        ops.RankParams{Rank: c.Int("rank"), Energy: c.Float64("energy"), Threshold: c.Float64("threshold")},
 		ElementwiseParams: ops.ElementwiseParams{Majority: c.String("majority"), Seed: c.Uint64("seed"), Rescale: c.String("rescale")},
 	}
