@@ -136,6 +136,7 @@ func ggufStats(s *Summary, path string, opts Options) error {
 	var sumSq float64
 	for i := range s.Modules {
 		m := &s.Modules[i]
+		m.statsRequested = true
 		a, errA := f.Float32(m.Tensors["lora_A"])
 		b, errB := f.Float32(m.Tensors["lora_B"])
 		if errA != nil || errB != nil {

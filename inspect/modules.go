@@ -127,6 +127,7 @@ func (s *Summary) fillAdapter(path string, l *layout, opts Options) error {
 			st, warns := moduleStats(a, m)
 			s.Warnings = append(s.Warnings, warns...)
 			s.Modules[i].ModuleStats = st
+			s.Modules[i].statsRequested = true
 			if st != nil {
 				sumSq += st.DeltaFroNorm * st.DeltaFroNorm
 			}

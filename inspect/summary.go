@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -88,6 +89,21 @@ type ModuleSummary struct {
 	Tensors     map[string]string `json:"tensors,omitempty"`
 	// Statistics filled with --stats.
 	*ModuleStats
+
+	statsRequested bool
+}
+
+// MarshalJSON writes the module; with --stats, a module that has no
+// low-rank delta to analyse (full, prompt, incomplete, LoHa, ...) still
+// carries the keys delta_fro_norm, effective_rank and stable_rank as null and
+// singular_values as [], so every entry has the same shape.
+func (m ModuleSummary) MarshalJSON() ([]byte, error) {
+	type plain ModuleSummary // no methods: default encoding, embedded fields promoted
+	b, err := json.Marshal(plain(m))
+	if err != nil || m.ModuleStats != nil || !m.statsRequested || len(b) < 2 {
+		return b, err
+	}
+	return append(b[:len(b)-1], `,"delta_fro_norm":null,"singular_values":[],"effective_rank":null,"stable_rank":null}`...), nil
 }
 
 // ModuleStats are the per-module statistics of --stats.
