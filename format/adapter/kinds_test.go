@@ -264,3 +264,34 @@ func TestMLXWithoutScale(t *testing.T) {
 		t.Errorf("scale %g known %v warnings %v", m.Scale, m.AlphaKnown, a.Warnings)
 	}
 }
+
+// Output keeps passthrough tensors under their own names.
+func TestOutputPassthroughNames(t *testing.T) {
+	dir := writeRaw(t, t.TempDir(), PEFTWeightsFile, `{"peft_type":"LORA","r":2,"lora_alpha":2,"target_modules":["q"]}`, nil,
+		zt("base_model.model.emb.token_adapter.trainable_tokens_delta", 3, 8), zt("base_model.model.q.lora_A.weight", 2, 8),
+		zt("base_model.model.q.lora_B.weight", 8, 2), zt("base_model.model.score.weight", 2, 8), zt("weird"))
+	a, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	out, err := a.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	if err := WritePEFT(dst, out); err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Open(filepath.Join(dst, PEFTWeightsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, n := range []string{"base_model.model.emb.token_adapter.trainable_tokens_delta", "base_model.model.score.weight", "base_model.model.weird",
+		"base_model.model.q.lora_A.weight", "base_model.model.q.lora_B.weight"} {
+		if _, ok := f.Tensor(n); !ok {
+			t.Errorf("missing %s in %v", n, f.Names())
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 
 	"github.com/adaptool/adaptool/format/safetensors"
 )
@@ -29,9 +30,10 @@ type OutModule struct {
 	Diag      []float32 // KaSA diagonal (Rank); written as lora_diag
 	Magnitude []float32 // DoRA magnitude (Out)
 	Bias      []float32 // lora_B.bias (Out)
-	// Full holds whole tensors of a KindFull module by role ("weight",
-	// "bias"); they are written at <name>.<role> and the module is listed
-	// in modules_to_save.
+	// Full holds whole tensors of a KindFull module by key suffix
+	// ("weight", "bias", "token_adapter.trainable_tokens_delta"; "" for a
+	// tensor named exactly Name); they are written at <name>.<suffix> and
+	// the module is listed in modules_to_save.
 	Full map[string]FullTensor
 }
 
@@ -163,7 +165,11 @@ func WritePEFT(dir string, out *Output) error {
 			}
 			sort.Strings(roles)
 			for _, r := range roles {
-				if err := add(p+"."+r, m.Full[r].Shape, m.Full[r].Data); err != nil {
+				name := p + "." + r
+				if r == "" {
+					name = p
+				}
+				if err := add(name, m.Full[r].Shape, m.Full[r].Data); err != nil {
 					return err
 				}
 			}
@@ -410,7 +416,16 @@ func (a *Adapter) Output() (*Output, error) {
 				if err != nil {
 					return nil, err
 				}
-				om.Full[role] = FullTensor{Shape: t.Shape, Data: v}
+				// keep the tensor's own suffix (weight, bias,
+				// token_adapter.trainable_tokens_delta, ...): passthrough
+				suffix := role
+				key := strings.TrimPrefix(t.Name, "base_model.model.")
+				if key == m.Name {
+					suffix = ""
+				} else if rest, ok := strings.CutPrefix(key, m.Name+"."); ok {
+					suffix = rest
+				}
+				om.Full[suffix] = FullTensor{Shape: t.Shape, Data: v}
 			}
 			out.Modules = append(out.Modules, om)
 		default:
