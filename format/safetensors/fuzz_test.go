@@ -38,6 +38,9 @@ func compareDecoders(t *testing.T, hdr []byte, lenient bool) {
 		}
 		return
 	}
+	if len(r1) == 0 && len(r2) == 0 {
+		r1, r2 = nil, nil // capacity pre-sizing is not a difference
+	}
 	if !reflect.DeepEqual(m1, m2) || !reflect.DeepEqual(r1, r2) {
 		t.Fatalf("different results on %q:\n scanner: %v %v\n json:    %v %v", hdr, m1, r1, m2, r2)
 	}

@@ -354,8 +354,10 @@ func decodeHeaderSeen(hdr []byte, o *options) (map[string]string, []rawTensor, m
 	var (
 		meta     map[string]string
 		haveMeta bool
-		raws     []rawTensor
-		seen     = make(map[string]int)
+		// Typical entries take ~100–130 header bytes; pre-sizing from the
+		// (already bounded) header length saves most of the growth.
+		raws = make([]rawTensor, 0, len(hdr)/128)
+		seen = make(map[string]int, len(hdr)/128)
 	)
 	err := s.object(func(key string) error {
 		if key == "__metadata__" {
