@@ -88,7 +88,7 @@ func loraConfig(mods []*module, res *Result) map[string]any {
 	targets := map[string]bool{}
 	fanIn := false
 	for i, m := range mods {
-		key := regexp.QuoteMeta(m.path)
+		key := adapter.PatternKey(m.path) // the team's anchored key, as adapter.WritePEFT writes it
 		if m.f.Rank != r0 {
 			rp.set(key, m.f.Rank)
 		}

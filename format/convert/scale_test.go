@@ -56,7 +56,7 @@ func TestMixedRankAlphaExact(t *testing.T) {
 	convertPath(t, kohya, ToPEFTName, peft)
 	sameDeltas(t, "peft→kohya→peft", want, deltasFull(t, peft))
 	cfg, _ := os.ReadFile(filepath.Join(peft, "adapter_config.json"))
-	for _, s := range []string{`"rank_pattern": {`, `"model\\.layers\\.1\\.mlp\\.down_proj": 2`, `"alpha_pattern": {`} {
+	for _, s := range []string{`"rank_pattern": {`, `"^model\\.layers\\.1\\.mlp\\.down_proj": 2`, `"alpha_pattern": {`} {
 		if !strings.Contains(string(cfg), s) {
 			t.Errorf("config lacks %s:\n%s", s, cfg)
 		}
