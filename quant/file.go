@@ -115,6 +115,7 @@ func (t TensorReport) MarshalJSON() ([]byte, error) {
 // memSource is a Source over in-memory tensors.
 type memSource map[string]safetensors.Tensor
 
+// Tensor describes the named in-memory tensor.
 func (m memSource) Tensor(name string) (safetensors.TensorInfo, bool) {
 	t, ok := m[name]
 	if !ok {
@@ -123,6 +124,7 @@ func (m memSource) Tensor(name string) (safetensors.TensorInfo, bool) {
 	return safetensors.TensorInfo{Name: t.Name, DType: t.DType, Shape: t.Shape, Offsets: [2]int64{0, int64(len(t.Data))}}, true
 }
 
+// Data returns the named in-memory tensor's bytes.
 func (m memSource) Data(name string) ([]byte, error) {
 	t, ok := m[name]
 	if !ok {

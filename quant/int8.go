@@ -33,7 +33,7 @@ func QuantizeInt8Rows(dst []int8, scb []float32, src []float32, rows, cols int) 
 			}
 			kernels.ScaleTo(tmp, 127/am, row)
 			for i, v := range tmp {
-				out[i] = int8(math.RoundToEven(float64(min(max(v, -127), 127))))
+				out[i] = int8(nearestInt(min(max(v, -127), 127)))
 			}
 		}
 	})
@@ -119,7 +119,7 @@ func QuantizeInt8Groups(dst []int8, scale []float32, zero []int8, src []float32,
 				if zero != nil {
 					t += zp
 				}
-				out[i] = int8(math.RoundToEven(float64(min(max(t, int8Min), int8Max))))
+				out[i] = int8(nearestInt(min(max(t, int8Min), int8Max)))
 			}
 		}
 	})
