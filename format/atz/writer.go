@@ -238,14 +238,19 @@ func tensorAt(ts []TensorEntry, off int64) string {
 
 // ordered runs work(i) for i in [0, n) on up to workers goroutines and
 // calls sink(i, result) in index order from the calling goroutine, with at
-// most 2·workers results in flight (bounded memory). The first error from
-// sink stops the pipeline.
+// most 2·workers results in flight (bounded memory, whatever n is). The
+// first error from sink stops the pipeline.
 func ordered[R any](n, workers int, work func(int) R, sink func(int, R) error) error {
 	if workers < 1 {
 		workers = 1
 	}
 	inflight := 2 * workers
-	results := make([]chan R, n)
+	// Result i goes to slot i % inflight: the producer only dispatches i
+	// once result i − inflight was consumed (sem), so the slot is free.
+	slots := make([]chan R, inflight)
+	for i := range slots {
+		slots[i] = make(chan R, 1)
+	}
 	next := make(chan int)
 	stop := make(chan struct{})
 	sem := make(chan struct{}, inflight)
@@ -264,22 +269,20 @@ func ordered[R any](n, workers int, work func(int) R, sink func(int, R) error) e
 			}
 		}
 	}()
-	for i := range results {
-		results[i] = make(chan R, 1)
-	}
 	for range workers {
 		go func() {
 			for i := range next {
-				results[i] <- work(i)
+				slots[i%inflight] <- work(i)
 			}
 		}()
 	}
 	for i := range n {
-		r := <-results[i]
+		r := <-slots[i%inflight]
+		err := sink(i, r)
 		<-sem
-		if err := sink(i, r); err != nil {
+		if err != nil {
 			close(stop)
-			// Drain so no worker blocks forever.
+			// Let in-flight workers finish; their slots are buffered.
 			go func() {
 				for range next {
 				}
