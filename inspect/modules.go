@@ -195,7 +195,7 @@ func moduleStats(a *adapter.Adapter, m *adapter.Module) (*ModuleStats, []string)
 		w = append(w, fmt.Sprintf("module %q: lora_B tensor %q has NaN or Inf values", m.Name, tb))
 	}
 	if len(w) > 0 {
-		return &ModuleStats{SingularValues: []float64{}, Note: "not computed: non-finite factors"}, w
+		return nil, w // statistics of NaN/Inf factors are meaningless: null in JSON
 	}
 	A, B, note := f.A, f.B, ""
 	if f.Experts > 0 {

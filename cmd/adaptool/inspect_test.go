@@ -124,8 +124,19 @@ func TestInspectCommandsCorpus(t *testing.T) {
 				}
 				if args[len(args)-1] == "--stats" {
 					for _, m := range doc.Modules {
-						if _, ok := m["delta_fro_norm"]; !ok && (m["kind"] == "lora" || m["kind"] == "lora_conv") {
-							t.Errorf("module %v lacks delta_fro_norm", m["name"])
+						for _, k := range []string{"name", "delta_fro_norm", "singular_values", "effective_rank"} {
+							if _, ok := m[k]; !ok {
+								t.Errorf("module %v lacks %s", m["name"], k)
+							}
+						}
+						if m["kind"] == "lora" && m["delta_fro_norm"] == nil && e.dir != "gemma2b-f16-mqa" {
+							t.Errorf("lora module %v has no delta_fro_norm", m["name"])
+						}
+						sv, _ := m["singular_values"].([]any)
+						for i := 1; i < len(sv); i++ {
+							if sv[i].(float64) > sv[i-1].(float64) {
+								t.Errorf("module %v: singular values not descending", m["name"])
+							}
 						}
 					}
 				}
