@@ -446,3 +446,69 @@ func TestCorpusScales(t *testing.T) {
 		}
 	})
 }
+
+// Every low-rank corpus adapter survives Output → WritePEFT → Load with the
+// same factors (bit for bit) and the same scale; the others are refused
+// with ErrInvalidOutput.
+func TestCorpusWritePEFTAll(t *testing.T) {
+	corpus := corpusDir(t)
+	refused := map[string]bool{"gpt2-ia3-fanin": true, "t5small-ia3-seq2seq": true, "gpt2-prefix-tuning": true, "t5small-prefix-tuning": true,
+		"flant5-prompt-tuning": true, "flant5-p-tuning": true, "vit-custom-unaligned": true}
+	for _, row := range readManifest(t, corpus) {
+		if row.expect != "ok" {
+			continue
+		}
+		t.Run(row.dir, func(t *testing.T) {
+			a := loadCorpus(t, row.dir)
+			out, err := a.Output()
+			if refused[row.dir] {
+				if !errors.Is(err, ErrInvalidOutput) {
+					t.Errorf("Output err = %v, want ErrInvalidOutput", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := t.TempDir()
+			if err := WritePEFT(dst, out); err != nil {
+				t.Fatal(err)
+			}
+			b, err := Load(dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			unknown := row.dir == "t5small-noconfig" || row.dir == "flux-aitoolkit-partial"
+			if _, ok := b.Metadata[MetaAlphaAssumed]; ok != unknown {
+				t.Errorf("%s in metadata: %v, want %v", MetaAlphaAssumed, ok, unknown)
+			}
+			if len(b.Modules) != len(a.Modules) || b.Dialect != DialectPEFT || b.PeftType != "LORA" {
+				t.Fatalf("%d modules (want %d), %s %s", len(b.Modules), len(a.Modules), b.Dialect, b.PeftType)
+			}
+			for i, ma := range a.Modules {
+				mb := b.Modules[i]
+				if ma.Name != mb.Name {
+					t.Fatalf("module %d: %s vs %s", i, ma.Name, mb.Name)
+				}
+				if !ma.IsLowRank() {
+					continue
+				}
+				if d := ma.Scale - mb.Scale; d > 1e-15*ma.Scale || d < -1e-15*ma.Scale || !mb.AlphaKnown {
+					t.Errorf("%s: scale %.17g → %.17g (known %v)", ma.Name, ma.Scale, mb.Scale, mb.AlphaKnown)
+				}
+				fa, err := a.Factors(ma)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fb, err := b.Factors(mb)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fa.E == nil && (!equalF32(fa.A, fb.A) || !equalF32(fa.B, fb.B)) {
+					t.Errorf("%s: factors changed", ma.Name)
+				}
+			}
+		})
+	}
+}

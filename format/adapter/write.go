@@ -372,10 +372,15 @@ func writeFileAtomic(name string, data []byte) (err error) {
 // its resolved scale (AdaLoRA E folded into A, KaSA kept as lora_diag),
 // full modules passed through, the source config's keys preserved.
 // Modules of other kinds (IA3, LoHa, LoKr, VeRA, prompt, incomplete) are
-// an error naming the module.
+// an error naming the module. When some module's alpha was unknown, the
+// output metadata records it under MetaAlphaAssumed.
 func (a *Adapter) Output() (*Output, error) {
 	out := &Output{Config: a.Config}
+	assumed := 0
 	for _, m := range a.Modules {
+		if m.IsLowRank() && !m.AlphaKnown {
+			assumed++
+		}
 		switch {
 		case m.IsLowRank():
 			f, err := a.Factors(m)
@@ -432,5 +437,13 @@ func (a *Adapter) Output() (*Output, error) {
 			return nil, fmt.Errorf("%w: module %q: kind %s cannot be written as PEFT LoRA", ErrInvalidOutput, m.Name, m.Kind)
 		}
 	}
+	if assumed > 0 {
+		// The written config states an alpha; record that it was assumed.
+		out.Metadata = map[string]string{MetaAlphaAssumed: fmt.Sprintf("alpha unknown in %s for %d modules; alpha = r (scale 1) was assumed", a.WeightsPath, assumed)}
+	}
 	return out, nil
 }
+
+// MetaAlphaAssumed is the __metadata__ key Output sets when the source's
+// alpha was unknown and alpha = r was assumed for the written scales.
+const MetaAlphaAssumed = "adaptool.alpha_assumed"
