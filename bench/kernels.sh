@@ -5,10 +5,11 @@
 #   bench/kernels.sh [COUNT] [BENCHTIME] [FILTER]
 #   bench/kernels.sh 5 0.5s 'Kernels/(Axpy|Scale)/256MiB|RankUpdate'
 #
-# GB/s counts bytes read + written. "x-copy" is the kernel's GB/s divided by
-# copy()'s GB/s for the same number of bytes moved, timed in the same run
-# (the benchmark's own metric); "fast/twin" is the speed-up of the assembly.
-# The machine should be quiet: on a shared 2-core box expect ±30%.
+# GB/s counts bytes read + written (median of the runs' means). "x-copy" is
+# the benchmark's own metric: the fastest kernel call over the fastest copy()
+# of the same number of bytes, interleaved in the same run (minima resist
+# the noise of a shared machine); "fast/twin" is the speed-up of the
+# assembly. The machine should be quiet: on a shared 2-core box expect ±30%.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-5}
