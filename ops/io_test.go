@@ -437,3 +437,70 @@ func TestBiasAndDoRA(t *testing.T) {
 	}
 	checkVals(t, "magnitude", f2.Magnitude, to64(mag), 0)
 }
+
+// TestMergeIA3: (IA)³ vectors merge in l − 1 space, absent modules count as
+// l = 1; --peft-compat gives PEFT's Σ wᵢ·lᵢ; ties runs on lᵢ − 1.
+func TestMergeIA3(t *testing.T) {
+	dir := t.TempDir()
+	cfg := map[string]any{"peft_type": "IA3", "target_modules": []string{"k_proj", "v_proj"}, "feedforward_modules": []string{}}
+	l1 := []float32{1, 0.5, 2, 1.25}
+	l2 := []float32{0.75, 1.5, 1, 3}
+	lk := []float32{2, 2, 0, 1}
+	a := writePEFT(t, filepath.Join(dir, "a"), cfg, []tmod{{v0, nil, map[string][]float32{"ia3_l": l1}}})
+	b := writePEFT(t, filepath.Join(dir, "b"), cfg, []tmod{{v0, nil, map[string][]float32{"ia3_l": l2}}, {k1, nil, map[string][]float32{"ia3_l": lk}}})
+	read := func(out, name string) []float32 {
+		t.Helper()
+		ad, err := adapter.Load(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ad.Close()
+		m := ad.Module(name)
+		if m == nil || m.Kind != adapter.KindIA3 {
+			t.Fatalf("%s: module %s missing or not IA3", out, name)
+		}
+		v, err := ad.File.Float32(m.Tensors[adapter.RoleIA3].Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	w := []float64{1, 0.5}
+	out := filepath.Join(dir, "sum")
+	rep, err := Merge([]string{a, b}, MergeParams{Weights: w}, RunOptions{Output: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Matched != 1 || rep.Partial != 1 {
+		t.Errorf("matched %d partial %d", rep.Matched, rep.Partial)
+	}
+	want := make([]float64, 4)
+	wantK := make([]float64, 4)
+	for i := range want {
+		want[i] = 1 + (float64(l1[i]) - 1) + 0.5*(float64(l2[i])-1)
+		wantK[i] = 1 + 0.5*(float64(lk[i])-1)
+	}
+	checkVals(t, "ia3 v", read(out, v0), want, 1e-7)
+	checkVals(t, "ia3 k (absent in a)", read(out, k1), wantK, 1e-7)
+
+	out = filepath.Join(dir, "compat")
+	if _, err := Merge([]string{a, b}, MergeParams{Weights: w, PEFTCompat: true}, RunOptions{Output: out}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		want[i] = float64(l1[i]) + 0.5*float64(l2[i])
+	}
+	checkVals(t, "ia3 peft-compat", read(out, v0), want, 1e-7)
+
+	out = filepath.Join(dir, "ties")
+	if _, err := Merge([]string{a, b}, MergeParams{Method: "ties", Weights: w, ElementwiseParams: ElementwiseParams{Density: Float(0.5)}}, RunOptions{Output: out}); err != nil {
+		t.Fatal(err)
+	}
+	p1 := refTopK([]float64{0, -0.5, 1, 0.25}, 0.5)
+	p2 := refTopK([]float64{-0.25, 0.5, 0, 2}, 0.5)
+	tv := refTies([][]float64{p1, p2}, w, false)
+	for i := range tv {
+		tv[i]++
+	}
+	checkVals(t, "ia3 ties", read(out, v0), tv, 1e-7)
+}

@@ -184,7 +184,8 @@ func (p MergeParams) plannedRank(ranks []int, out, ink int) int {
 // o.DryRun it returns the plan and writes nothing. Modules the method
 // cannot merge (DoRA, IA3, modules_to_save, LoHa/LoKr/VeRA) are listed as
 // refused and the merge fails with ErrUnsupported: nothing is dropped
-// silently.
+// silently. Inputs made only of (IA)³ vectors are merged in l − 1 space
+// (see mergeIA3) and written as a PEFT IA3 directory.
 func Merge(paths []string, p MergeParams, o RunOptions) (*Report, error) {
 	if len(paths) == 0 {
 		return nil, fmt.Errorf("%w: no input adapter", ErrParams)
@@ -213,6 +214,9 @@ func Merge(paths []string, p MergeParams, o RunOptions) (*Report, error) {
 		if w := dialectWarning(a); w != "" && !slices.Contains(paths[:i], paths[i]) {
 			rep.Warnings = append(rep.Warnings, w)
 		}
+	}
+	if allIA3(in.ads) {
+		return mergeIA3(p, o, in, rep)
 	}
 	slots := union(in.ads)
 	kinds := make([]adapter.Kind, len(slots))
