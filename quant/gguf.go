@@ -86,6 +86,34 @@ func QuantizeGGUF(dst []byte, src []float32, t GGUFType) error {
 		return fmt.Errorf("%w: %s of %d values needs %d bytes, got %d", ErrLength, t, len(src), want, len(dst))
 	}
 	bs, ts := t.BlockSize(), t.TypeSize()
+	if f, ok := ggufSimpleQuantizers[t]; ok {
+		offs := ggufScaleOffsets[t]
+		forBlocks(len(src), bs, func(b0, b1 int) {
+			// The f16 scales of up to 256 blocks are rounded in one
+			// kernels.F32ToF16 call (the blocks do not reuse them).
+			var sf [512]float32
+			var sh [512]uint16
+			for c0 := b0; c0 < b1; c0 += 256 {
+				c1 := min(c0+256, b1)
+				k := 0
+				for b := c0; b < c1; b++ {
+					d, m := f(dst[b*ts:(b+1)*ts], src[b*bs:(b+1)*bs])
+					sf[k], sf[k+1] = d, m
+					k += 2
+				}
+				kernels.F32ToF16(sh[:k], sf[:k])
+				k = 0
+				for b := c0; b < c1; b++ {
+					for j, off := range offs {
+						h := sh[k+j]
+						dst[b*ts+off], dst[b*ts+off+1] = byte(h), byte(h>>8)
+					}
+					k += 2
+				}
+			}
+		})
+		return nil
+	}
 	f := ggufQuantizers[t]
 	forBlocks(len(src), bs, func(b0, b1 int) {
 		sc := new(f16Scratch)
@@ -107,26 +135,60 @@ func DequantizeGGUF(dst []float32, src []byte, t GGUFType) error {
 	}
 	bs, ts := t.BlockSize(), t.TypeSize()
 	f := ggufDequantizers[t]
+	offs := ggufScaleOffsets[t]
 	forBlocks(len(dst), bs, func(b0, b1 int) {
-		sc := new(f16Scratch)
-		for b := b0; b < b1; b++ {
-			f(dst[b*bs:(b+1)*bs], src[b*ts:(b+1)*ts], sc)
+		// The f16 scales of up to 256 blocks are widened in one
+		// kernels.F16ToF32 call.
+		var sh [512]uint16
+		var sf [512]float32
+		for c0 := b0; c0 < b1; c0 += 256 {
+			c1 := min(c0+256, b1)
+			k := 0
+			for b := c0; b < c1; b++ {
+				sh[k], sh[k+1] = 0, 0
+				for j, off := range offs {
+					sh[k+j] = uint16(src[b*ts+off]) | uint16(src[b*ts+off+1])<<8
+				}
+				k += 2
+			}
+			kernels.F16ToF32(sf[:k], sh[:k])
+			k = 0
+			for b := c0; b < c1; b++ {
+				f(dst[b*bs:(b+1)*bs], src[b*ts:(b+1)*ts], sf[k], sf[k+1])
+				k += 2
+			}
 		}
 	})
 	return nil
 }
 
-var ggufQuantizers = map[GGUFType]func(dst []byte, x []float32, sc *f16Scratch){
+// ggufScaleOffsets are the byte offsets of each type's f16 scales in a
+// block: d, then m (Q4_1, Q5_1) or dmin (Q4_K).
+var ggufScaleOffsets = map[GGUFType][]int{
+	GGUFQ8_0: {0}, GGUFQ4_0: {0}, GGUFQ4_1: {0, 2}, GGUFQ5_0: {0}, GGUFQ5_1: {0, 2},
+	GGUFQ4_K: {0, 2}, GGUFQ6_K: {208},
+}
+
+// ggufSimpleQuantizers quantize one block and return its float32 d and m
+// (0 when the type has none) for batched f16 rounding; the block's own
+// arithmetic never reads the rounded values back.
+var ggufSimpleQuantizers = map[GGUFType]func(dst []byte, x []float32) (d, m float32){
 	GGUFQ8_0: quantizeBlockQ8_0,
 	GGUFQ4_0: quantizeBlockQ4_0,
 	GGUFQ4_1: quantizeBlockQ4_1,
 	GGUFQ5_0: quantizeBlockQ5_0,
 	GGUFQ5_1: quantizeBlockQ5_1,
+}
+
+// ggufQuantizers are the k-quant block quantizers, which requantize
+// against their f16-rounded scales.
+var ggufQuantizers = map[GGUFType]func(dst []byte, x []float32, sc *f16Scratch){
 	GGUFQ4_K: quantizeBlockQ4_K,
 	GGUFQ6_K: quantizeBlockQ6_K,
 }
 
-var ggufDequantizers = map[GGUFType]func(dst []float32, b []byte, sc *f16Scratch){
+// ggufDequantizers decode one block given its widened f16 scales.
+var ggufDequantizers = map[GGUFType]func(dst []float32, b []byte, d, m float32){
 	GGUFQ8_0: dequantizeBlockQ8_0,
 	GGUFQ4_0: dequantizeBlockQ4_0,
 	GGUFQ4_1: dequantizeBlockQ4_1,

@@ -187,8 +187,7 @@ func quantizeBlockQ4_K(dst []byte, x []float32, fs *f16Scratch) {
 
 // dequantizeBlockQ4_K is dequantize_row_q4_K: y = d·sc·q − dmin·m per
 // 32-value sub-block (products rounded before the difference).
-func dequantizeBlockQ4_K(y []float32, b []byte, fs *f16Scratch) {
-	d, dmin := fs.get(b[0:]), fs.get(b[2:])
+func dequantizeBlockQ4_K(y []float32, b []byte, d, dmin float32) {
 	sc := b[4:16]
 	q := b[16:144]
 	is := 0
@@ -329,8 +328,7 @@ func quantizeBlockQ6_K(dst []byte, x []float32, fs *f16Scratch) {
 
 // dequantizeBlockQ6_K is dequantize_row_q6_K: y = d·sc·(q − 32), with the
 // products evaluated left to right ((d·sc)·q).
-func dequantizeBlockQ6_K(y []float32, b []byte, fs *f16Scratch) {
-	d := fs.get(b[208:])
+func dequantizeBlockQ6_K(y []float32, b []byte, d, _ float32) {
 	ql, qh, sc := b[0:128], b[128:192], b[192:208]
 	for n := 0; n < QKK; n += 128 {
 		for l := 0; l < 32; l++ {

@@ -6,7 +6,7 @@ import "encoding/binary"
 // with d = max/−16, q = min(31, trunc(x·id + 16.5)); the low 4 bits in qs
 // (element j low nibble, j+16 high nibble) and bit 4 of element i in bit i
 // of the little-endian u32 qh.
-func quantizeBlockQ5_0(dst []byte, x []float32, sc *f16Scratch) {
+func quantizeBlockQ5_0(dst []byte, x []float32) (float32, float32) {
 	var amax, mx float32
 	for _, v := range x[:32] {
 		if amax < fabs(v) {
@@ -19,7 +19,6 @@ func quantizeBlockQ5_0(dst []byte, x []float32, sc *f16Scratch) {
 	if d != 0 {
 		id = 1 / d
 	}
-	sc.put(dst, d)
 	var qh uint32
 	qs := dst[6:22]
 	for j := 0; j < 16; j++ {
@@ -32,10 +31,10 @@ func quantizeBlockQ5_0(dst []byte, x []float32, sc *f16Scratch) {
 		qh |= uint32(xi1&0x10) >> 4 << (j + 16)
 	}
 	binary.LittleEndian.PutUint32(dst[2:6], qh)
+	return d, 0
 }
 
-func dequantizeBlockQ5_0(y []float32, b []byte, sc *f16Scratch) {
-	d := sc.get(b)
+func dequantizeBlockQ5_0(y []float32, b []byte, d, _ float32) {
 	qh := binary.LittleEndian.Uint32(b[2:6])
 	qs := b[6:22]
 	for j := 0; j < 16; j++ {
@@ -48,7 +47,7 @@ func dequantizeBlockQ5_0(y []float32, b []byte, sc *f16Scratch) {
 
 // quantizeBlockQ5_1 is quantize_row_q5_1_ref for one block of 32: as Q4_1
 // with d = (max−min)/31 and q = trunc((x−min)·id + 0.5).
-func quantizeBlockQ5_1(dst []byte, x []float32, sc *f16Scratch) {
+func quantizeBlockQ5_1(dst []byte, x []float32) (float32, float32) {
 	lo, hi := float32(math32MaxFloat), float32(-math32MaxFloat)
 	for _, v := range x[:32] {
 		if v < lo {
@@ -63,8 +62,6 @@ func quantizeBlockQ5_1(dst []byte, x []float32, sc *f16Scratch) {
 	if d != 0 {
 		id = 1 / d
 	}
-	sc.put(dst, d)
-	sc.put(dst[2:], lo)
 	var qh uint32
 	qs := dst[8:24]
 	for j := 0; j < 16; j++ {
@@ -77,10 +74,10 @@ func quantizeBlockQ5_1(dst []byte, x []float32, sc *f16Scratch) {
 		qh |= uint32(xi1&0x10) >> 4 << (j + 16)
 	}
 	binary.LittleEndian.PutUint32(dst[4:8], qh)
+	return d, lo
 }
 
-func dequantizeBlockQ5_1(y []float32, b []byte, sc *f16Scratch) {
-	d, m := sc.get(b), sc.get(b[2:])
+func dequantizeBlockQ5_1(y []float32, b []byte, d, m float32) {
 	qh := binary.LittleEndian.Uint32(b[4:8])
 	qs := b[8:24]
 	for j := 0; j < 16; j++ {
