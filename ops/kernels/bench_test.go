@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"flag"
+	"math"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -201,7 +202,7 @@ func BenchmarkParallel(b *testing.B) {
 				if par {
 					parMin = 1
 				} else {
-					parMin = 1 << 62
+					parMin = math.MaxInt
 				}
 				defer func() { parMin = old }()
 				runKernel(b, 8*n, func() { Scale(1, bench.y[:n]) })

@@ -92,11 +92,12 @@ func F8E4M3ToF32(dst []float32, src []uint8) {
 	if len(dst) != len(src) {
 		mismatch("F8E4M3ToF32", "dst", len(dst), "src", len(src))
 	}
+	f := cur.f8E4M3ToF32
 	if len(src) < parMin {
-		f8E4M3ToF32Generic(dst, src)
+		f(dst, src)
 		return
 	}
-	parallel(len(src), func(lo, hi int) { f8E4M3ToF32Generic(dst[lo:hi], src[lo:hi]) })
+	parallel(len(src), func(lo, hi int) { f(dst[lo:hi], src[lo:hi]) })
 }
 
 // F32ToF8E4M3 rounds float32 values to F8 E4M3FN codes with
@@ -131,11 +132,12 @@ func F8E5M2ToF32(dst []float32, src []uint8) {
 	if len(dst) != len(src) {
 		mismatch("F8E5M2ToF32", "dst", len(dst), "src", len(src))
 	}
+	f := cur.f8E5M2ToF32
 	if len(src) < parMin {
-		f8E5M2ToF32Generic(dst, src)
+		f(dst, src)
 		return
 	}
-	parallel(len(src), func(lo, hi int) { f8E5M2ToF32Generic(dst[lo:hi], src[lo:hi]) })
+	parallel(len(src), func(lo, hi int) { f(dst[lo:hi], src[lo:hi]) })
 }
 
 // F32ToF8E5M2 rounds float32 values to F8 E5M2 codes with

@@ -127,24 +127,28 @@ func TestF8AllCodes(t *testing.T) {
 		{refE4M3, F8E4M3ToF32, F32ToF8E4M3, func(c uint8) bool { return c&0x7f == 0x7f }},
 		{refE5M2, F8E5M2ToF32, F32ToF8E5M2, func(c uint8) bool { return c&0x7f > 0x7c }},
 	} {
-		dst := make([]float32, 256)
-		tc.dec(dst, codes)
-		back := make([]uint8, 256)
-		tc.enc(back, dst)
-		for c := range 256 {
-			want := tc.f.decode(uint32(c))
-			if !sameValue(float64(dst[c]), want) {
-				t.Errorf("%s decode %#02x = %v, reference %v", tc.f.name, c, dst[c], want)
-			}
-			if tc.nans(uint8(c)) != math.IsNaN(want) {
-				t.Errorf("%s: code %#02x NaN-ness disagrees with the format table", tc.f.name, c)
-			}
-			wantBack := uint8(c)
-			if tc.nans(uint8(c)) {
-				wantBack = uint8(c)&0x80 | 0x7f
-			}
-			if back[c] != wantBack {
-				t.Errorf("%s encode(decode(%#02x)) = %#02x, want %#02x", tc.f.name, c, back[c], wantBack)
+		for _, impl := range implLevels() {
+			restore := setImpl(impl.name)
+			dst := make([]float32, 256)
+			tc.dec(dst, codes)
+			back := make([]uint8, 256)
+			tc.enc(back, dst)
+			restore()
+			for c := range 256 {
+				want := tc.f.decode(uint32(c))
+				if !sameValue(float64(dst[c]), want) {
+					t.Errorf("%s decode %#02x = %v, reference %v", tc.f.name, c, dst[c], want)
+				}
+				if tc.nans(uint8(c)) != math.IsNaN(want) {
+					t.Errorf("%s: code %#02x NaN-ness disagrees with the format table", tc.f.name, c)
+				}
+				wantBack := uint8(c)
+				if tc.nans(uint8(c)) {
+					wantBack = uint8(c)&0x80 | 0x7f
+				}
+				if back[c] != wantBack {
+					t.Errorf("%s %s encode(decode(%#02x)) = %#02x, want %#02x", impl.name, tc.f.name, c, back[c], wantBack)
+				}
 			}
 		}
 	}

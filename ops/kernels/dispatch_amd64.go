@@ -59,6 +59,8 @@ type asmFuncs struct {
 	f32ToBF16, f32ToBF16NT func(dst []uint16, src []float32)
 	rankRow                func(w, c, a []float32, stride int)
 	rank4                  func(w []float32, ldw int, c, a []float32, lda int, n int)
+	e4m3ToF32, e4m3ToF32NT func(dst []float32, src []uint8)
+	e5m2ToF32, e5m2ToF32NT func(dst []float32, src []uint8)
 }
 
 var avx2Funcs = asmFuncs{
@@ -68,6 +70,7 @@ var avx2Funcs = asmFuncs{
 	f16ToF32: f16ToF32AVX2, f16ToF32NT: f16ToF32AVX2NT, f32ToF16: f32ToF16AVX2, f32ToF16NT: f32ToF16AVX2NT,
 	bf16ToF32: bf16ToF32AVX2, bf16ToF32NT: bf16ToF32AVX2NT, f32ToBF16: f32ToBF16AVX2, f32ToBF16NT: f32ToBF16AVX2NT,
 	rankRow: rankRowAVX2, rank4: rank4RowsAVX2,
+	e4m3ToF32: f8E4M3ToF32AVX2, e4m3ToF32NT: f8E4M3ToF32AVX2NT, e5m2ToF32: f8E5M2ToF32AVX2, e5m2ToF32NT: f8E5M2ToF32AVX2NT,
 }
 
 var avx512Funcs = asmFuncs{
@@ -77,6 +80,7 @@ var avx512Funcs = asmFuncs{
 	f16ToF32: f16ToF32AVX512, f16ToF32NT: f16ToF32AVX512NT, f32ToF16: f32ToF16AVX512, f32ToF16NT: f32ToF16AVX512NT,
 	bf16ToF32: bf16ToF32AVX512, bf16ToF32NT: bf16ToF32AVX512NT, f32ToBF16: f32ToBF16AVX512, f32ToBF16NT: f32ToBF16AVX512NT,
 	rankRow: rankRowAVX512, rank4: rank4RowsAVX512,
+	e4m3ToF32: f8E4M3ToF32AVX512, e4m3ToF32NT: f8E4M3ToF32AVX512NT, e5m2ToF32: f8E5M2ToF32AVX512, e5m2ToF32NT: f8E5M2ToF32AVX512NT,
 }
 
 // alignHead returns how many leading elements of size esize to peel so that
@@ -110,6 +114,20 @@ func convert(n, unit int, nt bool, head int, fast func(lo, hi int), slow func(lo
 	if m < n {
 		slow(m, n)
 	}
+}
+
+// widenF8 runs an F8 decoder: assembly on whole vectors (non-temporal for
+// large outputs), the twin on the rest.
+func widenF8(dst []float32, src []uint8, w int, fast, fastNT, slow func([]float32, []uint8)) {
+	n := len(src)
+	nt := n*4 >= ntMin
+	body, head := fast, 0
+	if nt {
+		body, head = fastNT, alignHead(unsafe.Pointer(unsafe.SliceData(dst)), 4, n)
+	}
+	convert(n, w, nt, head,
+		func(lo, hi int) { body(dst[lo:hi], src[lo:hi]) },
+		func(lo, hi int) { slow(dst[lo:hi], src[lo:hi]) })
 }
 
 func makeImpl(name string, f asmFuncs) *implSet {
@@ -209,6 +227,12 @@ func makeImpl(name string, f asmFuncs) *implSet {
 			convert(n, 2*w, nt, head,
 				func(lo, hi int) { body(dst[lo:hi], src[lo:hi]) },
 				func(lo, hi int) { f32ToBF16Generic(dst[lo:hi], src[lo:hi]) })
+		},
+		f8E4M3ToF32: func(dst []float32, src []uint8) {
+			widenF8(dst, src, w, f.e4m3ToF32, f.e4m3ToF32NT, f8E4M3ToF32Generic)
+		},
+		f8E5M2ToF32: func(dst []float32, src []uint8) {
+			widenF8(dst, src, w, f.e5m2ToF32, f.e5m2ToF32NT, f8E5M2ToF32Generic)
 		},
 		rankRow: func(wr, c, a []float32, stride int) {
 			m := len(wr) &^ (w - 1)

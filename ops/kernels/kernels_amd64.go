@@ -94,6 +94,18 @@ func bf16ToF32AVX2(dst []float32, src []uint16)
 //go:noescape
 func f32ToBF16AVX2(dst []uint16, src []float32)
 
+// f8E4M3ToF32AVX2 is: for i, c := range src { dst[i] = E4M3FN value of c; NaN codes → sign|0x7fc00000 }
+// len(src) must be a multiple of 8.
+//
+//go:noescape
+func f8E4M3ToF32AVX2(dst []float32, src []uint8)
+
+// f8E5M2ToF32AVX2 is: for i, c := range src { dst[i] = F16ToF32 of uint16(c) << 8 }
+// len(src) must be a multiple of 8.
+//
+//go:noescape
+func f8E5M2ToF32AVX2(dst []float32, src []uint8)
+
 // f16ToF32AVX2NT is: for i, h := range src { dst[i] = exact float32 of binary16 h } (VCVTPH2PS)
 // len(src) must be a multiple of 8. Non-temporal stores: dst must be 64-byte aligned.
 //
@@ -117,6 +129,18 @@ func bf16ToF32AVX2NT(dst []float32, src []uint16)
 //
 //go:noescape
 func f32ToBF16AVX2NT(dst []uint16, src []float32)
+
+// f8E4M3ToF32AVX2NT is: for i, c := range src { dst[i] = E4M3FN value of c; NaN codes → sign|0x7fc00000 }
+// len(src) must be a multiple of 8. Non-temporal stores: dst must be 64-byte aligned.
+//
+//go:noescape
+func f8E4M3ToF32AVX2NT(dst []float32, src []uint8)
+
+// f8E5M2ToF32AVX2NT is: for i, c := range src { dst[i] = F16ToF32 of uint16(c) << 8 }
+// len(src) must be a multiple of 8. Non-temporal stores: dst must be 64-byte aligned.
+//
+//go:noescape
+func f8E5M2ToF32AVX2NT(dst []float32, src []uint8)
 
 // rankRowAVX2 is: for k := range c { for j := range w { w[j] += float32(c[k] * a[k*stride+j]) } }
 // len(w) must be a multiple of 8 and len(c) ≥ 1. Each W element is loaded and stored once.
@@ -222,6 +246,18 @@ func bf16ToF32AVX512(dst []float32, src []uint16)
 //go:noescape
 func f32ToBF16AVX512(dst []uint16, src []float32)
 
+// f8E4M3ToF32AVX512 is: for i, c := range src { dst[i] = E4M3FN value of c; NaN codes → sign|0x7fc00000 }
+// len(src) must be a multiple of 16.
+//
+//go:noescape
+func f8E4M3ToF32AVX512(dst []float32, src []uint8)
+
+// f8E5M2ToF32AVX512 is: for i, c := range src { dst[i] = F16ToF32 of uint16(c) << 8 }
+// len(src) must be a multiple of 16.
+//
+//go:noescape
+func f8E5M2ToF32AVX512(dst []float32, src []uint8)
+
 // f16ToF32AVX512NT is: for i, h := range src { dst[i] = exact float32 of binary16 h } (VCVTPH2PS)
 // len(src) must be a multiple of 16. Non-temporal stores: dst must be 64-byte aligned.
 //
@@ -245,6 +281,18 @@ func bf16ToF32AVX512NT(dst []float32, src []uint16)
 //
 //go:noescape
 func f32ToBF16AVX512NT(dst []uint16, src []float32)
+
+// f8E4M3ToF32AVX512NT is: for i, c := range src { dst[i] = E4M3FN value of c; NaN codes → sign|0x7fc00000 }
+// len(src) must be a multiple of 16. Non-temporal stores: dst must be 64-byte aligned.
+//
+//go:noescape
+func f8E4M3ToF32AVX512NT(dst []float32, src []uint8)
+
+// f8E5M2ToF32AVX512NT is: for i, c := range src { dst[i] = F16ToF32 of uint16(c) << 8 }
+// len(src) must be a multiple of 16. Non-temporal stores: dst must be 64-byte aligned.
+//
+//go:noescape
+func f8E5M2ToF32AVX512NT(dst []float32, src []uint8)
 
 // rankRowAVX512 is: for k := range c { for j := range w { w[j] += float32(c[k] * a[k*stride+j]) } }
 // len(w) must be a multiple of 16 and len(c) ≥ 1. Each W element is loaded and stored once.

@@ -90,6 +90,27 @@ func TestConvertPathsVsTwin(t *testing.T) {
 							}
 						}
 					}
+					// F8 codes → f32
+					bv := make([]uint8, n)
+					for i, h := range hv {
+						bv[i] = uint8(h)
+					}
+					bs := make([]uint8, n+4)[off : off+n]
+					copy(bs, bv)
+					for _, c := range []struct {
+						name string
+						f    func([]float32, []uint8)
+						ref  func(uint8) uint32
+					}{{"F8E4M3ToF32", F8E4M3ToF32, e4m3BitsToF32Bits}, {"F8E5M2ToF32", F8E5M2ToF32, e5m2BitsToF32Bits}} {
+						dst, db := guarded(make([]float32, n), doff)
+						c.f(dst, bs)
+						checkGuards(t, impl.name+" "+c.name, db, doff, n)
+						for i := range n {
+							if got, want := math.Float32bits(dst[i]), c.ref(bv[i]); got != want {
+								t.Fatalf("%s nt=%d %s n=%d off=%d: [%d] %#02x → %#08x, twin %#08x", impl.name, ntm, c.name, n, off, i, bv[i], got, want)
+							}
+						}
+					}
 					// ScaleTo with non-temporal stores.
 					d, db := guarded(make([]float32, n), doff)
 					ScaleTo(d, 3, src)

@@ -14,6 +14,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
@@ -709,6 +710,121 @@ func genRank4(lv level) {
 	RET()
 }
 
+// genF8ToF32 widens F8 codes through binary16: an E5M2 code is the top byte
+// of a binary16 value; an E4M3FN code c maps to the binary16 bits
+// (c&0x80)<<8 | (c&0x7f)<<7, whose value times 2⁸ is the E4M3 value (normal
+// and subnormal alike), except the NaN codes S.1111.111, which come out as
+// ±480 and are replaced by sign|0x7fc00000 — the twin's decoding.
+func genF8ToF32(lv level, e4m3, nt bool) {
+	name := "f8E5M2ToF32" + lv.name
+	doc := name + " is: for i, c := range src { dst[i] = F16ToF32 of uint16(c) << 8 }"
+	if e4m3 {
+		name = "f8E4M3ToF32" + lv.name
+		doc = name + " is: for i, c := range src { dst[i] = E4M3FN value of c; NaN codes → sign|0x7fc00000 }"
+	}
+	store := func(a, b Op) { VMOVUPS(a, b) }
+	extra := ""
+	if nt {
+		name += "NT"
+		doc = strings.Replace(doc, lv.name+" is", lv.name+"NT is", 1)
+		store = func(a, b Op) { VMOVNTPS(a, b) }
+		extra = " Non-temporal stores: dst must be 64-byte aligned."
+	}
+	TEXT(name, NOSPLIT, "func(dst []float32, src []uint8)")
+	Pragma("noescape")
+	Doc(doc, "len(src) must be a multiple of "+fmt.Sprint(lv.w)+"."+extra)
+	d := Load(Param("dst").Base(), GP64())
+	s := Load(Param("src").Base(), GP64())
+	n := Load(Param("src").Len(), GP64())
+	half := func() VecVirtual { // the binary16 words: XMM for AVX2, YMM for AVX-512
+		if lv.avx512 {
+			return YMM()
+		}
+		return XMM()
+	}
+	var m7f00, m8000, scale, absm, v480, qnan, sgn VecVirtual
+	if e4m3 {
+		bw := func(c uint32) VecVirtual { // broadcast a word constant
+			v := half()
+			VPBROADCASTW(constant(fmt.Sprintf("w%04x", c), c), v)
+			return v
+		}
+		m7f00, m8000 = bw(0x7f00), bw(0x8000)
+		scale = lv.vreg()
+		VBROADCASTSS(constant("f256", 0x43800000), scale)
+		absm = bcast(lv, constant("absmask", 0x7fffffff))
+		v480 = bcast(lv, constant("f480", 0x43f00000))
+		qnan = bcast(lv, constant("qnan", 0x7fc00000))
+		sgn = bcast(lv, constant("signbit", 0x80000000))
+	}
+	ts := make([]VecVirtual, 2)
+	for j := range ts {
+		ts[j] = lv.vreg()
+	}
+	const un = 2
+	loopN(name, lv, n, un, []stream{{d, 4}, {s, 1}}, func(j int) {
+		h := half()
+		VPMOVZXBW(at(s, j*lv.w), h)
+		VPSLLW(U8(8), h, h)
+		if e4m3 {
+			e := half()
+			VPAND(m7f00, h, e)
+			VPSRLW(U8(1), e, e)
+			VPAND(m8000, h, h)
+			VPOR(e, h, h)
+		}
+		r := ts[j]
+		VCVTPH2PS(h, r)
+		if e4m3 {
+			VMULPS(scale, r, r)
+			a, nv := lv.vreg(), lv.vreg()
+			if lv.avx512 {
+				VPANDD(absm, r, a)
+				k := K()
+				VPCMPEQD(v480, a, k)
+				VPANDD(sgn, r, nv)
+				VPORD(qnan, nv, nv)
+				VPBLENDMD(nv, r, k, r)
+			} else {
+				VPAND(absm, r, a)
+				VPCMPEQD(v480, a, a)
+				VPAND(sgn, r, nv)
+				VPOR(qnan, nv, nv)
+				VPBLENDVB(a, nv, r, r)
+			}
+		}
+		store(r, at(d, j*lv.w*4))
+	})
+}
+
+// loopN is loop with a chosen unroll factor.
+func loopN(prefix string, lv level, n Register, un int, streams []stream, body func(j int)) {
+	big := un * lv.w
+	Label(prefix + "_loopN")
+	CMPQ(n, U32(big))
+	JL(LabelRef(prefix + "_loop1"))
+	for j := 0; j < un; j++ {
+		body(j)
+	}
+	for _, s := range streams {
+		ADDQ(U32(big*s.size), s.p)
+	}
+	SUBQ(U32(big), n)
+	JMP(LabelRef(prefix + "_loopN"))
+	Label(prefix + "_loop1")
+	CMPQ(n, U32(lv.w))
+	JL(LabelRef(prefix + "_done"))
+	body(0)
+	for _, s := range streams {
+		ADDQ(U32(lv.w*s.size), s.p)
+	}
+	SUBQ(U32(lv.w), n)
+	JMP(LabelRef(prefix + "_loop1"))
+	Label(prefix + "_done")
+	VZEROUPPER()
+	RET()
+}
+
 func main() {
 	ConstraintExpr("amd64,!noasm,gc")
 	for _, lv := range []level{avx2, avx512} {
@@ -737,6 +853,8 @@ func main() {
 			genF32ToF16(lv, nt)
 			genBF16ToF32(lv, nt)
 			genF32ToBF16(lv, nt)
+			genF8ToF32(lv, true, nt)
+			genF8ToF32(lv, false, nt)
 		}
 		genRankRow(lv)
 		genRank4(lv)
