@@ -2,8 +2,8 @@ package kernels
 
 import (
 	"flag"
-	"math"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"testing"
