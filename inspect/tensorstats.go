@@ -364,21 +364,15 @@ func accumulate(a *statAcc, dtype string, raw []byte, es int) {
 		buf := make([]float32, chunkElems)
 		forU16(raw, func(h []uint16) {
 			for i, x := range h {
-				switch {
-				case x&0x7c00 == 0x7c00:
-					if x&0x3ff == 0 {
-						a.inf++
-					} else {
-						a.nan++
-					}
-				case x&0x7fff == 0:
-					a.zeros++
-				case x&0x7c00 == 0:
+				// F16 subnormals are normal float32 values: count them here;
+				// zeros, NaN and Inf survive the conversion and are counted
+				// by addF32 (which finds no float32 denormal among them).
+				if x&0x7c00 == 0 && x&0x03ff != 0 {
 					a.denorm++
 				}
 				buf[i] = f16Table[x]
 			}
-			a.addF32Class(buf[:len(h)], false)
+			a.addF32(buf[:len(h)])
 		})
 	case "BF16":
 		buf := make([]float32, chunkElems)
