@@ -55,6 +55,7 @@ type countWriter struct {
 	err error
 }
 
+// Write writes p and counts the bytes; after an error it writes nothing.
 func (c *countWriter) Write(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
