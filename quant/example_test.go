@@ -2,6 +2,8 @@ package quant_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/quant"
@@ -62,4 +64,39 @@ func ExampleQuantizeTensor() {
 	// layer.weight.nested_quant_map F32 [256]
 	// layer.weight.quant_state.bitsandbytes__nf4 U8 [151]
 	// {"quant_type": "nf4", "blocksize": 64, "dtype": "bfloat16", "shape": [4, 64], "nested_blocksize": 256, "nested_dtype": "float32", "nested_offset": 3.0}
+}
+
+func ExampleFold() {
+	dir, _ := os.MkdirTemp("", "fold")
+	defer os.RemoveAll(dir)
+	// A base with one int8 (LLM.int8) weight.
+	w := make([]float32, 2*8)
+	for i := range w {
+		w[i] = float32(i%5) - 2
+	}
+	q, _ := quant.QuantizeTensor("l.weight", []int{2, 8}, safetensors.F32, w, quant.Params{Scheme: quant.SchemeInt8})
+	path := filepath.Join(dir, "base.safetensors")
+	if err := safetensors.WriteFile(path, q.Tensors, nil); err != nil {
+		panic(err)
+	}
+	f, _ := safetensors.Open(path)
+	defer f.Close()
+	ix := quant.NewIndex(f, f.Names())
+	d := ix.Weights["l.weight"]
+	res, err := quant.Fold(f, d, func(w []float32, shape []int) error {
+		w[0] += 0.5 // the adapter's ΔW
+		return nil
+	})
+	if err != nil {
+		panic(err)
+	}
+	for _, t := range res.Tensors {
+		fmt.Println(t.Name, t.DType, t.Shape)
+	}
+	fmt.Printf("scheme %s, extra max error %.4f\n", d.Scheme, res.Extra.MaxAbsError)
+	// Output:
+	// l.weight I8 [2 8]
+	// l.SCB F32 [2]
+	// l.weight_format U8 []
+	// scheme int8, extra max error 0.0039
 }
