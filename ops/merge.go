@@ -2,6 +2,7 @@ package ops
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -57,6 +58,11 @@ func (p MergeParams) Validate(n int) error {
 	}
 	if p.Weights != nil && len(p.Weights) != n {
 		return errWeights(len(p.Weights), n)
+	}
+	for i, w := range p.Weights {
+		if math.IsNaN(w) || math.IsInf(w, 0) {
+			return fmt.Errorf("%w: weight %d is %v", ErrParams, i+1, w)
+		}
 	}
 	if err := p.RankParams.Validate(); err != nil {
 		return err

@@ -270,6 +270,7 @@ func TestMergeModuleErrors(t *testing.T) {
 		{"shape-mismatch", MergeParams{}, []*LowRank{a, b}, ErrIncompatible},
 		{"unknown-method", MergeParams{Method: "slerp"}, []*LowRank{a, a}, ErrParams},
 		{"weights-count", MergeParams{Weights: []float64{1}}, []*LowRank{a, a}, ErrParams},
+		{"weights-nan", MergeParams{Weights: []float64{1, math.NaN()}}, []*LowRank{a, a}, ErrParams},
 		{"density", MergeParams{Method: "ties", ElementwiseParams: ElementwiseParams{Density: Float(1.5)}}, []*LowRank{a, a}, ErrParams},
 		{"majority", MergeParams{Method: "ties", ElementwiseParams: ElementwiseParams{Majority: "most"}}, []*LowRank{a, a}, ErrParams},
 		{"energy", MergeParams{RankParams: RankParams{Energy: 2}}, []*LowRank{a, a}, ErrParams},
