@@ -36,8 +36,10 @@ const (
 )
 
 // HashFile computes the hashes of a safetensors file in one streaming pass.
-// The header length prefix must be readable and within the file; the header
-// itself is not parsed. metadata (may be nil) supplies the stored values.
+// The header itself is not parsed. When the 8-byte length prefix is missing
+// or points past the end of the file, only SHA256 (of the whole file) is
+// filled and the error says why. metadata (may be nil) supplies the stored
+// values.
 func HashFile(path string, metadata map[string]string) (*Hashes, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -50,13 +52,24 @@ func HashFile(path string, metadata map[string]string) (*Hashes, error) {
 	}
 	size := st.Size()
 	var prefix [8]byte
+	var bad error
 	if _, err := io.ReadFull(f, prefix[:]); err != nil {
-		return nil, fmt.Errorf("inspect: %s: cannot read the 8-byte header length: file is %d bytes", path, size)
+		bad = fmt.Errorf("inspect: %s: cannot read the 8-byte header length: file is %d bytes", path, size)
+	} else if n := binary.LittleEndian.Uint64(prefix[:]); n > uint64(size-8) {
+		bad = fmt.Errorf("inspect: %s: header length %d exceeds the file size %d (not a plain safetensors file?)", path, n, size)
+	}
+	if bad != nil {
+		// still give the whole-file hash (e.g. of a packed .atz container)
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, err
+		}
+		whole := sha256.New()
+		if _, err := io.Copy(whole, f); err != nil {
+			return nil, fmt.Errorf("inspect: %s: %w", path, err)
+		}
+		return &Hashes{SHA256: hex.EncodeToString(whole.Sum(nil))}, bad
 	}
 	n := binary.LittleEndian.Uint64(prefix[:])
-	if n > uint64(size-8) {
-		return nil, fmt.Errorf("inspect: %s: header length %d exceeds the file size %d", path, n, size)
-	}
 	whole, data, legacy := sha256.New(), sha256.New(), sha256.New()
 	whole.Write(prefix[:])
 	if _, err := io.CopyN(whole, f, int64(n)); err != nil {

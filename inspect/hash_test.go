@@ -57,8 +57,12 @@ func TestHashFile(t *testing.T) {
 	for _, b := range [][]byte{{0x0d, 0x0a}, {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1}} {
 		p := filepath.Join(dir, "bad.safetensors")
 		os.WriteFile(p, b, 0o644)
-		if _, err := HashFile(p, nil); err == nil {
+		h, err := HashFile(p, nil)
+		if err == nil {
 			t.Errorf("%x accepted", b)
+		}
+		if sum := sha256.Sum256(b); h == nil || h.SHA256 != hex.EncodeToString(sum[:]) || h.DataSHA256 != "" {
+			t.Errorf("%x: whole-file hash missing: %+v", b, h)
 		}
 	}
 }

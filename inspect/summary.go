@@ -220,6 +220,9 @@ func Summarize(path string, opts Options) (*Summary, error) {
 			h, err := HashFile(f, s.Metadata)
 			if err != nil {
 				s.Warnings = append(s.Warnings, err.Error())
+				if h != nil {
+					s.Hashes[filepath.Base(f)] = h
+				}
 				continue
 			}
 			s.Hashes[filepath.Base(f)] = h
