@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/atomicfile"
 )
 
 // OutModule is one module to write. Factors are in PEFT orientation (A
@@ -336,35 +337,7 @@ func WritePEFT(dir string, out *Output) error {
 	if err := safetensors.WriteFile(filepath.Join(dir, PEFTWeightsFile), tensors, meta); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, ConfigFile), cfgBytes)
-}
-
-// writeFileAtomic writes data to a temporary file in name's directory,
-// syncs it and renames it over name.
-func writeFileAtomic(name string, data []byte) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), name)
+	return atomicfile.WriteBytes(filepath.Join(dir, ConfigFile), cfgBytes)
 }
 
 // Output converts a loaded adapter into an Output that WritePEFT writes as

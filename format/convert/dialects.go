@@ -14,6 +14,7 @@ import (
 
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/atomicfile"
 )
 
 // Target dialect names accepted by Convert.
@@ -166,33 +167,6 @@ func marshalConfig(v map[string]any) ([]byte, error) {
 	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
-// writeFileAtomic writes data to name via a temporary file and rename.
-func writeFileAtomic(name string, data []byte) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), name)
-}
-
 // prepare collects and loads the modules for a safetensors target.
 func prepare(a *adapter.Adapter, to string, o Options, kinds []adapter.Kind) ([]*module, *Result, error) {
 	res := &Result{From: string(a.Dialect), To: to, DryRun: o.DryRun}
@@ -292,7 +266,7 @@ func ToPEFT(a *adapter.Adapter, dir string, o Options) (*Result, error) {
 		if err := safetensors.WriteFile(filepath.Join(sub, "adapter_model.safetensors"), tensors, provenance(a, ToPEFTName, "lora_adapter_metadata")); err != nil {
 			return nil, err
 		}
-		if err := writeFileAtomic(filepath.Join(sub, "adapter_config.json"), cj); err != nil {
+		if err := atomicfile.WriteBytes(filepath.Join(sub, "adapter_config.json"), cj); err != nil {
 			return nil, err
 		}
 	}
@@ -583,7 +557,7 @@ func ToMLX(a *adapter.Adapter, dir string, o Options) (*Result, error) {
 	if err := safetensors.WriteFile(res.Files[0], tensors, provenance(a, ToMLXName, "lora_adapter_metadata")); err != nil {
 		return nil, err
 	}
-	return res, writeFileAtomic(res.Files[1], cj)
+	return res, atomicfile.WriteBytes(res.Files[1], cj)
 }
 
 // mlxScale picks MLX's one scale: the candidate for which the most modules

@@ -12,6 +12,7 @@ import (
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/gguf"
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/atomicfile"
 )
 
 // hfTemplate turns a rule's HF regexp into the canonical module name
@@ -216,7 +217,7 @@ func GGUFToPEFT(path, dir string, o Options, arch string) (*Result, error) {
 	if err := safetensors.WriteFile(res.Files[1], tensors, md); err != nil {
 		return nil, err
 	}
-	return res, writeFileAtomic(res.Files[0], cj)
+	return res, atomicfile.WriteBytes(res.Files[0], cj)
 }
 
 // unpermuteRows inverts permuteRows.

@@ -8,8 +8,9 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"unicode/utf8"
+
+	"github.com/adaptool/adaptool/internal/atomicfile"
 )
 
 // Tensor is one tensor to write: its name, ggml type, dimensions in ggml
@@ -128,35 +129,15 @@ func Write(w io.Writer, kv []KV, tensors []Tensor) error {
 
 // WriteFile writes a GGUF file atomically: to a temporary file in the target
 // directory, synced, then renamed over name. On error nothing is left behind.
-func WriteFile(name string, kv []KV, tensors []Tensor) (err error) {
-	dir := filepath.Dir(name)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(name)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = Write(tmp, kv, tensors); err != nil {
+func WriteFile(name string, kv []KV, tensors []Tensor) error {
+	return atomicfile.Write(name, func(f *os.File) error {
+		err := Write(f, kv, tensors)
 		var e *Error
 		if errors.As(err, &e) && e.File == "" {
 			e.File = name
 		}
 		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), name)
+	})
 }
 
 func pad(n, align uint64) uint64 { return (n + align - 1) / align * align }

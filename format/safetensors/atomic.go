@@ -1,9 +1,9 @@
 package safetensors
 
 import (
-	"fmt"
 	"os"
-	"path/filepath"
+
+	"github.com/adaptool/adaptool/internal/atomicfile"
 )
 
 // WriteFile writes a safetensors file atomically: the bytes go to a
@@ -30,37 +30,7 @@ func WriteFile(name string, tensors []Tensor, metadata map[string]string, opts .
 }
 
 // atomicWrite runs fill on a temporary file next to name and renames it
-// into place.
-func atomicWrite(name string, fill func(*os.File) error) (err error) {
-	dir, base := filepath.Split(name)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmpName := tmp.Name()
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmpName)
-		}
-	}()
-	if err = fill(tmp); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("safetensors: %s: %w", name, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("safetensors: %s: %w", name, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("safetensors: %s: %w", name, err)
-	}
-	if err = os.Rename(tmpName, name); err != nil {
-		return err
-	}
-	return nil
+// into place (see internal/atomicfile).
+func atomicWrite(name string, fill func(*os.File) error) error {
+	return atomicfile.Write(name, fill)
 }
