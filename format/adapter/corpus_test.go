@@ -1,17 +1,15 @@
 package adapter
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"os"
+	"maps"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/testcorpus"
 )
 
 // manifestKind maps what Load found to the kind strings of
@@ -62,73 +60,28 @@ func manifestKind(a *Adapter) string {
 	return k
 }
 
-type manifestRow struct {
-	dir, file, kind, peftType, rank, tensors, dtypes, expect string
-}
-
-func readManifest(t *testing.T, corpus string) []manifestRow {
-	f, err := os.Open(filepath.Join(corpus, "MANIFEST.tsv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var rows []manifestRow
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	header := true
-	for sc.Scan() {
-		if header {
-			header = false
-			continue
-		}
-		c := strings.Split(sc.Text(), "\t")
-		if len(c) < 11 {
-			continue
-		}
-		rows = append(rows, manifestRow{dir: c[0], file: c[1], kind: c[5], peftType: c[6], rank: c[7], tensors: c[8], dtypes: c[9], expect: c[10]})
-	}
-	if len(rows) != 30 {
-		t.Fatalf("manifest has %d rows, want 30", len(rows))
-	}
-	return rows
-}
-
-var sentinelByName = map[string]error{
-	"HeaderTooSmall": safetensors.ErrHeaderTooSmall, "HeaderTooLarge": safetensors.ErrHeaderTooLarge,
-	"InvalidHeaderLength": safetensors.ErrInvalidHeaderLength, "InvalidHeader": safetensors.ErrInvalidHeader,
-	"InvalidHeaderDeserialization": safetensors.ErrInvalidHeaderDeserialization, "InvalidOffset": safetensors.ErrInvalidOffset,
-	"ValidationOverflow": safetensors.ErrValidationOverflow, "MisalignedSlice": safetensors.ErrMisalignedSlice,
-	"TensorInvalidInfo": safetensors.ErrTensorInvalidInfo, "MetadataIncompleteBuffer": safetensors.ErrMetadataIncompleteBuffer,
-	"TensorNotFound": safetensors.ErrTensorNotFound, "InvalidTensorView": safetensors.ErrInvalidTensorView, "DuplicateKey": safetensors.ErrDuplicateKey,
-}
-
-func dtypeHistogram(f *safetensors.File) string {
+func dtypeHistogram(f *safetensors.File) map[string]int {
 	count := map[string]int{}
 	for _, t := range f.Tensors {
 		count[t.DType.String()]++
 	}
-	var parts []string
-	for k, n := range count {
-		parts = append(parts, fmt.Sprintf("%s:%d", k, n))
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, ",")
+	return count
 }
 
 func TestCorpusConformance(t *testing.T) {
-	corpus := corpusDir(t)
-	for _, row := range readManifest(t, corpus) {
-		t.Run(row.dir, func(t *testing.T) {
+	corpus, rows := testcorpus.Manifest(t)
+	for _, row := range rows {
+		t.Run(row.Dir, func(t *testing.T) {
 			// Load the directory (bare file for the non-standard names).
-			path := filepath.Join(corpus, row.dir)
-			if after, isErr := strings.CutPrefix(row.expect, "error:"); isErr {
-				want := sentinelByName[after]
+			path := row.DirPath(corpus)
+			if after := row.WantError(); after != "" {
+				want := safetensors.SentinelByName(after)
 				if want == nil {
 					t.Fatalf("unknown sentinel %q", after)
 				}
 				_, err := Load(path)
-				if !errors.Is(err, want) || !safetensors.IsFormatError(err) || !strings.Contains(err.Error(), row.file) {
-					t.Errorf("Load = %v; want %v naming %s", err, want, row.file)
+				if !errors.Is(err, want) || !safetensors.IsFormatError(err) || !strings.Contains(err.Error(), row.File) {
+					t.Errorf("Load = %v; want %v naming %s", err, want, row.File)
 				}
 				if _, err := Validate(path); !errors.Is(err, want) {
 					t.Errorf("Validate = %v; want %v", err, want)
@@ -140,24 +93,20 @@ func TestCorpusConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer a.Close()
-			if filepath.Base(a.WeightsPath) != row.file {
-				t.Errorf("weights file %s, want %s", a.WeightsPath, row.file)
+			if filepath.Base(a.WeightsPath) != row.File {
+				t.Errorf("weights file %s, want %s", a.WeightsPath, row.File)
 			}
-			if got := manifestKind(a); got != row.kind {
-				t.Errorf("kind %s (dialect %s, type %q, producer %q, arch %q), want %s", got, a.Dialect, a.PeftType, a.Producer, a.Architecture, row.kind)
+			if got := manifestKind(a); got != row.Kind {
+				t.Errorf("kind %s (dialect %s, type %q, producer %q, arch %q), want %s", got, a.Dialect, a.PeftType, a.Producer, a.Architecture, row.Kind)
 			}
-			wantType := row.peftType
-			if wantType == "-" {
-				wantType = ""
+			if a.PeftType != row.PeftType {
+				t.Errorf("peft_type %q, want %q", a.PeftType, row.PeftType)
 			}
-			if a.PeftType != wantType {
-				t.Errorf("peft_type %q, want %q", a.PeftType, wantType)
+			if len(a.File.Tensors) != row.Tensors {
+				t.Errorf("%d tensors, want %d", len(a.File.Tensors), row.Tensors)
 			}
-			if n, _ := strconv.Atoi(row.tensors); len(a.File.Tensors) != n {
-				t.Errorf("%d tensors, want %d", len(a.File.Tensors), n)
-			}
-			if got := dtypeHistogram(a.File); got != row.dtypes {
-				t.Errorf("dtypes %s, want %s", got, row.dtypes)
+			if got := dtypeHistogram(a.File); !maps.Equal(got, row.DTypes) {
+				t.Errorf("dtypes %v, want %v", got, row.DTypes)
 			}
 			// every tensor belongs to exactly one module (or the shared set)
 			seen := map[string]int{}
@@ -171,8 +120,8 @@ func TestCorpusConformance(t *testing.T) {
 					t.Errorf("tensor %s is in %d modules", tr.Name, seen[tr.Name])
 				}
 			}
-			if row.rank != "-" {
-				want, _ := strconv.Atoi(row.rank)
+			if row.Rank != 0 {
+				want := row.Rank
 				got := 0
 				if a.PeftType == "ADALORA" {
 					got = a.Config.R // the manifest lists the config's (unused) r
@@ -451,17 +400,17 @@ func TestCorpusScales(t *testing.T) {
 // same factors (bit for bit) and the same scale; the others are refused
 // with ErrInvalidOutput.
 func TestCorpusWritePEFTAll(t *testing.T) {
-	corpus := corpusDir(t)
+	_, rows := testcorpus.Manifest(t)
 	refused := map[string]bool{"gpt2-ia3-fanin": true, "t5small-ia3-seq2seq": true, "gpt2-prefix-tuning": true, "t5small-prefix-tuning": true,
 		"flant5-prompt-tuning": true, "flant5-p-tuning": true, "vit-custom-unaligned": true}
-	for _, row := range readManifest(t, corpus) {
-		if row.expect != "ok" {
+	for _, row := range rows {
+		if !row.OK() {
 			continue
 		}
-		t.Run(row.dir, func(t *testing.T) {
-			a := loadCorpus(t, row.dir)
+		t.Run(row.Dir, func(t *testing.T) {
+			a := loadCorpus(t, row.Dir)
 			out, err := a.Output()
-			if refused[row.dir] {
+			if refused[row.Dir] {
 				if !errors.Is(err, ErrInvalidOutput) {
 					t.Errorf("Output err = %v, want ErrInvalidOutput", err)
 				}
@@ -479,7 +428,7 @@ func TestCorpusWritePEFTAll(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer b.Close()
-			unknown := row.dir == "t5small-noconfig" || row.dir == "flux-aitoolkit-partial"
+			unknown := row.Dir == "t5small-noconfig" || row.Dir == "flux-aitoolkit-partial"
 			if _, ok := b.Metadata[MetaAlphaAssumed]; ok != unknown {
 				t.Errorf("%s in metadata: %v, want %v", MetaAlphaAssumed, ok, unknown)
 			}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/testcorpus"
 	"github.com/adaptool/adaptool/internal/testgen"
 )
 
@@ -49,29 +50,8 @@ func TestMarshalPythonStrings(t *testing.T) {
 	}
 }
 
-// corpusDir returns ../shared/corpus relative to the module root, or skips.
-func corpusDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("go.mod not found")
-		}
-		dir = parent
-	}
-	c := filepath.Join(dir, "..", "shared", "corpus")
-	if _, err := os.Stat(filepath.Join(c, "MANIFEST.tsv")); err != nil {
-		t.Skipf("corpus not present at %s: skipping corpus tests", c)
-	}
-	return c
-}
+// corpusDir returns the shared corpus root, or skips the test when it is absent.
+func corpusDir(t testing.TB) string { return testcorpus.Dir(t) }
 
 // Every PEFT-written config of the corpus re-serialises byte for byte.
 func TestMarshalPythonCorpusConfigs(t *testing.T) {

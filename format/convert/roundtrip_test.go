@@ -11,28 +11,11 @@ import (
 
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/testcorpus"
 )
 
-// corpusDir returns ../shared/corpus relative to the module root, or skips.
-func corpusDir(t *testing.T) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			t.Skip("module root not found")
-		}
-		dir = up
-	}
-	c := filepath.Join(dir, "..", "shared", "corpus")
-	if _, err := os.Stat(c); err != nil {
-		t.Skipf("corpus %s absent: %v", c, err)
-	}
-	return c
-}
+// corpusDir returns the shared corpus root, or skips the test when it is absent.
+func corpusDir(t testing.TB) string { return testcorpus.Dir(t) }
 
 // delta is one module's ΔW = s·B·A in float64 (out × in·k), computed here
 // from the raw factors, independently of the converter, on a grid of at most

@@ -1,138 +1,34 @@
 package safetensors
 
 import (
-	"bufio"
 	"errors"
-	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
+
+	"github.com/adaptool/adaptool/internal/testcorpus"
 )
 
-type corpusRow struct {
-	dir, file, kind, tensors, dtypes, expect string
-}
-
-// findCorpus locates ../shared/corpus relative to the module root (the
-// directory holding go.mod).
-func findCorpus() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := wd; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			c := filepath.Join(d, "..", "shared", "corpus")
-			if _, err := os.Stat(filepath.Join(c, "MANIFEST.tsv")); err != nil {
-				return "", fmt.Errorf("corpus not found at %s: %w", c, err)
-			}
-			return c, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("no go.mod above %s", wd)
-		}
-	}
-}
-
 // corpusDir returns the corpus directory or skips the test when it is absent.
-func corpusDir(t testing.TB) string {
-	t.Helper()
-	c, err := findCorpus()
-	if err != nil {
-		t.Skipf("skipping: %v", err)
-	}
-	return c
-}
+func corpusDir(t testing.TB) string { return testcorpus.Dir(t) }
 
-func corpusRows(t testing.TB) []corpusRow {
-	dir := corpusDir(t)
-	f, err := os.Open(filepath.Join(dir, "MANIFEST.tsv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	var head []string
-	var rows []corpusRow
-	for sc.Scan() {
-		cols := strings.Split(sc.Text(), "\t")
-		if head == nil {
-			head = cols
-			continue
-		}
-		get := func(name string) string {
-			i := slices.Index(head, name)
-			if i < 0 || i >= len(cols) {
-				t.Fatalf("MANIFEST.tsv: no column %q in %q", name, sc.Text())
-			}
-			return cols[i]
-		}
-		rows = append(rows, corpusRow{dir: get("dir"), file: get("file"), kind: get("kind"),
-			tensors: get("tensors"), dtypes: get("dtypes"), expect: get("expect")})
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if len(rows) == 0 {
-		t.Fatal("MANIFEST.tsv has no rows")
-	}
-	return rows
-}
-
-func (r corpusRow) path(t testing.TB) string {
-	return filepath.Join(corpusDir(t), r.dir, r.file)
-}
-
-func readCorpusFile(t testing.TB, r corpusRow) []byte {
-	b, err := os.ReadFile(r.path(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-var errorByName = map[string]error{
-	"HeaderTooSmall": ErrHeaderTooSmall, "HeaderTooLarge": ErrHeaderTooLarge,
-	"InvalidHeaderLength": ErrInvalidHeaderLength, "InvalidHeader": ErrInvalidHeader,
-	"InvalidHeaderDeserialization": ErrInvalidHeaderDeserialization, "InvalidOffset": ErrInvalidOffset,
-	"ValidationOverflow": ErrValidationOverflow, "MisalignedSlice": ErrMisalignedSlice,
-	"TensorInvalidInfo": ErrTensorInvalidInfo, "MetadataIncompleteBuffer": ErrMetadataIncompleteBuffer,
-	"DuplicateKey": ErrDuplicateKey,
-}
-
-func histogram(ts []TensorInfo) string {
+func histogram(ts []TensorInfo) map[string]int {
 	counts := map[string]int{}
 	for _, t := range ts {
 		counts[t.DType.String()]++
 	}
-	var parts []string
-	for _, k := range slices.Sorted(func(yield func(string) bool) {
-		for k := range counts {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
-		parts = append(parts, fmt.Sprintf("%s:%d", k, counts[k]))
-	}
-	return strings.Join(parts, ",")
-}
-
-func normHistogram(s string) string {
-	parts := strings.Split(s, ",")
-	slices.Sort(parts)
-	return strings.Join(parts, ",")
+	return counts
 }
 
 func TestCorpusConformance(t *testing.T) {
-	for _, r := range corpusRows(t) {
-		t.Run(r.dir, func(t *testing.T) {
-			f, err := Open(r.path(t))
-			if name, ok := strings.CutPrefix(r.expect, "error:"); ok {
-				want := errorByName[name]
+	root, rows := testcorpus.Manifest(t)
+	for _, r := range rows {
+		t.Run(r.Dir, func(t *testing.T) {
+			f, err := Open(r.Path(root))
+			if name := r.WantError(); name != "" {
+				want := SentinelByName(name)
 				if want == nil {
 					t.Fatalf("unknown error name %q in MANIFEST.tsv", name)
 				}
@@ -146,22 +42,18 @@ func TestCorpusConformance(t *testing.T) {
 				}
 				return
 			}
-			if r.expect != "ok" {
-				t.Fatalf("unknown expectation %q", r.expect)
+			if !r.OK() {
+				t.Fatalf("unknown expectation %q", r.Expect)
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			n, err := strconv.Atoi(r.tensors)
-			if err != nil {
-				t.Fatalf("tensors column %q", r.tensors)
+			if len(f.Tensors) != r.Tensors {
+				t.Fatalf("%d tensors, manifest says %d", len(f.Tensors), r.Tensors)
 			}
-			if len(f.Tensors) != n {
-				t.Fatalf("%d tensors, manifest says %d", len(f.Tensors), n)
-			}
-			if got := histogram(f.Tensors); got != normHistogram(r.dtypes) {
-				t.Fatalf("dtypes %s, manifest says %s", got, r.dtypes)
+			if got := histogram(f.Tensors); !maps.Equal(got, r.DTypes) {
+				t.Fatalf("dtypes %v, manifest says %v", got, r.DTypes)
 			}
 			// Every tensor converts to float32, and the header-only path agrees.
 			for _, ti := range f.Tensors {
@@ -170,8 +62,8 @@ func TestCorpusConformance(t *testing.T) {
 					t.Fatalf("Float32(%q): %d values, %v", ti.Name, len(v), err)
 				}
 			}
-			h, err := OpenHeader(r.path(t))
-			if err != nil || len(h.Tensors) != n {
+			h, err := OpenHeader(r.Path(root))
+			if err != nil || len(h.Tensors) != r.Tensors {
 				t.Fatalf("OpenHeader: %v", err)
 			}
 		})

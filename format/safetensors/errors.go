@@ -65,6 +65,36 @@ func IsFormatError(err error) bool {
 	return false
 }
 
+// SentinelByName returns the sentinel error for a reference error variant
+// name such as "HeaderTooSmall" or "MetadataIncompleteBuffer" (the word after
+// "safetensors: " in its message), or nil when there is none. Manifests and
+// reports name errors this way.
+func SentinelByName(name string) error {
+	for _, s := range sentinels {
+		if variantName(s) == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// RuleName returns the reference variant name of the first sentinel of this
+// package in err's chain ("InvalidOffset", ...), or "" when there is none.
+func RuleName(err error) string {
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return variantName(s)
+		}
+	}
+	return ""
+}
+
+func variantName(sentinel error) string {
+	msg := strings.TrimPrefix(sentinel.Error(), "safetensors: ")
+	name, _, _ := strings.Cut(msg, ":")
+	return name
+}
+
 // TensorError records a failure together with the file and tensor it
 // concerns, in the manner of [io/fs.PathError]. File or Tensor may be empty
 // when unknown or not applicable. Err wraps one of the sentinels.

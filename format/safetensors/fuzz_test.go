@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/adaptool/adaptool/internal/testcorpus"
 )
 
 // compareDecoders checks the hand-written scanner against the
@@ -101,7 +103,7 @@ func fuzzSeeds(t testing.TB) [][]byte {
 		}
 	}
 	seeds = append(seeds, goodFile())
-	if dir, err := findCorpus(); err == nil {
+	if dir, err := testcorpus.Locate(); err == nil {
 		files, _ := filepath.Glob(filepath.Join(dir, "*", "*.safetensors"))
 		for _, f := range files {
 			if st, err := os.Stat(f); err == nil && st.Size() < 256<<10 {

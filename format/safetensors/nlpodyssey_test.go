@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"testing"
 
 	nlp "github.com/nlpodyssey/safetensors"
+
+	"github.com/adaptool/adaptool/internal/testcorpus"
 )
 
 // Documented disagreements with github.com/nlpodyssey/safetensors
@@ -53,13 +56,16 @@ func TestDifferentialNlpodyssey(t *testing.T) {
 
 // Tensor bytes, dtypes and shapes agree on every corpus file that both read.
 func TestDifferentialNlpodysseyCorpus(t *testing.T) {
-	rows := corpusRows(t)
+	root, rows := testcorpus.Manifest(t)
 	for _, r := range rows {
-		if r.expect != "ok" {
+		if !r.OK() {
 			continue
 		}
-		t.Run(r.dir, func(t *testing.T) {
-			b := readCorpusFile(t, r)
+		t.Run(r.Dir, func(t *testing.T) {
+			b, err := os.ReadFile(r.Path(root))
+			if err != nil {
+				t.Fatal(err)
+			}
 			st, err := nlp.Deserialize(b)
 			if err != nil {
 				t.Fatalf("nlpodyssey rejects a corpus file: %v", err)
