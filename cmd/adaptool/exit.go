@@ -4,8 +4,11 @@ import (
 	"errors"
 	"io/fs"
 
+	"github.com/adaptool/adaptool/format/adapter"
+	"github.com/adaptool/adaptool/format/atz"
 	"github.com/adaptool/adaptool/format/gguf"
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/quant"
 )
 
 // Exit codes, as documented in SPEC.md ("CLI exit codes"). They are mapped
@@ -54,6 +57,9 @@ var inputErrorCheckers = []func(error) bool{
 	func(err error) bool { return errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) },
 	safetensors.IsFormatError,
 	gguf.IsFormatError,
+	atz.IsFormatError,
+	adapter.IsInputError,
+	quant.IsInputError,
 }
 
 // exitCode maps an error returned by a command to the process exit code.
