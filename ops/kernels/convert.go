@@ -114,11 +114,12 @@ func F32ToF8E4M3(dst []uint8, src []float32) {
 	if len(dst) != len(src) {
 		mismatch("F32ToF8E4M3", "dst", len(dst), "src", len(src))
 	}
+	f := cur.f32ToF8E4M3
 	if len(src) < parMin {
-		f32ToF8E4M3Generic(dst, src)
+		f(dst, src)
 		return
 	}
-	parallel(len(src), func(lo, hi int) { f32ToF8E4M3Generic(dst[lo:hi], src[lo:hi]) })
+	parallel(len(src), func(lo, hi int) { f(dst[lo:hi], src[lo:hi]) })
 }
 
 // F8E5M2ToF32 decodes F8 E5M2 codes (bias 15, max ±57344, ±Inf at
@@ -152,9 +153,10 @@ func F32ToF8E5M2(dst []uint8, src []float32) {
 	if len(dst) != len(src) {
 		mismatch("F32ToF8E5M2", "dst", len(dst), "src", len(src))
 	}
+	f := cur.f32ToF8E5M2
 	if len(src) < parMin {
-		f32ToF8E5M2Generic(dst, src)
+		f(dst, src)
 		return
 	}
-	parallel(len(src), func(lo, hi int) { f32ToF8E5M2Generic(dst[lo:hi], src[lo:hi]) })
+	parallel(len(src), func(lo, hi int) { f(dst[lo:hi], src[lo:hi]) })
 }

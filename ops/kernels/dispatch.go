@@ -28,6 +28,8 @@ type implSet struct {
 	f32ToBF16       func(dst []uint16, src []float32)
 	f8E4M3ToF32     func(dst []float32, src []uint8)
 	f8E5M2ToF32     func(dst []float32, src []uint8)
+	f32ToF8E4M3     func(dst []uint8, src []float32)
+	f32ToF8E5M2     func(dst []uint8, src []float32)
 	// rankRow is: for k := range c { for j := range w { w[j] += float32(c[k] * a[k*stride+j]) } }
 	rankRow func(w, c, a []float32, stride int)
 	// rank4 is rankRow for the four rows w[q*ldw:], q = 0..3, with c
@@ -60,6 +62,8 @@ var genericImpl = &implSet{
 	f32ToBF16:       f32ToBF16Generic,
 	f8E4M3ToF32:     f8E4M3ToF32Generic,
 	f8E5M2ToF32:     f8E5M2ToF32Generic,
+	f32ToF8E4M3:     f32ToF8E4M3Generic,
+	f32ToF8E5M2:     f32ToF8E5M2Generic,
 	rankRow:         rankRowGeneric,
 }
 

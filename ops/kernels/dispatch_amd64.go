@@ -61,6 +61,7 @@ type asmFuncs struct {
 	rank4                  func(w []float32, ldw int, c, a []float32, lda int, n int)
 	e4m3ToF32, e4m3ToF32NT func(dst []float32, src []uint8)
 	e5m2ToF32, e5m2ToF32NT func(dst []float32, src []uint8)
+	f32ToE4M3, f32ToE5M2   func(dst []uint8, src []float32)
 }
 
 var avx2Funcs = asmFuncs{
@@ -71,6 +72,7 @@ var avx2Funcs = asmFuncs{
 	bf16ToF32: bf16ToF32AVX2, bf16ToF32NT: bf16ToF32AVX2NT, f32ToBF16: f32ToBF16AVX2, f32ToBF16NT: f32ToBF16AVX2NT,
 	rankRow: rankRowAVX2, rank4: rank4RowsAVX2,
 	e4m3ToF32: f8E4M3ToF32AVX2, e4m3ToF32NT: f8E4M3ToF32AVX2NT, e5m2ToF32: f8E5M2ToF32AVX2, e5m2ToF32NT: f8E5M2ToF32AVX2NT,
+	f32ToE4M3: f32ToF8E4M3AVX2, f32ToE5M2: f32ToF8E5M2AVX2,
 }
 
 var avx512Funcs = asmFuncs{
@@ -81,6 +83,7 @@ var avx512Funcs = asmFuncs{
 	bf16ToF32: bf16ToF32AVX512, bf16ToF32NT: bf16ToF32AVX512NT, f32ToBF16: f32ToBF16AVX512, f32ToBF16NT: f32ToBF16AVX512NT,
 	rankRow: rankRowAVX512, rank4: rank4RowsAVX512,
 	e4m3ToF32: f8E4M3ToF32AVX512, e4m3ToF32NT: f8E4M3ToF32AVX512NT, e5m2ToF32: f8E5M2ToF32AVX512, e5m2ToF32NT: f8E5M2ToF32AVX512NT,
+	f32ToE4M3: f32ToF8E4M3AVX512, f32ToE5M2: f32ToF8E5M2AVX512,
 }
 
 // alignHead returns how many leading elements of size esize to peel so that
@@ -233,6 +236,16 @@ func makeImpl(name string, f asmFuncs) *implSet {
 		},
 		f8E5M2ToF32: func(dst []float32, src []uint8) {
 			widenF8(dst, src, w, f.e5m2ToF32, f.e5m2ToF32NT, f8E5M2ToF32Generic)
+		},
+		f32ToF8E4M3: func(dst []uint8, src []float32) {
+			m := len(src) &^ 31
+			f.f32ToE4M3(dst[:m], src[:m])
+			f32ToF8E4M3Generic(dst[m:], src[m:])
+		},
+		f32ToF8E5M2: func(dst []uint8, src []float32) {
+			m := len(src) &^ 31
+			f.f32ToE5M2(dst[:m], src[:m])
+			f32ToF8E5M2Generic(dst[m:], src[m:])
 		},
 		rankRow: func(wr, c, a []float32, stride int) {
 			m := len(wr) &^ (w - 1)

@@ -156,6 +156,18 @@ func rankRowAVX2(w []float32, c []float32, a []float32, stride int)
 //go:noescape
 func rank4RowsAVX2(w []float32, ldw int, c []float32, a []float32, lda int, n int)
 
+// f32ToF8E4M3AVX2 is: for i, v := range src { dst[i] = f32BitsToE4M3(math.Float32bits(v)) } (see generic.go)
+// len(src) must be a multiple of 32.
+//
+//go:noescape
+func f32ToF8E4M3AVX2(dst []uint8, src []float32)
+
+// f32ToF8E5M2AVX2 is: for i, v := range src { dst[i] = f32BitsToE5M2(math.Float32bits(v)) } (see generic.go)
+// len(src) must be a multiple of 32.
+//
+//go:noescape
+func f32ToF8E5M2AVX2(dst []uint8, src []float32)
+
 // axpyAVX512 is: for i, v := range x { y[i] += float32(alpha * v) } (multiply, then add).
 // len(x) must be a multiple of 16 and len(y) >= len(x).
 //
@@ -307,3 +319,15 @@ func rankRowAVX512(w []float32, c []float32, a []float32, stride int)
 //
 //go:noescape
 func rank4RowsAVX512(w []float32, ldw int, c []float32, a []float32, lda int, n int)
+
+// f32ToF8E4M3AVX512 is: for i, v := range src { dst[i] = f32BitsToE4M3(math.Float32bits(v)) } (see generic.go)
+// len(src) must be a multiple of 32.
+//
+//go:noescape
+func f32ToF8E4M3AVX512(dst []uint8, src []float32)
+
+// f32ToF8E5M2AVX512 is: for i, v := range src { dst[i] = f32BitsToE5M2(math.Float32bits(v)) } (see generic.go)
+// len(src) must be a multiple of 32.
+//
+//go:noescape
+func f32ToF8E5M2AVX512(dst []uint8, src []float32)

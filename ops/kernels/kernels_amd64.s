@@ -1222,6 +1222,414 @@ rank4RowsAVX2_done:
 	VZEROUPPER
 	RET
 
+// func f32ToF8E4M3AVX2(dst []uint8, src []float32)
+// Requires: AVX, AVX2
+TEXT ·f32ToF8E4M3AVX2(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+
+f32ToF8E4M3AVX2_loop:
+	CMPQ       DX, $0x00000020
+	JL         f32ToF8E4M3AVX2_done
+	VMOVDQU    (CX), Y0
+	VPAND      v8_abs_7fffffff<>+0(SB), Y0, Y1
+	VPSRLD     $0x14, Y1, Y2
+	VPAND      v8_one_00000001<>+0(SB), Y2, Y2
+	VPADDD     v8_rb_0007ffff<>+0(SB), Y1, Y3
+	VPADDD     Y2, Y3, Y3
+	VPSRLD     $0x14, Y3, Y3
+	VPSUBD     v8_reb_000003c0<>+0(SB), Y3, Y3
+	VMULPS     v8_sub_44000000<>+0(SB), Y1, Y2
+	VROUNDPS   $0x00, Y2, Y2
+	VCVTTPS2DQ Y2, Y2
+	VPCMPGTD   v8_minn1_3c7fffff<>+0(SB), Y1, Y4
+	VPBLENDVB  Y4, Y3, Y2, Y3
+	VPCMPGTD   v8_sata_43dfffff<>+0(SB), Y1, Y2
+	VPBLENDVB  Y2, v8_satc_0000007e<>+0(SB), Y3, Y3
+	VPCMPGTD   v8_inf_7f800000<>+0(SB), Y1, Y1
+	VPBLENDVB  Y1, v8_nanc_0000007f<>+0(SB), Y3, Y3
+	VPSRLD     $0x18, Y0, Y2
+	VPAND      v8_s80_00000080<>+0(SB), Y2, Y2
+	VPOR       Y2, Y3, Y3
+	VMOVDQU    32(CX), Y0
+	VPAND      v8_abs_7fffffff<>+0(SB), Y0, Y1
+	VPSRLD     $0x14, Y1, Y2
+	VPAND      v8_one_00000001<>+0(SB), Y2, Y2
+	VPADDD     v8_rb_0007ffff<>+0(SB), Y1, Y4
+	VPADDD     Y2, Y4, Y4
+	VPSRLD     $0x14, Y4, Y4
+	VPSUBD     v8_reb_000003c0<>+0(SB), Y4, Y4
+	VMULPS     v8_sub_44000000<>+0(SB), Y1, Y2
+	VROUNDPS   $0x00, Y2, Y2
+	VCVTTPS2DQ Y2, Y2
+	VPCMPGTD   v8_minn1_3c7fffff<>+0(SB), Y1, Y5
+	VPBLENDVB  Y5, Y4, Y2, Y4
+	VPCMPGTD   v8_sata_43dfffff<>+0(SB), Y1, Y2
+	VPBLENDVB  Y2, v8_satc_0000007e<>+0(SB), Y4, Y4
+	VPCMPGTD   v8_inf_7f800000<>+0(SB), Y1, Y1
+	VPBLENDVB  Y1, v8_nanc_0000007f<>+0(SB), Y4, Y4
+	VPSRLD     $0x18, Y0, Y2
+	VPAND      v8_s80_00000080<>+0(SB), Y2, Y2
+	VPOR       Y2, Y4, Y4
+	VMOVDQU    64(CX), Y0
+	VPAND      v8_abs_7fffffff<>+0(SB), Y0, Y1
+	VPSRLD     $0x14, Y1, Y2
+	VPAND      v8_one_00000001<>+0(SB), Y2, Y2
+	VPADDD     v8_rb_0007ffff<>+0(SB), Y1, Y5
+	VPADDD     Y2, Y5, Y5
+	VPSRLD     $0x14, Y5, Y5
+	VPSUBD     v8_reb_000003c0<>+0(SB), Y5, Y5
+	VMULPS     v8_sub_44000000<>+0(SB), Y1, Y2
+	VROUNDPS   $0x00, Y2, Y2
+	VCVTTPS2DQ Y2, Y2
+	VPCMPGTD   v8_minn1_3c7fffff<>+0(SB), Y1, Y6
+	VPBLENDVB  Y6, Y5, Y2, Y5
+	VPCMPGTD   v8_sata_43dfffff<>+0(SB), Y1, Y2
+	VPBLENDVB  Y2, v8_satc_0000007e<>+0(SB), Y5, Y5
+	VPCMPGTD   v8_inf_7f800000<>+0(SB), Y1, Y1
+	VPBLENDVB  Y1, v8_nanc_0000007f<>+0(SB), Y5, Y5
+	VPSRLD     $0x18, Y0, Y2
+	VPAND      v8_s80_00000080<>+0(SB), Y2, Y2
+	VPOR       Y2, Y5, Y5
+	VMOVDQU    96(CX), Y0
+	VPAND      v8_abs_7fffffff<>+0(SB), Y0, Y1
+	VPSRLD     $0x14, Y1, Y2
+	VPAND      v8_one_00000001<>+0(SB), Y2, Y2
+	VPADDD     v8_rb_0007ffff<>+0(SB), Y1, Y6
+	VPADDD     Y2, Y6, Y6
+	VPSRLD     $0x14, Y6, Y6
+	VPSUBD     v8_reb_000003c0<>+0(SB), Y6, Y6
+	VMULPS     v8_sub_44000000<>+0(SB), Y1, Y2
+	VROUNDPS   $0x00, Y2, Y2
+	VCVTTPS2DQ Y2, Y2
+	VPCMPGTD   v8_minn1_3c7fffff<>+0(SB), Y1, Y7
+	VPBLENDVB  Y7, Y6, Y2, Y6
+	VPCMPGTD   v8_sata_43dfffff<>+0(SB), Y1, Y2
+	VPBLENDVB  Y2, v8_satc_0000007e<>+0(SB), Y6, Y6
+	VPCMPGTD   v8_inf_7f800000<>+0(SB), Y1, Y1
+	VPBLENDVB  Y1, v8_nanc_0000007f<>+0(SB), Y6, Y6
+	VPSRLD     $0x18, Y0, Y2
+	VPAND      v8_s80_00000080<>+0(SB), Y2, Y2
+	VPOR       Y2, Y6, Y6
+	VPACKUSDW  Y4, Y3, Y3
+	VPACKUSDW  Y6, Y5, Y5
+	VPACKUSWB  Y5, Y3, Y3
+	VMOVDQU    f8perm<>+0(SB), Y0
+	VPERMD     Y3, Y0, Y3
+	VMOVDQU    Y3, (AX)
+	ADDQ       $0x00000080, CX
+	ADDQ       $0x00000020, AX
+	SUBQ       $0x00000020, DX
+	JMP        f32ToF8E4M3AVX2_loop
+
+f32ToF8E4M3AVX2_done:
+	VZEROUPPER
+	RET
+
+DATA v8_abs_7fffffff<>+0(SB)/4, $0x7fffffff
+DATA v8_abs_7fffffff<>+4(SB)/4, $0x7fffffff
+DATA v8_abs_7fffffff<>+8(SB)/4, $0x7fffffff
+DATA v8_abs_7fffffff<>+12(SB)/4, $0x7fffffff
+DATA v8_abs_7fffffff<>+16(SB)/4, $0x7fffffff
+DATA v8_abs_7fffffff<>+20(SB)/4, $0x7fffffff
+DATA v8_abs_7fffffff<>+24(SB)/4, $0x7fffffff
+DATA v8_abs_7fffffff<>+28(SB)/4, $0x7fffffff
+GLOBL v8_abs_7fffffff<>(SB), RODATA|NOPTR, $32
+
+DATA v8_one_00000001<>+0(SB)/4, $0x00000001
+DATA v8_one_00000001<>+4(SB)/4, $0x00000001
+DATA v8_one_00000001<>+8(SB)/4, $0x00000001
+DATA v8_one_00000001<>+12(SB)/4, $0x00000001
+DATA v8_one_00000001<>+16(SB)/4, $0x00000001
+DATA v8_one_00000001<>+20(SB)/4, $0x00000001
+DATA v8_one_00000001<>+24(SB)/4, $0x00000001
+DATA v8_one_00000001<>+28(SB)/4, $0x00000001
+GLOBL v8_one_00000001<>(SB), RODATA|NOPTR, $32
+
+DATA v8_rb_0007ffff<>+0(SB)/4, $0x0007ffff
+DATA v8_rb_0007ffff<>+4(SB)/4, $0x0007ffff
+DATA v8_rb_0007ffff<>+8(SB)/4, $0x0007ffff
+DATA v8_rb_0007ffff<>+12(SB)/4, $0x0007ffff
+DATA v8_rb_0007ffff<>+16(SB)/4, $0x0007ffff
+DATA v8_rb_0007ffff<>+20(SB)/4, $0x0007ffff
+DATA v8_rb_0007ffff<>+24(SB)/4, $0x0007ffff
+DATA v8_rb_0007ffff<>+28(SB)/4, $0x0007ffff
+GLOBL v8_rb_0007ffff<>(SB), RODATA|NOPTR, $32
+
+DATA v8_reb_000003c0<>+0(SB)/4, $0x000003c0
+DATA v8_reb_000003c0<>+4(SB)/4, $0x000003c0
+DATA v8_reb_000003c0<>+8(SB)/4, $0x000003c0
+DATA v8_reb_000003c0<>+12(SB)/4, $0x000003c0
+DATA v8_reb_000003c0<>+16(SB)/4, $0x000003c0
+DATA v8_reb_000003c0<>+20(SB)/4, $0x000003c0
+DATA v8_reb_000003c0<>+24(SB)/4, $0x000003c0
+DATA v8_reb_000003c0<>+28(SB)/4, $0x000003c0
+GLOBL v8_reb_000003c0<>(SB), RODATA|NOPTR, $32
+
+DATA v8_minn1_3c7fffff<>+0(SB)/4, $0x3c7fffff
+DATA v8_minn1_3c7fffff<>+4(SB)/4, $0x3c7fffff
+DATA v8_minn1_3c7fffff<>+8(SB)/4, $0x3c7fffff
+DATA v8_minn1_3c7fffff<>+12(SB)/4, $0x3c7fffff
+DATA v8_minn1_3c7fffff<>+16(SB)/4, $0x3c7fffff
+DATA v8_minn1_3c7fffff<>+20(SB)/4, $0x3c7fffff
+DATA v8_minn1_3c7fffff<>+24(SB)/4, $0x3c7fffff
+DATA v8_minn1_3c7fffff<>+28(SB)/4, $0x3c7fffff
+GLOBL v8_minn1_3c7fffff<>(SB), RODATA|NOPTR, $32
+
+DATA v8_sub_44000000<>+0(SB)/4, $0x44000000
+DATA v8_sub_44000000<>+4(SB)/4, $0x44000000
+DATA v8_sub_44000000<>+8(SB)/4, $0x44000000
+DATA v8_sub_44000000<>+12(SB)/4, $0x44000000
+DATA v8_sub_44000000<>+16(SB)/4, $0x44000000
+DATA v8_sub_44000000<>+20(SB)/4, $0x44000000
+DATA v8_sub_44000000<>+24(SB)/4, $0x44000000
+DATA v8_sub_44000000<>+28(SB)/4, $0x44000000
+GLOBL v8_sub_44000000<>(SB), RODATA|NOPTR, $32
+
+DATA v8_sata_43dfffff<>+0(SB)/4, $0x43dfffff
+DATA v8_sata_43dfffff<>+4(SB)/4, $0x43dfffff
+DATA v8_sata_43dfffff<>+8(SB)/4, $0x43dfffff
+DATA v8_sata_43dfffff<>+12(SB)/4, $0x43dfffff
+DATA v8_sata_43dfffff<>+16(SB)/4, $0x43dfffff
+DATA v8_sata_43dfffff<>+20(SB)/4, $0x43dfffff
+DATA v8_sata_43dfffff<>+24(SB)/4, $0x43dfffff
+DATA v8_sata_43dfffff<>+28(SB)/4, $0x43dfffff
+GLOBL v8_sata_43dfffff<>(SB), RODATA|NOPTR, $32
+
+DATA v8_satc_0000007e<>+0(SB)/4, $0x0000007e
+DATA v8_satc_0000007e<>+4(SB)/4, $0x0000007e
+DATA v8_satc_0000007e<>+8(SB)/4, $0x0000007e
+DATA v8_satc_0000007e<>+12(SB)/4, $0x0000007e
+DATA v8_satc_0000007e<>+16(SB)/4, $0x0000007e
+DATA v8_satc_0000007e<>+20(SB)/4, $0x0000007e
+DATA v8_satc_0000007e<>+24(SB)/4, $0x0000007e
+DATA v8_satc_0000007e<>+28(SB)/4, $0x0000007e
+GLOBL v8_satc_0000007e<>(SB), RODATA|NOPTR, $32
+
+DATA v8_inf_7f800000<>+0(SB)/4, $0x7f800000
+DATA v8_inf_7f800000<>+4(SB)/4, $0x7f800000
+DATA v8_inf_7f800000<>+8(SB)/4, $0x7f800000
+DATA v8_inf_7f800000<>+12(SB)/4, $0x7f800000
+DATA v8_inf_7f800000<>+16(SB)/4, $0x7f800000
+DATA v8_inf_7f800000<>+20(SB)/4, $0x7f800000
+DATA v8_inf_7f800000<>+24(SB)/4, $0x7f800000
+DATA v8_inf_7f800000<>+28(SB)/4, $0x7f800000
+GLOBL v8_inf_7f800000<>(SB), RODATA|NOPTR, $32
+
+DATA v8_nanc_0000007f<>+0(SB)/4, $0x0000007f
+DATA v8_nanc_0000007f<>+4(SB)/4, $0x0000007f
+DATA v8_nanc_0000007f<>+8(SB)/4, $0x0000007f
+DATA v8_nanc_0000007f<>+12(SB)/4, $0x0000007f
+DATA v8_nanc_0000007f<>+16(SB)/4, $0x0000007f
+DATA v8_nanc_0000007f<>+20(SB)/4, $0x0000007f
+DATA v8_nanc_0000007f<>+24(SB)/4, $0x0000007f
+DATA v8_nanc_0000007f<>+28(SB)/4, $0x0000007f
+GLOBL v8_nanc_0000007f<>(SB), RODATA|NOPTR, $32
+
+DATA v8_s80_00000080<>+0(SB)/4, $0x00000080
+DATA v8_s80_00000080<>+4(SB)/4, $0x00000080
+DATA v8_s80_00000080<>+8(SB)/4, $0x00000080
+DATA v8_s80_00000080<>+12(SB)/4, $0x00000080
+DATA v8_s80_00000080<>+16(SB)/4, $0x00000080
+DATA v8_s80_00000080<>+20(SB)/4, $0x00000080
+DATA v8_s80_00000080<>+24(SB)/4, $0x00000080
+DATA v8_s80_00000080<>+28(SB)/4, $0x00000080
+GLOBL v8_s80_00000080<>(SB), RODATA|NOPTR, $32
+
+DATA f8perm<>+0(SB)/4, $0x00000000
+DATA f8perm<>+4(SB)/4, $0x00000004
+DATA f8perm<>+8(SB)/4, $0x00000001
+DATA f8perm<>+12(SB)/4, $0x00000005
+DATA f8perm<>+16(SB)/4, $0x00000002
+DATA f8perm<>+20(SB)/4, $0x00000006
+DATA f8perm<>+24(SB)/4, $0x00000003
+DATA f8perm<>+28(SB)/4, $0x00000007
+GLOBL f8perm<>(SB), RODATA|NOPTR, $32
+
+// func f32ToF8E5M2AVX2(dst []uint8, src []float32)
+// Requires: AVX, AVX2
+TEXT ·f32ToF8E5M2AVX2(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+
+f32ToF8E5M2AVX2_loop:
+	CMPQ       DX, $0x00000020
+	JL         f32ToF8E5M2AVX2_done
+	VMOVDQU    (CX), Y0
+	VPAND      v8_abs_7fffffff<>+0(SB), Y0, Y1
+	VPSRLD     $0x15, Y1, Y2
+	VPAND      v8_one_00000001<>+0(SB), Y2, Y2
+	VPADDD     v8_rb_000fffff<>+0(SB), Y1, Y3
+	VPADDD     Y2, Y3, Y3
+	VPSRLD     $0x15, Y3, Y3
+	VPSUBD     v8_reb_000001c0<>+0(SB), Y3, Y3
+	VMULPS     v8_sub_47800000<>+0(SB), Y1, Y2
+	VROUNDPS   $0x00, Y2, Y2
+	VCVTTPS2DQ Y2, Y2
+	VPCMPGTD   v8_minn1_387fffff<>+0(SB), Y1, Y4
+	VPBLENDVB  Y4, Y3, Y2, Y3
+	VPCMPGTD   v8_sata_476fffff<>+0(SB), Y1, Y2
+	VPBLENDVB  Y2, v8_satc_0000007b<>+0(SB), Y3, Y3
+	VPCMPEQD   v8_inf_7f800000<>+0(SB), Y1, Y2
+	VPBLENDVB  Y2, v8_infc_0000007c<>+0(SB), Y3, Y3
+	VPCMPGTD   v8_inf_7f800000<>+0(SB), Y1, Y1
+	VPBLENDVB  Y1, v8_nanc_0000007f<>+0(SB), Y3, Y3
+	VPSRLD     $0x18, Y0, Y2
+	VPAND      v8_s80_00000080<>+0(SB), Y2, Y2
+	VPOR       Y2, Y3, Y3
+	VMOVDQU    32(CX), Y0
+	VPAND      v8_abs_7fffffff<>+0(SB), Y0, Y1
+	VPSRLD     $0x15, Y1, Y2
+	VPAND      v8_one_00000001<>+0(SB), Y2, Y2
+	VPADDD     v8_rb_000fffff<>+0(SB), Y1, Y4
+	VPADDD     Y2, Y4, Y4
+	VPSRLD     $0x15, Y4, Y4
+	VPSUBD     v8_reb_000001c0<>+0(SB), Y4, Y4
+	VMULPS     v8_sub_47800000<>+0(SB), Y1, Y2
+	VROUNDPS   $0x00, Y2, Y2
+	VCVTTPS2DQ Y2, Y2
+	VPCMPGTD   v8_minn1_387fffff<>+0(SB), Y1, Y5
+	VPBLENDVB  Y5, Y4, Y2, Y4
+	VPCMPGTD   v8_sata_476fffff<>+0(SB), Y1, Y2
+	VPBLENDVB  Y2, v8_satc_0000007b<>+0(SB), Y4, Y4
+	VPCMPEQD   v8_inf_7f800000<>+0(SB), Y1, Y2
+	VPBLENDVB  Y2, v8_infc_0000007c<>+0(SB), Y4, Y4
+	VPCMPGTD   v8_inf_7f800000<>+0(SB), Y1, Y1
+	VPBLENDVB  Y1, v8_nanc_0000007f<>+0(SB), Y4, Y4
+	VPSRLD     $0x18, Y0, Y2
+	VPAND      v8_s80_00000080<>+0(SB), Y2, Y2
+	VPOR       Y2, Y4, Y4
+	VMOVDQU    64(CX), Y0
+	VPAND      v8_abs_7fffffff<>+0(SB), Y0, Y1
+	VPSRLD     $0x15, Y1, Y2
+	VPAND      v8_one_00000001<>+0(SB), Y2, Y2
+	VPADDD     v8_rb_000fffff<>+0(SB), Y1, Y5
+	VPADDD     Y2, Y5, Y5
+	VPSRLD     $0x15, Y5, Y5
+	VPSUBD     v8_reb_000001c0<>+0(SB), Y5, Y5
+	VMULPS     v8_sub_47800000<>+0(SB), Y1, Y2
+	VROUNDPS   $0x00, Y2, Y2
+	VCVTTPS2DQ Y2, Y2
+	VPCMPGTD   v8_minn1_387fffff<>+0(SB), Y1, Y6
+	VPBLENDVB  Y6, Y5, Y2, Y5
+	VPCMPGTD   v8_sata_476fffff<>+0(SB), Y1, Y2
+	VPBLENDVB  Y2, v8_satc_0000007b<>+0(SB), Y5, Y5
+	VPCMPEQD   v8_inf_7f800000<>+0(SB), Y1, Y2
+	VPBLENDVB  Y2, v8_infc_0000007c<>+0(SB), Y5, Y5
+	VPCMPGTD   v8_inf_7f800000<>+0(SB), Y1, Y1
+	VPBLENDVB  Y1, v8_nanc_0000007f<>+0(SB), Y5, Y5
+	VPSRLD     $0x18, Y0, Y2
+	VPAND      v8_s80_00000080<>+0(SB), Y2, Y2
+	VPOR       Y2, Y5, Y5
+	VMOVDQU    96(CX), Y0
+	VPAND      v8_abs_7fffffff<>+0(SB), Y0, Y1
+	VPSRLD     $0x15, Y1, Y2
+	VPAND      v8_one_00000001<>+0(SB), Y2, Y2
+	VPADDD     v8_rb_000fffff<>+0(SB), Y1, Y6
+	VPADDD     Y2, Y6, Y6
+	VPSRLD     $0x15, Y6, Y6
+	VPSUBD     v8_reb_000001c0<>+0(SB), Y6, Y6
+	VMULPS     v8_sub_47800000<>+0(SB), Y1, Y2
+	VROUNDPS   $0x00, Y2, Y2
+	VCVTTPS2DQ Y2, Y2
+	VPCMPGTD   v8_minn1_387fffff<>+0(SB), Y1, Y7
+	VPBLENDVB  Y7, Y6, Y2, Y6
+	VPCMPGTD   v8_sata_476fffff<>+0(SB), Y1, Y2
+	VPBLENDVB  Y2, v8_satc_0000007b<>+0(SB), Y6, Y6
+	VPCMPEQD   v8_inf_7f800000<>+0(SB), Y1, Y2
+	VPBLENDVB  Y2, v8_infc_0000007c<>+0(SB), Y6, Y6
+	VPCMPGTD   v8_inf_7f800000<>+0(SB), Y1, Y1
+	VPBLENDVB  Y1, v8_nanc_0000007f<>+0(SB), Y6, Y6
+	VPSRLD     $0x18, Y0, Y2
+	VPAND      v8_s80_00000080<>+0(SB), Y2, Y2
+	VPOR       Y2, Y6, Y6
+	VPACKUSDW  Y4, Y3, Y3
+	VPACKUSDW  Y6, Y5, Y5
+	VPACKUSWB  Y5, Y3, Y3
+	VMOVDQU    f8perm<>+0(SB), Y0
+	VPERMD     Y3, Y0, Y3
+	VMOVDQU    Y3, (AX)
+	ADDQ       $0x00000080, CX
+	ADDQ       $0x00000020, AX
+	SUBQ       $0x00000020, DX
+	JMP        f32ToF8E5M2AVX2_loop
+
+f32ToF8E5M2AVX2_done:
+	VZEROUPPER
+	RET
+
+DATA v8_rb_000fffff<>+0(SB)/4, $0x000fffff
+DATA v8_rb_000fffff<>+4(SB)/4, $0x000fffff
+DATA v8_rb_000fffff<>+8(SB)/4, $0x000fffff
+DATA v8_rb_000fffff<>+12(SB)/4, $0x000fffff
+DATA v8_rb_000fffff<>+16(SB)/4, $0x000fffff
+DATA v8_rb_000fffff<>+20(SB)/4, $0x000fffff
+DATA v8_rb_000fffff<>+24(SB)/4, $0x000fffff
+DATA v8_rb_000fffff<>+28(SB)/4, $0x000fffff
+GLOBL v8_rb_000fffff<>(SB), RODATA|NOPTR, $32
+
+DATA v8_reb_000001c0<>+0(SB)/4, $0x000001c0
+DATA v8_reb_000001c0<>+4(SB)/4, $0x000001c0
+DATA v8_reb_000001c0<>+8(SB)/4, $0x000001c0
+DATA v8_reb_000001c0<>+12(SB)/4, $0x000001c0
+DATA v8_reb_000001c0<>+16(SB)/4, $0x000001c0
+DATA v8_reb_000001c0<>+20(SB)/4, $0x000001c0
+DATA v8_reb_000001c0<>+24(SB)/4, $0x000001c0
+DATA v8_reb_000001c0<>+28(SB)/4, $0x000001c0
+GLOBL v8_reb_000001c0<>(SB), RODATA|NOPTR, $32
+
+DATA v8_minn1_387fffff<>+0(SB)/4, $0x387fffff
+DATA v8_minn1_387fffff<>+4(SB)/4, $0x387fffff
+DATA v8_minn1_387fffff<>+8(SB)/4, $0x387fffff
+DATA v8_minn1_387fffff<>+12(SB)/4, $0x387fffff
+DATA v8_minn1_387fffff<>+16(SB)/4, $0x387fffff
+DATA v8_minn1_387fffff<>+20(SB)/4, $0x387fffff
+DATA v8_minn1_387fffff<>+24(SB)/4, $0x387fffff
+DATA v8_minn1_387fffff<>+28(SB)/4, $0x387fffff
+GLOBL v8_minn1_387fffff<>(SB), RODATA|NOPTR, $32
+
+DATA v8_sub_47800000<>+0(SB)/4, $0x47800000
+DATA v8_sub_47800000<>+4(SB)/4, $0x47800000
+DATA v8_sub_47800000<>+8(SB)/4, $0x47800000
+DATA v8_sub_47800000<>+12(SB)/4, $0x47800000
+DATA v8_sub_47800000<>+16(SB)/4, $0x47800000
+DATA v8_sub_47800000<>+20(SB)/4, $0x47800000
+DATA v8_sub_47800000<>+24(SB)/4, $0x47800000
+DATA v8_sub_47800000<>+28(SB)/4, $0x47800000
+GLOBL v8_sub_47800000<>(SB), RODATA|NOPTR, $32
+
+DATA v8_sata_476fffff<>+0(SB)/4, $0x476fffff
+DATA v8_sata_476fffff<>+4(SB)/4, $0x476fffff
+DATA v8_sata_476fffff<>+8(SB)/4, $0x476fffff
+DATA v8_sata_476fffff<>+12(SB)/4, $0x476fffff
+DATA v8_sata_476fffff<>+16(SB)/4, $0x476fffff
+DATA v8_sata_476fffff<>+20(SB)/4, $0x476fffff
+DATA v8_sata_476fffff<>+24(SB)/4, $0x476fffff
+DATA v8_sata_476fffff<>+28(SB)/4, $0x476fffff
+GLOBL v8_sata_476fffff<>(SB), RODATA|NOPTR, $32
+
+DATA v8_satc_0000007b<>+0(SB)/4, $0x0000007b
+DATA v8_satc_0000007b<>+4(SB)/4, $0x0000007b
+DATA v8_satc_0000007b<>+8(SB)/4, $0x0000007b
+DATA v8_satc_0000007b<>+12(SB)/4, $0x0000007b
+DATA v8_satc_0000007b<>+16(SB)/4, $0x0000007b
+DATA v8_satc_0000007b<>+20(SB)/4, $0x0000007b
+DATA v8_satc_0000007b<>+24(SB)/4, $0x0000007b
+DATA v8_satc_0000007b<>+28(SB)/4, $0x0000007b
+GLOBL v8_satc_0000007b<>(SB), RODATA|NOPTR, $32
+
+DATA v8_infc_0000007c<>+0(SB)/4, $0x0000007c
+DATA v8_infc_0000007c<>+4(SB)/4, $0x0000007c
+DATA v8_infc_0000007c<>+8(SB)/4, $0x0000007c
+DATA v8_infc_0000007c<>+12(SB)/4, $0x0000007c
+DATA v8_infc_0000007c<>+16(SB)/4, $0x0000007c
+DATA v8_infc_0000007c<>+20(SB)/4, $0x0000007c
+DATA v8_infc_0000007c<>+24(SB)/4, $0x0000007c
+DATA v8_infc_0000007c<>+28(SB)/4, $0x0000007c
+GLOBL v8_infc_0000007c<>(SB), RODATA|NOPTR, $32
+
 // func axpyAVX512(alpha float32, x []float32, y []float32)
 // Requires: AVX, AVX512F
 TEXT ·axpyAVX512(SB), NOSPLIT, $0-56
@@ -2392,5 +2800,154 @@ rank4RowsAVX512_k1:
 	JMP          rank4RowsAVX512_loop1
 
 rank4RowsAVX512_done:
+	VZEROUPPER
+	RET
+
+// func f32ToF8E4M3AVX512(dst []uint8, src []float32)
+// Requires: AVX, AVX512F
+TEXT ·f32ToF8E4M3AVX512(SB), NOSPLIT, $0-48
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         src_base+24(FP), CX
+	MOVQ         src_len+32(FP), DX
+	VPBROADCASTD v8_abs_7fffffff<>+0(SB), Z0
+	VPBROADCASTD v8_one_00000001<>+0(SB), Z1
+	VPBROADCASTD v8_rb_0007ffff<>+0(SB), Z2
+	VPBROADCASTD v8_reb_000003c0<>+0(SB), Z3
+	VPBROADCASTD v8_minn1_3c7fffff<>+0(SB), Z4
+	VPBROADCASTD v8_sub_44000000<>+0(SB), Z5
+	VPBROADCASTD v8_sata_43dfffff<>+0(SB), Z6
+	VPBROADCASTD v8_satc_0000007e<>+0(SB), Z7
+	VPBROADCASTD v8_inf_7f800000<>+0(SB), Z8
+	VPBROADCASTD v8_nanc_0000007f<>+0(SB), Z9
+	VPBROADCASTD v8_s80_00000080<>+0(SB), Z10
+
+f32ToF8E4M3AVX512_loop:
+	CMPQ        DX, $0x00000020
+	JL          f32ToF8E4M3AVX512_done
+	VMOVDQU32   (CX), Z11
+	VPANDD      Z0, Z11, Z12
+	VPSRLD      $0x14, Z12, Z13
+	VPANDD      Z1, Z13, Z13
+	VPADDD      Z2, Z12, Z14
+	VPADDD      Z13, Z14, Z14
+	VPSRLD      $0x14, Z14, Z14
+	VPSUBD      Z3, Z14, Z14
+	VMULPS      Z5, Z12, Z13
+	VRNDSCALEPS $0x00, Z13, Z13
+	VCVTTPS2DQ  Z13, Z13
+	VPCMPGTD    Z4, Z12, K1
+	VPBLENDMD   Z14, Z13, K1, Z14
+	VPCMPGTD    Z6, Z12, K1
+	VPBLENDMD   Z7, Z14, K1, Z14
+	VPCMPGTD    Z8, Z12, K1
+	VPBLENDMD   Z9, Z14, K1, Z14
+	VPSRLD      $0x18, Z11, Z13
+	VPANDD      Z10, Z13, Z13
+	VPORD       Z13, Z14, Z14
+	VPMOVDB     Z14, (AX)
+	VMOVDQU32   64(CX), Z11
+	VPANDD      Z0, Z11, Z12
+	VPSRLD      $0x14, Z12, Z13
+	VPANDD      Z1, Z13, Z13
+	VPADDD      Z2, Z12, Z14
+	VPADDD      Z13, Z14, Z14
+	VPSRLD      $0x14, Z14, Z14
+	VPSUBD      Z3, Z14, Z14
+	VMULPS      Z5, Z12, Z13
+	VRNDSCALEPS $0x00, Z13, Z13
+	VCVTTPS2DQ  Z13, Z13
+	VPCMPGTD    Z4, Z12, K1
+	VPBLENDMD   Z14, Z13, K1, Z14
+	VPCMPGTD    Z6, Z12, K1
+	VPBLENDMD   Z7, Z14, K1, Z14
+	VPCMPGTD    Z8, Z12, K1
+	VPBLENDMD   Z9, Z14, K1, Z14
+	VPSRLD      $0x18, Z11, Z13
+	VPANDD      Z10, Z13, Z13
+	VPORD       Z13, Z14, Z14
+	VPMOVDB     Z14, 16(AX)
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000020, AX
+	SUBQ        $0x00000020, DX
+	JMP         f32ToF8E4M3AVX512_loop
+
+f32ToF8E4M3AVX512_done:
+	VZEROUPPER
+	RET
+
+// func f32ToF8E5M2AVX512(dst []uint8, src []float32)
+// Requires: AVX, AVX512F
+TEXT ·f32ToF8E5M2AVX512(SB), NOSPLIT, $0-48
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         src_base+24(FP), CX
+	MOVQ         src_len+32(FP), DX
+	VPBROADCASTD v8_abs_7fffffff<>+0(SB), Z0
+	VPBROADCASTD v8_one_00000001<>+0(SB), Z1
+	VPBROADCASTD v8_rb_000fffff<>+0(SB), Z2
+	VPBROADCASTD v8_reb_000001c0<>+0(SB), Z3
+	VPBROADCASTD v8_minn1_387fffff<>+0(SB), Z4
+	VPBROADCASTD v8_sub_47800000<>+0(SB), Z5
+	VPBROADCASTD v8_sata_476fffff<>+0(SB), Z6
+	VPBROADCASTD v8_satc_0000007b<>+0(SB), Z7
+	VPBROADCASTD v8_inf_7f800000<>+0(SB), Z8
+	VPBROADCASTD v8_nanc_0000007f<>+0(SB), Z9
+	VPBROADCASTD v8_s80_00000080<>+0(SB), Z10
+	VPBROADCASTD v8_infc_0000007c<>+0(SB), Z11
+
+f32ToF8E5M2AVX512_loop:
+	CMPQ        DX, $0x00000020
+	JL          f32ToF8E5M2AVX512_done
+	VMOVDQU32   (CX), Z12
+	VPANDD      Z0, Z12, Z13
+	VPSRLD      $0x15, Z13, Z14
+	VPANDD      Z1, Z14, Z14
+	VPADDD      Z2, Z13, Z15
+	VPADDD      Z14, Z15, Z15
+	VPSRLD      $0x15, Z15, Z15
+	VPSUBD      Z3, Z15, Z15
+	VMULPS      Z5, Z13, Z14
+	VRNDSCALEPS $0x00, Z14, Z14
+	VCVTTPS2DQ  Z14, Z14
+	VPCMPGTD    Z4, Z13, K1
+	VPBLENDMD   Z15, Z14, K1, Z15
+	VPCMPGTD    Z6, Z13, K1
+	VPBLENDMD   Z7, Z15, K1, Z15
+	VPCMPEQD    Z8, Z13, K1
+	VPBLENDMD   Z11, Z15, K1, Z15
+	VPCMPGTD    Z8, Z13, K1
+	VPBLENDMD   Z9, Z15, K1, Z15
+	VPSRLD      $0x18, Z12, Z14
+	VPANDD      Z10, Z14, Z14
+	VPORD       Z14, Z15, Z15
+	VPMOVDB     Z15, (AX)
+	VMOVDQU32   64(CX), Z12
+	VPANDD      Z0, Z12, Z13
+	VPSRLD      $0x15, Z13, Z14
+	VPANDD      Z1, Z14, Z14
+	VPADDD      Z2, Z13, Z15
+	VPADDD      Z14, Z15, Z15
+	VPSRLD      $0x15, Z15, Z15
+	VPSUBD      Z3, Z15, Z15
+	VMULPS      Z5, Z13, Z14
+	VRNDSCALEPS $0x00, Z14, Z14
+	VCVTTPS2DQ  Z14, Z14
+	VPCMPGTD    Z4, Z13, K1
+	VPBLENDMD   Z15, Z14, K1, Z15
+	VPCMPGTD    Z6, Z13, K1
+	VPBLENDMD   Z7, Z15, K1, Z15
+	VPCMPEQD    Z8, Z13, K1
+	VPBLENDMD   Z11, Z15, K1, Z15
+	VPCMPGTD    Z8, Z13, K1
+	VPBLENDMD   Z9, Z15, K1, Z15
+	VPSRLD      $0x18, Z12, Z14
+	VPANDD      Z10, Z14, Z14
+	VPORD       Z14, Z15, Z15
+	VPMOVDB     Z15, 16(AX)
+	ADDQ        $0x00000080, CX
+	ADDQ        $0x00000020, AX
+	SUBQ        $0x00000020, DX
+	JMP         f32ToF8E5M2AVX512_loop
+
+f32ToF8E5M2AVX512_done:
 	VZEROUPPER
 	RET

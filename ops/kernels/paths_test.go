@@ -74,6 +74,29 @@ func TestConvertPathsVsTwin(t *testing.T) {
 							}
 						}
 					}
+					// f32 → F8 codes, with guard bytes
+					for _, c := range []struct {
+						name string
+						f    func([]uint8, []float32)
+						ref  func(uint32) uint8
+					}{{"F32ToF8E4M3", F32ToF8E4M3, f32BitsToE4M3}, {"F32ToF8E5M2", F32ToF8E5M2, f32BitsToE5M2}} {
+						buf := make([]uint8, doff+n+guardLen)
+						for i := range buf {
+							buf[i] = 0xa5
+						}
+						dst := buf[doff : doff+n : doff+n]
+						c.f(dst, src)
+						for i, v := range buf {
+							if (i < doff || i >= doff+n) && v != 0xa5 {
+								t.Fatalf("%s %s: guard byte %d overwritten", impl.name, c.name, i)
+							}
+						}
+						for i := range n {
+							if want := c.ref(math.Float32bits(fv[i])); dst[i] != want {
+								t.Fatalf("%s %s n=%d off=%d: [%d] %#08x → %#02x, twin %#02x", impl.name, c.name, n, off, i, math.Float32bits(fv[i]), dst[i], want)
+							}
+						}
+					}
 					// f16 and bf16 → f32
 					hs, _ := guarded16(hv, off)
 					for _, c := range []struct {

@@ -797,6 +797,197 @@ func genF8ToF32(lv level, e4m3, nt bool) {
 	})
 }
 
+// f8fmt holds the constants of an F8 encoder (see f32BitsToE4M3 and
+// f32BitsToE5M2 in generic.go, which this mirrors lane by lane).
+type f8fmt struct {
+	name      string
+	minNormal uint32 // bits of the smallest normal
+	subScale  uint32 // bits of 2^(bias-1+mbits): subnormal code = RNE(|x|·subScale)
+	roundBias uint32 // 2^(23-mbits-1) - 1
+	shift     uint64 // 23 - mbits
+	rebias    uint32 // (127-bias) << mbits
+	satAbove  uint32 // |x| bits above this saturate
+	satCode   uint32
+	infCode   uint32 // 0: no infinity (Inf saturates)
+}
+
+var (
+	e4m3 = f8fmt{"E4M3", 0x3c800000, 0x44000000, 0x7ffff, 20, 120 << 3, 0x43dfffff, 0x7e, 0}
+	e5m2 = f8fmt{"E5M2", 0x38800000, 0x47800000, 0xfffff, 21, 112 << 2, 0x476fffff, 0x7b, 0x7c}
+)
+
+// vec32 declares a 32-byte read-only constant of eight copies of c once: a
+// memory operand for AVX2 instructions (which have no embedded broadcast)
+// and the source of VPBROADCASTD for AVX-512.
+func vec32(name string, c uint32) Mem {
+	if m, ok := declared[name]; ok {
+		return m
+	}
+	m := GLOBL(name, RODATA|NOPTR)
+	for i := 0; i < 8; i++ {
+		DATA(4*i, U32(c))
+	}
+	declared[name] = m
+	return m
+}
+
+// genF32ToF8 rounds float32 to F8 codes with integer SIMD: the normal code
+// (a + roundBias + lsb) >> shift - rebias, the subnormal code from rounding
+// |x|·2^k to an integer (VROUNDPS/VRNDSCALEPS imm 0: nearest even), then
+// saturation, infinity and NaN by compare and blend, the sign ORed in.
+// 32 floats per step. AVX2 reads its constants from memory, so that it
+// needs no more than the 16 VEX-addressable registers.
+func genF32ToF8(lv level, ff f8fmt) {
+	name := "f32ToF8" + ff.name + lv.name
+	TEXT(name, NOSPLIT, "func(dst []uint8, src []float32)")
+	Pragma("noescape")
+	Doc(name+" is: for i, v := range src { dst[i] = f32BitsTo"+ff.name+"(math.Float32bits(v)) } (see generic.go)",
+		"len(src) must be a multiple of 32.")
+	d := Load(Param("dst").Base(), GP64())
+	sp := Load(Param("src").Base(), GP64())
+	n := Load(Param("src").Len(), GP64())
+	c := func(tag string, v uint32) Op {
+		m := vec32(fmt.Sprintf("v8_%s_%08x", tag, v), v)
+		if lv.avx512 {
+			return bcast(lv, m)
+		}
+		return m
+	}
+	absm := c("abs", 0x7fffffff)
+	one := c("one", 1)
+	rb := c("rb", ff.roundBias)
+	reb := c("reb", ff.rebias)
+	minN1 := c("minn1", ff.minNormal-1)
+	sub := c("sub", ff.subScale)
+	satA := c("sata", ff.satAbove)
+	satC := c("satc", ff.satCode)
+	inf := c("inf", 0x7f800000)
+	nanC := c("nanc", 0x7f)
+	s80 := c("s80", 0x80)
+	var infC Op
+	if ff.infCode != 0 {
+		infC = c("infc", ff.infCode)
+	}
+	and := func(a, b, dst Op) {
+		if lv.avx512 {
+			VPANDD(a, b, dst)
+		} else {
+			VPAND(a, b, dst)
+		}
+	}
+	or := func(a, b, dst Op) {
+		if lv.avx512 {
+			VPORD(a, b, dst)
+		} else {
+			VPOR(a, b, dst)
+		}
+	}
+	// sel: code = (y > x, or y == x when eq) ? v : code; with keep, the
+	// opposite: code = mask ? code : v.
+	sel := func(code VecVirtual, v Op, eq, keep bool, x Op, y VecVirtual) {
+		if lv.avx512 {
+			k := K()
+			if eq {
+				VPCMPEQD(x, y, k)
+			} else {
+				VPCMPGTD(x, y, k)
+			}
+			if keep {
+				VPBLENDMD(code, v, k, code)
+			} else {
+				VPBLENDMD(v, code, k, code)
+			}
+			return
+		}
+		m := lv.vreg()
+		if eq {
+			VPCMPEQD(x, y, m)
+		} else {
+			VPCMPGTD(x, y, m)
+		}
+		if keep {
+			VPBLENDVB(m, code, v, code)
+		} else {
+			VPBLENDVB(m, v, code, code)
+		}
+	}
+	encode := func(src Mem) VecVirtual {
+		u, a, t, code, f := lv.vreg(), lv.vreg(), lv.vreg(), lv.vreg(), lv.vreg()
+		if lv.avx512 {
+			VMOVDQU32(src, u)
+		} else {
+			VMOVDQU(src, u)
+		}
+		and(absm, u, a)
+		VPSRLD(U8(ff.shift), a, t)
+		and(one, t, t)
+		VPADDD(rb, a, code)
+		VPADDD(t, code, code)
+		VPSRLD(U8(ff.shift), code, code)
+		VPSUBD(reb, code, code)
+		VMULPS(sub, a, f) // a's bits are |x|
+		if lv.avx512 {
+			VRNDSCALEPS(U8(0), f, f)
+		} else {
+			VROUNDPS(U8(0), f, f)
+		}
+		VCVTTPS2DQ(f, f)
+		sel(code, f, false, true, minN1, a) // a ≥ minNormal keeps the normal code, else subnormal
+		sel(code, satC, false, false, satA, a)
+		if infC != nil {
+			sel(code, infC, true, false, inf, a)
+		}
+		sel(code, nanC, false, false, inf, a)
+		VPSRLD(U8(24), u, t)
+		and(s80, t, t)
+		or(t, code, code)
+		return code
+	}
+	var perm Mem
+	if !lv.avx512 {
+		perm = permConst()
+	}
+	Label(name + "_loop")
+	CMPQ(n, U32(32))
+	JL(LabelRef(name + "_done"))
+	if lv.avx512 {
+		for j := 0; j < 2; j++ {
+			r := encode(at(sp, j*64))
+			VPMOVDB(r, at(d, j*16))
+		}
+	} else {
+		r0, r1, r2, r3 := encode(at(sp, 0)), encode(at(sp, 32)), encode(at(sp, 64)), encode(at(sp, 96))
+		VPACKUSDW(r1, r0, r0)
+		VPACKUSDW(r3, r2, r2)
+		VPACKUSWB(r2, r0, r0) // dword groups r0.lo r1.lo r2.lo r3.lo r0.hi r1.hi r2.hi r3.hi
+		p := YMM()
+		VMOVDQU(perm, p)
+		VPERMD(r0, p, r0)
+		VMOVDQU(r0, at(d, 0))
+	}
+	ADDQ(U32(128), sp)
+	ADDQ(U32(32), d)
+	SUBQ(U32(32), n)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// permConst is the VPERMD index [0 4 1 5 2 6 3 7] that restores element
+// order after VPACKUSDW/VPACKUSWB.
+func permConst() Mem {
+	if m, ok := declared["f8perm"]; ok {
+		return m
+	}
+	m := GLOBL("f8perm", RODATA|NOPTR)
+	for i, v := range []uint32{0, 4, 1, 5, 2, 6, 3, 7} {
+		DATA(4*i, U32(v))
+	}
+	declared["f8perm"] = m
+	return m
+}
+
 // loopN is loop with a chosen unroll factor.
 func loopN(prefix string, lv level, n Register, un int, streams []stream, body func(j int)) {
 	big := un * lv.w
@@ -858,6 +1049,8 @@ func main() {
 		}
 		genRankRow(lv)
 		genRank4(lv)
+		genF32ToF8(lv, e4m3)
+		genF32ToF8(lv, e5m2)
 	}
 	Generate()
 }
