@@ -63,12 +63,14 @@ cat "$in" >/dev/null # warm the page cache
 timeit cp cp "$in" "$work/out.safetensors"
 timeit cp+sync sh -c "cp '$in' '$work/out.safetensors' && sync '$work/out.safetensors'"
 timeit convert_bf16 "$work/adaptool" convert --dtype bf16 "$in" -o "$work/out.safetensors" --quiet
+timeit convert_f16 "$work/adaptool" convert --dtype f16 "$in" -o "$work/out.safetensors" --quiet
+timeit convert_f8_e4m3 "$work/adaptool" convert --dtype f8_e4m3 "$in" -o "$work/out.safetensors" --quiet
 if "$work/adaptool" scale --help >/dev/null 2>&1; then
 	timeit scale_0.5 "$work/adaptool" scale --by 0.5 "$in" -o "$work/out.safetensors" --quiet
 fi
 cp_t=$(cat "$work/t.cp")
 cps_t=$(cat "$work/t.cp+sync")
-for l in convert_bf16 scale_0.5; do
+for l in convert_bf16 convert_f16 convert_f8_e4m3 scale_0.5; do
 	[ -f "$work/t.$l" ] || continue
-	printf '%-14s %.2f× cp   %.2f× cp+sync\n' "$l" "$(echo "$(cat "$work/t.$l") / $cp_t" | bc -l)" "$(echo "$(cat "$work/t.$l") / $cps_t" | bc -l)"
+	printf '%-16s %.2f× cp   %.2f× cp+sync\n' "$l" "$(echo "$(cat "$work/t.$l") / $cp_t" | bc -l)" "$(echo "$(cat "$work/t.$l") / $cps_t" | bc -l)"
 done
