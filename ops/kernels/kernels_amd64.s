@@ -121,7 +121,7 @@ scaleToAVX2_done:
 	RET
 
 // func scaleToAVX2NT(dst []float32, alpha float32, x []float32)
-// Requires: AVX
+// Requires: AVX, MMX+
 TEXT ·scaleToAVX2NT(SB), NOSPLIT, $0-56
 	VBROADCASTSS alpha+24(FP), Y0
 	MOVQ         dst_base+0(FP), AX
@@ -155,6 +155,7 @@ scaleToAVX2NT_loop1:
 	JMP      scaleToAVX2NT_loop1
 
 scaleToAVX2NT_done:
+	SFENCE
 	VZEROUPPER
 	RET
 
@@ -760,7 +761,7 @@ f8E5M2ToF32AVX2_done:
 	RET
 
 // func f16ToF32AVX2NT(dst []float32, src []uint16)
-// Requires: AVX, F16C
+// Requires: AVX, F16C, MMX+
 TEXT ·f16ToF32AVX2NT(SB), NOSPLIT, $0-48
 	MOVQ dst_base+0(FP), AX
 	MOVQ src_base+24(FP), CX
@@ -793,11 +794,12 @@ f16ToF32AVX2NT_loop1:
 	JMP       f16ToF32AVX2NT_loop1
 
 f16ToF32AVX2NT_done:
+	SFENCE
 	VZEROUPPER
 	RET
 
 // func f32ToF16AVX2NT(dst []uint16, src []float32)
-// Requires: AVX, F16C
+// Requires: AVX, F16C, MMX+
 TEXT ·f32ToF16AVX2NT(SB), NOSPLIT, $0-48
 	MOVQ dst_base+0(FP), AX
 	MOVQ src_base+24(FP), CX
@@ -835,11 +837,12 @@ f32ToF16AVX2NT_loop1:
 	JMP       f32ToF16AVX2NT_loop1
 
 f32ToF16AVX2NT_done:
+	SFENCE
 	VZEROUPPER
 	RET
 
 // func bf16ToF32AVX2NT(dst []float32, src []uint16)
-// Requires: AVX, AVX2
+// Requires: AVX, AVX2, MMX+
 TEXT ·bf16ToF32AVX2NT(SB), NOSPLIT, $0-48
 	MOVQ dst_base+0(FP), AX
 	MOVQ src_base+24(FP), CX
@@ -877,11 +880,12 @@ bf16ToF32AVX2NT_loop1:
 	JMP       bf16ToF32AVX2NT_loop1
 
 bf16ToF32AVX2NT_done:
+	SFENCE
 	VZEROUPPER
 	RET
 
 // func f32ToBF16AVX2NT(dst []uint16, src []float32)
-// Requires: AVX, AVX2
+// Requires: AVX, AVX2, MMX+
 TEXT ·f32ToBF16AVX2NT(SB), NOSPLIT, $0-48
 	MOVQ         dst_base+0(FP), AX
 	MOVQ         src_base+24(FP), CX
@@ -924,11 +928,12 @@ f32ToBF16AVX2NT_loop:
 	JMP       f32ToBF16AVX2NT_loop
 
 f32ToBF16AVX2NT_done:
+	SFENCE
 	VZEROUPPER
 	RET
 
 // func f8E4M3ToF32AVX2NT(dst []float32, src []uint8)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·f8E4M3ToF32AVX2NT(SB), NOSPLIT, $0-48
 	MOVQ         dst_base+0(FP), AX
 	MOVQ         src_base+24(FP), CX
@@ -1000,11 +1005,12 @@ f8E4M3ToF32AVX2NT_loop1:
 	JMP       f8E4M3ToF32AVX2NT_loop1
 
 f8E4M3ToF32AVX2NT_done:
+	SFENCE
 	VZEROUPPER
 	RET
 
 // func f8E5M2ToF32AVX2NT(dst []float32, src []uint8)
-// Requires: AVX, F16C
+// Requires: AVX, F16C, MMX+
 TEXT ·f8E5M2ToF32AVX2NT(SB), NOSPLIT, $0-48
 	MOVQ dst_base+0(FP), AX
 	MOVQ src_base+24(FP), CX
@@ -1039,6 +1045,7 @@ f8E5M2ToF32AVX2NT_loop1:
 	JMP       f8E5M2ToF32AVX2NT_loop1
 
 f8E5M2ToF32AVX2NT_done:
+	SFENCE
 	VZEROUPPER
 	RET
 
@@ -1747,7 +1754,7 @@ scaleToAVX512_done:
 	RET
 
 // func scaleToAVX512NT(dst []float32, alpha float32, x []float32)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX512F, MMX+
 TEXT ·scaleToAVX512NT(SB), NOSPLIT, $0-56
 	VBROADCASTSS alpha+24(FP), Z0
 	MOVQ         dst_base+0(FP), AX
@@ -1781,6 +1788,7 @@ scaleToAVX512NT_loop1:
 	JMP      scaleToAVX512NT_loop1
 
 scaleToAVX512NT_done:
+	SFENCE
 	VZEROUPPER
 	RET
 
@@ -2340,7 +2348,7 @@ f8E5M2ToF32AVX512_done:
 	RET
 
 // func f16ToF32AVX512NT(dst []float32, src []uint16)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX512F, MMX+
 TEXT ·f16ToF32AVX512NT(SB), NOSPLIT, $0-48
 	MOVQ dst_base+0(FP), AX
 	MOVQ src_base+24(FP), CX
@@ -2373,11 +2381,12 @@ f16ToF32AVX512NT_loop1:
 	JMP       f16ToF32AVX512NT_loop1
 
 f16ToF32AVX512NT_done:
+	SFENCE
 	VZEROUPPER
 	RET
 
 // func f32ToF16AVX512NT(dst []uint16, src []float32)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX512F, MMX+
 TEXT ·f32ToF16AVX512NT(SB), NOSPLIT, $0-48
 	MOVQ dst_base+0(FP), AX
 	MOVQ src_base+24(FP), CX
@@ -2415,11 +2424,12 @@ f32ToF16AVX512NT_loop1:
 	JMP       f32ToF16AVX512NT_loop1
 
 f32ToF16AVX512NT_done:
+	SFENCE
 	VZEROUPPER
 	RET
 
 // func bf16ToF32AVX512NT(dst []float32, src []uint16)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX512F, MMX+
 TEXT ·bf16ToF32AVX512NT(SB), NOSPLIT, $0-48
 	MOVQ dst_base+0(FP), AX
 	MOVQ src_base+24(FP), CX
@@ -2457,11 +2467,12 @@ bf16ToF32AVX512NT_loop1:
 	JMP       bf16ToF32AVX512NT_loop1
 
 bf16ToF32AVX512NT_done:
+	SFENCE
 	VZEROUPPER
 	RET
 
 // func f32ToBF16AVX512NT(dst []uint16, src []float32)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX512F, MMX+
 TEXT ·f32ToBF16AVX512NT(SB), NOSPLIT, $0-48
 	MOVQ         dst_base+0(FP), AX
 	MOVQ         src_base+24(FP), CX
@@ -2505,11 +2516,12 @@ f32ToBF16AVX512NT_loop:
 	JMP       f32ToBF16AVX512NT_loop
 
 f32ToBF16AVX512NT_done:
+	SFENCE
 	VZEROUPPER
 	RET
 
 // func f8E4M3ToF32AVX512NT(dst []float32, src []uint8)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, MMX+
 TEXT ·f8E4M3ToF32AVX512NT(SB), NOSPLIT, $0-48
 	MOVQ         dst_base+0(FP), AX
 	MOVQ         src_base+24(FP), CX
@@ -2581,11 +2593,12 @@ f8E4M3ToF32AVX512NT_loop1:
 	JMP       f8E4M3ToF32AVX512NT_loop1
 
 f8E4M3ToF32AVX512NT_done:
+	SFENCE
 	VZEROUPPER
 	RET
 
 // func f8E5M2ToF32AVX512NT(dst []float32, src []uint8)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, MMX+
 TEXT ·f8E5M2ToF32AVX512NT(SB), NOSPLIT, $0-48
 	MOVQ dst_base+0(FP), AX
 	MOVQ src_base+24(FP), CX
@@ -2620,6 +2633,7 @@ f8E5M2ToF32AVX512NT_loop1:
 	JMP       f8E5M2ToF32AVX512NT_loop1
 
 f8E5M2ToF32AVX512NT_done:
+	SFENCE
 	VZEROUPPER
 	RET
 

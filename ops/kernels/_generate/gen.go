@@ -69,6 +69,7 @@ func loop(prefix string, lv level, n Register, streams []stream, body func(j int
 	SUBQ(U32(lv.w), n)
 	JMP(LabelRef(prefix + "_loop1"))
 	Label(prefix + "_done")
+	fenceNT(prefix)
 	VZEROUPPER()
 	RET()
 }
@@ -79,6 +80,15 @@ func zero(lv level, v VecVirtual) {
 		VPXORD(v, v, v)
 	} else {
 		VPXOR(v, v, v)
+	}
+}
+
+// fenceNT ends a function that used non-temporal stores (its name ends in
+// NT) with SFENCE: those stores are weakly ordered, and the caller may hand
+// the data to another goroutine right after (runtime·memmove does the same).
+func fenceNT(name string) {
+	if strings.HasSuffix(name, "NT") {
+		SFENCE()
 	}
 }
 
@@ -536,6 +546,7 @@ func genF32ToBF16(lv level, nt bool) {
 	SUBQ(U32(step), n)
 	JMP(LabelRef(name + "_loop"))
 	Label(name + "_done")
+	fenceNT(name)
 	VZEROUPPER()
 	RET()
 }
@@ -1012,6 +1023,7 @@ func loopN(prefix string, lv level, n Register, un int, streams []stream, body f
 	SUBQ(U32(lv.w), n)
 	JMP(LabelRef(prefix + "_loop1"))
 	Label(prefix + "_done")
+	fenceNT(prefix)
 	VZEROUPPER()
 	RET()
 }
