@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/atomicfile"
 )
 
 // Metadata keys written by QuantizeFile into __metadata__.
@@ -238,20 +239,7 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	defer f.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(tmp, f); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
+	return atomicfile.WriteFrom(dst, f)
 }
 
 // isFloat reports whether dt is a float dtype QuantizeFile quantizes.

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/testcorpus"
 )
 
 // writeAdapter writes a small PEFT-style LoRA file with two modules, a
@@ -273,26 +274,8 @@ func TestQuantizeCorpus(t *testing.T) {
 	}
 }
 
-// corpusDir finds ../shared/corpus relative to the module root.
-func corpusDir(t *testing.T) string {
-	t.Helper()
-	d, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(d)
-		if parent == d {
-			t.Skip("no go.mod above the package")
-		}
-		d = parent
-	}
-	c := filepath.Join(d, "..", "shared", "corpus")
-	if _, err := os.Stat(c); err != nil {
-		t.Skip("shared corpus not present: " + c)
-	}
-	return c
-}
+// corpusDir returns the shared corpus root, or skips the test when it is absent.
+func corpusDir(t *testing.T) string { return testcorpus.Dir(t) }
 
 func TestQuantizeShardedCheckpoint(t *testing.T) {
 	dir := t.TempDir()
