@@ -139,3 +139,38 @@ func ModuleType(module string) string {
 	}
 	return module
 }
+
+// BlockOf returns the path of the block a module belongs to: everything up
+// to and including the first numeric segment ("model.layers.12",
+// "encoder.block.3", "down_blocks.1"), or "" when the path has none. Unlike
+// LayerOf it keeps encoder/decoder and down/up blocks apart.
+func BlockOf(module string) string {
+	seg := strings.Split(module, ".")
+	for i, s := range seg {
+		if _, err := strconv.Atoi(s); err == nil && s != "" {
+			return strings.Join(seg[:i+1], ".")
+		}
+	}
+	return ""
+}
+
+// blockKey orders block paths: by the text before the number, then by the
+// number ("model.layers.2" before "model.layers.10").
+func blockLess(a, b string) bool {
+	pa, na := splitBlock(a)
+	pb, nb := splitBlock(b)
+	if pa != pb {
+		return pa < pb
+	}
+	return na < nb
+}
+
+func splitBlock(b string) (string, int) {
+	i := strings.LastIndexByte(b, '.')
+	if i < 0 {
+		n, _ := strconv.Atoi(b)
+		return "", n
+	}
+	n, _ := strconv.Atoi(b[i+1:])
+	return b[:i], n
+}

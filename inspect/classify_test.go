@@ -54,3 +54,20 @@ func TestLayerAndType(t *testing.T) {
 		}
 	}
 }
+
+func TestBlockOf(t *testing.T) {
+	for _, c := range []struct{ name, block string }{
+		{"model.layers.12.mlp.up_proj", "model.layers.12"},
+		{"encoder.block.3.layer.0.SelfAttention.q", "encoder.block.3"},
+		{"decoder.block.3.layer.1.EncDecAttention.q", "decoder.block.3"},
+		{"up_blocks.1.attentions.0.proj_in", "up_blocks.1"},
+		{"classifier", ""},
+	} {
+		if b := BlockOf(c.name); b != c.block {
+			t.Errorf("BlockOf(%s) = %q, want %q", c.name, b, c.block)
+		}
+	}
+	if !blockLess("model.layers.2", "model.layers.10") || blockLess("encoder.block.0", "decoder.block.5") == blockLess("decoder.block.5", "encoder.block.0") {
+		t.Error("block order")
+	}
+}

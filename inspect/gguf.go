@@ -78,7 +78,7 @@ func ggufModules(dims map[string][]uint64, alpha *float64) []ModuleSummary {
 			continue // gguf.Summarize reports the problem
 		}
 		m := ModuleSummary{Name: b, Kind: "lora", Rank: int(da[1]), InFeatures: int(da[0]), OutFeatures: int(db[1]),
-			Layer: LayerOf(b), ModuleType: ModuleType(strings.TrimSuffix(b, ".weight")),
+			Layer: LayerOf(b), Block: BlockOf(b), ModuleType: ModuleType(strings.TrimSuffix(b, ".weight")),
 			Tensors: map[string]string{"lora_A": b + ".lora_a", "lora_B": b + ".lora_b"}, Scale: 1}
 		if alpha != nil && *alpha != 0 {
 			m.Alpha, m.AlphaKnown = *alpha, true

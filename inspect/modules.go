@@ -69,7 +69,7 @@ func (s *Summary) fillAdapter(path string, l *layout, opts Options) error {
 		ms := ModuleSummary{
 			Name: m.Name, Kind: string(m.Kind), Rank: m.Rank, Alpha: m.Alpha, Scale: m.Scale, AlphaKnown: m.AlphaKnown,
 			InFeatures: m.InFeatures, OutFeatures: m.OutFeatures, FanInFanOut: m.FanInFanOut,
-			Layer: LayerOf(m.Name), ModuleType: ModuleType(m.Name), Tensors: map[string]string{},
+			Layer: LayerOf(m.Name), Block: BlockOf(m.Name), ModuleType: ModuleType(m.Name), Tensors: map[string]string{},
 		}
 		for role, t := range m.Tensors {
 			ms.Tensors[role] = t.Name

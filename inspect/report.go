@@ -16,6 +16,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
 )
 
 // Report is the plain data behind `adaptool report`: everything the plots
@@ -38,6 +39,7 @@ type Report struct {
 type ReportModule struct {
 	Name           string
 	Layer          int
+	Block          string
 	ModuleType     string
 	Kind           string
 	Rank           int
@@ -60,7 +62,7 @@ func NewReport(s *Summary, check *CheckResult) *Report {
 		if m.ModuleStats == nil {
 			continue
 		}
-		r.Modules = append(r.Modules, ReportModule{Name: m.Name, Layer: m.Layer, ModuleType: m.ModuleType, Kind: m.Kind, Rank: m.Rank,
+		r.Modules = append(r.Modules, ReportModule{Name: m.Name, Layer: m.Layer, Block: m.Block, ModuleType: m.ModuleType, Kind: m.Kind, Rank: m.Rank,
 			FroNorm: m.DeltaFroNorm, SingularValues: m.SingularValues, EffectiveRank: m.EffectiveRank})
 	}
 	if check != nil {
@@ -80,14 +82,45 @@ type Figure struct {
 
 const figW, figH = 7 * vg.Inch, 4 * vg.Inch
 
-// byType groups module values per module type and layer.
+// blocks returns the distinct blocks of the modules in plot order and each
+// one's x position. Modules outside any numbered block are placed after the
+// blocks, one position each, under their own name.
+func (r *Report) blocks() (labels []string, pos func(i int) int) {
+	set := map[string]bool{}
+	for _, m := range r.Modules {
+		if m.Block != "" {
+			set[m.Block] = true
+		}
+	}
+	for b := range set {
+		labels = append(labels, b)
+	}
+	sort.Slice(labels, func(i, j int) bool { return blockLess(labels[i], labels[j]) })
+	idx := map[string]int{}
+	for i, b := range labels {
+		idx[b] = i
+	}
+	extra := map[int]int{}
+	for i, m := range r.Modules {
+		if m.Block == "" {
+			extra[i] = len(labels)
+			labels = append(labels, m.Name)
+		}
+	}
+	return labels, func(i int) int {
+		if b := r.Modules[i].Block; b != "" {
+			return idx[b]
+		}
+		return extra[i]
+	}
+}
+
+// byType groups module values per module type and block.
 func (r *Report) byType(val func(ReportModule) float64, combine func([]float64) float64) (types []string, series map[string]plotter.XYs) {
+	_, pos := r.blocks()
 	acc := map[string]map[int][]float64{}
 	for i, m := range r.Modules {
-		x := m.Layer
-		if x < 0 {
-			x = i // modules outside numbered layers: by position
-		}
+		x := pos(i)
 		if acc[m.ModuleType] == nil {
 			acc[m.ModuleType] = map[int][]float64{}
 			types = append(types, m.ModuleType)
@@ -109,6 +142,55 @@ func (r *Report) byType(val func(ReportModule) float64, combine func([]float64) 
 		series[t] = pts
 	}
 	return types, series
+}
+
+// blockTicks labels the x axis with block names: the shared leading text is
+// dropped when every block has it ("model.layers.12" → "12"), and at most
+// about 16 labels are drawn.
+type blockTicks []string
+
+// Ticks implements plot.Ticker.
+func (bt blockTicks) Ticks(lo, hi float64) []plot.Tick {
+	labels := []string(bt)
+	prefix := ""
+	if len(labels) > 0 {
+		if p, _ := splitBlock(labels[0]); p != "" {
+			prefix = p + "."
+			for _, l := range labels {
+				if !strings.HasPrefix(l, prefix) {
+					prefix = ""
+					break
+				}
+			}
+		}
+	}
+	step := max(1, (len(labels)+15)/16)
+	var ticks []plot.Tick
+	for i, l := range labels {
+		t := plot.Tick{Value: float64(i)}
+		if i%step == 0 {
+			t.Label = strings.TrimPrefix(l, prefix)
+		}
+		ticks = append(ticks, t)
+	}
+	return ticks
+}
+
+// axisTitle names the x axis after the shared block prefix.
+func (bt blockTicks) axisTitle() string {
+	if len(bt) == 0 {
+		return "block"
+	}
+	p, _ := splitBlock(bt[0])
+	for _, l := range bt {
+		if q, _ := splitBlock(l); q != p {
+			return "block"
+		}
+	}
+	if p == "" {
+		return "block"
+	}
+	return p
 }
 
 func rootSumSquares(v []float64) float64 {
@@ -174,18 +256,29 @@ func (r *Report) Figures() ([]Figure, error) {
 		return nil, nil
 	}
 	var figs []Figure
-	xlabel := "layer"
-	for _, m := range r.Modules {
-		if m.Layer < 0 {
-			xlabel = "layer (module index when unnumbered)"
-			break
-		}
+	labels, _ := r.blocks()
+	ticks := blockTicks(labels)
+	xlabel := ticks.axisTitle()
+	chars := 0
+	for _, l := range labels {
+		chars += len(l)
+	}
+	if len(labels) > 8 || chars > 60 {
+		defer func() {
+			for _, f := range figs {
+				if f.Name == "norm_by_layer" || f.Name == "effective_rank" {
+					f.plot.X.Tick.Label.Rotation = math.Pi / 4
+					f.plot.X.Tick.Label.XAlign = draw.XRight
+				}
+			}
+		}()
 	}
 
 	// ‖ΔW‖ per layer and module type
 	p := plot.New()
-	p.Title.Text = "‖ΔW‖_F per layer and module type"
-	p.X.Label.Text, p.Y.Label.Text = xlabel, "‖ΔW‖_F (root-sum-square within a layer)"
+	p.Title.Text = "‖ΔW‖_F per block (layer) and module type"
+	p.X.Label.Text, p.Y.Label.Text = xlabel, "‖ΔW‖_F (root-sum-square within a block)"
+	p.X.Tick.Marker = ticks
 	types, series := r.byType(func(m ReportModule) float64 { return m.FroNorm }, rootSumSquares)
 	if err := addSeries(p, types, series); err != nil {
 		return nil, err
@@ -266,8 +359,9 @@ func (r *Report) Figures() ([]Figure, error) {
 
 	// effective rank per layer
 	p = plot.New()
-	p.Title.Text = "Effective rank per layer (exp of the entropy of σ/Σσ)"
-	p.X.Label.Text, p.Y.Label.Text = xlabel, "effective rank (mean within a layer)"
+	p.Title.Text = "Effective rank per block (exp of the entropy of σ/Σσ)"
+	p.X.Label.Text, p.Y.Label.Text = xlabel, "effective rank (mean within a block)"
+	p.X.Tick.Marker = ticks
 	types, series = r.byType(func(m ReportModule) float64 { return m.EffectiveRank }, mean)
 	if err := addSeries(p, types, series); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package inspect
 import (
 	"bytes"
 	"encoding/xml"
+	"fmt"
 	"image/png"
 	"math"
 	"math/rand/v2"
@@ -26,7 +27,7 @@ func sampleReport() *Report {
 			for i := range sv {
 				sv[i] = math.Exp(-float64(i)*0.5) * (1 + rng.Float64())
 			}
-			r.Modules = append(r.Modules, ReportModule{Name: "model.layers." + string(rune('0'+l%10)) + "." + typ, Layer: l, ModuleType: typ, Kind: "lora", Rank: 8,
+			r.Modules = append(r.Modules, ReportModule{Name: fmt.Sprintf("model.layers.%d.%s", l, typ), Layer: l, Block: fmt.Sprintf("model.layers.%d", l), ModuleType: typ, Kind: "lora", Rank: 8,
 				FroNorm: 1 + float64(l)*0.1 + float64(len(typ))*0.05*rng.Float64(), SingularValues: sv, EffectiveRank: EffectiveRank(sv)})
 		}
 	}

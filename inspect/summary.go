@@ -75,18 +75,21 @@ type TensorSummary struct {
 
 // ModuleSummary is one adapter module.
 type ModuleSummary struct {
-	Name        string            `json:"name"`
-	Kind        string            `json:"kind"`
-	Rank        int               `json:"rank"`
-	Alpha       float64           `json:"alpha"`
-	Scale       float64           `json:"scale"`
-	AlphaKnown  bool              `json:"alpha_known"`
-	InFeatures  int               `json:"in_features"`
-	OutFeatures int               `json:"out_features"`
-	FanInFanOut bool              `json:"fan_in_fan_out"`
-	Layer       int               `json:"layer"`
-	ModuleType  string            `json:"module_type"`
-	Tensors     map[string]string `json:"tensors,omitempty"`
+	Name        string  `json:"name"`
+	Kind        string  `json:"kind"`
+	Rank        int     `json:"rank"`
+	Alpha       float64 `json:"alpha"`
+	Scale       float64 `json:"scale"`
+	AlphaKnown  bool    `json:"alpha_known"`
+	InFeatures  int     `json:"in_features"`
+	OutFeatures int     `json:"out_features"`
+	FanInFanOut bool    `json:"fan_in_fan_out"`
+	Layer       int     `json:"layer"`
+	// Block is the module path up to its first numeric segment
+	// ("model.layers.3", "decoder.block.0", "up_blocks.1"); "" if none.
+	Block      string            `json:"block"`
+	ModuleType string            `json:"module_type"`
+	Tensors    map[string]string `json:"tensors,omitempty"`
 	// Statistics filled with --stats.
 	*ModuleStats
 
