@@ -22,11 +22,15 @@ type OutModule struct {
 	Name string // module path without base_model.model.
 	// Kind is KindLoRA (default when empty), KindLoRAEmbedding,
 	// KindLoRAConv, KindDoRA, KindKaSA or KindFull.
-	Kind      Kind
-	Rank      int
-	In, Out   int
-	Kernel    []int // conv kernel dims
-	Scale     float64
+	Kind    Kind
+	Rank    int
+	In, Out int
+	Kernel  []int // conv kernel dims
+	Scale   float64
+	// Alpha is the source module's alpha, if any. It is written as
+	// lora_alpha when Alpha/Rank == Scale exactly; otherwise (and when 0)
+	// an alpha is derived from Scale.
+	Alpha     float64
 	A, B      []float32
 	Diag      []float32 // KaSA diagonal (Rank); written as lora_diag
 	Magnitude []float32 // DoRA magnitude (Out)
@@ -64,6 +68,38 @@ type Output struct {
 	BaseModel string
 	// TaskType overrides task_type when not empty.
 	TaskType string
+}
+
+// alphaForScale returns the lora_alpha WritePEFT writes for a module whose
+// effective scale is scale at rank r, such that PEFT's float64 division
+// alpha/r gives back scale. The module's own alpha is kept when it does (so
+// an input with lora_alpha 1 is not rewritten as 0.9999999999999999); else
+// scale·r, or a float next to it, whichever divides back exactly; when no
+// float does (the quotients of neighbouring alphas can step over scale),
+// the closest quotient wins, at most one unit in the last place away.
+func alphaForScale(scale float64, r int, alpha float64) float64 {
+	fr := float64(r)
+	if alpha/fr == scale {
+		return alpha
+	}
+	best := scale * fr
+	if best/fr == scale || math.IsInf(best, 0) || math.IsNaN(best) {
+		return best
+	}
+	dist := func(a float64) float64 { return math.Abs(a/fr - scale) }
+	down, up := best, best
+	for range 4 {
+		down, up = math.Nextafter(down, math.Inf(-1)), math.Nextafter(up, math.Inf(1))
+		for _, a := range [2]float64{down, up} {
+			if a/fr == scale {
+				return a
+			}
+			if dist(a) < dist(best) {
+				best = a
+			}
+		}
+	}
+	return best
 }
 
 // PatternKey returns the rank_pattern/alpha_pattern key WritePEFT uses for
@@ -253,7 +289,7 @@ func WritePEFT(dir string, out *Output) error {
 			}
 			anyBias = true
 		}
-		alpha := m.Scale * float64(m.Rank)
+		alpha := alphaForScale(m.Scale, m.Rank, m.Alpha)
 		lrs = append(lrs, lowRank{m.Name, m.Rank, alpha})
 		ranks = append(ranks, m.Rank)
 		alphas = append(alphas, alpha)
@@ -362,6 +398,9 @@ func (a *Adapter) Output() (*Output, error) {
 			}
 			om := OutModule{Name: m.Name, Kind: m.Kind, Rank: f.Rank, In: f.In, Out: f.Out, Kernel: f.Kernel,
 				Scale: f.Scale, A: f.A, B: f.B, Diag: f.Diag, Magnitude: f.Magnitude, Bias: f.Bias}
+			if m.AlphaKnown {
+				om.Alpha = m.Alpha
+			}
 			if f.Experts > 0 {
 				return nil, fmt.Errorf("%w: module %q: MLX SwitchLinear (experts) has no PEFT LoRA layout", ErrInvalidOutput, m.Name)
 			}
