@@ -115,9 +115,9 @@ func classify(names []string) []Class {
 // LayerOf returns the layer index of a module path: the first purely
 // numeric dotted segment (model.layers.12.mlp.up_proj → 12,
 // encoder.block.3.layer.0.SelfAttention.q → 3), or -1 when there is none.
-// kohya underscore names (lora_unet_..._1_attn) are not split.
+// kohya names (lora_unet_down_blocks_1_…, no dots) are split on underscores.
 func LayerOf(module string) int {
-	for _, s := range strings.Split(module, ".") {
+	for _, s := range segments(module) {
 		if s == "" {
 			continue
 		}
@@ -131,6 +131,19 @@ func LayerOf(module string) int {
 // ModuleType returns the last non-numeric segment of a module path
 // (q_proj, c_attn, to_q; "to_out" for to_out.0).
 func ModuleType(module string) string {
+	if kohyaLike(module) {
+		// lora_unet_..._0_attn1_to_q → attn1_to_q (the part after the last number)
+		seg := strings.Split(module, "_")
+		for i := len(seg) - 1; i >= 0; i-- {
+			if _, err := strconv.Atoi(seg[i]); err == nil {
+				if i < len(seg)-1 {
+					return strings.Join(seg[i+1:], "_")
+				}
+				break
+			}
+		}
+		return module
+	}
 	seg := strings.Split(module, ".")
 	for i := len(seg) - 1; i >= 0; i-- {
 		if _, err := strconv.Atoi(seg[i]); err != nil && seg[i] != "" {
@@ -140,15 +153,33 @@ func ModuleType(module string) string {
 	return module
 }
 
+// kohyaLike reports a kohya-style name: no dots, underscore-separated,
+// starting with lora_.
+func kohyaLike(module string) bool {
+	return !strings.Contains(module, ".") && strings.HasPrefix(module, "lora_")
+}
+
+// segments splits a module path on dots (on underscores for kohya names).
+func segments(module string) []string {
+	if kohyaLike(module) {
+		return strings.Split(module, "_")
+	}
+	return strings.Split(module, ".")
+}
+
 // BlockOf returns the path of the block a module belongs to: everything up
 // to and including the first numeric segment ("model.layers.12",
 // "encoder.block.3", "down_blocks.1"), or "" when the path has none. Unlike
 // LayerOf it keeps encoder/decoder and down/up blocks apart.
 func BlockOf(module string) string {
-	seg := strings.Split(module, ".")
+	sep := "."
+	if kohyaLike(module) {
+		sep = "_"
+	}
+	seg := strings.Split(module, sep)
 	for i, s := range seg {
 		if _, err := strconv.Atoi(s); err == nil && s != "" {
-			return strings.Join(seg[:i+1], ".")
+			return strings.Join(seg[:i+1], sep)
 		}
 	}
 	return ""
@@ -166,7 +197,7 @@ func blockLess(a, b string) bool {
 }
 
 func splitBlock(b string) (string, int) {
-	i := strings.LastIndexByte(b, '.')
+	i := strings.LastIndexAny(b, "._")
 	if i < 0 {
 		n, _ := strconv.Atoi(b)
 		return "", n

@@ -44,6 +44,8 @@ func TestLayerAndType(t *testing.T) {
 		{"down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_out.0", 1, "to_out"},
 		{"classifier", -1, "classifier"},
 		{"transformer.h.0.attn.c_attn", 0, "c_attn"},
+		{"lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q", 1, "attn1_to_q"},
+		{"lora_te_text_model_encoder_layers_11_mlp_fc1", 11, "mlp_fc1"},
 	}
 	for _, c := range cases {
 		if l := LayerOf(c.name); l != c.layer {
@@ -62,6 +64,7 @@ func TestBlockOf(t *testing.T) {
 		{"decoder.block.3.layer.1.EncDecAttention.q", "decoder.block.3"},
 		{"up_blocks.1.attentions.0.proj_in", "up_blocks.1"},
 		{"classifier", ""},
+		{"lora_unet_down_blocks_1_attentions_0_proj_in", "lora_unet_down_blocks_1"},
 	} {
 		if b := BlockOf(c.name); b != c.block {
 			t.Errorf("BlockOf(%s) = %q, want %q", c.name, b, c.block)

@@ -155,7 +155,7 @@ func (bt blockTicks) Ticks(lo, hi float64) []plot.Tick {
 	prefix := ""
 	if len(labels) > 0 {
 		if p, _ := splitBlock(labels[0]); p != "" {
-			prefix = p + "."
+			prefix = labels[0][:len(p)+1] // with its separator, "." or "_"
 			for _, l := range labels {
 				if !strings.HasPrefix(l, prefix) {
 					prefix = ""

@@ -190,3 +190,25 @@ func TestReportChromium(t *testing.T) {
 		os.WriteFile(filepath.Join(os.Getenv("INSPECT_KEEP_PNG"), "screenshot.png"), b, 0o644)
 	}
 }
+
+func TestBlockTicks(t *testing.T) {
+	for _, c := range []struct {
+		labels []string
+		want   []string
+		title  string
+	}{
+		{[]string{"model.layers.0", "model.layers.1"}, []string{"0", "1"}, "model.layers"},
+		{[]string{"lora_unet_down_blocks_0", "lora_unet_down_blocks_1"}, []string{"0", "1"}, "lora_unet_down_blocks"},
+		{[]string{"decoder.block.0", "encoder.block.0"}, []string{"decoder.block.0", "encoder.block.0"}, "block"},
+	} {
+		ticks := blockTicks(c.labels).Ticks(0, 1)
+		for i, tk := range ticks {
+			if tk.Label != c.want[i] || tk.Value != float64(i) {
+				t.Errorf("%v: tick %d = %+v, want %q", c.labels, i, tk, c.want[i])
+			}
+		}
+		if got := blockTicks(c.labels).axisTitle(); got != c.title {
+			t.Errorf("%v: axis %q, want %q", c.labels, got, c.title)
+		}
+	}
+}
