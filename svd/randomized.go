@@ -27,6 +27,7 @@ type Matrix32 struct {
 	Data       []float32
 }
 
+// panelRows is the height of the float64 panels every product streams over.
 const panelRows = 64
 
 // Dims implements [Operator].
@@ -35,31 +36,97 @@ func (a Matrix32) Dims() (int, int) { return a.Rows, a.Cols }
 // Mul implements [Operator].
 func (a Matrix32) Mul(dst, x []float64, c int) {
 	p := make([]float64, panelRows*a.Cols)
-	xb := blas64.General{Rows: a.Cols, Cols: c, Stride: c, Data: x}
-	for r0 := 0; r0 < a.Rows; r0 += panelRows {
-		h := min(panelRows, a.Rows-r0)
-		for i, v := range a.Data[r0*a.Cols : (r0+h)*a.Cols] {
-			p[i] = float64(v)
-		}
-		pb := blas64.General{Rows: h, Cols: a.Cols, Stride: a.Cols, Data: p}
-		db := blas64.General{Rows: h, Cols: c, Stride: c, Data: dst[r0*c : (r0+h)*c]}
-		blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, pb, xb, 0, db)
-	}
+	mulRows(dst, x, c, a.Data, 0, a.Rows, a.Cols, p)
 }
 
 // MulTrans implements [Operator].
 func (a Matrix32) MulTrans(dst, y []float64, c int) {
 	p := make([]float64, panelRows*a.Cols)
 	clear(dst[:a.Cols*c])
-	db := blas64.General{Rows: a.Cols, Cols: c, Stride: c, Data: dst}
-	for r0 := 0; r0 < a.Rows; r0 += panelRows {
-		h := min(panelRows, a.Rows-r0)
-		for i, v := range a.Data[r0*a.Cols : (r0+h)*a.Cols] {
+	mulTransRows(dst, y, c, a.Data, 0, a.Rows, a.Cols, p)
+}
+
+// mulRows sets rows [r0, r0+h) of dst (·×c) to rows·x, where rows holds
+// those h rows (h×cols float32) and x is cols×c, one float64 panel of at
+// most panelRows rows at a time (p is the panel scratch). Panels start at
+// r0, r0+64, …: callers keep r0 a multiple of panelRows so that every
+// Operator computes the same panels, hence the same bits.
+func mulRows(dst, x []float64, c int, rows []float32, r0, h, cols int, p []float64) {
+	xb := blas64.General{Rows: cols, Cols: c, Stride: c, Data: x}
+	for i0 := 0; i0 < h; i0 += panelRows {
+		ph := min(panelRows, h-i0)
+		for i, v := range rows[i0*cols : (i0+ph)*cols] {
 			p[i] = float64(v)
 		}
-		pb := blas64.General{Rows: h, Cols: a.Cols, Stride: a.Cols, Data: p}
-		yb := blas64.General{Rows: h, Cols: c, Stride: c, Data: y[r0*c : (r0+h)*c]}
+		pb := blas64.General{Rows: ph, Cols: cols, Stride: cols, Data: p}
+		g := r0 + i0
+		db := blas64.General{Rows: ph, Cols: c, Stride: c, Data: dst[g*c : (g+ph)*c]}
+		blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, pb, xb, 0, db)
+	}
+}
+
+// mulTransRows adds rowsᵀ·y[r0:r0+h] to dst (cols×c), panel by panel as
+// mulRows.
+func mulTransRows(dst, y []float64, c int, rows []float32, r0, h, cols int, p []float64) {
+	db := blas64.General{Rows: cols, Cols: c, Stride: c, Data: dst}
+	for i0 := 0; i0 < h; i0 += panelRows {
+		ph := min(panelRows, h-i0)
+		for i, v := range rows[i0*cols : (i0+ph)*cols] {
+			p[i] = float64(v)
+		}
+		pb := blas64.General{Rows: ph, Cols: cols, Stride: cols, Data: p}
+		g := r0 + i0
+		yb := blas64.General{Rows: ph, Cols: c, Stride: c, Data: y[g*c : (g+ph)*c]}
 		blas64.Gemm(blas.Trans, blas.NoTrans, 1, pb, yb, 1, db)
+	}
+}
+
+// RowTiles is a Rows×Cols [Operator] whose rows are generated on demand, a
+// tile of TileRows rows at a time, by Fill(r0, h, dst), which must write
+// rows [r0, r0+h) as h×Cols row-major float32 into dst (len h·Cols) and
+// give the same values on every call. Every product regenerates the tiles
+// in order, so memory is one tile plus one float64 panel, whatever the
+// matrix size. TileRows is rounded up to a multiple of 64 (the panel
+// height), which makes the products bit-identical to those of a
+// [Matrix32] holding the same values. Use it for matrices too large to
+// hold, or cheaper to recompute than to store (a delta rebuilt from its
+// factors).
+type RowTiles struct {
+	Rows, Cols, TileRows int
+	Fill                 func(r0, h int, dst []float32)
+}
+
+// Dims implements [Operator].
+func (t RowTiles) Dims() (int, int) { return t.Rows, t.Cols }
+
+// tile returns the rounded tile height.
+func (t RowTiles) tile() int {
+	h := max(t.TileRows, 1)
+	return (h + panelRows - 1) / panelRows * panelRows
+}
+
+// Mul implements [Operator].
+func (t RowTiles) Mul(dst, x []float64, c int) {
+	th := t.tile()
+	buf := make([]float32, min(th, t.Rows)*t.Cols)
+	p := make([]float64, panelRows*t.Cols)
+	for r0 := 0; r0 < t.Rows; r0 += th {
+		h := min(th, t.Rows-r0)
+		t.Fill(r0, h, buf[:h*t.Cols])
+		mulRows(dst, x, c, buf[:h*t.Cols], r0, h, t.Cols, p)
+	}
+}
+
+// MulTrans implements [Operator].
+func (t RowTiles) MulTrans(dst, y []float64, c int) {
+	th := t.tile()
+	buf := make([]float32, min(th, t.Rows)*t.Cols)
+	p := make([]float64, panelRows*t.Cols)
+	clear(dst[:t.Cols*c])
+	for r0 := 0; r0 < t.Rows; r0 += th {
+		h := min(th, t.Rows-r0)
+		t.Fill(r0, h, buf[:h*t.Cols])
+		mulTransRows(dst, y, c, buf[:h*t.Cols], r0, h, t.Cols, p)
 	}
 }
 
