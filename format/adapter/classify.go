@@ -20,7 +20,10 @@ const (
 	DialectDiffusersLegacy Dialect = "diffusers-legacy"
 	DialectKohya           Dialect = "kohya"
 	DialectMLX             Dialect = "mlx"
-	DialectUnknown         Dialect = "unknown"
+	// DialectGGUF is a llama.cpp GGUF LoRA adapter. Load does not read it;
+	// Validate checks it and format/convert turns it into PEFT.
+	DialectGGUF    Dialect = "gguf"
+	DialectUnknown Dialect = "unknown"
 )
 
 // Kind is what a module's tensors do to the base model.

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/adaptool/adaptool/format/gguf"
 	"github.com/adaptool/adaptool/format/safetensors"
 )
 
@@ -97,8 +98,11 @@ const (
 // format/safetensors sentinels, e.g. ErrHeaderTooSmall,
 // ErrMetadataIncompleteBuffer). Everything else is a Finding naming the
 // file, the tensor and the rule. Tensor data is scanned for NaN/Inf in
-// bounded chunks.
+// bounded chunks. A GGUF adapter file is checked as llama.cpp would load it.
 func Validate(path string, opts ...LoadOption) (*Report, error) {
+	if gguf.IsGGUF(path) {
+		return validateGGUF(path)
+	}
 	rep := &Report{Path: path}
 	a, err := Load(path, opts...)
 	if err != nil && errors.Is(err, ErrConfig) {
