@@ -97,7 +97,7 @@ func TestVersionJSON(t *testing.T) {
 		t.Fatalf("code %d stderr %q", code, stderr)
 	}
 	var v versionInfo
-	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Version == "" || v.Go == "" {
+	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Version == "" || v.Go == "" || v.Kernels == "" {
 		t.Fatalf("bad JSON %q: %v", out, err)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"runtime"
 
+	"github.com/adaptool/adaptool/ops/kernels"
 	"github.com/urfave/cli/v2"
 )
 
@@ -14,6 +15,9 @@ type versionInfo struct {
 	Go      string `json:"go"`
 	OS      string `json:"os"`
 	Arch    string `json:"arch"`
+	// Kernels names the active SIMD path of ops/kernels ("avx512", "avx2",
+	// "generic").
+	Kernels string `json:"kernels"`
 }
 
 func newVersionCommand() *cli.Command {
@@ -22,11 +26,11 @@ func newVersionCommand() *cli.Command {
 		Usage: "print the adaptool version and build facts",
 		Flags: commonFlags(),
 		Action: func(c *cli.Context) error {
-			info := versionInfo{Version: version, Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
+			info := versionInfo{Version: version, Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH, Kernels: kernels.Impl()}
 			if wantJSON(c) {
 				return printJSON(c, info)
 			}
-			_, err := c.App.Writer.Write([]byte(sprintf("adaptool %s (%s %s/%s)\n", info.Version, info.Go, info.OS, info.Arch)))
+			_, err := c.App.Writer.Write([]byte(sprintf("adaptool %s (%s %s/%s, kernels %s)\n", info.Version, info.Go, info.OS, info.Arch, info.Kernels)))
 			return err
 		},
 	}
