@@ -2,7 +2,6 @@ package inspect
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -44,8 +43,12 @@ func resolveLayout(path string) (*layout, error) {
 			return readIndex(path)
 		}
 		l := &layout{kind: "safetensors", files: []string{path}}
-		if c := filepath.Join(filepath.Dir(path), "adapter_config.json"); fileExists(c) {
-			l.config = c
+		// as format/adapter does: the config beside a file is used only for
+		// the PEFT and MLX weight file names
+		if b := filepath.Base(path); b == "adapter_model.safetensors" || b == "adapters.safetensors" {
+			if c := filepath.Join(filepath.Dir(path), "adapter_config.json"); fileExists(c) {
+				l.config = c
+			}
 		}
 		return l, nil
 	}
@@ -222,5 +225,3 @@ func firstFormatError(errs []error) error {
 	}
 	return nil
 }
-
-var errNoTensors = errors.New("inspect: no tensors")

@@ -2,9 +2,7 @@ package inspect
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"path/filepath"
 	"sort"
 
@@ -169,9 +167,6 @@ type Options struct {
 func Summarize(path string, opts Options) (*Summary, error) {
 	l, err := resolveLayout(path)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
 		return nil, err
 	}
 	s := &Summary{Path: path, Metadata: map[string]string{}, ModuleTypes: map[string]int{}, Layers: []int{}, Modules: []ModuleSummary{}, Tensors: []TensorSummary{}, Warnings: []string{}}
@@ -234,9 +229,6 @@ func Summarize(path string, opts Options) (*Summary, error) {
 	}
 	s.fillLayers()
 	s.Warnings = dedupe(s.Warnings)
-	if len(s.Tensors) == 0 && len(hs.errs) > 0 {
-		return s, s.err
-	}
 	return s, s.err
 }
 
