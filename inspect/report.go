@@ -260,31 +260,30 @@ func (r *Report) Figures() ([]Figure, error) {
 	ticks := blockTicks(labels)
 	xlabel := ticks.axisTitle()
 	chars := 0
-	for _, l := range labels {
-		chars += len(l)
+	for _, t := range ticks.Ticks(0, 0) {
+		chars += len(t.Label) + 1
 	}
-	if len(labels) > 8 || chars > 60 {
-		defer func() {
-			for _, f := range figs {
-				if f.Name == "norm_by_layer" || f.Name == "effective_rank" {
-					f.plot.X.Tick.Label.Rotation = math.Pi / 4
-					f.plot.X.Tick.Label.XAlign = draw.XRight
-				}
-			}
-		}()
+	// slanted block labels when they would not fit side by side
+	blockAxis := func(p *plot.Plot) {
+		p.X.Label.Text = xlabel
+		p.X.Tick.Marker = ticks
+		if chars > 60 {
+			p.X.Tick.Label.Rotation = math.Pi / 4
+			p.X.Tick.Label.XAlign = draw.XRight
+		}
 	}
 
 	// ‖ΔW‖ per layer and module type
 	p := plot.New()
 	p.Title.Text = "‖ΔW‖_F per block (layer) and module type"
-	p.X.Label.Text, p.Y.Label.Text = xlabel, "‖ΔW‖_F (root-sum-square within a block)"
-	p.X.Tick.Marker = ticks
+	p.Y.Label.Text = "‖ΔW‖_F (root-sum-square within a block)"
+	blockAxis(p)
 	types, series := r.byType(func(m ReportModule) float64 { return m.FroNorm }, rootSumSquares)
 	if err := addSeries(p, types, series); err != nil {
 		return nil, err
 	}
 	p.Add(plotter.NewGrid())
-	figs = append(figs, Figure{Name: "norm_by_layer", Caption: "Frobenius norm of each module's delta, per layer; one line per module type.", plot: p})
+	figs = append(figs, Figure{Name: "norm_by_layer", Caption: "Frobenius norm of the module deltas per block (layer); one line per module type.", plot: p})
 
 	// ‖ΔW‖ per module type (bar chart)
 	p = plot.New()
@@ -360,14 +359,14 @@ func (r *Report) Figures() ([]Figure, error) {
 	// effective rank per layer
 	p = plot.New()
 	p.Title.Text = "Effective rank per block (exp of the entropy of σ/Σσ)"
-	p.X.Label.Text, p.Y.Label.Text = xlabel, "effective rank (mean within a block)"
-	p.X.Tick.Marker = ticks
+	p.Y.Label.Text = "effective rank (mean within a block)"
+	blockAxis(p)
 	types, series = r.byType(func(m ReportModule) float64 { return m.EffectiveRank }, mean)
 	if err := addSeries(p, types, series); err != nil {
 		return nil, err
 	}
 	p.Add(plotter.NewGrid())
-	figs = append(figs, Figure{Name: "effective_rank", Caption: "Entropy effective rank of each module's delta, per layer.", plot: p})
+	figs = append(figs, Figure{Name: "effective_rank", Caption: "Entropy effective rank of the module deltas, mean per block (layer).", plot: p})
 	return figs, nil
 }
 
