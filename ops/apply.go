@@ -14,6 +14,7 @@ import (
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/ops/kernels"
+	"github.com/adaptool/adaptool/quant"
 )
 
 // AdapterScale is one adapter to fold into a base, with a multiplier applied
@@ -34,6 +35,12 @@ type ApplyParams struct {
 	// Verify re-reads the output and reports per-module error against a
 	// float64 recomputation, and checks untouched tensors are identical.
 	Verify bool `json:"verify,omitempty"`
+	// KaSA selects how KaSA modules (lora_diag) are folded: "truncate"
+	// (default, "" too) replaces W by its rank-(k−r) truncation
+	// trunc(W) = W minus its r smallest singular triplets (k = min(out, in),
+	// r the module's rank), as KaSA does to the base before training, then
+	// adds ΔW = s·B·diag(d)·A; "keep" adds ΔW to the untruncated W.
+	KaSA string `json:"kasa,omitempty"`
 }
 
 // ApplyError is the verification of one module: the written weights
@@ -47,6 +54,13 @@ type ApplyError struct {
 	Bound float64 `json:"bound"`
 	// Exceeded is true when RelFro > Bound (counted in VerifyFailures).
 	Exceeded bool `json:"exceeded,omitempty"`
+	// Quantized is set for a quantized base weight: MaxAbs and RelFro
+	// compare the dequantized output with the exact float64 W_deq + ΔW (the
+	// fold error), RequantRelFro is the error of requantizing that exact
+	// result independently with the same scheme and parameters, and
+	// Bound = 1.01·RequantRelFro + 1e-6.
+	Quantized     bool    `json:"quantized,omitempty"`
+	RequantRelFro float64 `json:"requant_rel_fro_error,omitempty"`
 }
 
 // unitRoundoff returns 2^-p for a dtype with p significand bits.
@@ -79,6 +93,9 @@ type ApplyModule struct {
 	// Tensors are the base tensors the module writes.
 	Tensors []string    `json:"tensors,omitempty"`
 	Verify  *ApplyError `json:"verify,omitempty"`
+	// Requant is set when the module's weight is quantized in the base:
+	// the extra error of requantizing it (filled when run, not planned).
+	Requant *RequantError `json:"requant,omitempty"`
 }
 
 // ApplyReport is the plan (dry run) or the result of Apply.
@@ -98,6 +115,9 @@ type ApplyReport struct {
 	// unchanged (byte-identical).
 	Touched int `json:"tensors_touched"`
 	Copied  int `json:"tensors_copied"`
+	// Quantized counts the quantized base weights folded into (each
+	// rewrites every tensor of its layout).
+	Quantized int `json:"quantized_weights_touched"`
 	// Bytes is the total tensor bytes written (or to be written).
 	Bytes int64    `json:"bytes"`
 	Files []string `json:"files,omitempty"` // output files, index last
@@ -111,12 +131,14 @@ type ApplyReport struct {
 
 // Module operation kinds on one base tensor.
 const (
-	opLoRA    = iota // W += λ·s·B·A (logical frame)
-	opDoRA           // W = m/‖W+Δ‖·(W+Δ) per logical row
-	opIA3            // W ⊙ l (rows or columns)
-	opBias           // b += λ·s·lora_B.bias
-	opIA3Bias        // b ⊙ l
-	opReplace        // tensor := saved tensor
+	opLoRA     = iota // W += λ·s·B·A (logical frame)
+	opDoRA            // W = m/‖W+Δ‖·(W+Δ) per logical row
+	opIA3             // W ⊙ l (rows or columns)
+	opBias            // b += λ·s·lora_B.bias
+	opIA3Bias         // b ⊙ l
+	opReplace         // tensor := saved tensor
+	opDense           // W += λ·ΔW with ΔW dense (LoHa, LoKr, VeRA)
+	opTruncate        // W := W minus its r smallest singular triplets (KaSA)
 )
 
 // tensorOp is one module's change to one base tensor.
@@ -134,6 +156,7 @@ type tensorJob struct {
 	info safetensors.TensorInfo
 	file *safetensors.File // nil for an added tensor
 	ops  []tensorOp
+	q    *qjob // set for every tensor of a quantized weight's layout
 }
 
 // baseIndex resolves adapter module names to base tensor names.
@@ -232,7 +255,7 @@ func logicalDims(m *adapter.Module) (int, int) {
 // IA3 vector tells only one dimension, so its frame comes from the base
 // shape: (shape[0], rest), or the transpose for fan_in_fan_out.
 func frame(m *adapter.Module, t safetensors.TensorInfo) (int, int) {
-	if m.Kind != adapter.KindIA3 {
+	if !shapeFromBase(m) {
 		return logicalDims(m)
 	}
 	if len(t.Shape) < 2 {
@@ -245,8 +268,24 @@ func frame(m *adapter.Module, t safetensors.TensorInfo) (int, int) {
 	return rows, cols
 }
 
+// shapeFromBase reports whether m's logical frame comes from the base
+// tensor's shape: IA3 vectors tell one dimension only, VeRA modules do not
+// record in_features, LoKr modules not the conv kernel.
+func shapeFromBase(m *adapter.Module) bool {
+	return m.Kind == adapter.KindIA3 || m.Kind == adapter.KindLoKr || m.Kind == adapter.KindVeRA
+}
+
 // checkWeight checks that base tensor t can hold m's logical matrix.
 func checkWeight(t safetensors.TensorInfo, m *adapter.Module) string {
+	if m.Kind == adapter.KindLoKr || m.Kind == adapter.KindVeRA {
+		if !convertible(t.DType) {
+			return fmt.Sprintf("base tensor %s is %s, which cannot be recomputed in floating point", t.Name, t.DType)
+		}
+		if len(t.Shape) < 2 || (m.FanInFanOut && len(t.Shape) != 2) {
+			return fmt.Sprintf("base tensor %s has shape %v, want a matrix (fan_in_fan_out=%v)", t.Name, t.Shape, m.FanInFanOut)
+		}
+		return ""
+	}
 	if m.Kind == adapter.KindIA3 {
 		rows, cols := frame(m, t)
 		want, have := m.OutFeatures, rows
@@ -351,38 +390,47 @@ func Apply(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 		rep.Warnings = append(rep.Warnings, a.Warnings...)
 	}
 
-	ix := newBaseIndex(ck.Names())
-	jobs := map[string]*tensorJob{}
-	var added []string // names of added tensors, in order
-	job := func(name string) *tensorJob {
-		j := jobs[name]
-		if j == nil {
-			info, _ := ck.Tensor(name)
-			f, _ := ck.Shard(name)
-			j = &tensorJob{info: info, file: f}
-			jobs[name] = j
-		}
-		return j
+	switch p.KaSA {
+	case "", "truncate", "keep":
+	default:
+		return nil, fmt.Errorf("%w: --kasa %q (want truncate or keep)", ErrParams, p.KaSA)
 	}
+	names := ck.Names()
+	ix := newBaseIndex(names)
+	pl := &planner{ix: ix, ck: ck, qix: quant.NewIndex(ck, names), jobs: map[string]*tensorJob{}, kasa: p.KaSA}
+	jobs := pl.jobs
 	for ai, a := range in.ads {
 		lambda := p.Adapters[ai].Scale
 		for _, m := range a.Modules {
 			mr := ApplyModule{Adapter: ai + 1, Name: m.Name, Kind: string(m.Kind), Status: "applied"}
 			ri := len(rep.Modules)
-			reason := planModule(ix, ck, a, m, lambda, ri, &mr, job, &added, jobs)
+			reason := pl.module(a, m, lambda, ri, &mr)
 			if reason != "" {
 				mr.Status, mr.Reason, mr.Tensors = "refused", reason, nil
 			}
 			rep.Modules = append(rep.Modules, mr)
 		}
 	}
+	added := pl.added
 	// Modules whose plan failed must not leave ops behind.
-	for name, j := range jobs {
+	for _, j := range jobs {
 		j.ops = slices.DeleteFunc(j.ops, func(op tensorOp) bool { return rep.Modules[op.rep].Status == "refused" })
-		if len(j.ops) == 0 {
+	}
+	for name, j := range jobs {
+		if len(j.ops) == 0 && (j.q == nil || len(j.q.w.ops) == 0) {
 			delete(jobs, name)
 		}
 	}
+	qjobs := map[*qjob]bool{}
+	for _, j := range jobs {
+		if j.q != nil {
+			qjobs[j.q] = true
+		}
+	}
+	for q := range qjobs {
+		q.left = len(q.d.Keys)
+	}
+	rep.Quantized = len(qjobs)
 	added = slices.DeleteFunc(added, func(n string) bool { return jobs[n] == nil })
 	for _, m := range rep.Modules {
 		switch m.Status {
@@ -427,6 +475,15 @@ func Apply(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 	if o.DryRun {
 		return rep, nil
 	}
+	for q := range qjobs {
+		if err := q.prepare(); err != nil {
+			return rep, err
+		}
+		for k, sh := range q.shapes {
+			t, _ := ck.Tensor(k)
+			rep.Bytes += int64(prodShape(sh))*int64(t.DType.Bits())/8 - t.Size()
+		}
+	}
 
 	// Provenance: hashes of the base files and the adapters.
 	for i := range rep.Base {
@@ -454,6 +511,10 @@ func Apply(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 					return nil, err
 				}
 				ts = append(ts, c)
+				continue
+			}
+			if j.q != nil {
+				ts = append(ts, j.q.keyTensor(j.info, tick))
 				continue
 			}
 			ts = append(ts, j.tensor(tick))
@@ -523,6 +584,16 @@ func Apply(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 		}
 		rep.Files = append(rep.Files, out)
 	}
+	for q := range qjobs {
+		if q.stats == nil {
+			continue
+		}
+		for _, op := range q.w.ops {
+			if mr := &rep.Modules[op.rep]; mr.Requant == nil {
+				mr.Requant = q.stats
+			}
+		}
+	}
 	if p.Verify {
 		if err := verifyApply(rep, ck, jobs, added); err != nil {
 			return rep, err
@@ -531,10 +602,66 @@ func Apply(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 	return rep, nil
 }
 
-// planModule records the tensor operations of one module and returns a
+// planner records the tensor operations of the modules.
+type planner struct {
+	ix    *baseIndex
+	ck    *safetensors.Checkpoint
+	qix   *quant.Index
+	jobs  map[string]*tensorJob
+	added []string // names of added tensors, in order
+	kasa  string
+}
+
+// job returns the job of base tensor name, creating it (and, for a
+// quantized weight, the jobs of every tensor of its layout).
+func (pl *planner) job(name string) *tensorJob {
+	j := pl.jobs[name]
+	if j != nil {
+		return j
+	}
+	info, _ := pl.ck.Tensor(name)
+	f, _ := pl.ck.Shard(name)
+	j = &tensorJob{info: info, file: f}
+	pl.jobs[name] = j
+	if d, ok := pl.qix.Weights[name]; ok {
+		li, _ := logicalInfo(pl.ck, d)
+		q := &qjob{d: d, src: pl.ck, info: li, w: j}
+		j.q = q
+		for _, k := range d.Keys {
+			if k == name {
+				continue
+			}
+			ki, _ := pl.ck.Tensor(k)
+			kf, _ := pl.ck.Shard(k)
+			pl.jobs[k] = &tensorJob{info: ki, file: kf, q: q}
+		}
+	}
+	return j
+}
+
+// weightInfo returns the description of base tensor n as the modules see
+// it: for a quantized weight its logical shape (dtype F32), else the
+// tensor itself. A tensor that belongs to a quantized layout without being
+// its weight is refused.
+func (pl *planner) weightInfo(n string) (safetensors.TensorInfo, bool, string) {
+	if d, ok := pl.qix.Weights[n]; ok {
+		li, err := logicalInfo(pl.ck, d)
+		if err != nil {
+			return li, true, fmt.Sprintf("quantized base weight %s (%s): %v", n, d.Layout, err)
+		}
+		return li, true, ""
+	}
+	t, _ := pl.ck.Tensor(n)
+	if w, ok := pl.qix.Owner[n]; ok {
+		return t, false, fmt.Sprintf("base tensor %s belongs to the quantized weight %s", n, w)
+	}
+	return t, false, ""
+}
+
+// module records the tensor operations of one module and returns a
 // refusal reason ("" when accepted).
-func planModule(ix *baseIndex, ck *safetensors.Checkpoint, a *adapter.Adapter, m *adapter.Module, lambda float64, ri int,
-	mr *ApplyModule, job func(string) *tensorJob, added *[]string, jobs map[string]*tensorJob) string {
+func (pl *planner) module(a *adapter.Adapter, m *adapter.Module, lambda float64, ri int, mr *ApplyModule) string {
+	ix, jobs := pl.ix, pl.jobs
 	if m.Experts > 0 {
 		return "MLX SwitchLinear (experts) modules are not supported"
 	}
@@ -543,7 +670,10 @@ func planModule(ix *baseIndex, ck *safetensors.Checkpoint, a *adapter.Adapter, m
 		if n == "" {
 			return safetensors.TensorInfo{}, fmt.Sprintf("no base tensor %s.weight", m.Name)
 		}
-		t, _ := ck.Tensor(n)
+		t, _, why := pl.weightInfo(n)
+		if why != "" {
+			return t, why
+		}
 		return t, checkWeight(t, m)
 	}
 	bias := func() (safetensors.TensorInfo, string) {
@@ -551,8 +681,11 @@ func planModule(ix *baseIndex, ck *safetensors.Checkpoint, a *adapter.Adapter, m
 		if n == "" {
 			return safetensors.TensorInfo{}, fmt.Sprintf("no base tensor %s.bias", m.Name)
 		}
-		t, _ := ck.Tensor(n)
-		if !convertible(t.DType) {
+		t, q, why := pl.weightInfo(n)
+		if why != "" {
+			return t, why
+		}
+		if q || !convertible(t.DType) {
 			return t, fmt.Sprintf("base tensor %s is %s", t.Name, t.DType)
 		}
 		if t.NumElements() != int64(m.OutFeatures) {
@@ -561,12 +694,12 @@ func planModule(ix *baseIndex, ck *safetensors.Checkpoint, a *adapter.Adapter, m
 		return t, ""
 	}
 	add := func(name string, kind int) {
-		j := job(name)
+		j := pl.job(name)
 		j.ops = append(j.ops, tensorOp{kind: kind, ad: a, mod: m, lambda: lambda, rep: ri})
 		mr.Tensors = append(mr.Tensors, name)
 	}
 	switch m.Kind {
-	case adapter.KindLoRA, adapter.KindLoRAConv, adapter.KindLoRAEmbedding, adapter.KindAdaLoRA, adapter.KindDoRA:
+	case adapter.KindLoRA, adapter.KindLoRAConv, adapter.KindLoRAEmbedding, adapter.KindAdaLoRA, adapter.KindDoRA, adapter.KindKaSA:
 		t, why := weight()
 		if why != "" {
 			return why
@@ -578,6 +711,16 @@ func planModule(ix *baseIndex, ck *safetensors.Checkpoint, a *adapter.Adapter, m
 				return "DoRA module without a magnitude vector"
 			}
 		}
+		if m.Kind == adapter.KindKaSA && pl.kasa != "keep" {
+			if len(t.Shape) != 2 {
+				return fmt.Sprintf("KaSA truncation needs a 2-D base weight, %s has shape %v", t.Name, t.Shape)
+			}
+			if m.Rank >= min(t.Shape[0], int(t.NumElements())/max(1, t.Shape[0])) {
+				return fmt.Sprintf("KaSA rank %d leaves nothing of the %v base weight %s", m.Rank, t.Shape, t.Name)
+			}
+			add(t.Name, opTruncate)
+			mr.Tensors = mr.Tensors[:len(mr.Tensors)-1]
+		}
 		if _, ok := m.Tensors[adapter.RoleLoRABias]; ok {
 			b, why := bias()
 			if why != "" {
@@ -588,6 +731,15 @@ func planModule(ix *baseIndex, ck *safetensors.Checkpoint, a *adapter.Adapter, m
 			return ""
 		}
 		add(t.Name, kind)
+	case adapter.KindLoHa, adapter.KindLoKr, adapter.KindVeRA:
+		t, why := weight()
+		if why != "" {
+			return why
+		}
+		if why := checkDense(a, m, t); why != "" {
+			return why
+		}
+		add(t.Name, opDense)
 	case adapter.KindIA3:
 		if lambda != 1 {
 			return fmt.Sprintf("IA3 vectors scale the weights; a scale of %v is not defined", lambda)
@@ -622,9 +774,9 @@ func planModule(ix *baseIndex, ck *safetensors.Checkpoint, a *adapter.Adapter, m
 				// Not in the base: added under the module's name.
 				n = m.Name + "." + role
 				if jobs[n] == nil {
-					*added = append(*added, n)
+					pl.added = append(pl.added, n)
 				}
-				j := job(n)
+				j := pl.job(n)
 				j.info = safetensors.TensorInfo{Name: n, DType: src.DType, Shape: src.Shape}
 				j.file = nil
 				j.ops = append(j.ops, tensorOp{kind: opReplace, ad: a, mod: m, lambda: 1, rep: ri, src: src.Name})
@@ -634,14 +786,17 @@ func planModule(ix *baseIndex, ck *safetensors.Checkpoint, a *adapter.Adapter, m
 				}
 				continue
 			}
-			t, _ := ck.Tensor(n)
+			t, q, why := pl.weightInfo(n)
+			if why != "" {
+				return why
+			}
 			if !slices.Equal(t.Shape, src.Shape) {
 				return fmt.Sprintf("saved tensor %s has shape %v, base tensor %s has %v", src.Name, src.Shape, n, t.Shape)
 			}
-			if !convertible(t.DType) && t.DType != src.DType {
+			if !q && !convertible(t.DType) && t.DType != src.DType {
 				return fmt.Sprintf("base tensor %s is %s and the saved tensor %s", n, t.DType, src.DType)
 			}
-			j := job(n)
+			j := pl.job(n)
 			j.ops = append(j.ops, tensorOp{kind: opReplace, ad: a, mod: m, lambda: 1, rep: ri, src: src.Name})
 			mr.Tensors = append(mr.Tensors, n)
 			status = "replaced"
@@ -650,8 +805,6 @@ func planModule(ix *baseIndex, ck *safetensors.Checkpoint, a *adapter.Adapter, m
 			return "modules_to_save module without tensors"
 		}
 		mr.Status = status
-	case adapter.KindKaSA:
-		return "KaSA adapters are trained on an SVD-truncated base; folding them into the full base is not supported"
 	case adapter.KindPrompt, adapter.KindPrefix:
 		return "prompt/prefix embeddings are inputs to the model, not weight changes; they cannot be merged"
 	default:
@@ -840,6 +993,25 @@ func applyOp32(w []float32, info safetensors.TensorInfo, op tensorOp) error {
 		transpose32(l, w, cols, rows)
 	}
 	switch op.kind {
+	case opDense:
+		d, err := denseDelta(op.ad, m, rows, cols, true)
+		if err != nil {
+			return err
+		}
+		for i, x := range d {
+			l[i] = float32(float64(l[i]) + op.lambda*x)
+		}
+	case opTruncate:
+		w64 := make([]float64, len(l))
+		for i, x := range l {
+			w64[i] = float64(x)
+		}
+		if err := truncate64(w64, rows, cols, m.Rank); err != nil {
+			return fmt.Errorf("%s: %w", info.Name, err)
+		}
+		for i, x := range w64 {
+			l[i] = float32(x)
+		}
 	case opLoRA, opDoRA:
 		f, b, s, err := moduleFactors(op)
 		if err != nil {
@@ -937,6 +1109,18 @@ func applyOp64(w []float64, info safetensors.TensorInfo, op tensorOp) error {
 		transpose64(l, w, cols, rows)
 	}
 	switch op.kind {
+	case opDense:
+		d, err := denseDelta(op.ad, m, rows, cols, true)
+		if err != nil {
+			return err
+		}
+		for i, x := range d {
+			l[i] += op.lambda * x
+		}
+	case opTruncate:
+		if err := truncate64(l, rows, cols, m.Rank); err != nil {
+			return fmt.Errorf("%s: %w", info.Name, err)
+		}
 	case opLoRA, opDoRA:
 		f, err := op.ad.Factors(m)
 		if err != nil {
@@ -1109,8 +1293,21 @@ func verifyApply(rep *ApplyReport, base *safetensors.Checkpoint, jobs map[string
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	var outIx *quant.Index
 	for _, n := range names {
 		j := jobs[n]
+		if j.q != nil {
+			if j.q.w != j {
+				continue // the weight key verifies the whole layout
+			}
+			if outIx == nil {
+				outIx = quant.NewIndex(out, out.Names())
+			}
+			if err := verifyQuant(rep, j.q, out, outIx); err != nil {
+				return err
+			}
+			continue
+		}
 		exact := make([]float64, j.info.NumElements())
 		if j.file != nil {
 			v, err := readFloat64(j.file, n)
@@ -1162,6 +1359,88 @@ func verifyApply(rep *ApplyReport, base *safetensors.Checkpoint, jobs map[string
 	}
 	rep.Verified = true
 	return nil
+}
+
+// verifyQuant checks one quantized weight of the output: its dequantized
+// values against the exact float64 W_deq + ΔW (the fold error), and the
+// error of requantizing that exact result independently with the same
+// scheme and parameters (the requantization error), which bounds it.
+func verifyQuant(rep *ApplyReport, q *qjob, out *safetensors.Checkpoint, outIx *quant.Index) error {
+	d := q.d
+	w0, shape, dt, err := quant.Dequantize(q.src, d)
+	if err != nil {
+		return err
+	}
+	exact := make([]float64, len(w0))
+	for i, x := range w0 {
+		exact[i] = float64(x)
+	}
+	w0 = nil
+	for _, op := range q.w.ops {
+		if err := applyOp64(exact, q.info, op); err != nil {
+			return err
+		}
+	}
+	od, ok := outIx.Weights[d.Name]
+	if !ok || od.Scheme != d.Scheme || od.Layout != d.Layout {
+		return fmt.Errorf("%w: verify: the output's %s is not a %s %s weight", ErrIncompatible, d.Name, d.Layout, d.Scheme)
+	}
+	got, _, _, err := quant.Dequantize(out, od)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	p, _, _, err := quant.Full(q.src, d)
+	if err != nil {
+		return err
+	}
+	if d.Layout == "bitsandbytes-int8" {
+		p.Granularity = ""
+	}
+	x32 := make([]float32, len(exact))
+	for i, x := range exact {
+		x32[i] = float32(x)
+	}
+	qt, err := quant.QuantizeTensor(d.Name, shape, dt, x32, p)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	rt, err := qt.RoundTrip()
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	maxAbs, rel := compare64(got, exact)
+	_, relQ := compare64(rt, exact)
+	for _, op := range q.w.ops {
+		mr := &rep.Modules[op.rep]
+		if mr.Verify == nil {
+			mr.Verify = &ApplyError{}
+		}
+		v := mr.Verify
+		v.Quantized = true
+		v.MaxAbs = max(v.MaxAbs, maxAbs)
+		v.RelFro = max(v.RelFro, rel)
+		v.RequantRelFro = max(v.RequantRelFro, relQ)
+		v.Bound = max(v.Bound, 1.01*relQ+1e-6)
+	}
+	return nil
+}
+
+// compare64 returns max |got − exact| and ‖got − exact‖_F/‖exact‖_F.
+func compare64(got []float32, exact []float64) (float64, float64) {
+	var maxAbs, diff2, norm2 float64
+	for i, e := range exact {
+		d := math.Abs(float64(got[i]) - e)
+		maxAbs = max(maxAbs, d)
+		diff2 += d * d
+		norm2 += e * e
+	}
+	switch {
+	case norm2 > 0:
+		return maxAbs, math.Sqrt(diff2 / norm2)
+	case diff2 > 0:
+		return maxAbs, math.Inf(1)
+	}
+	return maxAbs, 0
 }
 
 func readFloat64Checkpoint(c *safetensors.Checkpoint, name string) ([]float64, error) {

@@ -490,7 +490,7 @@ func TestApplyPlanAndRefusals(t *testing.T) {
 	}{
 		{"module missing in base", testgen.LoRA{Seed: 1, R: 1, Modules: []testgen.Module{{Name: "model.q", In: 3, Out: 3}, {Name: "model.k", In: 3, Out: 3}}}},
 		{"shape mismatch", testgen.LoRA{Seed: 1, R: 1, Modules: []testgen.Module{{Name: "model.q", In: 4, Out: 3}}}},
-		{"KaSA", testgen.LoRA{Seed: 1, R: 1, KaSA: true, Modules: []testgen.Module{{Name: "model.q", In: 3, Out: 3}}}},
+		{"KaSA rank leaves nothing to truncate", testgen.LoRA{Seed: 1, R: 3, KaSA: true, Modules: []testgen.Module{{Name: "model.q", In: 3, Out: 3}}}},
 		{"lora_bias without base bias", testgen.LoRA{Seed: 1, R: 1, LoRABias: true, Modules: []testgen.Module{{Name: "model.q", In: 3, Out: 3}}}},
 	}
 	for _, c := range cases {
@@ -508,7 +508,7 @@ func TestApplyPlanAndRefusals(t *testing.T) {
 			}
 		})
 	}
-	// An FP8 base (its codes are not the weights without their scales).
+	// An FP8 base without scales (its codes are not the weights).
 	f8 := filepath.Join(dir, "f8.safetensors")
 	if err := safetensors.WriteFile(f8, []safetensors.Tensor{{Name: "model.q.weight", DType: safetensors.F8E4M3, Shape: []int{3, 3}, Data: make([]byte, 9)}}, nil); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,277 @@
+package ops
+
+import (
+	"crypto/sha256"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/testgen"
+	"github.com/adaptool/adaptool/quant"
+)
+
+// gaussian returns n values of N(0, sigma²).
+func gaussian(seed uint64, n int, sigma float64) []float32 {
+	r := rand.New(rand.NewPCG(seed, 7))
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64() * sigma)
+	}
+	return v
+}
+
+// quantized returns the layout tensors of a weight quantized with p (an
+// FP8 "scale_inv" layout renames weight_scale to weight_scale_inv).
+func quantized(t *testing.T, name string, shape []int, src safetensors.DType, x []float32, p quant.Params, scaleInv bool) []safetensors.Tensor {
+	t.Helper()
+	q, err := quant.QuantizeTensor(name, shape, src, x, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := q.Tensors
+	if scaleInv {
+		for i := range ts {
+			if ts[i].Name == name+"_scale" {
+				ts[i].Name = name + "_scale_inv"
+			}
+		}
+	}
+	return ts
+}
+
+// Folding a LoRA into quantized bases of every scheme: (a) every tensor
+// outside the touched weight's layout is byte-identical, (b) the output
+// dequantizes to exactly quantize(dequantize(W) + ΔW) with the same scheme,
+// ΔW computed densely in float64 here, (c) the reported extra error equals
+// a recomputation from those values, and --verify stays within its bound.
+func TestApplyQuantizedBases(t *testing.T) {
+	const (
+		mod    = "model.layers.0.self_attn.q_proj"
+		other  = "model.layers.0.self_attn.k_proj.weight"
+		out    = 48
+		in     = 64
+		lambda = 0.01
+	)
+	cases := []struct {
+		name     string
+		p        quant.Params
+		src      safetensors.DType
+		scaleInv bool
+		sharded  bool
+	}{
+		{"nf4", quant.Params{Scheme: quant.SchemeNF4}, safetensors.F32, false, false},
+		{"nf4-double-quant-bf16", quant.Params{Scheme: quant.SchemeNF4, DoubleQuant: true}, safetensors.BF16, false, false},
+		{"nf4-double-quant-sharded", quant.Params{Scheme: quant.SchemeNF4, DoubleQuant: true, BlockSize: 32}, safetensors.F16, false, true},
+		{"fp4-128", quant.Params{Scheme: quant.SchemeFP4, BlockSize: 128}, safetensors.F32, false, false},
+		{"int8-llm", quant.Params{Scheme: quant.SchemeInt8}, safetensors.F32, false, true},
+		{"int8-channel-asym", quant.Params{Scheme: quant.SchemeInt8, Granularity: "channel", Asymmetric: true}, safetensors.F32, false, false},
+		{"int8-group16", quant.Params{Scheme: quant.SchemeInt8, Granularity: "group:16"}, safetensors.F32, false, false},
+		{"fp8-e4m3-tensor", quant.Params{Scheme: quant.SchemeFP8E4M3, Granularity: "tensor"}, safetensors.F32, false, false},
+		{"fp8-e4m3-channel", quant.Params{Scheme: quant.SchemeFP8E4M3, Granularity: "channel"}, safetensors.F32, false, false},
+		{"fp8-e4m3-block16-scale-inv", quant.Params{Scheme: quant.SchemeFP8E4M3, Granularity: "block:16"}, safetensors.F32, true, true},
+		{"fp8-e5m2-block16", quant.Params{Scheme: quant.SchemeFP8E5M2, Granularity: "block:16"}, safetensors.F32, false, false},
+	}
+	for ci, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			w := gaussian(uint64(ci)+1, out*in, 0.02)
+			ts := quantized(t, mod+".weight", []int{out, in}, c.src, w, c.p, c.scaleInv)
+			ts = append(ts, quantized(t, other, []int{out, in}, c.src, gaussian(100, out*in, 0.02), c.p, c.scaleInv)...)
+			norm := gaussian(5, in, 1)
+			ts = append(ts, safetensors.Tensor{Name: "model.norm.weight", DType: safetensors.F32, Shape: []int{in}, Data: safetensors.Float32Bytes(norm)})
+			base := filepath.Join(dir, "model.safetensors")
+			if c.sharded {
+				base = filepath.Join(dir, "base")
+				if err := safetensors.WriteCheckpoint(base, ts, nil, 2500); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := safetensors.WriteFile(base, ts, nil); err != nil {
+				t.Fatal(err)
+			}
+			ad := filepath.Join(dir, "lora")
+			res, err := testgen.WriteLoRA(ad, testgen.LoRA{Seed: uint64(ci) + 10, R: 4, Alpha: 8, Modules: []testgen.Module{{Name: mod, In: in, Out: out}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := filepath.Join(dir, "merged.safetensors")
+			if c.sharded {
+				dst = filepath.Join(dir, "merged")
+			}
+			rep, err := Apply(ApplyParams{Base: base, Adapters: []AdapterScale{{ad, lambda}}, Verify: true}, RunOptions{Output: dst})
+			if err != nil {
+				t.Fatal(err)
+			}
+			bc, err := safetensors.OpenCheckpoint(base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer bc.Close()
+			oc, err := safetensors.OpenCheckpoint(rep.Files[len(rep.Files)-1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer oc.Close()
+			bd, ok := quant.NewIndex(bc, bc.Names()).Weights[mod+".weight"]
+			if !ok {
+				t.Fatal("base weight not detected as quantized")
+			}
+			// (a) untouched tensors byte-identical (sha256 of their bytes).
+			touched := map[string]bool{}
+			for _, k := range bd.Keys {
+				touched[k] = true
+			}
+			if len(oc.Names()) != len(bc.Names()) {
+				t.Fatalf("output has %d tensors, base %d", len(oc.Names()), len(bc.Names()))
+			}
+			for _, n := range bc.Names() {
+				a, _ := bc.Data(n)
+				b, err := oc.Data(n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ti, _ := bc.Tensor(n)
+				to, _ := oc.Tensor(n)
+				if ti.DType != to.DType {
+					t.Errorf("%s: dtype %s → %s", n, ti.DType, to.DType)
+				}
+				if !touched[n] && sha256.Sum256(a) != sha256.Sum256(b) {
+					t.Errorf("untouched tensor %s changed", n)
+				}
+			}
+			if rep.Quantized != 1 || rep.Touched != len(bd.Keys) || rep.Copied != len(bc.Names())-len(bd.Keys) {
+				t.Fatalf("report: quantized %d touched %d copied %d (layout %v)", rep.Quantized, rep.Touched, rep.Copied, bd.Keys)
+			}
+			// (b) exact: dequantize(output) == roundtrip(quantize(W_deq + ΔW)).
+			wdeq, shape, sdt, err := quant.Dequantize(bc, bd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sdt != c.src && strings.HasPrefix(string(c.p.Scheme), "nf4") {
+				t.Fatalf("recorded dtype %s, want %s", sdt, c.src)
+			}
+			f := res.Modules[mod]
+			delta := dense(f, lambda*8.0/4)
+			exact := make([]float64, len(wdeq))
+			x32 := make([]float32, len(wdeq))
+			var dd float64
+			for i := range exact {
+				exact[i] = float64(wdeq[i]) + delta[i]
+				x32[i] = float32(exact[i])
+				dd += delta[i] * delta[i]
+			}
+			p := c.p
+			p.BlockSize = bd.Params.BlockSize
+			ref, err := quant.QuantizeTensor(mod+".weight", shape, sdt, x32, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := ref.RoundTrip()
+			if err != nil {
+				t.Fatal(err)
+			}
+			od, ok := quant.NewIndex(oc, oc.Names()).Weights[mod+".weight"]
+			if !ok || od.Scheme != bd.Scheme || od.Layout != bd.Layout {
+				t.Fatalf("output layout %+v, base %+v", od, bd)
+			}
+			got, _, gdt, err := quant.Dequantize(oc, od)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gdt != sdt {
+				t.Errorf("output records dtype %s, base %s", gdt, sdt)
+			}
+			// The fold accumulates ΔW in float32, so a block's scale may
+			// differ from the float64 reference's by an ulp; the codes must
+			// be the same (TestApplyQuantizedExact has no such rounding).
+			changed := 0
+			for i := range want {
+				if d := math.Abs(float64(got[i]) - float64(want[i])); d > 0x1p-21*math.Abs(float64(want[i])) {
+					t.Fatalf("element %d: output %v, quantize(W_deq+ΔW) %v (exact %v)", i, got[i], want[i], exact[i])
+				}
+				if got[i] != wdeq[i] {
+					changed++
+				}
+			}
+			// (c) the reported extra error, recomputed from the values above.
+			var se, me, sx float64
+			for i, e := range exact {
+				d := float64(got[i]) - e
+				se += d * d
+				me = max(me, math.Abs(d))
+				sx += e * e
+			}
+			var mr *ApplyModule
+			for i := range rep.Modules {
+				if rep.Modules[i].Name == mod {
+					mr = &rep.Modules[i]
+				}
+			}
+			rq := mr.Requant
+			if rq == nil {
+				t.Fatal("no requantization error reported")
+			}
+			n := float64(len(exact))
+			near := func(what string, got, want, rel float64) {
+				t.Helper()
+				if math.Abs(got-want) > rel*math.Abs(want)+1e-12 {
+					t.Errorf("%s = %.9g, recomputed %.9g", what, got, want)
+				}
+			}
+			near("rmse", rq.RMSE, math.Sqrt(se/n), 1e-4)
+			near("max_abs_error", rq.MaxAbs, me, 1e-4)
+			near("delta_fro_norm", rq.DeltaFro, math.Sqrt(dd), 1e-5)
+			near("rel_delta_error", *rq.RelDelta, math.Sqrt(se/dd), 1e-4)
+			near("snr_db", *rq.SNRdB, 10*math.Log10(sx/se), 1e-5)
+			near("values_changed", rq.ValuesChanged, float64(changed)/n, 1e-12)
+			if rq.Scheme != string(c.p.Scheme) || rq.Tensor != mod+".weight" {
+				t.Errorf("requant report %+v", rq)
+			}
+			// --verify: fold error = the requantization error, within the bound.
+			v := mr.Verify
+			if v == nil || !v.Quantized || v.Exceeded || rep.VerifyFailures != 0 || !rep.Verified {
+				t.Fatalf("verify %+v failures %d", v, rep.VerifyFailures)
+			}
+			near("verify rel_fro_error", v.RelFro, math.Sqrt(se/sx), 1e-6)
+			near("verify requant_rel_fro_error", v.RequantRelFro, math.Sqrt(se/sx), 1e-6)
+			t.Logf("%s: rmse %.3g, rel to ΔW %.3g, snr %.1f dB, values changed %.3f, cosine %.3f", c.name, rq.RMSE, *rq.RelDelta, *rq.SNRdB, rq.ValuesChanged, *rq.Cosine)
+		})
+	}
+}
+
+// A quantized bias or a layout tensor named as a module target is refused,
+// and so is an FP8 weight without its scale (checked in
+// TestApplyPlanAndRefusals); a dry run plans a quantized fold without
+// writing.
+func TestApplyQuantizedPlan(t *testing.T) {
+	dir := t.TempDir()
+	const mod = "model.q"
+	ts := quantized(t, mod+".weight", []int{8, 16}, safetensors.F32, gaussian(1, 128, 0.02), quant.Params{Scheme: quant.SchemeNF4}, false)
+	base := filepath.Join(dir, "model.safetensors")
+	if err := safetensors.WriteFile(base, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	ad := filepath.Join(dir, "lora")
+	if _, err := testgen.WriteLoRA(ad, testgen.LoRA{Seed: 3, R: 2, Modules: []testgen.Module{{Name: mod, In: 16, Out: 8}}}); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "out.safetensors")
+	rep, err := Apply(ApplyParams{Base: base, Adapters: []AdapterScale{{ad, 1}}}, RunOptions{Output: dst, DryRun: true})
+	if err != nil || rep.Quantized != 1 || rep.Touched != len(ts) || rep.Applied != 1 {
+		t.Fatalf("dry run: %v %+v", err, rep)
+	}
+	if _, err := os.Stat(dst); !os.IsNotExist(err) {
+		t.Fatal("dry run wrote output")
+	}
+	// Wrong logical shape: the quant_state says 8×16, the LoRA is 8×12.
+	bad := filepath.Join(dir, "bad")
+	if _, err := testgen.WriteLoRA(bad, testgen.LoRA{Seed: 3, R: 2, Modules: []testgen.Module{{Name: mod, In: 12, Out: 8}}}); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := Apply(ApplyParams{Base: base, Adapters: []AdapterScale{{bad, 1}}}, RunOptions{Output: dst}); err == nil || rep.Refused != 1 {
+		t.Fatalf("shape mismatch accepted: %v", err)
+	}
+}
