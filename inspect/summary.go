@@ -161,9 +161,10 @@ type Options struct {
 // Summarize inspects a safetensors file, an adapter directory, a sharded
 // checkpoint (directory or *.index.json) or, when format/gguf supports it,
 // a GGUF file. Without opts.Stats only headers are read, so the cost does
-// not depend on the data size. An error is returned only when nothing at all
-// could be read; a partially readable input (a truncated file) yields a
-// summary with Error set and the error returned too.
+// not depend on the data size. It returns (nil, err) when path cannot be
+// resolved (missing, no weights file, bad index); otherwise a summary, and
+// when part of the input is unreadable or inconsistent (a truncated file, a
+// shard missing a tensor) the first such error too, also in Summary.Error.
 func Summarize(path string, opts Options) (*Summary, error) {
 	l, err := resolveLayout(path)
 	if err != nil {

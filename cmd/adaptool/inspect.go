@@ -44,7 +44,11 @@ func newInspectCommand() *cli.Command {
 			} else {
 				writeSummary(stdout(c), s, opts.Stats)
 			}
-			return err
+			if err != nil {
+				// the summary exists, so the path was read: the content is at fault
+				return exitErr(exitInput, err)
+			}
+			return nil
 		},
 	}
 }

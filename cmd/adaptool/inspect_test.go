@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/adaptool/adaptool/format/safetensors"
 )
 
 // corpusRoot returns ../shared/corpus relative to the module root, or skips.
@@ -290,5 +292,23 @@ func writeHeaderOnly(t *testing.T, path string, shapes map[string][]int) {
 	binary.LittleEndian.PutUint64(b, uint64(len(js)))
 	if err := os.WriteFile(path, append(b, js...), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestInspectShardedIndexProblems: an index naming a tensor no shard holds
+// is an input problem (exit 2) whose message names the tensor; the summary
+// is still printed.
+func TestInspectShardedIndexProblems(t *testing.T) {
+	dir := t.TempDir()
+	if err := safetensors.WriteFile(filepath.Join(dir, "model-00001-of-00001.safetensors"), []safetensors.Tensor{
+		{Name: "a.weight", DType: safetensors.F32, Shape: []int{2}, Data: make([]byte, 8)},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	idx := `{"metadata":{"total_size":8},"weight_map":{"a.weight":"model-00001-of-00001.safetensors","ghost.weight":"model-00001-of-00001.safetensors"}}`
+	os.WriteFile(filepath.Join(dir, "model.safetensors.index.json"), []byte(idx), 0o644)
+	code, out, stderr := runCLI(t, "inspect", dir, "--json")
+	if code != 2 || !strings.Contains(stderr, "ghost.weight") || !json.Valid([]byte(out)) {
+		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
 }

@@ -80,7 +80,10 @@ func newReportCommand() *cli.Command {
 			}
 			// an input that could be read only partly (a truncated file) still
 			// gets its report, and the exit code says the input is damaged
-			return inErr
+			if inErr != nil {
+				return exitErr(exitInput, inErr)
+			}
+			return nil
 		},
 	}
 }
