@@ -179,10 +179,14 @@ func denseDelta(a *adapter.Adapter, m *adapter.Module, rows, cols int, read bool
 		if !read {
 			return nil, nil
 		}
+		scale, err := lokrScale(a, m)
+		if err != nil {
+			return nil, err
+		}
 		d := make([]float64, rows*cols)
 		for i := 0; i < f1.rows; i++ {
 			for j := 0; j < f1.cols; j++ {
-				c := f1.v[i*f1.cols+j] * m.Scale
+				c := f1.v[i*f1.cols+j] * scale
 				for k := 0; k < f2.rows; k++ {
 					dst := d[(i*f2.rows+k)*cols+j*f2.cols : (i*f2.rows+k)*cols+(j+1)*f2.cols]
 					for l, w := range f2.v[k*f2.cols : (k+1)*f2.cols] {
@@ -246,6 +250,21 @@ func denseDelta(a *adapter.Adapter, m *adapter.Module, rows, cols int, read bool
 		return d, nil
 	}
 	return nil, bad("no dense delta for this kind")
+}
+
+// lokrScale returns the LoKr module's scale alpha/r. When both factors are
+// whole matrices (no _a/_b pair) the file does not show the rank and the
+// adapter model leaves Scale at 0; PEFT still scales by the config's
+// alpha/r, so it is taken from the config.
+func lokrScale(a *adapter.Adapter, m *adapter.Module) (float64, error) {
+	if m.Rank > 0 || a.Config == nil {
+		return m.Scale, nil
+	}
+	_, _, s, err := a.Config.ModuleScale(m.Name, adapter.PatternsModern)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: module %s: %v", ErrIncompatible, a.WeightsPath, m.Name, err)
+	}
+	return s, nil
 }
 
 // checkDense checks at plan time that m's dense delta fits base tensor t.
