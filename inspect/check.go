@@ -37,7 +37,7 @@ func loadBase(path string) (*baseModel, []string, error) {
 		return nil, nil, e
 	}
 	if len(hs.tensors) == 0 {
-		return nil, nil, fmt.Errorf("inspect: %s: the base model has no tensors", path)
+		return nil, nil, asInput(fmt.Errorf("inspect: %s: the base model has no tensors", path))
 	}
 	b := &baseModel{tensors: map[string]TensorSummary{}}
 	for _, t := range hs.tensors {

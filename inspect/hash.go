@@ -54,9 +54,9 @@ func HashFile(path string, metadata map[string]string) (*Hashes, error) {
 	var prefix [8]byte
 	var bad error
 	if _, err := io.ReadFull(f, prefix[:]); err != nil {
-		bad = fmt.Errorf("inspect: %s: cannot read the 8-byte header length: file is %d bytes", path, size)
+		bad = asInput(fmt.Errorf("inspect: %s: cannot read the 8-byte header length: file is %d bytes", path, size))
 	} else if n := binary.LittleEndian.Uint64(prefix[:]); n > uint64(size-8) {
-		bad = fmt.Errorf("inspect: %s: header length %d exceeds the file size %d (not a plain safetensors file?)", path, n, size)
+		bad = asInput(fmt.Errorf("inspect: %s: header length %d exceeds the file size %d (not a plain safetensors file?)", path, n, size))
 	}
 	if bad != nil {
 		// still give the whole-file hash (e.g. of a packed .atz container)

@@ -67,7 +67,7 @@ func resolveLayout(path string) (*layout, error) {
 		return readIndex(idx[0])
 	}
 	if len(idx) > 1 {
-		return nil, fmt.Errorf("inspect: %s: %d index files, name one of them", path, len(idx))
+		return nil, asInput(fmt.Errorf("inspect: %s: %d index files, name one of them", path, len(idx)))
 	}
 	st2, _ := filepath.Glob(filepath.Join(path, "*.safetensors"))
 	switch len(st2) {
@@ -75,7 +75,7 @@ func resolveLayout(path string) (*layout, error) {
 		if gg, _ := filepath.Glob(filepath.Join(path, "*.gguf")); len(gg) == 1 {
 			return &layout{kind: "gguf", files: gg}, nil
 		}
-		return nil, fmt.Errorf("inspect: %s: no .safetensors file (looked for %s, an index, or a single *.safetensors)", path, strings.Join(adapterFiles, ", "))
+		return nil, asInput(fmt.Errorf("inspect: %s: no .safetensors file (looked for %s, an index, or a single *.safetensors)", path, strings.Join(adapterFiles, ", ")))
 	case 1:
 		l.files = st2
 		return l, nil
@@ -102,16 +102,16 @@ func readIndex(path string) (*layout, error) {
 		return nil, err
 	}
 	if len(b) > maxIndexSize {
-		return nil, fmt.Errorf("inspect: %s: index larger than %d bytes", path, maxIndexSize)
+		return nil, asInput(fmt.Errorf("inspect: %s: index larger than %d bytes", path, maxIndexSize))
 	}
 	var idx struct {
 		WeightMap map[string]string `json:"weight_map"`
 	}
 	if err := json.Unmarshal(b, &idx); err != nil {
-		return nil, fmt.Errorf("inspect: %s: invalid index JSON: %w", path, err)
+		return nil, asInput(fmt.Errorf("inspect: %s: invalid index JSON: %w", path, err))
 	}
 	if len(idx.WeightMap) == 0 {
-		return nil, fmt.Errorf("inspect: %s: index has no weight_map entries", path)
+		return nil, asInput(fmt.Errorf("inspect: %s: index has no weight_map entries", path))
 	}
 	dir := filepath.Dir(path)
 	seen := map[string]bool{}
@@ -124,7 +124,7 @@ func readIndex(path string) (*layout, error) {
 	for _, n := range names {
 		shard := idx.WeightMap[n]
 		if shard == "" || filepath.Base(shard) != shard {
-			return nil, fmt.Errorf("inspect: %s: tensor %q maps to %q, which is not a file name in the index directory", path, n, shard)
+			return nil, asInput(fmt.Errorf("inspect: %s: tensor %q maps to %q, which is not a file name in the index directory", path, n, shard))
 		}
 		if !seen[shard] {
 			seen[shard] = true
@@ -180,7 +180,7 @@ func readHeaders(l *layout) *headerSet {
 				ts.File = filepath.Base(p)
 			}
 			if prev, dup := where[t.Name]; dup {
-				hs.errs = append(hs.errs, fmt.Errorf("inspect: tensor %q is in both %s and %s", t.Name, prev, p))
+				hs.errs = append(hs.errs, asInput(fmt.Errorf("inspect: tensor %q is in both %s and %s", t.Name, prev, p)))
 			}
 			where[t.Name] = p
 			hs.infos[t.Name] = t
@@ -191,15 +191,15 @@ func readHeaders(l *layout) *headerSet {
 		for name, shard := range l.weight {
 			got, ok := where[name]
 			if !ok {
-				hs.errs = append(hs.errs, fmt.Errorf("inspect: %s: tensor %q is listed in the index (shard %s) but is in no shard header", l.index, name, shard))
+				hs.errs = append(hs.errs, asInput(fmt.Errorf("inspect: %s: tensor %q is listed in the index (shard %s) but is in no shard header", l.index, name, shard)))
 			} else if filepath.Base(got) != shard {
-				hs.errs = append(hs.errs, fmt.Errorf("inspect: %s: tensor %q is listed in shard %s but found in %s", l.index, name, shard, filepath.Base(got)))
+				hs.errs = append(hs.errs, asInput(fmt.Errorf("inspect: %s: tensor %q is listed in shard %s but found in %s", l.index, name, shard, filepath.Base(got))))
 			}
 		}
 		if len(where) != len(l.weight) {
 			for name, p := range where {
 				if _, ok := l.weight[name]; !ok {
-					hs.errs = append(hs.errs, fmt.Errorf("inspect: %s: tensor %q of %s is missing from the index", l.index, name, filepath.Base(p)))
+					hs.errs = append(hs.errs, asInput(fmt.Errorf("inspect: %s: tensor %q of %s is missing from the index", l.index, name, filepath.Base(p))))
 				}
 			}
 		}

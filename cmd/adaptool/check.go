@@ -29,7 +29,7 @@ func newCheckCommand() *cli.Command {
 			}
 			r, err := inspect.Check(args[0], c.String("base"))
 			if err != nil {
-				return err
+				return inspectErr(err)
 			}
 			if wantJSON(c) {
 				if err := printJSON(c, r); err != nil {

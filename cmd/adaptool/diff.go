@@ -27,7 +27,7 @@ func newDiffCommand() *cli.Command {
 			}
 			r, err := inspect.Diff(args[0], args[1], inspect.DiffOptions{Dense: c.Bool("dense"), Progress: progressFunc(c, "diff")})
 			if err != nil {
-				return err
+				return inspectErr(err)
 			}
 			if wantJSON(c) {
 				return printJSON(c, r)

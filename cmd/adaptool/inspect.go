@@ -35,7 +35,7 @@ func newInspectCommand() *cli.Command {
 			opts := inspect.Options{Stats: c.Bool("stats"), Hashes: c.Bool("hashes"), Progress: progressFunc(c, "inspect")}
 			s, err := inspect.Summarize(args[0], opts)
 			if s == nil {
-				return err
+				return inspectErr(err)
 			}
 			if wantJSON(c) {
 				if perr := printJSON(c, s); perr != nil {
@@ -51,6 +51,15 @@ func newInspectCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// inspectErr gives package inspect's input errors (bad index, directory
+// without weights, ...) exit code 2; other errors keep the shared mapping.
+func inspectErr(err error) error {
+	if inspect.IsInputError(err) {
+		return exitErr(exitInput, err)
+	}
+	return err
 }
 
 // progressFunc adapts a (done, total) callback to the CLI progress line,

@@ -203,6 +203,16 @@ func TestInspectUsage(t *testing.T) {
 	if code, _, _ := runCLI(t, "inspect", "/nonexistent/adapter"); code != 2 {
 		t.Errorf("missing input: exit %d, want 2", code)
 	}
+	// a directory without weights and a malformed index are input errors too
+	empty := t.TempDir()
+	if code, _, stderr := runCLI(t, "inspect", empty); code != 2 || !strings.Contains(stderr, "no .safetensors file") {
+		t.Errorf("empty dir: exit %d %s", code, stderr)
+	}
+	idx := filepath.Join(empty, "model.safetensors.index.json")
+	os.WriteFile(idx, []byte("{not json"), 0o644)
+	if code, _, stderr := runCLI(t, "inspect", idx); code != 2 || !strings.Contains(stderr, "invalid index JSON") {
+		t.Errorf("bad index: exit %d %s", code, stderr)
+	}
 }
 
 // TestReportWithBase writes the HTML and PNGs of a corpus adapter checked

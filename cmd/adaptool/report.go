@@ -42,12 +42,12 @@ func newReportCommand() *cli.Command {
 			}
 			s, inErr := inspect.Summarize(args[0], inspect.Options{Stats: true, Progress: progressFunc(c, "report")})
 			if s == nil {
-				return inErr
+				return inspectErr(inErr)
 			}
 			var check *inspect.CheckResult
 			if b := c.String("base"); b != "" {
 				if check, err = inspect.Check(args[0], b); err != nil {
-					return err
+					return inspectErr(err)
 				}
 			}
 			rep := inspect.NewReport(s, check)
