@@ -3,11 +3,6 @@ package ops
 import (
 	"fmt"
 	"hash/fnv"
-	"math"
-	"math/rand/v2"
-
-	"github.com/adaptool/adaptool/ops/kernels"
-	"github.com/adaptool/adaptool/svd"
 )
 
 // DefaultDensity is the kept fraction used when ElementwiseParams.Density is
@@ -29,9 +24,10 @@ type ElementwiseParams struct {
 	// (÷d, PEFT and the paper), "l1" (mergekit: keep each tensor's L1 norm),
 	// "none".
 	Rescale string `json:"rescale,omitempty"`
-	// Seed seeds DARE's Bernoulli masks and the randomized SVD. Each tensor
-	// draws from PCG(Seed, hash(module, role, input)), so results do not
-	// depend on worker scheduling.
+	// Seed seeds DARE's Bernoulli masks and the randomized SVD. Element j of
+	// a tensor draws the j-th output of SplitMix64 started at
+	// mix64(Seed ⊕ mix64(hash(module, role) ⊕ (input+1)·γ)) (counter-based),
+	// so results depend neither on worker scheduling nor on tiling.
 	Seed uint64 `json:"seed"`
 }
 
@@ -77,10 +73,6 @@ func seedKey(module, role string) uint64 {
 	return h.Sum64()
 }
 
-func (p ElementwiseParams) rng(key uint64, input int) *rand.Rand {
-	return rand.New(rand.NewPCG(p.Seed, key^(uint64(input+1)*0x9e3779b97f4a7c15)))
-}
-
 // elementwise runs one of PEFT's merge_utils functions on equally long
 // tensors ts (nil = absent = zeros), which it overwrites:
 //
@@ -120,95 +112,17 @@ func elementwise(method string, ts [][]float32, w []float64, p ElementwiseParams
 			}
 			magnitudePrune(t, d, mask)
 		case "dare_linear", "dare_ties":
-			randomPrune(t, d, p.Rescale, p.rng(key, i))
+			randomPrune(t, d, p.Rescale, p.stream(key, i))
 		case "task_arithmetic":
 		default:
 			return nil, fmt.Errorf("%w: unknown elementwise method %q", ErrParams, method)
 		}
 	}
+	out := make([]float32, n)
 	if method == "ties" || method == "dare_ties" {
-		return disjointMerge(ts, w, n, p.Majority == "frequency"), nil
-	}
-	return weightedSum(ts, w, n), nil
-}
-
-// mergeDense applies an elementwise method to the dense deltas Δᵢ = sᵢ·Bᵢ·Dᵢ·Aᵢ
-// of one module (built one at a time with kernels.RankUpdate) and factors
-// the result back to rank K: exactly (LAPACK) when min(out, in) ≤ 512, else
-// by randomized SVD (oversampling 10, 2 power iterations, seeded).
-func mergeDense(method string, in []*LowRank, w []float64, ep ElementwiseParams, rp RankParams, key uint64) (*LowRank, ModuleStats, error) {
-	out, inF, err := shapeOf(in)
-	if err != nil {
-		return nil, ModuleStats{}, err
-	}
-	if len(w) != len(in) {
-		return nil, ModuleStats{}, errWeights(len(w), len(in))
-	}
-	ts := make([][]float32, len(in))
-	for i, l := range in {
-		if l != nil {
-			ts[i] = l.Dense()
-		}
-	}
-	res, err := elementwise(method, ts, w, ep, key)
-	if err != nil {
-		return nil, ModuleStats{}, err
-	}
-	clear(ts)
-	return factorDense(out, inF, res, rp, maxRank(in), ep.Seed^key)
-}
-
-// denseExactLimit is the largest min(out, in) factored by exact LAPACK SVD.
-const denseExactLimit = 512
-
-// factorDense returns the rank-k factors of the dense out×in matrix x.
-func factorDense(out, in int, x []float32, rp RankParams, def int, seed uint64) (*LowRank, ModuleStats, error) {
-	total := kernels.SumSquares(x)
-	var d *svd.Decomposition
-	var err error
-	if min(out, in) <= denseExactLimit && int64(out)*int64(in) <= 1<<24 {
-		d, err = svd.Dense(out, in, x)
+		disjointMerge(out, ts, w, p.Majority == "frequency")
 	} else {
-		cap := def
-		if rp.Rank > 0 {
-			cap = rp.Rank
-		}
-		d, err = svd.Randomized(svd.Matrix32{Rows: out, Cols: in, Data: x}, max(cap, 1), svd.RandomizedOptions{Seed: seed})
+		weightedSum(out, ts, w)
 	}
-	if err != nil {
-		return nil, ModuleStats{}, err
-	}
-	var k int
-	if rp.Energy > 0 && total > 0 {
-		// Energy relative to the exact ‖x‖², not to the sketch.
-		k, cum := 0, 0.0
-		for _, s := range d.Values() {
-			if cum >= rp.Energy*total {
-				break
-			}
-			cum += s * s
-			k++
-		}
-		if rp.Rank > 0 {
-			k = min(k, rp.Rank)
-		}
-		k = max(1, min(k, d.Len()))
-		return finishDense(d, k, total)
-	}
-	k = rp.choose(d, def)
-	return finishDense(d, k, total)
-}
-
-func finishDense(d *svd.Decomposition, k int, total float64) (*LowRank, ModuleStats, error) {
-	m, n := d.Dims()
-	b, a := splitPadded(d, k)
-	var kept float64
-	for _, s := range d.Values()[:min(k, d.Len())] {
-		kept += s * s
-	}
-	st := ModuleStats{Rank: k, Energy: 1, FroError: math.Sqrt(math.Max(total-kept, 0)), Norm: math.Sqrt(total)}
-	if total > 0 {
-		st.Energy = math.Min(kept/total, 1)
-	}
-	return &LowRank{Out: m, In: n, Rank: k, B: b, A: a, Scale: 1}, st, nil
+	return out, nil
 }

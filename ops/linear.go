@@ -7,15 +7,14 @@ import (
 	"github.com/adaptool/adaptool/ops/kernels"
 )
 
-// weightedSum returns Σ wᵢ·tᵢ (nil = zeros), accumulated in float32.
-func weightedSum(ts [][]float32, w []float64, n int) []float32 {
-	out := make([]float32, n)
+// weightedSum sets out to Σ wᵢ·tᵢ (nil = zeros), accumulated in float32.
+func weightedSum(out []float32, ts [][]float32, w []float64) {
+	clear(out)
 	for i, t := range ts {
 		if t != nil {
 			kernels.Axpy(float32(w[i]), t, out)
 		}
 	}
-	return out
 }
 
 // mergeFactors is PEFT's factor-space family (add_weighted_adapter with

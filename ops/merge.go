@@ -99,7 +99,26 @@ func (p MergeParams) Exact() bool {
 
 // MergeModule merges one module across the inputs (nil = absent, merged as
 // zero). module names the module for error messages and DARE's seeds.
+//
+// The elementwise methods stream modules taller than one 4 MiB row tile
+// and hold the merged matrix while factoring it only when it fits in
+// DefaultMaxMemory.
 func MergeModule(p MergeParams, module string, in []*LowRank) (*LowRank, ModuleStats, error) {
+	var o denseOpts
+	if out, inF, err := shapeOf(in); err == nil {
+		ranks := make([]int, len(in))
+		for i, l := range in {
+			if l != nil {
+				ranks[i] = l.Rank
+			}
+		}
+		o.cache = p.moduleMemory(out, inF, ranks, denseOpts{cache: true}) <= DefaultMaxMemory
+	}
+	return mergeModule(p, module, in, o)
+}
+
+// mergeModule is MergeModule with the memory options of mergeDense.
+func mergeModule(p MergeParams, module string, in []*LowRank, o denseOpts) (*LowRank, ModuleStats, error) {
 	if err := p.Validate(len(in)); err != nil {
 		return nil, ModuleStats{}, err
 	}
@@ -125,7 +144,7 @@ func MergeModule(p MergeParams, module string, in []*LowRank) (*LowRank, ModuleS
 			st, err = exactStats(res)
 		}
 	default:
-		res, st, err = mergeDense(base, in, p.compatWeights(w, in), p.ElementwiseParams, p.RankParams, seedKey(module, "delta"))
+		res, st, err = mergeDense(base, in, p.compatWeights(w, in), p.ElementwiseParams, p.RankParams, seedKey(module, "delta"), o)
 	}
 	if err != nil {
 		return nil, ModuleStats{}, fmt.Errorf("module %s: %w", module, err)
@@ -252,12 +271,15 @@ func Merge(paths []string, p MergeParams, o RunOptions) (*Report, error) {
 	if len(slots) == 0 {
 		return rep, errNoModules
 	}
+	mp, dopts, warn := p.planMemory(rep.Modules, o)
+	rep.Memory = mp
+	rep.Warnings = append(rep.Warnings, warn...)
 	if o.DryRun {
 		return rep, nil
 	}
 	w := p.weights(len(paths))
 	outMods := make([]adapter.OutModule, len(slots))
-	err = runPool(len(slots), o.Workers, o.Progress, func(i int) error {
+	err = runPool(len(slots), mp.Workers, o.Progress, func(i int) error {
 		s := slots[i]
 		lrs := make([]*LowRank, len(s.mods))
 		var bias []float32
@@ -283,7 +305,7 @@ func Merge(paths []string, p MergeParams, o RunOptions) (*Report, error) {
 				}
 			}
 		}
-		res, st, err := MergeModule(p, s.name, lrs)
+		res, st, err := mergeModule(p, s.name, lrs, dopts[i])
 		if err != nil {
 			return err
 		}

@@ -150,7 +150,7 @@ func TestElementwiseMatchesReference(t *testing.T) {
 						for j := range ones {
 							ones[j] = 1
 						}
-						randomPrune(ones, d, "none", p.rng(99, i))
+						randomPrune(ones, d, "none", p.stream(99, i))
 						for j := range t64 {
 							if ones[j] == 0 && d < 1 {
 								t64[j] = 0
@@ -190,7 +190,7 @@ func TestDAREStatistics(t *testing.T) {
 	}
 	p := ElementwiseParams{Seed: 5}
 	y := append([]float32(nil), x...)
-	randomPrune(y, 0.3, "", p.rng(1, 0))
+	randomPrune(y, 0.3, "", p.stream(1, 0))
 	kept := 0
 	for _, v := range y {
 		switch v {
@@ -206,7 +206,7 @@ func TestDAREStatistics(t *testing.T) {
 	}
 	// Same seed, same mask; L1 rescale keeps the L1 norm.
 	z := append([]float32(nil), x...)
-	randomPrune(z, 0.3, "l1", p.rng(1, 0))
+	randomPrune(z, 0.3, "l1", p.stream(1, 0))
 	var l1 float64
 	for i, v := range z {
 		if (v == 0) != (y[i] == 0) {
@@ -224,7 +224,7 @@ func TestMergeDenseSmallIsTruncatedSVD(t *testing.T) {
 	in := []*LowRank{randLowRank(rng, 30, 20, 4, 2, false), randLowRank(rng, 30, 20, 4, 1, false)}
 	w := []float64{1, 0.5}
 	p := ElementwiseParams{Density: Float(0.4)}
-	res, st, err := mergeDense("ties", in, w, p, RankParams{Rank: 5}, 7)
+	res, st, err := mergeDense("ties", in, w, p, RankParams{Rank: 5}, 7, denseOpts{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func TestMergeDenseRandomizedPath(t *testing.T) {
 	// randomized factorization is exact to float32 precision.
 	rng := rand.New(rand.NewPCG(1, 1))
 	in := []*LowRank{randLowRank(rng, 600, 520, 8, 1, false), randLowRank(rng, 600, 520, 8, 0.5, false)}
-	res, st, err := mergeDense("task_arithmetic", in, []float64{1, -1}, ElementwiseParams{}, RankParams{Rank: 16}, 3)
+	res, st, err := mergeDense("task_arithmetic", in, []float64{1, -1}, ElementwiseParams{}, RankParams{Rank: 16}, 3, denseOpts{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,11 @@ type RunOptions struct {
 	// DType is the output tensor dtype: "" or "f32", "f16", "bf16".
 	DType string `json:"dtype,omitempty"`
 	// Workers is the number of modules processed at once (0: GOMAXPROCS).
+	// A merge may run fewer to keep within MaxMemory.
 	Workers int `json:"-"`
+	// MaxMemory is a merge's working-memory budget in bytes (0:
+	// DefaultMaxMemory); see MemoryPlan.
+	MaxMemory int64 `json:"-"`
 	// Progress, when set, is called after each module with (done, total).
 	Progress func(done, total int) `json:"-"`
 	// Load are options for adapter.Load of every input.
@@ -77,6 +81,8 @@ type Report struct {
 	// Bytes is the total tensor bytes (planned upper bound, or written).
 	Bytes    int64    `json:"bytes"`
 	Warnings []string `json:"warnings,omitempty"`
+	// Memory is how a merge bounds its working memory (merge only).
+	Memory *MemoryPlan `json:"memory,omitempty"`
 }
 
 func (r *Report) count() {

@@ -1,13 +1,12 @@
 package ops
 
-// disjointMerge is PEFT's TIES combination on pruned tensors ts (nil =
-// zeros): the majority sign is elected on the unweighted tensors ("total":
+// disjointMerge sets out to PEFT's TIES combination of the pruned tensors
+// ts (nil = zeros; the others as long as out): the majority sign is elected on the unweighted tensors ("total":
 // sign Σ Pᵢ, "frequency": sign Σ sign(Pᵢ); +1 when the sum is ≥ 0), then
 // result = Σ wᵢ·Pᵢ·[sign(Pᵢ) = majority] / max(Σ [sign(Pᵢ) = majority], 1).
 // Zeros never count.
-func disjointMerge(ts [][]float32, w []float64, n int, frequency bool) []float32 {
-	out := make([]float32, n)
-	for j := 0; j < n; j++ {
+func disjointMerge(out []float32, ts [][]float32, w []float64, frequency bool) {
+	for j := range out {
 		var m float64
 		for _, t := range ts {
 			if t == nil {
@@ -37,7 +36,6 @@ func disjointMerge(ts [][]float32, w []float64, n int, frequency bool) []float32
 		}
 		out[j] = float32(num / float64(max(cnt, 1)))
 	}
-	return out
 }
 
 func sgn(v float32) int8 {
