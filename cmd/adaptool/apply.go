@@ -35,13 +35,17 @@ func newApplyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "apply",
 		Usage: "fold adapters into a base checkpoint (single file or sharded), one tensor at a time",
-		Description: "LoRA (linear, Conv1D fan_in_fan_out, embedding, conv, lora_bias), AdaLoRA, DoRA, IA3 and\n" +
-			"modules_to_save are folded in, in the order given; each --adapter takes an optional :SCALE.\n" +
-			"Untouched tensors are copied byte-identical and every tensor keeps its dtype. The output\n" +
+		Description: "LoRA (linear, Conv1D fan_in_fan_out, embedding, conv, lora_bias), AdaLoRA, KaSA, DoRA, IA3,\n" +
+			"LoHa, LoKr, VeRA (with its saved projections) and modules_to_save are folded in, in the order\n" +
+			"given; each --adapter takes an optional :SCALE. Untouched tensors are copied byte-identical and\n" +
+			"every tensor keeps its dtype. Quantized base weights (bitsandbytes NF4/FP4 with or without double\n" +
+			"quantization, LLM.int8, compressed-tensors int8, FP8 with tensor/channel/block scales) are\n" +
+			"dequantized, changed and requantized with the same scheme and parameters; the report gives per\n" +
+			"module the extra error of requantization (RMSE, max abs, SNR, relative to ||dW||). The output\n" +
 			"mirrors the base: a file for a single-file base (or OUT/<name> when OUT is a directory), a\n" +
 			"directory of shards plus model.safetensors.index.json for a sharded base. --verify re-reads\n" +
 			"the output and reports each module's error against a float64 recomputation (exit 1 when it\n" +
-			"exceeds what rounding to the dtype explains).",
+			"exceeds what rounding to the dtype, or requantizing the exact result, explains).",
 		ArgsUsage: "--base MODEL --adapter A[:SCALE] [--adapter B[:SCALE] ...] -o OUT",
 		Flags: commonFlags(
 			outputFlag("output file (single-file base) or directory (sharded base)"),
@@ -49,6 +53,7 @@ func newApplyCommand() *cli.Command {
 			&cli.StringFlag{Name: "base", Usage: "base checkpoint: a .safetensors file, an index JSON or a directory"},
 			&cli.StringSliceFlag{Name: "adapter", Aliases: []string{"a"}, Usage: "adapter directory or file, optionally PATH:SCALE (repeatable)"},
 			&cli.BoolFlag{Name: "verify", Usage: "re-read the output and report per-module error"},
+			&cli.StringFlag{Name: "kasa", Value: "truncate", Usage: "KaSA modules: truncate (drop the base's r smallest singular triplets, as KaSA trains) or keep (add the delta only)"},
 		),
 		Action: func(c *cli.Context) error {
 			if _, err := requireArgs(c, 0, 0, "no positional arguments"); err != nil {
@@ -61,7 +66,10 @@ func newApplyCommand() *cli.Command {
 			if len(specs) == 0 {
 				return usagef("apply: give at least one --adapter")
 			}
-			p := ops.ApplyParams{Base: c.String("base"), Verify: c.Bool("verify")}
+			p := ops.ApplyParams{Base: c.String("base"), Verify: c.Bool("verify"), KaSA: c.String("kasa")}
+			if p.KaSA != "truncate" && p.KaSA != "keep" {
+				return usagef("apply: --kasa %q (want truncate or keep)", p.KaSA)
+			}
 			for _, s := range specs {
 				a, err := parseAdapterScale(s)
 				if err != nil {
@@ -88,7 +96,7 @@ func newApplyCommand() *cli.Command {
 				return opsError(c, err)
 			}
 			if rep.VerifyFailures > 0 {
-				return exitErr(exitFindings, fmt.Errorf("apply --verify: %d module(s) exceed the rounding bound", rep.VerifyFailures))
+				return exitErr(exitFindings, fmt.Errorf("apply --verify: %d module(s) exceed the rounding or requantization bound", rep.VerifyFailures))
 			}
 			return nil
 		},
@@ -125,8 +133,28 @@ func printApplyReport(w io.Writer, r *ops.ApplyReport) {
 		fmt.Fprintf(w, " to %s", r.Output)
 	}
 	fmt.Fprintln(w)
+	if r.Quantized > 0 {
+		fmt.Fprintf(w, "requantized %d quantized weight(s) with their own scheme; extra error of requantization:\n", r.Quantized)
+		qw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(qw, "MODULE\tTENSOR\tSCHEME\tRMSE\tMAX ABS\tSNR dB\t||dW||\tERR/||dW||\tCOS(applied,dW)")
+		for _, m := range r.Modules {
+			q := m.Requant
+			if q == nil {
+				continue
+			}
+			opt := func(v *float64) string {
+				if v == nil {
+					return "-"
+				}
+				return strconv.FormatFloat(*v, 'g', 3, 64)
+			}
+			fmt.Fprintf(qw, "%s\t%s\t%s/%s\t%.3g\t%.3g\t%s\t%.3g\t%s\t%s\n", m.Name, q.Tensor, q.Scheme, q.Layout,
+				q.RMSE, q.MaxAbs, opt(q.SNRdB), q.DeltaFro, opt(q.RelDelta), opt(q.Cosine))
+		}
+		qw.Flush()
+	}
 	if r.Verified {
-		fmt.Fprintf(w, "verify: untouched tensors identical; %d module(s) above the rounding bound\n", r.VerifyFailures)
+		fmt.Fprintf(w, "verify: untouched tensors identical; %d module(s) above the rounding/requantization bound\n", r.VerifyFailures)
 	}
 	for _, x := range r.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", x)
