@@ -1,6 +1,11 @@
 package main
 
 import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
 	"github.com/adaptool/adaptool/ops"
 	"github.com/urfave/cli/v2"
 )
@@ -29,6 +34,7 @@ func newMergeCommand() *cli.Command {
 			&cli.Uint64Flag{Name: "seed", Usage: "seed of DARE's masks and the randomized SVD (recorded in the output)"},
 			&cli.StringFlag{Name: "rescale", Usage: "DARE rescale: inverse (÷d, default)|l1|none"},
 			&cli.BoolFlag{Name: "factor-space", Usage: "PEFT's factor-space forms (approximate; equal ranks)"},
+			&cli.StringFlag{Name: "max-memory", Value: "2GiB", Usage: "working-memory budget (e.g. 512MiB, 2GiB): limits the modules merged at once and whether elementwise merges hold a module's merged matrix or stream it in tiles"},
 			&cli.BoolFlag{Name: "peft-compat", Usage: "PEFT 0.9–0.20 weighting of the delta-space methods (wᵢ·sᵢ on ΔWᵢ, i.e. wᵢ·sᵢ²)"},
 		),
 		Action: func(c *cli.Context) error {
@@ -43,6 +49,10 @@ func newMergeCommand() *cli.Command {
 			o, done, err := runOptions(c, "merge")
 			if err != nil {
 				return err
+			}
+			if o.MaxMemory, err = parseBytes(c.String("max-memory")); err != nil {
+				done()
+				return usagef("merge: --max-memory: %v", err)
 			}
 			rep, err := ops.Merge(paths, p, o)
 			done()
@@ -72,4 +82,29 @@ func mergeParams(c *cli.Context) (ops.MergeParams, error) {
 		return p, usagef("merge: --rank must be positive")
 	}
 	return p, nil
+}
+
+// parseBytes parses a byte size: a number with an optional unit B, KiB, MiB,
+// GiB, TiB (powers of 1024; K, M, G, T, KB, MB, GB, TB mean the same).
+func parseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := strings.IndexFunc(t, func(r rune) bool { return !(r >= '0' && r <= '9' || r == '.') })
+	num, unit := t, ""
+	if i >= 0 {
+		num, unit = t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || num == "" {
+		return 0, fmt.Errorf("%q is not a size (want e.g. 512MiB, 2GiB)", s)
+	}
+	mult := map[string]float64{"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+		"g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("%q: unknown unit %q (want B, KiB, MiB, GiB or TiB)", s, unit)
+	}
+	b := v * mult
+	if !(b >= 1) || b > math.MaxInt64/2 {
+		return 0, fmt.Errorf("%q is out of range", s)
+	}
+	return int64(b), nil
 }

@@ -68,6 +68,23 @@ func TestOpsCommands(t *testing.T) {
 		t.Errorf("plan %+v", plan)
 	}
 
+	// The memory plan: the budget as given, at least one worker, a peak.
+	code, stdout, stderr = runCLI(t, "merge", a, b, "--method", "ties", "--max-memory", "1KiB", "--dry-run", "--json")
+	var mem struct {
+		Memory struct {
+			MaxMemory int64 `json:"max_memory"`
+			Workers   int   `json:"workers"`
+			Peak      int64 `json:"peak_bytes"`
+		} `json:"memory"`
+		Warnings []string `json:"warnings"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &mem); err != nil || code != exitOK {
+		t.Fatalf("merge --max-memory 1KiB: code %d, %v, stderr %q", code, err, stderr)
+	}
+	if mem.Memory.MaxMemory != 1024 || mem.Memory.Workers != 1 || mem.Memory.Peak <= 1024 || len(mem.Warnings) == 0 || !strings.Contains(mem.Warnings[len(mem.Warnings)-1], "exceeds the budget") {
+		t.Errorf("memory plan %+v, warnings %q", mem.Memory, mem.Warnings)
+	}
+
 	for _, c := range []struct {
 		args []string
 		code int
@@ -83,6 +100,7 @@ func TestOpsCommands(t *testing.T) {
 		{[]string{"reweight", a, "--fn", "soft:0.1", "--layout", "kasa", "-o", out("reweight")}, exitOK, ""},
 		{[]string{"prune", a, "--ranks", "module-fraction:0.5", "-o", out("prune")}, exitOK, ""},
 		{[]string{"merge", a, b, "--method", "slerp", "-o", out("x")}, exitUsage, "unknown method"},
+		{[]string{"merge", a, b, "--max-memory", "2parsecs", "-o", out("x")}, exitUsage, "unknown unit"},
 		{[]string{"merge", a, b, "--weights", "1", "-o", out("x")}, exitUsage, "2 inputs"},
 		{[]string{"merge", a, b}, exitUsage, "missing -o"},
 		{[]string{"merge", a, filepath.Join(tmp, "nope"), "-o", out("x")}, exitInput, "nope"},
@@ -111,5 +129,21 @@ func TestOpsCommands(t *testing.T) {
 			t.Errorf("%s: no provenance in %v", name, ad.Metadata)
 		}
 		ad.Close()
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+	}{{"2GiB", 2 << 30}, {"512MiB", 512 << 20}, {"1.5G", 3 << 29}, {"100", 100}, {" 64 kb", 64 << 10}, {"1T", 1 << 40}} {
+		if got, err := parseBytes(c.in); err != nil || got != c.want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", c.in, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"", "GiB", "-1GiB", "0", "1.2.3M", "5 furlongs", "1e30TiB"} {
+		if _, err := parseBytes(bad); err == nil {
+			t.Errorf("parseBytes(%q): no error", bad)
+		}
 	}
 }

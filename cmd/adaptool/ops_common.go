@@ -121,6 +121,10 @@ func printReport(w io.Writer, r *ops.Report) {
 		fmt.Fprintf(w, " to %s", r.Output)
 	}
 	fmt.Fprintln(w)
+	if m := r.Memory; m != nil {
+		fmt.Fprintf(w, "memory: %d worker(s), estimated peak %.1f MiB of a %.1f MiB budget (%d elementwise module(s) streamed in tiles, %d held whole)\n",
+			m.Workers, float64(m.PeakBytes)/(1<<20), float64(m.MaxMemory)/(1<<20), m.Streamed, m.Cached)
+	}
 	ws := append([]string(nil), r.Warnings...)
 	sort.Strings(ws)
 	for _, x := range ws {
