@@ -1,8 +1,12 @@
 package inspect
 
 import (
+	"encoding/binary"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -162,5 +166,79 @@ func TestCheckCorpusPairs(t *testing.T) {
 		if !r.OK {
 			t.Errorf("%s: %d problems, first %v", d, len(r.Problems), r.Problems[0])
 		}
+	}
+}
+
+// TestCheckCorpusGPT2: the GPT-2 corpus adapters (LoRA and IA3, Conv1D with
+// fan_in_fan_out) against a header-only GPT-2 base laid out as the real
+// checkpoint is (Conv1D weights stored (in, out), no "transformer." prefix).
+func TestCheckCorpusGPT2(t *testing.T) {
+	corpus := corpusDir(t)
+	shapes := map[string][]int{"wte.weight": {50257, 768}, "score.weight": {6, 768}}
+	for l := 0; l < 12; l++ {
+		p := "h." + strconv.Itoa(l)
+		shapes[p+".attn.c_attn.weight"] = []int{768, 2304}
+		shapes[p+".attn.c_proj.weight"] = []int{768, 768}
+		shapes[p+".mlp.c_fc.weight"] = []int{768, 3072}
+		shapes[p+".mlp.c_proj.weight"] = []int{3072, 768}
+	}
+	base := filepath.Join(t.TempDir(), "gpt2.safetensors")
+	writeHeaderOnlyBase(t, base, shapes)
+	for _, d := range []string{"gpt2-ia3-fanin", "gpt2-clm-r8-fanin", "gpt2-seqcls-fanin"} {
+		r, err := Check(filepath.Join(corpus, d), base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.OK {
+			t.Errorf("%s: %v", d, r.Problems)
+		}
+		for _, m := range r.Modules {
+			if m.Status != "ok" {
+				t.Errorf("%s: module %s status %s", d, m.Name, m.Status)
+			}
+		}
+	}
+	// the same adapters against a base whose Conv1D weights are stored (out, in)
+	for n, s := range shapes {
+		if strings.HasSuffix(n, "c_attn.weight") {
+			shapes[n] = []int{s[1], s[0]}
+		}
+	}
+	writeHeaderOnlyBase(t, base, shapes)
+	r, err := Check(filepath.Join(corpus, "gpt2-clm-r8-fanin"), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.OK || !strings.Contains(r.Problems[0].Detail, "transposed") {
+		t.Errorf("transposed base accepted: %v", r.Problems)
+	}
+}
+
+// writeHeaderOnlyBase writes just the prefix and an F16 header (no data).
+func writeHeaderOnlyBase(t *testing.T, path string, shapes map[string][]int) {
+	t.Helper()
+	names := make([]string, 0, len(shapes))
+	for n := range shapes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	hdr := map[string]any{}
+	var off int64
+	for _, n := range names {
+		size := int64(2)
+		for _, d := range shapes[n] {
+			size *= int64(d)
+		}
+		hdr[n] = map[string]any{"dtype": "F16", "shape": shapes[n], "data_offsets": []int64{off, off + size}}
+		off += size
+	}
+	js, _ := json.Marshal(hdr)
+	for len(js)%8 != 0 {
+		js = append(js, ' ')
+	}
+	b := make([]byte, 8, 8+len(js))
+	binary.LittleEndian.PutUint64(b, uint64(len(js)))
+	if err := os.WriteFile(path, append(b, js...), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
