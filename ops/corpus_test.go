@@ -9,6 +9,7 @@ import (
 
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/testcorpus"
 	"github.com/adaptool/adaptool/svd"
 )
 
@@ -55,57 +56,33 @@ func factoredRelDiff(t *testing.T, x, y *LowRank, c float64) float64 {
 	return math.Sqrt(math.Max(d, 0) / n)
 }
 
-// corpusDir returns ../shared/corpus relative to the repository root.
-func corpusDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the package")
-		}
-		dir = parent
-	}
-	c := filepath.Join(dir, "..", "shared", "corpus")
-	if _, err := os.Stat(c); err != nil {
-		t.Skipf("corpus not found at %s", c)
-	}
-	return c
-}
+// corpusDir returns the shared corpus root or skips (apply_test.go uses it).
+func corpusDir(t *testing.T) string { return testcorpus.Dir(t) }
 
 // TestCorpusRoundTrips runs resize (at full rank: ΔW must be unchanged),
 // neg (exactly −ΔW) and a self-merge svd over every corpus adapter. An
 // operation may refuse an input, but only with a sentinel error that names
 // the module; nothing panics and no output is written on refusal.
 func TestCorpusRoundTrips(t *testing.T) {
-	root := corpusDir(t)
-	entries, err := os.ReadDir(root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, rows := testcorpus.Manifest(t)
 	expected := func(err error) bool {
 		return errors.Is(err, ErrUnsupported) || errors.Is(err, ErrNonFinite) || errors.Is(err, ErrIncompatible) || errors.Is(err, errNoModules) ||
 			safetensors.IsFormatError(err) || errors.Is(err, adapter.ErrUnsupported) || errors.Is(err, adapter.ErrConfig) ||
 			errors.Is(err, adapter.ErrNoAdapter) || errors.Is(err, adapter.ErrShape)
 	}
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		in := filepath.Join(root, e.Name())
-		t.Run(e.Name(), func(t *testing.T) {
+	for _, r := range rows {
+		in := r.DirPath(root)
+		t.Run(r.Dir, func(t *testing.T) {
 			orig, err := adapter.Load(in)
 			if err != nil {
-				if !expected(err) {
-					t.Fatalf("load: unexpected error class: %v", err)
+				if r.OK() || !expected(err) {
+					t.Fatalf("load (manifest: %s): %v", r.Expect, err)
 				}
 				return
+			}
+			if !r.OK() {
+				orig.Close()
+				t.Fatalf("loaded, but the manifest expects %s", r.Expect)
 			}
 			before := map[string]*LowRank{}
 			for _, m := range orig.Modules {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/atomicfile"
 )
 
 // allIA3 reports whether every module of every input is an (IA)³ vector.
@@ -151,5 +152,5 @@ func mergeIA3(p MergeParams, o RunOptions, in *inputSet, rep *Report) (*Report, 
 	if err := safetensors.WriteFile(filepath.Join(o.Output, adapter.PEFTWeightsFile), tensors, meta); err != nil {
 		return rep, err
 	}
-	return rep, writeAtomic(filepath.Join(o.Output, adapter.ConfigFile), cfgBytes)
+	return rep, atomicfile.WriteBytes(filepath.Join(o.Output, adapter.ConfigFile), cfgBytes)
 }

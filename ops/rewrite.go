@@ -9,6 +9,7 @@ import (
 
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/atomicfile"
 )
 
 // ScaleParams is the parameter of scale (and of neg, λ = −1).
@@ -164,7 +165,7 @@ func rewrite(path, op string, p ScaleParams, o RunOptions) (*Report, error) {
 		if err != nil {
 			return rep, err
 		}
-		if err := writeAtomic(cfgDst, data); err != nil {
+		if err := atomicfile.WriteBytes(cfgDst, data); err != nil {
 			return rep, err
 		}
 	}
@@ -184,31 +185,4 @@ func rewriteTargets(a *adapter.Adapter, out string) (weights, config string, err
 		config = filepath.Join(out, filepath.Base(a.ConfigPath))
 	}
 	return weights, config, nil
-}
-
-// writeAtomic writes data to a temporary file next to name and renames it.
-func writeAtomic(name string, data []byte) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), name)
 }
