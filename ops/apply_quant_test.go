@@ -142,6 +142,16 @@ func TestApplyQuantizedBases(t *testing.T) {
 					t.Errorf("untouched tensor %s changed", n)
 				}
 			}
+			if c.sharded {
+				files := map[string]bool{}
+				for _, k := range bd.Keys {
+					f, _ := bc.Shard(k)
+					files[f.Name()] = true
+				}
+				if len(files) < 2 {
+					t.Fatalf("the layout of %s is in %d shard(s); the case should split it", bd.Name, len(files))
+				}
+			}
 			if rep.Quantized != 1 || rep.Touched != len(bd.Keys) || rep.Copied != len(bc.Names())-len(bd.Keys) {
 				t.Fatalf("report: quantized %d touched %d copied %d (layout %v)", rep.Quantized, rep.Touched, rep.Copied, bd.Keys)
 			}
@@ -273,5 +283,129 @@ func TestApplyQuantizedPlan(t *testing.T) {
 	}
 	if rep, err := Apply(ApplyParams{Base: base, Adapters: []AdapterScale{{bad, 1}}}, RunOptions{Output: dst}); err == nil || rep.Refused != 1 {
 		t.Fatalf("shape mismatch accepted: %v", err)
+	}
+}
+
+// checkRequantized checks that quantized weight name of the output is
+// quantize(exact) with the base's scheme, up to a one-ulp difference of a
+// block scale (the fold computes in float32, exact is float64).
+func checkRequantized(t *testing.T, bc, oc *safetensors.Checkpoint, name string, exact []float64) {
+	t.Helper()
+	d := quant.NewIndex(bc, bc.Names()).Weights[name]
+	p, shape, dt, err := quant.Full(bc, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Layout == "bitsandbytes-int8" {
+		p.Granularity = ""
+	}
+	x := make([]float32, len(exact))
+	for i, v := range exact {
+		x[i] = float32(v)
+	}
+	q, err := quant.QuantizeTensor(name, shape, dt, x, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := q.RoundTrip()
+	if err != nil {
+		t.Fatal(err)
+	}
+	od, ok := quant.NewIndex(oc, oc.Names()).Weights[name]
+	if !ok {
+		t.Fatalf("%s: not quantized in the output", name)
+	}
+	got, _, _, err := quant.Dequantize(oc, od)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if math.Abs(float64(got[i])-float64(want[i])) > 0x1p-21*math.Abs(float64(want[i])) {
+			t.Fatalf("%s[%d] = %v, quantize(exact) %v (exact %v)", name, i, got[i], want[i], exact[i])
+		}
+	}
+}
+
+// DoRA, IA3 and modules_to_save into quantized weights (NF4, FP8
+// per-channel, int8 compressed-tensors), each against its dense formula on
+// the dequantized base, requantized with the base's scheme.
+func TestApplyQuantizedOtherKinds(t *testing.T) {
+	dir := t.TempDir()
+	var ts []safetensors.Tensor
+	for _, q := range []struct {
+		name  string
+		shape []int
+		p     quant.Params
+	}{
+		{"model.q.weight", []int{8, 16}, quant.Params{Scheme: quant.SchemeNF4, BlockSize: 32}},
+		{"model.v.weight", []int{8, 16}, quant.Params{Scheme: quant.SchemeFP8E4M3, Granularity: "channel"}},
+		{"score.weight", []int{4, 16}, quant.Params{Scheme: quant.SchemeInt8, Granularity: "channel"}},
+	} {
+		ts = append(ts, quantized(t, q.name, q.shape, safetensors.F32, gaussian(uint64(len(ts)), prodShape(q.shape), 0.5), q.p, false)...)
+	}
+	base := filepath.Join(dir, "model.safetensors")
+	if err := safetensors.WriteFile(base, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	bc, err := safetensors.OpenCheckpoint(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Close()
+	bix := quant.NewIndex(bc, bc.Names())
+	deq := func(name string) []float64 {
+		v, _, _, err := quant.Dequantize(bc, bix.Weights[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f64(v)
+	}
+	dora := filepath.Join(dir, "dora")
+	dres, err := testgen.WriteLoRA(dora, testgen.LoRA{Seed: 2, R: 2, Alpha: 2, DoRA: true, Modules: []testgen.Module{{Name: "model.q", In: 16, Out: 8}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mts := filepath.Join(dir, "mts")
+	mres, err := testgen.WriteLoRA(mts, testgen.LoRA{Seed: 4, Full: map[string][]int{"score.weight": {4, 16}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ia3 := filepath.Join(dir, "ia3")
+	ires, err := testgen.WriteIA3(ia3, 3, []testgen.IA3Module{{Name: "model.v", In: 16, Out: 8}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.safetensors")
+	rep, err := Apply(ApplyParams{Base: base, Adapters: []AdapterScale{{dora, 0.1}, {ia3, 1}, {mts, 1}}, Verify: true}, RunOptions{Output: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Quantized != 3 || rep.Applied != 2 || rep.Replaced != 1 || rep.VerifyFailures != 0 {
+		t.Fatalf("report: quantized %d applied %d replaced %d verify failures %d: %+v", rep.Quantized, rep.Applied, rep.Replaced, rep.VerifyFailures, rep.Modules)
+	}
+	oc, err := safetensors.OpenCheckpoint(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oc.Close()
+	// DoRA: W' = m/‖W+ΔW‖_row·(W+ΔW) with the dequantized W.
+	f := dres.Modules["model.q"]
+	q := deq("model.q.weight")
+	doraRef(q, dense(f, 0.1*1), f.Magnitude, 8, 16)
+	checkRequantized(t, bc, oc, "model.q.weight", q)
+	// IA3: rows scaled by l.
+	v := deq("model.v.weight")
+	for o := 0; o < 8; o++ {
+		for i := 0; i < 16; i++ {
+			v[o*16+i] *= float64(ires.Modules["model.v"].IA3[o])
+		}
+	}
+	checkRequantized(t, bc, oc, "model.v.weight", v)
+	// modules_to_save: the saved tensor, quantized like the base.
+	checkRequantized(t, bc, oc, "score.weight", f64(mres.Full["score.weight"]))
+	for _, m := range rep.Modules {
+		if m.Requant == nil || m.Verify == nil || !m.Verify.Quantized {
+			t.Errorf("%s: requant %+v verify %+v", m.Name, m.Requant, m.Verify)
+		}
 	}
 }
