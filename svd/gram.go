@@ -2,8 +2,12 @@ package svd
 
 import "fmt"
 
-// FroNorm returns ‖B·A‖_F for B (m×r) and A (r×n), row-major, computed as
-// √tr((BᵀB)(AAᵀ)) from r×r Gram matrices in float64, without forming B·A.
+// FroNorm returns the Frobenius norm ‖B·A‖_F of the product of B (m×r) and
+// A (r×n), row-major float32, as √[Inner](B, A, B, A) = √tr((BᵀB)(AAᵀ)):
+// float64 arithmetic, O((m+n)·r²) time, O(r²) memory, B·A never formed. A
+// negative value from rounding (a product that is zero up to rounding)
+// gives 0; r = 0 gives 0. Scales and diagonals are not applied (fold D into
+// A; multiply the result by |s|). Errors as [Inner].
 func FroNorm(b, a []float32, r int) (float64, error) {
 	v, err := Inner(b, a, r, b, a, r)
 	if err != nil {
@@ -12,9 +16,20 @@ func FroNorm(b, a []float32, r int) (float64, error) {
 	return sqrtPos(v), nil
 }
 
-// Inner returns the Frobenius inner product ⟨B₁A₁, B₂A₂⟩ = tr((B₁ᵀB₂)(A₂A₁ᵀ))
-// of two low-rank products of the same m×n shape (B₁ m×r1, A₁ r1×n,
-// B₂ m×r2, A₂ r2×n), computed from r1×r2 Gram matrices in float64.
+// Inner returns the Frobenius inner product of two low-rank products of the
+// same m×n shape,
+//
+//	⟨B₁A₁, B₂A₂⟩ = Σᵢⱼ (B₁A₁)ᵢⱼ·(B₂A₂)ᵢⱼ = tr((B₁ᵀB₂)·(A₂A₁ᵀ)),
+//
+// with B₁ m×r1, A₁ r1×n, B₂ m×r2, A₂ r2×n row-major float32 (m and n are
+// inferred as len(b1)/r1 and len(a1)/r1). It forms the r1×r2 matrix B₁ᵀB₂
+// and the r1·r2 dot products of the rows of A₁ and A₂, every product and
+// sum in float64: O((m+n)·r1·r2) time, O(r1·r2) memory, no m×n matrix. The
+// result carries float64 rounding only (relative to the sum of the absolute
+// terms). Scales and diagonals are not applied: fold D into A and multiply
+// the result by s₁·s₂. A zero rank gives 0. It returns [ErrShape] for a
+// negative rank, factor lengths that are not multiples of their ranks, or
+// products of different shapes.
 func Inner(b1, a1 []float32, r1 int, b2, a2 []float32, r2 int) (float64, error) {
 	if r1 <= 0 || r2 <= 0 {
 		if r1 < 0 || r2 < 0 {

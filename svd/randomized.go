@@ -46,39 +46,38 @@ func (a Matrix32) MulTrans(dst, y []float64, c int) {
 	mulTransRows(dst, y, c, a.Data, 0, a.Rows, a.Cols, p)
 }
 
-// mulRows sets rows [r0, r0+h) of dst (·×c) to rows·x, where rows holds
-// those h rows (h×cols float32) and x is cols×c, one float64 panel of at
-// most panelRows rows at a time (p is the panel scratch). Panels start at
-// r0, r0+64, …: callers keep r0 a multiple of panelRows so that every
-// Operator computes the same panels, hence the same bits.
-func mulRows(dst, x []float64, c int, rows []float32, r0, h, cols int, p []float64) {
-	xb := blas64.General{Rows: cols, Cols: c, Stride: c, Data: x}
+// panels calls f for each float64 panel of at most panelRows of the h rows
+// (h×cols float32) starting at row r0, with the panel's first row number;
+// p is the panel scratch. Panels start at r0, r0+64, …: callers keep r0 a
+// multiple of panelRows so that every Operator computes the same panels,
+// hence the same bits.
+func panels(rows []float32, r0, h, cols int, p []float64, f func(pb blas64.General, g int)) {
 	for i0 := 0; i0 < h; i0 += panelRows {
 		ph := min(panelRows, h-i0)
 		for i, v := range rows[i0*cols : (i0+ph)*cols] {
 			p[i] = float64(v)
 		}
-		pb := blas64.General{Rows: ph, Cols: cols, Stride: cols, Data: p}
-		g := r0 + i0
-		db := blas64.General{Rows: ph, Cols: c, Stride: c, Data: dst[g*c : (g+ph)*c]}
-		blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, pb, xb, 0, db)
+		f(blas64.General{Rows: ph, Cols: cols, Stride: cols, Data: p}, r0+i0)
 	}
 }
 
-// mulTransRows adds rowsᵀ·y[r0:r0+h] to dst (cols×c), panel by panel as
-// mulRows.
+// mulRows sets rows [r0, r0+h) of dst (·×c) to rows·x, where rows holds
+// those h rows (h×cols float32) and x is cols×c.
+func mulRows(dst, x []float64, c int, rows []float32, r0, h, cols int, p []float64) {
+	xb := blas64.General{Rows: cols, Cols: c, Stride: c, Data: x}
+	panels(rows, r0, h, cols, p, func(pb blas64.General, g int) {
+		db := blas64.General{Rows: pb.Rows, Cols: c, Stride: c, Data: dst[g*c : (g+pb.Rows)*c]}
+		blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, pb, xb, 0, db)
+	})
+}
+
+// mulTransRows adds rowsᵀ·y[r0:r0+h] to dst (cols×c).
 func mulTransRows(dst, y []float64, c int, rows []float32, r0, h, cols int, p []float64) {
 	db := blas64.General{Rows: cols, Cols: c, Stride: c, Data: dst}
-	for i0 := 0; i0 < h; i0 += panelRows {
-		ph := min(panelRows, h-i0)
-		for i, v := range rows[i0*cols : (i0+ph)*cols] {
-			p[i] = float64(v)
-		}
-		pb := blas64.General{Rows: ph, Cols: cols, Stride: cols, Data: p}
-		g := r0 + i0
-		yb := blas64.General{Rows: ph, Cols: c, Stride: c, Data: y[g*c : (g+ph)*c]}
+	panels(rows, r0, h, cols, p, func(pb blas64.General, g int) {
+		yb := blas64.General{Rows: pb.Rows, Cols: c, Stride: c, Data: y[g*c : (g+pb.Rows)*c]}
 		blas64.Gemm(blas.Trans, blas.NoTrans, 1, pb, yb, 1, db)
-	}
+	})
 }
 
 // RowTiles is a Rows×Cols [Operator] whose rows are generated on demand, a
@@ -105,29 +104,28 @@ func (t RowTiles) tile() int {
 	return (h + panelRows - 1) / panelRows * panelRows
 }
 
-// Mul implements [Operator].
-func (t RowTiles) Mul(dst, x []float64, c int) {
+// sweep calls f on every tile in row order with the filled rows and a
+// float64 panel scratch.
+func (t RowTiles) sweep(f func(rows []float32, r0, h int, p []float64)) {
 	th := t.tile()
 	buf := make([]float32, min(th, t.Rows)*t.Cols)
 	p := make([]float64, panelRows*t.Cols)
 	for r0 := 0; r0 < t.Rows; r0 += th {
 		h := min(th, t.Rows-r0)
 		t.Fill(r0, h, buf[:h*t.Cols])
-		mulRows(dst, x, c, buf[:h*t.Cols], r0, h, t.Cols, p)
+		f(buf[:h*t.Cols], r0, h, p)
 	}
+}
+
+// Mul implements [Operator].
+func (t RowTiles) Mul(dst, x []float64, c int) {
+	t.sweep(func(rows []float32, r0, h int, p []float64) { mulRows(dst, x, c, rows, r0, h, t.Cols, p) })
 }
 
 // MulTrans implements [Operator].
 func (t RowTiles) MulTrans(dst, y []float64, c int) {
-	th := t.tile()
-	buf := make([]float32, min(th, t.Rows)*t.Cols)
-	p := make([]float64, panelRows*t.Cols)
 	clear(dst[:t.Cols*c])
-	for r0 := 0; r0 < t.Rows; r0 += th {
-		h := min(th, t.Rows-r0)
-		t.Fill(r0, h, buf[:h*t.Cols])
-		mulTransRows(dst, y, c, buf[:h*t.Cols], r0, h, t.Cols, p)
-	}
+	t.sweep(func(rows []float32, r0, h int, p []float64) { mulTransRows(dst, y, c, rows, r0, h, t.Cols, p) })
 }
 
 // RandomizedOptions tunes [Randomized]. The zero value is the default.
