@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/adaptool/adaptool/ops/kernels"
@@ -87,8 +88,9 @@ func zstdCodecs() ([3]*zstd.Encoder, *zstd.Decoder, error) {
 
 // scratch is per-goroutine working memory for the codec.
 type scratch struct {
-	planes []byte
-	xor    []byte
+	planes []byte // decoded planes (DecodeChunk)
+	xor    []byte // src XOR base (EncodeChunk)
+	zstd   []byte // a zstd candidate (EncodeChunk)
 	huff   huff0.Scratch
 }
 
@@ -168,40 +170,49 @@ func EncodeChunk(dst, src, base []byte, spec ChunkSpec, level Level) ([]byte, er
 		in = sc.xor
 	}
 	w := spec.Width
-	planes := in
-	if w > 1 {
-		sc.planes = grow(sc.planes, len(in))
-		kernels.SplitPlanes(sc.planes, in, w, spec.Rotate)
-		planes = sc.planes
-	}
 	n := len(in) / w
 	hdr := len(dst)
-	dst = append(dst, make([]byte, chunkHeaderSize(w))...)
-	for p := range w {
-		plane := planes[p*n : (p+1)*n]
-		start := len(dst)
-		var codec byte
-		dst, codec = encodePlane(dst, plane, sc, encs[level], spec.Float, level)
-		dst[hdr+5*p] = codec
-		binary.LittleEndian.PutUint32(dst[hdr+5*p+1:], uint32(len(dst)-start))
+	body := hdr + chunkHeaderSize(w)
+	if w == 1 {
+		dst = append(dst, 0, 0, 0, 0, 0)
+		out, codec := encodePlane(in, sc, encs[level], spec.Float, level)
+		dst = append(dst, out...)
+		dst[hdr] = codec
+		binary.LittleEndian.PutUint32(dst[hdr+1:], uint32(len(out)))
+		return dst, nil
 	}
-	return dst, nil
+	// The planes are split straight into the output, where the raw ones
+	// (near-random mantissa planes) stay; each plane's encoding is then
+	// moved down to the end of the previous one (a no-op while every
+	// plane before it was stored raw), so no plane is copied twice.
+	dst = slices.Grow(dst, body+len(in)-len(dst))[:body+len(in)]
+	kernels.SplitPlanes(dst[body:], in, w, spec.Rotate)
+	pos := body
+	for p := range w {
+		plane := dst[body+p*n : body+(p+1)*n]
+		out, codec := encodePlane(plane, sc, encs[level], spec.Float, level)
+		pos += copy(dst[pos:], out) // len(out) ≤ n: never past this plane
+		dst[hdr+5*p] = codec
+		binary.LittleEndian.PutUint32(dst[hdr+5*p+1:], uint32(len(out)))
+	}
+	return dst[:pos], nil
 }
 
-// encodePlane appends the smallest encoding of plane it tries and returns
-// the codec used.
-func encodePlane(dst, plane []byte, sc *scratch, enc *zstd.Encoder, float bool, level Level) ([]byte, byte) {
+// encodePlane returns the smallest encoding of plane it tries and the codec
+// used. The result is plane itself (raw), a prefix of it (RLE) or scratch
+// memory of sc, valid until the next call; it is never longer than plane.
+func encodePlane(plane []byte, sc *scratch, enc *zstd.Encoder, float bool, level Level) ([]byte, byte) {
 	n := len(plane)
 	if n == 0 {
-		return dst, codecRaw
+		return plane, codecRaw
 	}
 	if n > 1 && allSame(plane) {
-		return append(dst, plane[0]), codecRLE
+		return plane[:1], codecRLE
 	}
 	best, bestCodec := plane, byte(codecRaw)
 	huffOK := false
 	if float && level != LevelBest && nearRandom(plane) {
-		return append(dst, plane...), codecRaw
+		return plane, codecRaw
 	}
 	if n <= maxPlaneBlock && n >= 32 {
 		sc.huff.Reuse = huff0.ReusePolicyNone
@@ -226,12 +237,12 @@ func encodePlane(dst, plane []byte, sc *scratch, enc *zstd.Encoder, float bool, 
 	tryZstd := level == LevelBest || !float ||
 		(level != LevelFastest && (nearFloor || (!huffOK && looksCompressible(plane))))
 	if tryZstd {
-		zs := enc.EncodeAll(plane, make([]byte, 0, n))
-		if len(zs) < len(best) {
-			best, bestCodec = zs, codecZstd
+		sc.zstd = enc.EncodeAll(plane, sc.zstd[:0])
+		if len(sc.zstd) < len(best) {
+			best, bestCodec = sc.zstd, codecZstd
 		}
 	}
-	return append(dst, best...), bestCodec
+	return best, bestCodec
 }
 
 // nearRandom reports whether a sample of a plane (up to 4096 bytes) has a

@@ -3,11 +3,9 @@ package atz
 import (
 	"bytes"
 	"container/list"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"runtime"
@@ -217,6 +215,15 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 			c := &r.dir.chunks[i]
 			return c.origOff+int64(c.origLen) > pos
 		})
+		if c := &r.dir.chunks[i]; c.origOff == pos && c.origLen <= len(p)-n && !r.isCached(i) {
+			// A whole chunk: decode straight into p, bypassing the cache
+			// (large sequential reads, e.g. a tensor, copy nothing twice).
+			if err := r.decodeChunk(p[n:n+c.origLen], i); err != nil {
+				return n, err
+			}
+			n += c.origLen
+			continue
+		}
 		data, err := r.cachedChunk(i)
 		if err != nil {
 			return n, err
@@ -227,6 +234,14 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
+}
+
+// isCached reports whether chunk i is in the cache.
+func (r *Reader) isCached(i int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.byChunk[i]
+	return ok
 }
 
 // cachedChunk returns chunk i decoded, through the LRU cache.
@@ -299,12 +314,14 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 }
 
 func (r *Reader) writeTo(w io.Writer, workers int) (int64, error) {
-	// Chunks are large: write them directly, without a bufio copy.
+	// Chunks are large: write them directly, without a bufio copy. Workers
+	// read, check (CRC-32C of the stored and of the decoded bytes, while in
+	// cache) and decode; the writer only writes, and the SHA-256 runs on
+	// its own goroutine over the written buffers, in file order.
 	cw := &countWriter{w: w}
-	var h hash.Hash
+	var h *seqHasher
 	if !r.noSHA {
-		h = sha256.New()
-		h.Write(r.dir.header)
+		h = newSeqHasher(r.dir.header, 2*max(workers, 1))
 	}
 	cw.Write(r.dir.header)
 	type result struct {
@@ -318,21 +335,24 @@ func (r *Reader) writeTo(w io.Writer, workers int) (int64, error) {
 		if res.err != nil {
 			return res.err
 		}
-		if h != nil {
-			h.Write(res.data)
-		}
 		_, err := cw.Write(res.data)
-		putBuf(res.data)
+		if h != nil {
+			h.add(res.data, true)
+		} else {
+			putBuf(res.data)
+		}
 		return err
 	})
 	if err == nil {
 		err = cw.err
 	}
-	if err != nil || h == nil {
+	if h == nil {
 		return cw.n, err
 	}
-	var sum [32]byte
-	copy(sum[:], h.Sum(nil))
+	sum := h.finish()
+	if err != nil {
+		return cw.n, err
+	}
 	if sum != r.dir.origSHA {
 		return cw.n, &Error{File: r.name, Chunk: -1, Err: fmt.Errorf("%w: SHA-256 of the restored file", ErrChecksum)}
 	}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"sync"
 	"time"
 )
 
@@ -124,23 +126,52 @@ func Pack(dst io.Writer, src io.ReaderAt, size int64, opt PackOptions) (Stats, e
 	copy(pre, Magic)
 	binary.LittleEndian.PutUint16(pre[8:], Version)
 	bw.Write(pre)
-	hash := sha256.New()
-	hash.Write(d.header)
 	pos := int64(preambleSize)
 
 	workers := opt.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	type result struct {
-		orig, enc []byte
-		err       error
+	// The whole-file SHA-256 runs on its own goroutine, next to the
+	// encoders: over the source itself when its bytes are addressable (a
+	// mapped file), else over the chunk buffers the encoders read, handed
+	// over in file order.
+	var mem []byte
+	if ms, ok := src.(memSource); ok && int64(len(ms.atzBytes())) >= size {
+		mem = ms.atzBytes()[:size]
 	}
-	encode := func(i int) result {
+	var memHash <-chan hashResult
+	var seqHash *seqHasher
+	stopHash := make(chan struct{})
+	if mem != nil {
+		memHash = hashMem(mem, stopHash)
+	} else {
+		seqHash = newSeqHasher(d.header, 2*workers)
+	}
+	type result struct {
+		orig, enc       []byte
+		origCRC, encCRC uint32
+		err             error
+	}
+	// encode reads (or, from memory, slices) chunk i, computes the CRC-32C
+	// of its bytes while they are in cache, encodes it and computes the
+	// CRC-32C of the encoding just written: the checksums run on the
+	// parallel workers, not on the serial writer.
+	encode := func(i int) (r result) {
 		c := &d.chunks[i]
-		orig := getBuf(c.origLen)
-		if _, err := src.ReadAt(orig, c.origOff); err != nil {
-			return result{err: fmt.Errorf("reading bytes [%d, +%d): %w", c.origOff, c.origLen, err)}
+		if mem != nil {
+			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+			defer func() {
+				if p := recover(); p != nil {
+					r = result{err: faultError(p)}
+				}
+			}()
+			r.orig = mem[c.origOff : c.origOff+int64(c.origLen)]
+		} else {
+			r.orig = getBuf(c.origLen)
+			if _, err := src.ReadAt(r.orig, c.origOff); err != nil {
+				return result{err: fmt.Errorf("reading bytes [%d, +%d): %w", c.origOff, c.origLen, err)}
+			}
 		}
 		var base []byte
 		if c.flags&flagXOR != 0 {
@@ -149,8 +180,12 @@ func Pack(dst io.Writer, src io.ReaderAt, size int64, opt PackOptions) (Stats, e
 				return result{err: fmt.Errorf("reading base bytes [%d, +%d): %w", c.baseOff, c.origLen, err)}
 			}
 		}
-		enc, err := EncodeChunk(getBuf(c.origLen + chunkHeaderSize(c.width))[:0], orig, base, c.spec(), opt.Level)
-		return result{orig: orig, enc: enc, err: err}
+		r.origCRC = crc(r.orig)
+		r.enc, r.err = EncodeChunk(getBuf(c.origLen + chunkHeaderSize(c.width))[:0], r.orig, base, c.spec(), opt.Level)
+		if r.err == nil {
+			r.encCRC = crc(r.enc)
+		}
+		return r
 	}
 	err = ordered(len(d.chunks), workers, encode, func(i int, r result) error {
 		if r.err != nil {
@@ -158,18 +193,30 @@ func Pack(dst io.Writer, src io.ReaderAt, size int64, opt PackOptions) (Stats, e
 		}
 		c := &d.chunks[i]
 		c.storedOff, c.storedLen = pos, len(r.enc)
-		c.storedCRC, c.decodedCRC = crc(r.enc), crc(r.orig)
-		hash.Write(r.orig)
+		c.storedCRC, c.decodedCRC = r.encCRC, r.origCRC
 		pos += int64(len(r.enc))
 		_, err := bw.Write(r.enc)
-		putBuf(r.orig)
 		putBuf(r.enc)
+		if seqHash != nil {
+			seqHash.add(r.orig, true)
+		}
 		return err
 	})
+	if mem != nil {
+		if err != nil {
+			close(stopHash)
+		}
+		hr := <-memHash
+		if err == nil && hr.err != nil {
+			err = wrap(hr.err)
+		}
+		d.origSHA = hr.sum
+	} else {
+		d.origSHA = seqHash.finish()
+	}
 	if err != nil {
 		return st, err
 	}
-	copy(d.origSHA[:], hash.Sum(nil))
 	d.storedData = pos
 	dir := d.marshal()
 	bw.Write(dir)
@@ -240,7 +287,8 @@ func tensorAt(ts []TensorEntry, off int64) string {
 // ordered runs work(i) for i in [0, n) on up to workers goroutines and
 // calls sink(i, result) in index order from the calling goroutine, with at
 // most 2·workers results in flight (bounded memory, whatever n is). The
-// first error from sink stops the pipeline.
+// first error from sink stops the pipeline; ordered returns once every
+// worker has stopped.
 func ordered[R any](n, workers int, work func(int) R, sink func(int, R) error) error {
 	if workers < 1 {
 		workers = 1
@@ -270,8 +318,11 @@ func ordered[R any](n, workers int, work func(int) R, sink func(int, R) error) e
 			}
 		}
 	}()
+	var wg sync.WaitGroup
 	for range workers {
+		wg.Add(1)
 		go func() {
+			defer wg.Done()
 			for i := range next {
 				slots[i%inflight] <- work(i)
 			}
@@ -283,11 +334,13 @@ func ordered[R any](n, workers int, work func(int) R, sink func(int, R) error) e
 		<-sem
 		if err != nil {
 			close(stop)
-			// Let in-flight workers finish; their slots are buffered.
-			go func() {
-				for range next {
-				}
-			}()
+			// Let in-flight workers finish (their slots are buffered and
+			// free: at most inflight results are outstanding, one per
+			// slot), so no work runs on after the caller released its
+			// inputs (an unmapped file, pooled buffers).
+			for range next {
+			}
+			wg.Wait()
 			return err
 		}
 	}
@@ -295,7 +348,9 @@ func ordered[R any](n, workers int, work func(int) R, sink func(int, R) error) e
 }
 
 // PackFile packs the file src into dst, written atomically (temporary file
-// in dst's directory, then rename).
+// in dst's directory, then rename). Where the platform allows, src is
+// memory-mapped and encoded and hashed in place (no read copies); a file
+// truncated while it is packed then fails with an error, not a crash.
 func PackFile(dst, src string, opt PackOptions) (Stats, error) {
 	f, err := os.Open(src)
 	if err != nil {
@@ -309,10 +364,16 @@ func PackFile(dst, src string, opt PackOptions) (Stats, error) {
 	if opt.Name == "" {
 		opt.Name = src
 	}
+	var in io.ReaderAt = f
+	m, unmap := mapFile(f, fi.Size())
+	defer unmap()
+	if m != nil {
+		in = byteSource(m)
+	}
 	var st Stats
 	err = writeAtomic(dst, func(w io.Writer) error {
 		var err error
-		st, err = Pack(w, f, fi.Size(), opt)
+		st, err = Pack(w, in, fi.Size(), opt)
 		return err
 	})
 	return st, err
