@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/internal/testgen"
 	"github.com/adaptool/adaptool/quant"
@@ -407,5 +408,66 @@ func TestApplyQuantizedOtherKinds(t *testing.T) {
 		if m.Requant == nil || m.Verify == nil || !m.Verify.Quantized {
 			t.Errorf("%s: requant %+v verify %+v", m.Name, m.Requant, m.Verify)
 		}
+	}
+}
+
+// A real fan_in_fan_out adapter (GPT-2 Conv1D, corpus) folded into a base
+// whose weights are NF4 with double quantization: each weight is
+// quantize(dequantize(W) + ΔWᵀ).
+func TestApplyCorpusQuantized(t *testing.T) {
+	dir := filepath.Join(corpusDir(t), "tinygpt2-r4-gt-dim")
+	a, err := adapter.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var ts []safetensors.Tensor
+	for i, m := range a.Modules {
+		if m.Kind == adapter.KindFull || !m.FanInFanOut {
+			continue
+		}
+		shape := []int{m.InFeatures, m.OutFeatures}
+		ts = append(ts, quantized(t, m.Name+".weight", shape, safetensors.F16, gaussian(uint64(i), prodShape(shape), 0.02), quant.Params{Scheme: quant.SchemeNF4, DoubleQuant: true}, false)...)
+	}
+	if len(ts) == 0 {
+		t.Fatal("no fan_in_fan_out modules in the corpus adapter")
+	}
+	tmp := t.TempDir()
+	base := filepath.Join(tmp, "model.safetensors")
+	if err := safetensors.WriteFile(base, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(tmp, "merged.safetensors")
+	rep, err := Apply(ApplyParams{Base: base, Adapters: []AdapterScale{{dir, 0.01}}, Verify: true}, RunOptions{Output: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.VerifyFailures != 0 || rep.Quantized == 0 {
+		t.Fatalf("report: %d verify failures, %d quantized", rep.VerifyFailures, rep.Quantized)
+	}
+	bc, _ := safetensors.OpenCheckpoint(base)
+	defer bc.Close()
+	oc, _ := safetensors.OpenCheckpoint(out)
+	defer oc.Close()
+	bix := quant.NewIndex(bc, bc.Names())
+	for _, m := range a.Modules {
+		d, ok := bix.Weights[m.Name+".weight"]
+		if !ok {
+			continue
+		}
+		w, _, _, err := quant.Dequantize(bc, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := a.Factors(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exact := f64(w)
+		delta := transposeF64(f64(f.Delta()), f.Out, f.In) // stored (in, out)
+		for i := range exact {
+			exact[i] += 0.01 * delta[i]
+		}
+		checkRequantized(t, bc, oc, m.Name+".weight", exact)
 	}
 }
