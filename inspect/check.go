@@ -187,7 +187,11 @@ func Check(adapterPath, basePath string) (*CheckResult, error) {
 	if a.Config != nil {
 		tm, err := matchTargets(a.Config.TargetModules, base.modules, "base")
 		if err != nil {
-			r.Problems = append(r.Problems, Problem{Module: "target_modules", Rule: "target-regex", Detail: err.Error()})
+			cfg := a.ConfigPath
+			if cfg == "" {
+				cfg = "adapter config"
+			}
+			return nil, asInput(fmt.Errorf("%s: target_modules: %w", cfg, err))
 		}
 		for _, t := range tm {
 			r.TargetMatches = append(r.TargetMatches, t)

@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,5 +21,22 @@ func TestInputErrors(t *testing.T) {
 	}
 	if IsInputError(errors.New("other")) || IsInputError(nil) {
 		t.Error("IsInputError too broad")
+	}
+}
+
+// TestEmptyAdapter: a valid file with no tensors is summarized with empty
+// lists, not nulls.
+func TestEmptyAdapter(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "adapter_model.safetensors")
+	os.WriteFile(p, append([]byte{8, 0, 0, 0, 0, 0, 0, 0}, []byte("{}      ")...), 0o644)
+	s, err := Summarize(p, Options{Stats: true, Hashes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Tensors == nil || s.Modules == nil || s.Classification == nil || s.Warnings == nil || s.Layers == nil || len(s.Tensors) != 0 {
+		t.Errorf("nil lists in %+v", s)
+	}
+	if err := NewReport(s, nil).WriteHTML(io.Discard); err != nil {
+		t.Error(err)
 	}
 }

@@ -59,6 +59,7 @@ func summarizeGGUF(s *Summary, path string, opts Options) (*Summary, error) {
 		}
 	}
 	s.fillLayers()
+	s.nonNil()
 	return s, s.err
 }
 

@@ -230,7 +230,30 @@ func Summarize(path string, opts Options) (*Summary, error) {
 	}
 	s.fillLayers()
 	s.Warnings = dedupe(s.Warnings)
+	s.nonNil()
 	return s, s.err
+}
+
+// nonNil makes every list of the schema an empty JSON array rather than null.
+func (s *Summary) nonNil() {
+	if s.Tensors == nil {
+		s.Tensors = []TensorSummary{}
+	}
+	if s.Modules == nil {
+		s.Modules = []ModuleSummary{}
+	}
+	if s.Classification == nil {
+		s.Classification = []Class{}
+	}
+	if s.Files == nil {
+		s.Files = []FileInfo{}
+	}
+	if s.Warnings == nil {
+		s.Warnings = []string{}
+	}
+	if s.Layers == nil {
+		s.Layers = []int{}
+	}
 }
 
 func (s *Summary) fillTotals() {

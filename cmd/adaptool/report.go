@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/adaptool/adaptool/inspect"
 	"github.com/urfave/cli/v2"
@@ -40,9 +42,13 @@ func newReportCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			s, inErr := inspect.Summarize(args[0], inspect.Options{Stats: true, Progress: progressFunc(c, "report")})
-			if s == nil {
-				return inspectErr(inErr)
+			s, err := inspect.Summarize(args[0], inspect.Options{Stats: true, Progress: progressFunc(c, "report")})
+			if err != nil {
+				// a damaged input gets no report (use inspect to see what is readable)
+				if s != nil {
+					return exitErr(exitInput, err)
+				}
+				return inspectErr(err)
 			}
 			var check *inspect.CheckResult
 			if b := c.String("base"); b != "" {
@@ -51,6 +57,11 @@ func newReportCommand() *cli.Command {
 				}
 			}
 			rep := inspect.NewReport(s, check)
+			if dir := filepath.Dir(out); dir != "" {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					return exitErr(exitFailed, fmt.Errorf("report: %w", err))
+				}
+			}
 			if err := rep.WriteHTMLFile(out); err != nil {
 				return exitErr(exitFailed, fmt.Errorf("report: %w", err))
 			}
@@ -77,11 +88,6 @@ func newReportCommand() *cli.Command {
 				for _, p := range res.PNG {
 					fmt.Fprintf(stdout(c), "wrote %s\n", p)
 				}
-			}
-			// an input that could be read only partly (a truncated file) still
-			// gets its report, and the exit code says the input is damaged
-			if inErr != nil {
-				return exitErr(exitInput, inErr)
 			}
 			return nil
 		},
