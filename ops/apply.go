@@ -224,10 +224,9 @@ func (ix *baseIndex) find(module, role string) string {
 }
 
 // convertible reports whether a base dtype can be recomputed in floating
-// point and written back in the same dtype. FP8 weights are excluded: in
-// checkpoints they come with separate scales (compressed-tensors
-// weight_scale), so their codes are not the weights; such bases must be
-// dequantized first.
+// point and written back in the same dtype. FP8 and int8 weights are
+// excluded: their codes are not the weights without their scales, so they
+// are folded only as part of a recognized quantized layout (quant.Detect).
 func convertible(dt safetensors.DType) bool {
 	switch dt {
 	case safetensors.F64, safetensors.F32, safetensors.F16, safetensors.BF16:
@@ -306,7 +305,7 @@ func checkWeight(t safetensors.TensorInfo, m *adapter.Module) string {
 		return fmt.Sprintf("module dimensions unknown (out %d, in %d)", out, ink)
 	}
 	if !convertible(t.DType) {
-		return fmt.Sprintf("base tensor %s is %s: apply recomputes F64/F32/F16/BF16 weights only (dequantize quantized or FP8 bases first)", t.Name, t.DType)
+		return fmt.Sprintf("base tensor %s is %s and not part of a recognized quantized layout (FP8/int8 weights need their weight_scale, SCB or weight_scale_inv tensor)", t.Name, t.DType)
 	}
 	if t.NumElements() != int64(out)*int64(ink) || len(t.Shape) < 2 {
 		return fmt.Sprintf("base tensor %s has shape %v, the module needs %d×%d", t.Name, t.Shape, out, ink)
@@ -335,6 +334,10 @@ func checkWeight(t safetensors.TensorInfo, m *adapter.Module) string {
 // transposed back for fan_in_fan_out and embeddings):
 //   - LoRA, LoRA conv, LoRA embedding, AdaLoRA (B·diag(E)·A): W += ΔW;
 //     lora_bias: b += λ·s·b_B;
+//   - KaSA (B·diag(d)·A): W = trunc(W) + ΔW, trunc dropping the base's r
+//     smallest singular triplets (ApplyParams.KaSA "keep": W += ΔW);
+//   - LoHa, LoKr, VeRA: W += λ·ΔW with the dense delta of each method
+//     (VeRA needs the shared vera_A/vera_B in the file);
 //   - DoRA: W = (m/‖W+ΔW‖)·(W+ΔW), the norm taken per logical row of the
 //     weight as it stands before this adapter (PEFT's unmerged-base rule);
 //   - IA3: W ⊙ l over rows (and b ⊙ l) or, for feed-forward modules, over
@@ -342,10 +345,17 @@ func checkWeight(t safetensors.TensorInfo, m *adapter.Module) string {
 //   - modules_to_save (full modules): the saved tensors replace the base's
 //     (same shape, converted to the base dtype) or, when the base lacks
 //     them, are added;
-//   - KaSA (it truncates the base's SVD), LoHa, LoKr, VeRA, prompt/prefix
-//     and incomplete modules, MLX expert modules, and modules whose base
-//     tensor is missing or has another shape or a quantized dtype are
-//     refused, and nothing is written.
+//   - prompt/prefix and incomplete modules, MLX expert modules, and modules
+//     whose base tensor is missing or has another shape are refused, and
+//     nothing is written.
+//
+// Quantized base weights (quant.Detect: bitsandbytes NF4/FP4 with or
+// without double quantization, LLM.int8, compressed-tensors int8, FP8 with
+// weight_scale or weight_scale_inv) are folded through quant.Fold:
+// dequantized to float32, changed as above, requantized with the same
+// scheme and parameters; only the tensors of the touched weights' layouts
+// are rewritten. Each such module's report carries the requantization
+// error (RequantError). FP8 tensors without a scale tensor are refused.
 //
 // A result with more NaN/Inf values than the base tensor fails. Each output
 // file keeps the base file's __metadata__ plus provenance (operation, the
