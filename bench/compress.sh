@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Prints the README table of the atz codec: ratio and MB/s (medians of
-# -count runs) for pack/unpack next to plain zstd (Default, Best) and copy()
-# measured in the same run, on generated N(0, 0.02) BF16 and FP32 tensors
+# Prints the README table of the atz codec: ratio, wall MB/s and cpu-MB/s
+# (MB per CPU-second of the process: the per-core figure on a shared
+# machine), medians of -count runs, for the codec alone and the full
+# pack/unpack path next to plain zstd (Default, Best) and copy() measured in
+# the same run, on generated N(0, 0.02) BF16 and FP32 tensors
 # (64 MiB) and on ../shared/corpus (skipped when absent).
 #
 #   bench/compress.sh            # -count 5 -benchtime 3x
@@ -13,7 +15,9 @@ cd "$(dirname "$0")/.."
 COUNT=${COUNT:-5}
 BENCHTIME=${BENCHTIME:-3x}
 OUT=${OUT:-/tmp/atz-bench.txt}
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" >&2
 go test -run '^$' -bench 'BenchmarkPack|BenchmarkCorpus|BenchmarkCodec' -benchtime "$BENCHTIME" -count "$COUNT" ./format/atz | tee "$OUT" >&2
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" >&2
 awk '
 /^Benchmark(Pack|Corpus|Codec)\// {
 	name = $1; codec = (name ~ /^BenchmarkCodec/)
