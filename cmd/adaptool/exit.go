@@ -8,6 +8,7 @@ import (
 	"github.com/adaptool/adaptool/format/atz"
 	"github.com/adaptool/adaptool/format/gguf"
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/inspect"
 	"github.com/adaptool/adaptool/quant"
 )
 
@@ -60,6 +61,7 @@ var inputErrorCheckers = []func(error) bool{
 	atz.IsFormatError,
 	adapter.IsInputError,
 	quant.IsInputError,
+	inspect.IsInputError,
 }
 
 // exitCode maps an error returned by a command to the process exit code.
@@ -74,6 +76,12 @@ func exitCode(err error) int {
 	var ue *usageError
 	if errors.As(err, &ue) {
 		return exitUsage
+	}
+	// A failure to write an output is never a bad input, even when it wraps
+	// fs.ErrNotExist (a missing output directory).
+	var we *safetensors.WriteError
+	if errors.As(err, &we) {
+		return exitFailed
 	}
 	for _, isInput := range inputErrorCheckers {
 		if isInput(err) {
