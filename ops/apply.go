@@ -465,6 +465,9 @@ func Apply(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 	for _, n := range added {
 		rep.Bytes += jobs[n].info.Size()
 	}
+	if pl.err != nil {
+		return rep, pl.err
+	}
 	if rep.Refused > 0 {
 		var names []string
 		for _, m := range rep.Modules {
@@ -485,8 +488,9 @@ func Apply(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 	if o.DryRun {
 		return rep, nil
 	}
+	budget := int64(foldCacheBytes)
 	for q := range qjobs {
-		if err := q.prepare(); err != nil {
+		if err := q.prepare(&budget); err != nil {
 			return rep, err
 		}
 		for k, sh := range q.shapes {
@@ -620,6 +624,9 @@ type planner struct {
 	jobs  map[string]*tensorJob
 	added []string // names of added tensors, in order
 	kasa  string
+	// err is the first malformed quantized layout met (an input error,
+	// returned instead of the refusals).
+	err error
 }
 
 // job returns the job of base tensor name, creating it (and, for a
@@ -657,6 +664,9 @@ func (pl *planner) weightInfo(n string) (safetensors.TensorInfo, bool, string) {
 	if d, ok := pl.qix.Weights[n]; ok {
 		li, err := logicalInfo(pl.ck, d)
 		if err != nil {
+			if pl.err == nil {
+				pl.err = err
+			}
 			return li, true, fmt.Sprintf("quantized base weight %s (%s): %v", n, d.Layout, err)
 		}
 		return li, true, ""

@@ -295,15 +295,19 @@ func truncate64(w []float64, rows, cols, r int) error {
 	svd.UTo(&u)
 	svd.VTo(&v)
 	s := svd.Values(nil)
+	vi := make([]float64, cols)
 	for i := k - r; i < k; i++ {
+		for j := range vi {
+			vi[j] = v.At(j, i)
+		}
 		for o := 0; o < rows; o++ {
 			c := s[i] * u.At(o, i)
 			if c == 0 {
 				continue
 			}
 			row := w[o*cols : (o+1)*cols]
-			for j := range row {
-				row[j] -= c * v.At(j, i)
+			for j, x := range vi {
+				row[j] -= c * x
 			}
 		}
 	}

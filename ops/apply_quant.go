@@ -174,11 +174,16 @@ func dequantizeTensors(ts []safetensors.Tensor, name string) ([]float32, error) 
 	return v, err
 }
 
+// foldCacheBytes bounds the folded layouts prepare keeps for the write
+// (beyond it, weights are folded again when written).
+const foldCacheBytes = 256 << 20
+
 // prepare runs a first fold when an output shape may differ from the base
 // (bitsandbytes double quantization: the quant_state JSON holds the new
 // absmax offset), since the header is written before any data. The result
-// is dropped to keep memory bounded; the write folds again.
-func (q *qjob) prepare() error {
+// is kept for the write while *budget allows, else dropped (the write
+// folds again), so memory stays bounded.
+func (q *qjob) prepare(budget *int64) error {
 	if q.d.Layout != "bitsandbytes" || !q.d.Params.DoubleQuant {
 		return nil
 	}
@@ -187,10 +192,16 @@ func (q *qjob) prepare() error {
 		return err
 	}
 	q.shapes = map[string][]int{}
+	var size int64
 	for _, t := range res.Tensors {
+		size += int64(len(t.Data))
 		if bt, ok := q.src.Tensor(t.Name); ok && !slices.Equal(bt.Shape, t.Shape) {
 			q.shapes[t.Name] = slices.Clone(t.Shape)
 		}
+	}
+	if size <= *budget {
+		*budget -= size
+		q.res = res
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/adaptool/adaptool/ops"
+	"github.com/adaptool/adaptool/quant"
 	"github.com/urfave/cli/v2"
 )
 
@@ -93,6 +94,9 @@ func newApplyCommand() *cli.Command {
 				}
 			}
 			if err != nil {
+				if quant.IsInputError(err) {
+					return exitErr(exitInput, err)
+				}
 				return opsError(c, err)
 			}
 			if rep.VerifyFailures > 0 {

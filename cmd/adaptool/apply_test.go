@@ -242,4 +242,21 @@ func TestApplyQuantizedCommand(t *testing.T) {
 	if code, _, _ := runCLI(t, "apply", "--base", base, "--adapter", a, "--kasa", "bogus", "-o", out); code != exitUsage {
 		t.Errorf("--kasa bogus: code %d", code)
 	}
+	// A malformed quant_state is invalid input (exit 2), nothing written.
+	for i := range ts {
+		if strings.Contains(ts[i].Name, "quant_state") {
+			ts[i].Data, ts[i].Shape = []byte("{bad"), []int{4}
+		}
+	}
+	bad := filepath.Join(tmp, "bad.safetensors")
+	if err := safetensors.WriteFile(bad, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	badOut := filepath.Join(tmp, "bad-out.safetensors")
+	if code, _, stderr := runCLI(t, "apply", "--base", bad, "--adapter", a, "-o", badOut); code != exitInput || !strings.Contains(stderr, "quant_state") {
+		t.Errorf("malformed quant_state: code %d, stderr %q", code, stderr)
+	}
+	if _, err := os.Stat(badOut); !os.IsNotExist(err) {
+		t.Error("malformed base: output written")
+	}
 }
