@@ -264,12 +264,8 @@ func Merge(paths []string, p MergeParams, o RunOptions) (*Report, error) {
 		kinds[i], kernels[i] = kind, kernel
 		rep.Modules = append(rep.Modules, mr)
 	}
-	rep.count()
-	if err := rep.refusedError(); err != nil {
+	if err := rep.planned(); err != nil {
 		return rep, err
-	}
-	if len(slots) == 0 {
-		return rep, errNoModules
 	}
 	mp, dopts, warn := p.planMemory(rep.Modules, o)
 	rep.Memory = mp

@@ -108,6 +108,19 @@ func (r *Report) count() {
 	}
 }
 
+// planned counts r's modules and returns the error that stops an
+// operation before it computes: refused modules, or none to write.
+func (r *Report) planned() error {
+	r.count()
+	if err := r.refusedError(); err != nil {
+		return err
+	}
+	if len(r.Modules) == 0 {
+		return errNoModules
+	}
+	return nil
+}
+
 // refusedError summarises the refused modules of r.
 func (r *Report) refusedError() error {
 	var names []string

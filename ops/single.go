@@ -70,12 +70,8 @@ func runSingle(path string, op singleOp, o RunOptions) (*Report, error) {
 		}
 		rep.Modules = append(rep.Modules, mr)
 	}
-	rep.count()
-	if err := rep.refusedError(); err != nil {
+	if err := rep.planned(); err != nil {
 		return rep, err
-	}
-	if len(slots) == 0 {
-		return rep, errNoModules
 	}
 	if op.prepare != nil {
 		if err := op.prepare(slots, in, rep); err != nil {
