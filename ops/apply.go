@@ -488,9 +488,9 @@ func Apply(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 	if o.DryRun {
 		return rep, nil
 	}
-	budget := int64(foldCacheBytes)
+	cache := &foldCache{limit: foldCacheBytes}
 	for q := range qjobs {
-		if err := q.prepare(&budget); err != nil {
+		if err := q.prepare(cache); err != nil {
 			return rep, err
 		}
 		for k, sh := range q.shapes {
@@ -528,7 +528,7 @@ func Apply(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 				continue
 			}
 			if j.q != nil {
-				ts = append(ts, j.q.keyTensor(j.info, tick))
+				ts = append(ts, j.q.keyTensor(j.info, cache, tick))
 				continue
 			}
 			ts = append(ts, j.tensor(tick))

@@ -55,7 +55,8 @@ type qjob struct {
 	// quantization offset), found by a first fold before writing.
 	shapes map[string][]int
 	res    *quant.FoldResult
-	left   int // layout tensors not yet written
+	kept   bool // res is accounted in the foldCache
+	left   int  // layout tensors not yet written
 	stats  *RequantError
 }
 
@@ -174,16 +175,41 @@ func dequantizeTensors(ts []safetensors.Tensor, name string) ([]float32, error) 
 	return v, err
 }
 
-// foldCacheBytes bounds the folded layouts prepare keeps for the write
-// (beyond it, weights are folded again when written).
-const foldCacheBytes = 256 << 20
+// foldCacheBytes bounds the folded layouts kept in memory between the
+// writes of their tensors. The canonical writer orders tensors by dtype,
+// so a layout's tensors (F32 absmax and scales first, U8/I8/F8 codes
+// later) are far apart in a file; beyond the budget a weight is folded
+// again for each of its tensors instead of being kept.
+var foldCacheBytes int64 = 256 << 20
+
+// foldCache accounts the fold results kept in memory.
+type foldCache struct {
+	used, limit int64
+}
+
+func resultSize(res *quant.FoldResult) int64 {
+	var n int64
+	for _, t := range res.Tensors {
+		n += int64(len(t.Data))
+	}
+	return n
+}
+
+// keep reports whether a result of size bytes fits in the budget, and
+// reserves it.
+func (c *foldCache) keep(size int64) bool {
+	if c.used+size > c.limit {
+		return false
+	}
+	c.used += size
+	return true
+}
 
 // prepare runs a first fold when an output shape may differ from the base
 // (bitsandbytes double quantization: the quant_state JSON holds the new
-// absmax offset), since the header is written before any data. The result
-// is kept for the write while *budget allows, else dropped (the write
-// folds again), so memory stays bounded.
-func (q *qjob) prepare(budget *int64) error {
+// absmax offset), since the header is written before any data; the result
+// is kept for the write when the cache allows.
+func (q *qjob) prepare(c *foldCache) error {
 	if q.d.Layout != "bitsandbytes" || !q.d.Params.DoubleQuant {
 		return nil
 	}
@@ -192,23 +218,22 @@ func (q *qjob) prepare(budget *int64) error {
 		return err
 	}
 	q.shapes = map[string][]int{}
-	var size int64
 	for _, t := range res.Tensors {
-		size += int64(len(t.Data))
 		if bt, ok := q.src.Tensor(t.Name); ok && !slices.Equal(bt.Shape, t.Shape) {
 			q.shapes[t.Name] = slices.Clone(t.Shape)
 		}
 	}
-	if size <= *budget {
-		*budget -= size
-		q.res = res
+	if c.keep(resultSize(res)) {
+		q.res, q.kept = res, true
 	}
 	return nil
 }
 
-// keyTensor returns the streaming tensor of one layout key: the first key
-// written folds the weight, the last one releases the result.
-func (q *qjob) keyTensor(info safetensors.TensorInfo, tick func()) safetensors.Tensor {
+// keyTensor returns the streaming tensor of one layout key. The weight is
+// folded when a key is written and no result is kept; the result is kept
+// until the layout's last key is written when the cache allows, else
+// dropped after this key.
+func (q *qjob) keyTensor(info safetensors.TensorInfo, c *foldCache, tick func()) safetensors.Tensor {
 	shape := slices.Clone(info.Shape)
 	if s, ok := q.shapes[info.Name]; ok {
 		shape = slices.Clone(s)
@@ -220,6 +245,7 @@ func (q *qjob) keyTensor(info safetensors.TensorInfo, tick func()) safetensors.T
 				return err
 			}
 			q.res = res
+			q.kept = q.left > 1 && c.keep(resultSize(res))
 		}
 		var data []byte
 		found := false
@@ -235,8 +261,12 @@ func (q *qjob) keyTensor(info safetensors.TensorInfo, tick func()) safetensors.T
 			return fmt.Errorf("%w: requantized %s has %d bytes, its header entry %v (%s)", ErrIncompatible, info.Name, len(data), shape, info.DType)
 		}
 		tick()
-		if q.left--; q.left == 0 {
-			q.res = nil
+		q.left--
+		if q.left == 0 || !q.kept {
+			if q.kept {
+				c.used -= resultSize(q.res)
+			}
+			q.res, q.kept = nil, false
 		}
 		_, err := w.Write(data)
 		return err

@@ -471,3 +471,41 @@ func TestApplyCorpusQuantized(t *testing.T) {
 		checkRequantized(t, bc, oc, m.Name+".weight", exact)
 	}
 }
+
+// Without room to keep fold results, each layout tensor is folded again
+// when written: the output is the same bytes.
+func TestApplyQuantizedNoCache(t *testing.T) {
+	dir := t.TempDir()
+	var ts []safetensors.Tensor
+	var mods []testgen.Module
+	for i, p := range []quant.Params{{Scheme: quant.SchemeNF4, DoubleQuant: true}, {Scheme: quant.SchemeInt8}, {Scheme: quant.SchemeFP8E5M2, Granularity: "block:16"}} {
+		name := "model.layers." + string(rune('0'+i)) + ".q"
+		ts = append(ts, quantized(t, name+".weight", []int{32, 48}, safetensors.BF16, gaussian(uint64(i), 32*48, 0.02), p, false)...)
+		mods = append(mods, testgen.Module{Name: name, In: 48, Out: 32})
+	}
+	base := filepath.Join(dir, "model.safetensors")
+	if err := safetensors.WriteFile(base, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	ad := filepath.Join(dir, "lora")
+	if _, err := testgen.WriteLoRA(ad, testgen.LoRA{Seed: 6, R: 4, Modules: mods}); err != nil {
+		t.Fatal(err)
+	}
+	run := func(out string) string {
+		if _, err := Apply(ApplyParams{Base: base, Adapters: []AdapterScale{{ad, 0.01}}}, RunOptions{Output: out}); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	cached := run(filepath.Join(dir, "a.safetensors"))
+	old := foldCacheBytes
+	foldCacheBytes = 0
+	defer func() { foldCacheBytes = old }()
+	if run(filepath.Join(dir, "b.safetensors")) != cached {
+		t.Fatal("refolding per tensor changed the output")
+	}
+}
