@@ -105,8 +105,87 @@ func Recast(in, out string, opts RecastOptions) (*RecastReport, error) {
 	if ost, err := os.Stat(out); err == nil && !ost.IsDir() {
 		return nil, fmt.Errorf("safetensors: recast: %s is a directory but %s is a file", in, out)
 	}
+	// Every input file is checked before anything is written, so that a
+	// malformed shard never leaves a half-written output tree behind.
+	if err := recastPreflight(in); err != nil {
+		return nil, err
+	}
+	if opts.DryRun {
+		return rep, recastDir(in, out, opts, rep)
+	}
+	if _, err := os.Stat(out); err == nil {
+		// An existing directory (possibly the input itself) is updated file
+		// by file, each file atomically.
+		return rep, recastDir(in, out, opts, rep)
+	}
+	// A new output directory is built under a temporary name beside it and
+	// renamed into place: it appears whole or not at all.
+	parent := filepath.Dir(out)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, err
+	}
+	stage, err := os.MkdirTemp(parent, "."+filepath.Base(out)+".tmp-")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(stage, 0o755); err != nil {
+		os.RemoveAll(stage)
+		return nil, err
+	}
+	if err := recastDir(in, stage, opts, rep); err != nil {
+		os.RemoveAll(stage)
+		return nil, err
+	}
+	if err := os.Rename(stage, out); err != nil {
+		os.RemoveAll(stage)
+		return nil, err
+	}
+	for i := range rep.Tensors {
+		if rel, err := filepath.Rel(stage, rep.Tensors[i].File); err == nil && !strings.HasPrefix(rel, "..") {
+			rep.Tensors[i].File = filepath.Join(out, rel)
+		}
+	}
+	return rep, nil
+}
+
+// recastPreflight opens every safetensors file and parses every index under
+// dir with the strict reader, returning the first error.
+func recastPreflight(dir string) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		switch {
+		case d.IsDir():
+			if path != dir && strings.HasPrefix(name, ".") {
+				return filepath.SkipDir
+			}
+		case strings.HasPrefix(name, "."):
+		case strings.HasSuffix(name, ".safetensors"):
+			f, err := Open(path)
+			if err != nil {
+				return err
+			}
+			return f.Close()
+		case strings.HasSuffix(name, ".safetensors.index.json"):
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			var idx Index
+			if err := json.Unmarshal(b, &idx); err != nil {
+				return fmt.Errorf("%w: %s: %v", ErrInvalidIndex, path, err)
+			}
+		}
+		return nil
+	})
+}
+
+// recastDir recasts the tree in into the directory out.
+func recastDir(in, out string, opts RecastOptions, rep *RecastReport) error {
 	var indexes []string
-	err = filepath.WalkDir(in, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(in, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -142,15 +221,15 @@ func Recast(in, out string, opts RecastOptions) (*RecastReport, error) {
 		return copyFileAtomic(path, target)
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, rel := range indexes {
 		if err := recastIndex(filepath.Join(in, rel), filepath.Join(out, rel), rep); err != nil {
-			return nil, err
+			return err
 		}
 		rep.Indexes = append(rep.Indexes, rel)
 	}
-	return rep, nil
+	return nil
 }
 
 func recastTarget(dt DType) bool {
