@@ -174,7 +174,12 @@ func GGUFToPEFT(path, dir string, o Options, arch string) (*Result, error) {
 	}
 	if len(unmapped) > 0 {
 		sort.Strings(unmapped)
-		return nil, fmt.Errorf("%w: %s → peft: %d tensors have no PEFT representation:\n  %s", ErrUnmapped, path, len(unmapped), strings.Join(unmapped, "\n  "))
+		n, more := len(unmapped), ""
+		if n > 8 {
+			more = fmt.Sprintf("; … and %d more", len(unmapped)-8)
+			unmapped = unmapped[:8]
+		}
+		return nil, fmt.Errorf("%w: %s → peft: %d tensors have no PEFT representation: %s%s", ErrUnmapped, path, n, strings.Join(unmapped, "; "), more)
 	}
 	if len(mods) == 0 {
 		return nil, fmt.Errorf("%w: %s holds no LoRA pairs", ErrRefused, path)

@@ -128,15 +128,17 @@ func collect(a *adapter.Adapter, base *Base, allowed ...adapter.Kind) ([]*module
 }
 
 func unmappedErr(a *adapter.Adapter, to string, keys []string) error {
-	const max = 40
+	// One line (the CLI prints each error on one stderr line), the first
+	// few keys named.
+	const max = 8
 	list := keys
 	more := ""
 	if len(list) > max {
-		more = fmt.Sprintf("\n  … and %d more", len(list)-max)
+		more = fmt.Sprintf("; … and %d more", len(list)-max)
 		list = list[:max]
 	}
-	return fmt.Errorf("%w: %s → %s: %d source tensors have no %s representation:\n  %s%s",
-		ErrUnmapped, a.WeightsPath, to, len(keys), to, strings.Join(list, "\n  "), more)
+	return fmt.Errorf("%w: %s → %s: %d source tensors have no %s representation: %s%s",
+		ErrUnmapped, a.WeightsPath, to, len(keys), to, strings.Join(list, "; "), more)
 }
 
 // checkDuplicates fails when two source modules land on the same target name.
