@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 func main() {
@@ -21,8 +22,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	if msg := err.Error(); msg != "" {
+	if msg := oneLine(err.Error()); msg != "" {
 		fmt.Fprintf(stderr, "adaptool: %s\n", msg)
 	}
 	return exitCode(err)
+}
+
+// oneLine joins the lines of a multi-line error message with "; " so that
+// every error is exactly one stderr line, as SPEC promises.
+func oneLine(msg string) string {
+	lines := strings.Split(strings.TrimSpace(msg), "\n")
+	out := lines[:0]
+	for _, l := range lines {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "; ")
 }
