@@ -509,3 +509,62 @@ func TestApplyQuantizedNoCache(t *testing.T) {
 		t.Fatal("refolding per tensor changed the output")
 	}
 }
+
+// verifyApply flags a quantized output that does not carry the update (the
+// base's own codes written back) and one whose untouched tensor changed.
+func TestApplyVerifyDetectsBadQuantizedOutput(t *testing.T) {
+	dir := t.TempDir()
+	const mod = "model.q"
+	ts := quantized(t, mod+".weight", []int{16, 32}, safetensors.F32, gaussian(2, 512, 0.02), quant.Params{Scheme: quant.SchemeNF4}, false)
+	ts = append(ts, quantized(t, "model.k.weight", []int{16, 32}, safetensors.F32, gaussian(3, 512, 0.02), quant.Params{Scheme: quant.SchemeNF4}, false)...)
+	base := filepath.Join(dir, "model.safetensors")
+	if err := safetensors.WriteFile(base, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	ad := filepath.Join(dir, "lora")
+	if _, err := testgen.WriteLoRA(ad, testgen.LoRA{Seed: 3, R: 2, Modules: []testgen.Module{{Name: mod, In: 32, Out: 16}}}); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := safetensors.OpenCheckpoint(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	in, err := open([]string{ad}, RunOptions{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.close()
+	verify := func(out []safetensors.Tensor) (*ApplyReport, error) {
+		path := filepath.Join(t.TempDir(), "out.safetensors")
+		if err := safetensors.WriteFile(path, out, nil); err != nil {
+			t.Fatal(err)
+		}
+		pl := &planner{ix: newBaseIndex(ck.Names()), ck: ck, qix: quant.NewIndex(ck, ck.Names()), jobs: map[string]*tensorJob{}}
+		rep := &ApplyReport{Files: []string{path}, Modules: make([]ApplyModule, 1)}
+		if why := pl.module(in.ads[0], in.ads[0].Modules[0], 1, 0, &rep.Modules[0]); why != "" {
+			t.Fatal(why)
+		}
+		return rep, verifyApply(rep, ck, pl.jobs, nil)
+	}
+	// The base itself as "output": ΔW is missing.
+	rep, err := verify(ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := rep.Modules[0].Verify; rep.VerifyFailures != 1 || v == nil || !v.Exceeded || !(v.RelFro > 10*v.Bound) {
+		t.Fatalf("missing update not flagged: %+v", rep.Modules[0].Verify)
+	}
+	// An untouched quantized weight changed: an error.
+	bad := append([]safetensors.Tensor(nil), ts...)
+	for i := range bad {
+		if bad[i].Name == "model.k.weight" {
+			b := append([]byte(nil), bad[i].Data...)
+			b[0] ^= 0x11
+			bad[i].Data = b
+		}
+	}
+	if _, err := verify(bad); err == nil || !strings.Contains(err.Error(), "model.k.weight") {
+		t.Fatalf("changed untouched tensor: %v", err)
+	}
+}
