@@ -716,6 +716,15 @@ func (pl *planner) module(a *adapter.Adapter, m *adapter.Module, lambda float64,
 	add := func(name string, kind int) {
 		j := pl.job(name)
 		j.ops = append(j.ops, tensorOp{kind: kind, ad: a, mod: m, lambda: lambda, rep: ri})
+		if j.q != nil {
+			// A quantized weight: every tensor of its layout is rewritten.
+			for _, k := range j.q.d.Keys {
+				if !slices.Contains(mr.Tensors, k) {
+					mr.Tensors = append(mr.Tensors, k)
+				}
+			}
+			return
+		}
 		mr.Tensors = append(mr.Tensors, name)
 	}
 	switch m.Kind {
@@ -738,8 +747,9 @@ func (pl *planner) module(a *adapter.Adapter, m *adapter.Module, lambda float64,
 			if m.Rank >= min(t.Shape[0], int(t.NumElements())/max(1, t.Shape[0])) {
 				return fmt.Sprintf("KaSA rank %d leaves nothing of the %v base weight %s", m.Rank, t.Shape, t.Name)
 			}
+			n := len(mr.Tensors)
 			add(t.Name, opTruncate)
-			mr.Tensors = mr.Tensors[:len(mr.Tensors)-1]
+			mr.Tensors = mr.Tensors[:n] // listed by the delta's op below
 		}
 		if _, ok := m.Tensors[adapter.RoleLoRABias]; ok {
 			b, why := bias()
@@ -818,7 +828,11 @@ func (pl *planner) module(a *adapter.Adapter, m *adapter.Module, lambda float64,
 			}
 			j := pl.job(n)
 			j.ops = append(j.ops, tensorOp{kind: opReplace, ad: a, mod: m, lambda: 1, rep: ri, src: src.Name})
-			mr.Tensors = append(mr.Tensors, n)
+			if j.q != nil {
+				mr.Tensors = append(mr.Tensors, j.q.d.Keys...)
+			} else {
+				mr.Tensors = append(mr.Tensors, n)
+			}
 			status = "replaced"
 		}
 		if status == "" {

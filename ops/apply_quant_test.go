@@ -221,6 +221,9 @@ func TestApplyQuantizedBases(t *testing.T) {
 					mr = &rep.Modules[i]
 				}
 			}
+			if len(mr.Tensors) != len(bd.Keys) {
+				t.Errorf("module tensors %v, layout %v", mr.Tensors, bd.Keys)
+			}
 			rq := mr.Requant
 			if rq == nil {
 				t.Fatal("no requantization error reported")
