@@ -41,6 +41,8 @@ medians "$tmp/fast.txt" copy-GB/s >"$tmp/copy.gbs"
 
 printf 'ops/kernels on %s, fast path %s, medians of %s runs (GB/s = bytes read+written per second)\n' \
 	"$(go env GOARCH)" "$impl" "$count"
-printf '%-28s %9s %9s %9s %9s %9s %9s\n' kernel/size twin fast copy fast/twin "twin/copy" "fast/copy"
+printf 'twin, fast: GB/s (median of the runs'"'"' means); copy: fastest copy() GB/s in the fast run;\n'
+printf 'x-copy: fastest kernel call / fastest copy() of the same bytes, interleaved (median of runs)\n'
+printf '%-28s %9s %9s %9s %9s %9s %9s\n' kernel/size twin fast copy fast/twin "twin x-cp" "fast x-cp"
 join "$tmp/fast.mbs" "$tmp/twin.mbs" | join - "$tmp/copy.gbs" | join - "$tmp/fast.xc" | join - "$tmp/twin.xc" |
 	awk '{ printf "%-28s %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f\n", $1, $3/1000, $2/1000, $4, $2/$3, $6, $5 }'
