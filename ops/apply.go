@@ -39,7 +39,9 @@ type ApplyParams struct {
 	// (default, "" too) replaces W by its rank-(k−r) truncation
 	// trunc(W) = W minus its r smallest singular triplets (k = min(out, in),
 	// r the module's rank), as KaSA does to the base before training, then
-	// adds ΔW = s·B·diag(d)·A; "keep" adds ΔW to the untruncated W.
+	// adds ΔW = s·B·diag(d)·A (PEFT PR #3298); "truncate-repo" keeps
+	// in − r components as the KaSA reference code does (nothing is dropped
+	// when in ≥ out + r); "keep" adds ΔW to the untruncated W.
 	KaSA string `json:"kasa,omitempty"`
 }
 
@@ -149,6 +151,7 @@ type tensorOp struct {
 	lambda float64
 	rep    int    // index into ApplyReport.Modules
 	src    string // opReplace: the adapter tensor
+	drop   int    // opTruncate: singular triplets to drop
 }
 
 // tensorJob is everything applied to one base tensor.
@@ -401,9 +404,9 @@ func Apply(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 	}
 
 	switch p.KaSA {
-	case "", "truncate", "keep":
+	case "", "truncate", "truncate-repo", "keep":
 	default:
-		return nil, fmt.Errorf("%w: --kasa %q (want truncate or keep)", ErrParams, p.KaSA)
+		return nil, fmt.Errorf("%w: --kasa %q (want truncate, truncate-repo or keep)", ErrParams, p.KaSA)
 	}
 	names := ck.Names()
 	ix := newBaseIndex(names)
@@ -744,12 +747,19 @@ func (pl *planner) module(a *adapter.Adapter, m *adapter.Module, lambda float64,
 			if len(t.Shape) != 2 {
 				return fmt.Sprintf("KaSA truncation needs a 2-D base weight, %s has shape %v", t.Name, t.Shape)
 			}
-			if m.Rank >= min(t.Shape[0], int(t.NumElements())/max(1, t.Shape[0])) {
+			k := min(m.OutFeatures, m.InFeatures)
+			drop := m.Rank
+			if pl.kasa == "truncate-repo" {
+				// juyongjiang/KaSA keeps in_features − r components.
+				drop = max(0, k-(m.InFeatures-m.Rank))
+			}
+			if drop >= k {
 				return fmt.Sprintf("KaSA rank %d leaves nothing of the %v base weight %s", m.Rank, t.Shape, t.Name)
 			}
-			n := len(mr.Tensors)
-			add(t.Name, opTruncate)
-			mr.Tensors = mr.Tensors[:n] // listed by the delta's op below
+			if drop > 0 {
+				j := pl.job(t.Name)
+				j.ops = append(j.ops, tensorOp{kind: opTruncate, ad: a, mod: m, lambda: lambda, rep: ri, drop: drop})
+			}
 		}
 		if _, ok := m.Tensors[adapter.RoleLoRABias]; ok {
 			b, why := bias()
@@ -1040,7 +1050,7 @@ func applyOp32(w []float32, info safetensors.TensorInfo, op tensorOp) error {
 		for i, x := range l {
 			w64[i] = float64(x)
 		}
-		if err := truncate64(w64, rows, cols, m.Rank); err != nil {
+		if err := truncate64(w64, rows, cols, op.drop); err != nil {
 			return fmt.Errorf("%s: %w", info.Name, err)
 		}
 		for i, x := range w64 {
@@ -1152,7 +1162,7 @@ func applyOp64(w []float64, info safetensors.TensorInfo, op tensorOp) error {
 			l[i] += op.lambda * x
 		}
 	case opTruncate:
-		if err := truncate64(l, rows, cols, m.Rank); err != nil {
+		if err := truncate64(l, rows, cols, op.drop); err != nil {
 			return fmt.Errorf("%s: %w", info.Name, err)
 		}
 	case opLoRA, opDoRA:

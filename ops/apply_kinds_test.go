@@ -204,11 +204,12 @@ func TestApplyLoHaLoKrVeRA(t *testing.T) {
 }
 
 // KaSA: the base loses its r smallest singular triplets, then ΔW =
-// s·B·diag(d)·A is added ("keep": ΔW only). The base is built from a known
-// SVD, so the truncation is known without computing one.
+// s·B·diag(d)·A is added ("keep": ΔW only; "truncate-repo": in − r
+// components kept, so a wide weight keeps them all). The bases are built
+// from known SVDs, so the truncations are known without computing one.
 func TestApplyKaSA(t *testing.T) {
 	dir := t.TempDir()
-	const out, in, r = 6, 5, 2
+	const r = 2
 	rng := rand.New(rand.NewPCG(8, 9))
 	orth := func(n, k int) *mat.Dense {
 		x := mat.NewDense(n, k, nil)
@@ -223,47 +224,67 @@ func TestApplyKaSA(t *testing.T) {
 		qr.QTo(&q)
 		return mat.DenseCopyOf(q.Slice(0, n, 0, k))
 	}
-	u, v := orth(out, in), orth(in, in)
-	sigma := []float64{5, 4, 3, 0.5, 0.25}
-	full, trunc := make([]float64, out*in), make([]float64, out*in)
-	for o := 0; o < out; o++ {
-		for i := 0; i < in; i++ {
-			for k := 0; k < in; k++ {
-				x := sigma[k] * u.At(o, k) * v.At(i, k)
-				full[o*in+i] += x
-				if k < in-r {
-					trunc[o*in+i] += x
+	// known returns U·diag(σ)·Vᵀ (out×in) and its truncation to `keep` terms.
+	known := func(out, in int, sigma []float64, keep int) (full, trunc []float64) {
+		k := len(sigma)
+		u, v := orth(out, k), orth(in, k)
+		full, trunc = make([]float64, out*in), make([]float64, out*in)
+		for o := 0; o < out; o++ {
+			for i := 0; i < in; i++ {
+				for j := 0; j < k; j++ {
+					x := sigma[j] * u.At(o, j) * v.At(i, j)
+					full[o*in+i] += x
+					if j < keep {
+						trunc[o*in+i] += x
+					}
 				}
 			}
 		}
+		return full, trunc
 	}
+	tallFull, tallTrunc := known(6, 5, []float64{5, 4, 3, 0.5, 0.25}, 3) // out 6, in 5: k = 5
+	wideFull, wideTrunc := known(3, 6, []float64{4, 2, 0.5}, 1)          // out 3, in 6: k = 3
 	base := filepath.Join(dir, "model.safetensors")
-	writeBase(t, base, []baseTensor{{Name: "model.q.weight", DType: safetensors.F64, Shape: []int{out, in}, Values: full}})
+	writeBase(t, base, []baseTensor{
+		{Name: "model.q.weight", DType: safetensors.F64, Shape: []int{6, 5}, Values: tallFull},
+		{Name: "model.w.weight", DType: safetensors.F64, Shape: []int{3, 6}, Values: wideFull},
+	})
 	ad := filepath.Join(dir, "kasa")
-	res, err := testgen.WriteLoRA(ad, testgen.LoRA{Seed: 4, R: r, Alpha: 4, KaSA: true, Modules: []testgen.Module{{Name: "model.q", In: in, Out: out}}})
+	res, err := testgen.WriteLoRA(ad, testgen.LoRA{Seed: 4, R: r, Alpha: 4, KaSA: true, Modules: []testgen.Module{{Name: "model.q", In: 5, Out: 6}, {Name: "model.w", In: 6, Out: 3}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := res.Modules["model.q"]
-	delta := make([]float64, out*in)
-	for o := 0; o < out; o++ {
-		for i := 0; i < in; i++ {
-			for k := 0; k < r; k++ {
-				delta[o*in+i] += 2 * float64(f.B[o*r+k]) * float64(f.Diag[k]) * float64(f.A[k*in+i])
+	delta := func(mod string) []float64 {
+		f := res.Modules[mod]
+		d := make([]float64, f.Out*f.In)
+		for o := 0; o < f.Out; o++ {
+			for i := 0; i < f.In; i++ {
+				for k := 0; k < r; k++ {
+					d[o*f.In+i] += 2 * float64(f.B[o*r+k]) * float64(f.Diag[k]) * float64(f.A[k*f.In+i])
+				}
 			}
 		}
+		return d
 	}
 	for _, c := range []struct {
-		mode string
-		w    []float64
-	}{{"", trunc}, {"truncate", trunc}, {"keep", full}} {
+		mode       string
+		tall, wide []float64
+	}{
+		{"", tallTrunc, wideTrunc},
+		{"truncate", tallTrunc, wideTrunc},
+		{"truncate-repo", tallTrunc, wideFull}, // wide: in − r = 4 ≥ 3 components kept
+		{"keep", tallFull, wideFull},
+	} {
 		got, rep := applyOne(t, base, ad, ApplyParams{KaSA: c.mode})
-		if rep.Applied != 1 || rep.Modules[0].Kind != "kasa" {
+		if rep.Applied != 2 || rep.Modules[0].Kind != "kasa" {
 			t.Fatalf("%q: %+v", c.mode, rep.Modules)
 		}
-		for i := range delta {
-			if want := c.w[i] + delta[i]; math.Abs(got["model.q.weight"][i]-want) > 1e-12 {
-				t.Fatalf("kasa %q [%d] = %v, want %v", c.mode, i, got["model.q.weight"][i], want)
+		for name, w := range map[string][]float64{"model.q": c.tall, "model.w": c.wide} {
+			d := delta(name)
+			for i := range d {
+				if want := w[i] + d[i]; math.Abs(got[name+".weight"][i]-want) > 1e-12 {
+					t.Fatalf("kasa %q %s[%d] = %v, want %v", c.mode, name, i, got[name+".weight"][i], want)
+				}
 			}
 		}
 	}

@@ -54,7 +54,7 @@ func newApplyCommand() *cli.Command {
 			&cli.StringFlag{Name: "base", Usage: "base checkpoint: a .safetensors file, an index JSON or a directory"},
 			&cli.StringSliceFlag{Name: "adapter", Aliases: []string{"a"}, Usage: "adapter directory or file, optionally PATH:SCALE (repeatable)"},
 			&cli.BoolFlag{Name: "verify", Usage: "re-read the output and report per-module error"},
-			&cli.StringFlag{Name: "kasa", Value: "truncate", Usage: "KaSA modules: truncate (drop the base's r smallest singular triplets, as KaSA trains) or keep (add the delta only)"},
+			&cli.StringFlag{Name: "kasa", Value: "truncate", Usage: "KaSA modules: truncate (drop the base's r smallest singular triplets, as KaSA trains), truncate-repo (keep in−r components, as the KaSA reference code) or keep (add the delta only)"},
 		),
 		Action: func(c *cli.Context) error {
 			if _, err := requireArgs(c, 0, 0, "no positional arguments"); err != nil {
@@ -68,8 +68,8 @@ func newApplyCommand() *cli.Command {
 				return usagef("apply: give at least one --adapter")
 			}
 			p := ops.ApplyParams{Base: c.String("base"), Verify: c.Bool("verify"), KaSA: c.String("kasa")}
-			if p.KaSA != "truncate" && p.KaSA != "keep" {
-				return usagef("apply: --kasa %q (want truncate or keep)", p.KaSA)
+			if p.KaSA != "truncate" && p.KaSA != "truncate-repo" && p.KaSA != "keep" {
+				return usagef("apply: --kasa %q (want truncate, truncate-repo or keep)", p.KaSA)
 			}
 			for _, s := range specs {
 				a, err := parseAdapterScale(s)
