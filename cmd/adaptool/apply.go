@@ -120,6 +120,9 @@ func printApplyReport(w io.Writer, r *ops.ApplyReport) {
 		if m.Verify != nil {
 			maxAbs = strconv.FormatFloat(m.Verify.MaxAbs, 'g', 3, 64)
 			rel = strconv.FormatFloat(m.Verify.RelFro, 'g', 3, 64)
+			if m.Verify.Quantized {
+				rel += " (requantizing the exact result: " + strconv.FormatFloat(m.Verify.RequantRelFro, 'g', 3, 64) + ")"
+			}
 			if m.Verify.Exceeded {
 				rel += " (exceeds " + strconv.FormatFloat(m.Verify.Bound, 'g', 3, 64) + ")"
 			}

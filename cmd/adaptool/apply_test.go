@@ -235,8 +235,9 @@ func TestApplyQuantizedCommand(t *testing.T) {
 			t.Errorf("%s: verify %+v, recomputed %g", m.Name, m.Verify, math.Sqrt(se/sx))
 		}
 	}
-	code, stdout, _ = runCLI(t, "apply", "--base", base, "--adapter", a+":0.001", "-o", filepath.Join(tmp, "m2.safetensors"))
-	if code != exitOK || !strings.Contains(stdout, "requantized 2 quantized weight(s)") || !strings.Contains(stdout, "nf4/bitsandbytes") || !strings.Contains(stdout, "int8/bitsandbytes-int8") {
+	code, stdout, _ = runCLI(t, "apply", "--base", base, "--adapter", a+":0.001", "-o", filepath.Join(tmp, "m2.safetensors"), "--verify")
+	if code != exitOK || !strings.Contains(stdout, "requantized 2 quantized weight(s)") || !strings.Contains(stdout, "nf4/bitsandbytes") || !strings.Contains(stdout, "int8/bitsandbytes-int8") ||
+		!strings.Contains(stdout, "(requantizing the exact result: ") {
 		t.Fatalf("text output: code %d\n%s", code, stdout)
 	}
 	if code, _, _ := runCLI(t, "apply", "--base", base, "--adapter", a, "--kasa", "bogus", "-o", out); code != exitUsage {
