@@ -425,7 +425,11 @@ type e2eRow struct {
 	preexisting bool
 	// setup: a regular file created (after $-substitution) before the run,
 	// e.g. to stand where an output directory is expected.
-	setup    string
+	setup string
+	// values: dotted JSON path → expected number (relative tolerance tol,
+	// default 1e-5), computed independently in float64 from the fixtures.
+	values   map[string]float64
+	tol      float64
 	knownBug string
 }
 
@@ -686,6 +690,7 @@ func TestE2E(t *testing.T) {
 	fxHash := treeHashes(t, root)
 
 	rows := append(unseenRows(), fixedRows()...)
+	rows = append(rows, valueRows(t)...)
 	if _, err := testcorpus.Locate(); err == nil {
 		rows = append(rows, corpusRows(t)...)
 	}
@@ -694,6 +699,10 @@ func TestE2E(t *testing.T) {
 		corpusHash = treeHashes(t, croot)
 	}
 	work := t.TempDir()
+	keep := filepath.Join(work, "keep") // outputs later rows read
+	if err := os.Mkdir(keep, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for i, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			if row.knownBug != "" && os.Getenv("ADAPTOOL_E2E_KNOWN_BUGS") == "" {
@@ -707,6 +716,7 @@ func TestE2E(t *testing.T) {
 			sub := func(s string) string {
 				s = strings.ReplaceAll(s, "$out", out)
 				s = strings.ReplaceAll(s, "$rowdir", rowdir)
+				s = strings.ReplaceAll(s, "$keep", keep)
 				if strings.HasPrefix(s, "$") {
 					name, rest, _ := strings.Cut(s[1:], "/")
 					suffix := ""
@@ -767,6 +777,16 @@ func TestE2E(t *testing.T) {
 				for _, f := range row.fields {
 					if !hasField(doc, f) {
 						t.Errorf("JSON has no %q:\n%.600s", f, stdout)
+					}
+				}
+				tol := row.tol
+				if tol == 0 {
+					tol = 1e-5
+				}
+				for f, want := range row.values {
+					got, ok := field(doc, f).(float64)
+					if !ok || math.Abs(got-want) > tol*math.Max(math.Abs(want), 1e-30) {
+						t.Errorf("JSON %s = %v, want %.9g (rel tol %g)", f, field(doc, f), want, tol)
 					}
 				}
 			}
@@ -847,26 +867,207 @@ func isTempName(n string) bool {
 
 // hasField reports whether the dotted path exists in a decoded JSON document.
 func hasField(doc any, path string) bool {
+	_, ok := lookup(doc, path)
+	return ok
+}
+
+// field returns the value at the dotted path (nil when absent).
+func field(doc any, path string) any {
+	v, _ := lookup(doc, path)
+	return v
+}
+
+func lookup(doc any, path string) (any, bool) {
 	cur := doc
 	for _, k := range strings.Split(path, ".") {
 		switch v := cur.(type) {
 		case map[string]any:
 			x, ok := v[k]
 			if !ok {
-				return false
+				return nil, false
 			}
 			cur = x
 		case []any:
 			var i int
-			if _, err := fmt.Sscan(k, &i); err != nil || i >= len(v) {
-				return false
+			if _, err := fmt.Sscan(k, &i); err != nil || i < 0 || i >= len(v) {
+				return nil, false
 			}
 			cur = v[i]
 		default:
-			return false
+			return nil, false
 		}
 	}
-	return true
+	return cur, true
+}
+
+// ---------------------------------------------------------------------------
+// Values: scales and ‖ΔW‖_F checked against a float64 recomputation from the
+// fixtures' seeds, through chains of commands (convert there and back,
+// neg/scale/merge, apply then extract).
+
+// vals decodes a generated tensor to float64 (through its dtype's rounding).
+func vals(t rawTensor) []float64 {
+	n := len(t.data) * 8
+	dt, err := safetensors.ParseDType(t.dtype)
+	if err != nil {
+		panic(err)
+	}
+	n /= dt.Bits()
+	out := make([]float64, n)
+	if t.dtype == "F64" {
+		for i := range out {
+			out[i] = math.Float64frombits(binary.LittleEndian.Uint64(t.data[8*i:]))
+		}
+		return out
+	}
+	f := make([]float32, n)
+	if err := safetensors.ToFloat32(f, t.data, dt); err != nil {
+		panic(err)
+	}
+	for i, x := range f {
+		out[i] = float64(x)
+	}
+	return out
+}
+
+// deltaFro returns ‖s·B·A‖_F for A (r×in) and B (out×r), row-major.
+func deltaFro(s float64, a, b []float64, r, in, out int) float64 {
+	var sum float64
+	for i := 0; i < out; i++ {
+		for j := 0; j < in; j++ {
+			var d float64
+			for k := 0; k < r; k++ {
+				d += b[i*r+k] * a[k*in+j]
+			}
+			d *= s
+			sum += d * d
+		}
+	}
+	return math.Sqrt(sum)
+}
+
+// pairFro regenerates a loraPair fixture and returns ‖s·B·A‖_F.
+func pairFro(dtype string, seed uint64, r, in, out int, s float64) float64 {
+	p := loraPair("m", dtype, seed, r, in, out)
+	return deltaFro(s, vals(p[0]), vals(p[1]), r, in, out)
+}
+
+func norms(prefix string, scale float64, ns ...float64) map[string]float64 {
+	m := map[string]float64{}
+	for i, n := range ns {
+		m[fmt.Sprintf("%s.%d.delta_fro_norm", prefix, i)] = n * scale
+	}
+	return m
+}
+
+func merged(ms ...map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func valueRows(t *testing.T) []e2eRow {
+	// lora: q (seeds 1,2), v (3,4; out 8), layers.1 q (5,6); scale 8/4.
+	lq, lv, l1 := pairFro("F32", 1, 4, 16, 16, 2), pairFro("F32", 3, 4, 16, 8, 2), pairFro("F32", 5, 4, 16, 16, 2)
+	lora := norms("modules", 1, lq, lv, l1)
+	// rspat: rsLoRA α/√r with rank_pattern v_proj: 2, alpha_pattern layers.1 q: 3.
+	rq, rv, r1 := 8/math.Sqrt(4), 8/math.Sqrt(2), 3/math.Sqrt(4)
+	rspat := merged(norms("modules", 1, pairFro("F32", 21, 4, 16, 16, rq), pairFro("F32", 23, 2, 16, 8, rv), pairFro("F32", 25, 4, 16, 16, r1)),
+		map[string]float64{"modules.0.scale": rq, "modules.1.scale": rv, "modules.2.scale": r1, "modules.1.rank": 2, "modules.2.alpha": 3})
+	// mlx: ΔW = scale·(lora_a·lora_b)ᵀ with scale 10.
+	mlxFro := func(sa, sb uint64) float64 {
+		a, b := vals(randTensor("a", "F32", sa, 16, 4)), vals(randTensor("b", "F32", sb, 4, 16))
+		// (a·b) as B=a (16×4), A=b (4×16): same Frobenius norm as its transpose.
+		return deltaFro(10, b, a, 4, 16, 16)
+	}
+	mlx := merged(norms("modules", 1, mlxFro(141, 142), mlxFro(143, 144)), map[string]float64{"modules.0.scale": 10})
+	// kohya SDXL (F16 factors, alpha 2, r 4): sorted te1, te2, unet.
+	koFro := func(s uint64) float64 {
+		return deltaFro(0.5, vals(randTensor("d", "F16", s, 4, 16)), vals(randTensor("u", "F16", s+1, 16, 4)), 4, 16, 16)
+	}
+	kohya := merged(norms("modules", 1, koFro(133), koFro(136), koFro(130)), map[string]float64{"modules.0.scale": 0.5, "modules.2.alpha": 2})
+	bf := norms("modules", 1, pairFro("BF16", 111, 4, 16, 16, 2), pairFro("BF16", 113, 4, 16, 8, 2))
+	f64 := norms("modules", 1, pairFro("F64", 111, 4, 16, 16, 2), pairFro("F64", 113, 4, 16, 8, 2))
+	// CJK: seeds 101, 103.
+	cjk := norms("modules", 1, pairFro("F32", 101, 4, 16, 16, 2), pairFro("F32", 103, 4, 16, 16, 2))
+	// LoHa: ΔW = (α/r)·(w1a·w1b) ⊙ (w2a·w2b).
+	loha := func() float64 {
+		w1a, w1b := vals(randTensor("", "F32", 51, 16, 4)), vals(randTensor("", "F32", 52, 4, 16))
+		w2a, w2b := vals(randTensor("", "F32", 53, 16, 4)), vals(randTensor("", "F32", 54, 4, 16))
+		var sum float64
+		for i := 0; i < 16; i++ {
+			for j := 0; j < 16; j++ {
+				var x, y float64
+				for k := 0; k < 4; k++ {
+					x += w1a[i*4+k] * w1b[k*16+j]
+					y += w2a[i*4+k] * w2b[k*16+j]
+				}
+				d := 2 * x * y
+				sum += d * d
+			}
+		}
+		return math.Sqrt(sum)
+	}()
+	stats := func(name, in string, v map[string]float64) e2eRow {
+		return e2eRow{name: "values/" + name, args: []string{"inspect", "--stats", "--json", in}, values: v}
+	}
+	return []e2eRow{
+		stats("lora", "$lora", merged(lora, map[string]float64{"modules.0.scale": 2, "modules.1.out_features": 8})),
+		stats("rspat", "$rspat", rspat),
+		stats("mlx", "$mlx", mlx),
+		stats("kohya", "$kohya", kohya),
+		stats("bf16", "$bf16", bf),
+		stats("f64", "$f64", f64),
+		stats("cjk", "$cjk", cjk),
+		// LoHa's ΔW is not low-rank: inspect gives scale but no delta norm;
+		// diff compares it through the dense delta.
+		stats("loha", "$loha", map[string]float64{"modules.0.scale": 2}),
+		{name: "values/loha-diff", args: []string{"diff", "--json", "$loha", "$loha"}, values: map[string]float64{"modules.0.delta_fro_norm_a": loha, "modules.0.cosine": 1},
+			knownBug: "diff on LoHa (and LoKr/VeRA) modules says \"skipped: no delta to compare\" yet reports delta_fro_norm_a = delta_fro_norm_b = 0 (not null) in --json and 0 in the table; LoHa has a well-defined ΔW = (α/r)(w1a·w1b)⊙(w2a·w2b), ‖ΔW‖_F = 1.1395 here (inspect/diff)"},
+		{name: "values/loha-neg", args: []string{"merge", "-m", "cat", "--weights", "-1", "$loha", "-o", "$keep/lohaneg"}, code: failed4},
+		// Exact operations.
+		{name: "values/neg", args: []string{"neg", "$lora", "-o", "$keep/neg"}},
+		stats("neg-read", "$keep/neg", lora),
+		{name: "values/scale", args: []string{"scale", "--by", "-0.25", "$lora", "-o", "$keep/quarter"}},
+		stats("scale-read", "$keep/quarter", norms("modules", 0.25, lq, lv, l1)),
+		{name: "values/cat", args: []string{"merge", "-m", "cat", "--weights", "1,2", "$lora", "$lora", "-o", "$keep/cat"}},
+		stats("cat-read", "$keep/cat", merged(norms("modules", 3, lq, lv, l1), map[string]float64{"modules.0.rank": 8})),
+		{name: "values/svd", args: []string{"merge", "--weights", "0.5,0.5", "$lora", "$lora", "-o", "$keep/svd"}},
+		stats("svd-read", "$keep/svd", merged(lora, map[string]float64{"modules.0.rank": 4})),
+		{name: "values/rspat-svd", args: []string{"merge", "$rspat", "-o", "$keep/rsvd"}},
+		stats("rspat-svd-read", "$keep/rsvd", norms("modules", 1, pairFro("F32", 21, 4, 16, 16, rq), pairFro("F32", 23, 2, 16, 8, rv), pairFro("F32", 25, 4, 16, 16, r1))),
+		// Dialects there and back.
+		{name: "values/to-kohya", args: []string{"convert", "--to", "kohya", "$rspat", "-o", "$keep/rk.safetensors"}},
+		stats("to-kohya-read", "$keep/rk.safetensors", norms("modules", 1, pairFro("F32", 21, 4, 16, 16, rq), pairFro("F32", 23, 2, 16, 8, rv), pairFro("F32", 25, 4, 16, 16, r1))),
+		{name: "values/kohya-to-peft", args: []string{"convert", "--to", "peft", "$keep/rk.safetensors", "-o", "$keep/rkp"}},
+		stats("kohya-to-peft-read", "$keep/rkp", norms("modules", 1, pairFro("F32", 21, 4, 16, 16, rq), pairFro("F32", 23, 2, 16, 8, rv), pairFro("F32", 25, 4, 16, 16, r1))),
+		{name: "values/to-mlx", args: []string{"convert", "--to", "mlx", "$lora", "-o", "$keep/m"}},
+		stats("to-mlx-read", "$keep/m", lora),
+		{name: "values/to-diffusers", args: []string{"convert", "--to", "diffusers", "$cjk", "-o", "$keep/d.safetensors"}},
+		stats("to-diffusers-read", "$keep/d.safetensors", cjk),
+		{name: "values/mlx-to-gguf", args: []string{"convert", "--to", "gguf", "--arch", "qwen2", "$mlx", "-o", "$keep/a.gguf"}},
+		stats("gguf-read", "$keep/a.gguf", norms("modules", 1, mlxFro(141, 142), mlxFro(143, 144))),
+		{name: "values/gguf-to-peft", args: []string{"convert", "--to", "peft", "$keep/a.gguf", "-o", "$keep/gp"}},
+		stats("gguf-to-peft-read", "$keep/gp", mlx),
+		{name: "values/kohya-to-diffusers", args: []string{"convert", "--to", "diffusers", "$kohya", "-o", "$keep/kd.safetensors"}},
+		stats("kohya-to-diffusers-read", "$keep/kd.safetensors", norms("modules", 1, koFro(133), koFro(136), koFro(130))),
+		{name: "values/f64-to-f32", args: []string{"convert", "--dtype", "f32", "$f64", "-o", "$keep/f64f32"}},
+		stats("f64-to-f32-read", "$keep/f64f32", f64),
+		// apply then extract recovers the rank-4 deltas.
+		{name: "values/apply", args: []string{"apply", "--base", "$base", "--adapter", "$lora", "-o", "$keep/applied.safetensors"}},
+		{name: "values/extract", args: []string{"extract", "--base", "$base", "--tuned", "$keep/applied.safetensors", "--rank", "4", "-o", "$keep/ex"}},
+		{name: "values/extract-read", args: []string{"inspect", "--stats", "--json", "$keep/ex"}, values: lora, tol: 1e-4},
+		{name: "values/apply-sharded", args: []string{"apply", "--base", "$sharded", "--adapter", "$lora:-1", "-o", "$keep/applied-sh"}},
+		{name: "values/extract-sharded", args: []string{"extract", "--base", "$sharded", "--tuned", "$keep/applied-sh", "--rank", "4", "-o", "$keep/exs"}},
+		{name: "values/extract-sharded-read", args: []string{"inspect", "--stats", "--json", "$keep/exs"}, values: lora, tol: 1e-4},
+		{name: "values/diff", args: []string{"diff", "--json", "$lora", "$keep/neg"}, values: merged(map[string]float64{"modules.1.delta_fro_norm_a": lv, "modules.1.delta_fro_norm_b": lv},
+			map[string]float64{"modules.0.cosine": -1, "modules.1.relative_distance": 2, "modules.2.norm_ratio": 1, "modules.2.delta_fro_norm_a": l1, "modules.0.delta_fro_norm_b": lq}), tol: 1e-5},
+		{name: "values/diff-scaled", args: []string{"diff", "--json", "$lora", "$keep/quarter"}, values: map[string]float64{"modules.0.cosine": -1, "modules.0.norm_ratio": 0.25, "modules.1.relative_distance": 1.25}},
+	}
 }
 
 // treeHashes returns the sha256 of every regular file under root.
