@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -54,6 +55,9 @@ func newMergeCommand() *cli.Command {
 				done()
 				return usagef("merge: --max-memory: %v", err)
 			}
+			// The budget is also the Go runtime's soft memory limit, so
+			// that garbage does not double the working set.
+			defer debug.SetMemoryLimit(debug.SetMemoryLimit(o.MaxMemory))
 			rep, err := ops.Merge(paths, p, o)
 			done()
 			return finish(c, rep, err)
