@@ -2,6 +2,7 @@ package ops
 
 import (
 	"math"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -71,4 +72,46 @@ func BenchmarkApplyQuantized(b *testing.B) {
 			b.ReportMetric(*rq.Cosine, "cos-applied")
 		})
 	}
+}
+
+// BenchmarkApplyLoHa folds a rank-16 LoHa (dense delta built in float64)
+// into one 4096×4096 BF16 weight.
+func BenchmarkApplyLoHa(b *testing.B) {
+	const n, r = 4096, 16
+	dir := b.TempDir()
+	base := filepath.Join(dir, "model.safetensors")
+	w := make([]byte, 2*n*n)
+	if err := safetensors.FromFloat32(w, gaussian(1, n*n, 0.02), safetensors.BF16); err != nil {
+		b.Fatal(err)
+	}
+	if err := safetensors.WriteFile(base, []safetensors.Tensor{{Name: "model.q.weight", DType: safetensors.BF16, Shape: []int{n, n}, Data: w}}, nil); err != nil {
+		b.Fatal(err)
+	}
+	ad := filepath.Join(dir, "loha")
+	var ts []safetensors.Tensor
+	for i, s := range []struct {
+		role  string
+		shape []int
+	}{{"hada_w1_a", []int{n, r}}, {"hada_w1_b", []int{r, n}}, {"hada_w2_a", []int{n, r}}, {"hada_w2_b", []int{r, n}}} {
+		ts = append(ts, safetensors.Tensor{Name: "base_model.model.model.q." + s.role, DType: safetensors.F32, Shape: s.shape,
+			Data: safetensors.Float32Bytes(gaussian(uint64(i+2), n*r, 0.1))})
+	}
+	if err := os.MkdirAll(ad, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ad, "adapter_config.json"), []byte(`{"peft_type": "LOHA", "r": 16, "alpha": 16, "target_modules": ["q"]}`), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if err := safetensors.WriteFile(filepath.Join(ad, "adapter_model.safetensors"), ts, nil); err != nil {
+		b.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.safetensors")
+	b.SetBytes(2 * n * n)
+	c0 := cpuTime()
+	for b.Loop() {
+		if _, err := Apply(ApplyParams{Base: base, Adapters: []AdapterScale{{ad, 1}}}, RunOptions{Output: out}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric((cpuTime()-c0).Seconds()*1e3/float64(b.N), "cpu-ms/module")
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/ops/kernels"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -265,6 +266,49 @@ func lokrScale(a *adapter.Adapter, m *adapter.Module) (float64, error) {
 		return 0, fmt.Errorf("%w: %s: module %s: %v", ErrIncompatible, a.WeightsPath, m.Name, err)
 	}
 	return s, nil
+}
+
+// lohaDelta32 returns (W1a·W1b) ⊙ (W2a·W2b) (without the scale) in
+// float32 by the RankUpdate kernel, for the plain (non-CP) LoHa form; ok is
+// false for the CP form (use denseDelta).
+func lohaDelta32(a *adapter.Adapter, m *adapter.Module, rows, cols int) (d []float32, ok bool, err error) {
+	if _, cp := m.Tensors["hada_t1"]; cp {
+		return nil, false, nil
+	}
+	if _, cp := m.Tensors["hada_t2"]; cp {
+		return nil, false, nil
+	}
+	if _, err := denseDelta(a, m, rows, cols, false); err != nil {
+		return nil, false, err
+	}
+	product := func(wa, wb string) ([]float32, error) {
+		ra, rb := m.Tensors[wa], m.Tensors[wb]
+		x, err := a.File.Float32(ra.Name)
+		if err != nil {
+			return nil, err
+		}
+		y, err := a.File.Float32(rb.Name)
+		if err != nil {
+			return nil, err
+		}
+		r := ra.Shape[1]
+		if len(x) != rows*r || len(y) != r*cols {
+			return nil, fmt.Errorf("%w: %s: %s/%s have %d/%d values for %d×%d and %d×%d", ErrIncompatible, a.WeightsPath, ra.Name, rb.Name, len(x), len(y), rows, r, r, cols)
+		}
+		p := make([]float32, rows*cols)
+		kernels.RankUpdate(p, rows, cols, 1, x, y, r)
+		return p, nil
+	}
+	p1, err := product("hada_w1_a", "hada_w1_b")
+	if err != nil {
+		return nil, false, err
+	}
+	p2, err := product("hada_w2_a", "hada_w2_b")
+	if err != nil {
+		return nil, false, err
+	}
+	kernels.Mul(p1, p2)
+	return p1, true, nil
 }
 
 // checkDense checks at plan time that m's dense delta fits base tensor t.
