@@ -68,6 +68,7 @@ func TestApplyQuantizedBases(t *testing.T) {
 		{"nf4-double-quant-bf16", quant.Params{Scheme: quant.SchemeNF4, DoubleQuant: true}, safetensors.BF16, false, false},
 		{"nf4-double-quant-sharded", quant.Params{Scheme: quant.SchemeNF4, DoubleQuant: true, BlockSize: 32}, safetensors.F16, false, true},
 		{"fp4-128", quant.Params{Scheme: quant.SchemeFP4, BlockSize: 128}, safetensors.F32, false, false},
+		{"fp4-double-quant", quant.Params{Scheme: quant.SchemeFP4, DoubleQuant: true}, safetensors.F16, false, false},
 		{"int8-llm", quant.Params{Scheme: quant.SchemeInt8}, safetensors.F32, false, true},
 		{"int8-channel-asym", quant.Params{Scheme: quant.SchemeInt8, Granularity: "channel", Asymmetric: true}, safetensors.F32, false, false},
 		{"int8-group16", quant.Params{Scheme: quant.SchemeInt8, Granularity: "group:16"}, safetensors.F32, false, false},
