@@ -1,13 +1,13 @@
 package inspect
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"sort"
 	"strings"
 
 	"github.com/adaptool/adaptool/format/gguf"
+	"github.com/adaptool/adaptool/ops/kernels"
 )
 
 // summarizeGGUF fills a summary from a GGUF file through gguf.Summarize
@@ -122,11 +122,7 @@ func ggufStats(s *Summary, path string, opts Options) error {
 				s.Warnings = append(s.Warnings, err.Error())
 				continue
 			}
-			raw := make([]byte, 4*len(v))
-			for j, x := range v {
-				binary.LittleEndian.PutUint32(raw[4*j:], math.Float32bits(x))
-			}
-			st, _ = StatsOf(t.Name, "F32", raw)
+			st = fromKernel(t.Name, "F32", kernels.StatsF32(v))
 		}
 		st.Name, st.DType = "", ""
 		t.Stats = &st
