@@ -78,7 +78,7 @@ func compareStats(t *testing.T, got, want TensorStats) {
 
 func TestStatsF32(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 8))
-	for _, n := range []int{0, 1, 2, 3, 7, 100, 3*(chunkBytes / 4) + 5, 4*(chunkBytes / 4)*2 + 3} {
+	for _, n := range []int{0, 1, 2, 3, 7, 100, 3*(chunkBytes/4) + 5, 4*(chunkBytes/4)*2 + 3} {
 		for _, mean := range []float64{0, 1e4} {
 			x := make([]float32, n)
 			for i := range x {
@@ -112,7 +112,7 @@ func TestStatsF32(t *testing.T) {
 
 func TestStatsF16BF16(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 9))
-	n := 2*(chunkBytes / 4) + 11
+	n := 2*(chunkBytes/4) + 11
 	h := make([]uint16, n)
 	for i := range h {
 		h[i] = uint16(rng.Uint32())
