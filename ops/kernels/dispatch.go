@@ -3,6 +3,7 @@ package kernels
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // implSet is one complete set of kernel bodies: the pure-Go twins or one of
@@ -111,18 +112,49 @@ func workers(n int) int {
 }
 
 // parallel calls f on consecutive ranges [lo, hi) covering [0, n), in
-// parallel when n is large.
+// parallel when n is large. The range is cut into several pieces per
+// worker, taken from a shared counter, so a worker whose core is busy with
+// another process does not hold up the whole call (the others take its
+// share).
 func parallel(n int, f func(lo, hi int)) {
 	w := workers(n)
 	if w <= 1 {
 		f(0, n)
 		return
 	}
-	chunk := (n/w + parAlign - 1) / parAlign * parAlign
+	chunk := max(parMin/4, (n/(w*4)+parAlign-1)/parAlign*parAlign)
+	pieces := (n + chunk - 1) / chunk
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	for lo := 0; lo < n; lo += chunk {
-		hi := min(lo+chunk, n)
-		wg.Go(func() { f(lo, hi) })
+	for range min(w, pieces) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= pieces {
+					return
+				}
+				f(i*chunk, min((i+1)*chunk, n))
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// parallelPieces calls f(i) for i in [0, pieces) from GOMAXPROCS-bounded
+// workers (at most w) taking pieces from a shared counter.
+func parallelPieces(pieces, w int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(w, pieces) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= pieces {
+					return
+				}
+				f(i)
+			}
+		})
 	}
 	wg.Wait()
 }

@@ -3,8 +3,10 @@ package kernels
 import (
 	"math/bits"
 	"strconv"
-	"sync"
 )
+
+// rowBlock is the number of rows of W handled per piece of work.
+const rowBlock = 32
 
 // RankUpdate adds the rank-r product s·B·A to W:
 //
@@ -46,7 +48,6 @@ func RankUpdate(w []float32, out, in int, s float32, b []float32, a []float32, r
 	if r*in > 64<<10 {
 		cw = max(256, (64<<10)/r&^63)
 	}
-	const rowBlock = 32
 	f4 := cur.rank4
 	rows := func(i0, i1 int) {
 		c := make([]float32, 4*r)
@@ -74,16 +75,11 @@ func RankUpdate(w []float32, out, in int, s float32, b []float32, a []float32, r
 		}
 	}
 	nw := workers(out * in)
-	if nw <= 1 || out < 2 {
+	if nw <= 1 || out < 2*rowBlock {
 		rows(0, out)
 		return
 	}
-	nw = min(nw, out)
-	per := (out + nw - 1) / nw
-	var wg sync.WaitGroup
-	for i := 0; i < out; i += per {
-		hi := min(i+per, out)
-		wg.Go(func() { rows(i, hi) })
-	}
-	wg.Wait()
+	// Row blocks from a shared counter: a busy core does not stall the rest.
+	nblk := (out + rowBlock - 1) / rowBlock
+	parallelPieces(nblk, nw, func(i int) { rows(i*rowBlock, min((i+1)*rowBlock, out)) })
 }

@@ -99,10 +99,8 @@ func blockSum(n int, block func(lo, hi int) float64) float64 {
 		return total
 	}
 	sums := make([]float64, nb)
-	parallelBlocks(nb, func(b0, b1 int) {
-		for b := b0; b < b1; b++ {
-			sums[b] = block(b*reduceBlock, min((b+1)*reduceBlock, n))
-		}
+	parallelPieces(nb, workers(n), func(b int) {
+		sums[b] = block(b*reduceBlock, min((b+1)*reduceBlock, n))
 	})
 	var total float64
 	for _, s := range sums {
@@ -111,15 +109,16 @@ func blockSum(n int, block func(lo, hi int) float64) float64 {
 	return total
 }
 
-// parallelBlocks splits nb blocks into contiguous ranges across GOMAXPROCS
-// goroutines.
+// parallelBlocks calls f on contiguous ranges [b0, b1) covering the nb
+// blocks, from GOMAXPROCS-bounded goroutines taking small ranges from a
+// shared counter.
 func parallelBlocks(nb int, f func(b0, b1 int)) {
 	w := min(workers(nb*reduceBlock), nb)
-	per := (nb + w - 1) / w
-	var wg sync.WaitGroup
-	for b := 0; b < nb; b += per {
-		hi := min(b+per, nb)
-		wg.Go(func() { f(b, hi) })
+	if w <= 1 {
+		f(0, nb)
+		return
 	}
-	wg.Wait()
+	per := max(1, nb/(4*w))
+	pieces := (nb + per - 1) / per
+	parallelPieces(pieces, w, func(i int) { f(i*per, min((i+1)*per, nb)) })
 }
