@@ -182,3 +182,43 @@ func FuzzTopK(f *testing.F) {
 		}
 	})
 }
+
+func FuzzRankUpdate(f *testing.F) {
+	seedFloats(f)
+	f.Fuzz(func(t *testing.T, data []byte, sBits uint32, shape uint8) {
+		vals := floatsFrom(data)
+		out, r := 1+int(shape%9), 1+int(shape/9%5)
+		// W out×in, B out×r, A r×in drawn from vals (cycled).
+		in := len(vals) / (out + r)
+		if in == 0 || len(vals) == 0 {
+			return
+		}
+		at := func(i int) float32 { return vals[i%len(vals)] }
+		w0 := make([]float32, out*in)
+		b := make([]float32, out*r)
+		a := make([]float32, r*in)
+		for i := range w0 {
+			w0[i] = at(i)
+		}
+		for i := range b {
+			b[i] = at(3*i + 1)
+		}
+		for i := range a {
+			a[i] = at(5*i + 2)
+		}
+		s := math.Float32frombits(sBits)
+		want := slices.Clone(w0)
+		rankUpdateGeneric(want, out, in, s, b, a, r)
+		for _, impl := range implLevels() {
+			restore := setImpl(impl.name)
+			got := slices.Clone(w0)
+			RankUpdate(got, out, in, s, b, a, r)
+			restore()
+			for i := range got {
+				if !same(got[i], want[i]) {
+					t.Fatalf("%s RankUpdate %d×%d r=%d: [%d] = %#08x, twin %#08x", impl.name, out, in, r, i, math.Float32bits(got[i]), math.Float32bits(want[i]))
+				}
+			}
+		}
+	})
+}
