@@ -3,6 +3,8 @@ package inspect
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -138,17 +140,19 @@ func shapeEq(a, b []int) bool {
 // headers: every adapter module exists in the base, shapes agree (taking
 // fan_in_fan_out, embeddings and conv kernels into account), the dtypes are
 // reported, and every target_modules entry is matched against the base's
-// modules. Problems make OK false (the CLI exits 1).
+// modules. Problems make OK false (the CLI exits 1). A GGUF LoRA adapter is
+// checked through its PEFT conversion (Hugging Face names); the base's
+// config.json, when present next to it, gives the head counts.
 func Check(adapterPath, basePath string) (*CheckResult, error) {
 	base, warns, err := loadBase(basePath)
 	if err != nil {
 		return nil, err
 	}
-	a, err := adapter.Load(adapterPath)
+	a, closeA, err := loadAdapter(adapterPath, baseConfigOf(basePath))
 	if err != nil {
 		return nil, err
 	}
-	defer a.Close()
+	defer closeA()
 	r := &CheckResult{Adapter: adapterPath, Base: basePath, BaseTensors: len(base.tensors), Modules: []CheckModule{},
 		TargetMatches: []TargetMatch{}, Problems: []Problem{}, Warnings: append(warns, a.Warnings...)}
 	if base.quant {
@@ -284,4 +288,18 @@ func sortedRoles(m *adapter.Module) []string {
 	}
 	sort.Strings(roles)
 	return roles
+}
+
+// baseConfigOf returns the config.json of a base model (in the directory,
+// or next to the file or index), or "" when there is none.
+func baseConfigOf(basePath string) string {
+	dir := basePath
+	if st, err := os.Stat(basePath); err != nil || !st.IsDir() {
+		dir = filepath.Dir(basePath)
+	}
+	c := filepath.Join(dir, "config.json")
+	if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() {
+		return c
+	}
+	return ""
 }

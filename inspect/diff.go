@@ -15,6 +15,10 @@ type DiffOptions struct {
 	Dense bool
 	// Progress, if set, is called after each module with (done, total).
 	Progress func(done, total int)
+	// BaseConfig is an optional config.json giving the head counts that
+	// undoing llama.cpp's q/k row permutation needs when an input is a
+	// GGUF adapter of a permuted architecture (Llama family).
+	BaseConfig string
 }
 
 // DiffResult compares two adapters module by module (`adaptool diff`).
@@ -82,18 +86,19 @@ func factorsOf(a *adapter.Adapter, m *adapter.Module) (LowRank, error) {
 	return lr, nil
 }
 
-// Diff compares two adapters (paths accepted by adapter.Load).
+// Diff compares two adapters (paths accepted by adapter.Load, or GGUF LoRA
+// adapters, compared through their exact PEFT conversion).
 func Diff(pathA, pathB string, opts DiffOptions) (*DiffResult, error) {
-	a, err := adapter.Load(pathA)
+	a, closeA, err := loadAdapter(pathA, opts.BaseConfig)
 	if err != nil {
 		return nil, err
 	}
-	defer a.Close()
-	b, err := adapter.Load(pathB)
+	defer closeA()
+	b, closeB, err := loadAdapter(pathB, opts.BaseConfig)
 	if err != nil {
 		return nil, err
 	}
-	defer b.Close()
+	defer closeB()
 	r := &DiffResult{PathA: pathA, PathB: pathB, Modules: []DiffModule{}, OnlyInA: []string{}, OnlyInB: []string{}, Warnings: []string{}}
 	inB := map[string]*adapter.Module{}
 	for _, m := range b.Modules {

@@ -3,6 +3,7 @@ package inspect
 import (
 	"encoding/binary"
 	"math"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -129,6 +130,16 @@ func TestGGUFSummary(t *testing.T) {
 	}
 	if s.Container != "gguf" || s.Format != "gguf-lora" || s.Architecture != "llama" || s.PeftType != "LORA" {
 		t.Errorf("summary %s %s %s %s", s.Container, s.Format, s.Architecture, s.PeftType)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sizes from the file itself: the whole file, the data section (both
+	// tensors, 192 + 160 bytes, already 32-byte aligned) and the header before it
+	if fi := s.Files[0]; len(s.Files) != 1 || fi.FileBytes != st.Size() || fi.DataBytes != 4*(r*in+out*r) ||
+		fi.HeaderBytes <= 0 || fi.HeaderBytes+fi.DataBytes != st.Size() {
+		t.Errorf("files %+v, file size %d", s.Files, st.Size())
 	}
 	if len(s.Tensors) != 2 || s.Tensors[0].Shape[0] != r || s.Tensors[0].Shape[1] != in || s.Tensors[0].Bytes != 4*r*in {
 		t.Errorf("tensors %+v", s.Tensors)

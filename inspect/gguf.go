@@ -10,20 +10,23 @@ import (
 	"github.com/adaptool/adaptool/ops/kernels"
 )
 
-// summarizeGGUF fills a summary from a GGUF file through gguf.Summarize
-// (header only). A llama.cpp LoRA adapter's lora_a/lora_b pairs become
+// summarizeGGUF fills a summary from a GGUF file through gguf.Open and
+// File.Summary (header only). A llama.cpp LoRA adapter's lora_a/lora_b pairs become
 // modules (r = lora_a ne[1], scale = adapter.lora.alpha/r, 1 without alpha,
 // as llama.cpp applies it); with opts.Stats the tensors are decoded for
 // value statistics and the pairs analysed like any other LoRA module.
 func summarizeGGUF(s *Summary, path string, opts Options) (*Summary, error) {
 	s.Container = "gguf"
-	g, err := gguf.Summarize(path)
+	f, err := gguf.Open(path)
 	if err != nil {
 		s.err = err
 		s.Error = err.Error()
 		return s, err
 	}
-	s.Files = []FileInfo{{Path: path, DataBytes: g.DataBytes, Tensors: g.TensorCount}}
+	g := f.Summary()
+	// header_bytes: everything before the (aligned) data section
+	s.Files = []FileInfo{{Path: path, HeaderBytes: f.DataOffset, DataBytes: g.DataBytes, FileBytes: f.FileSize, Tensors: g.TensorCount}}
+	f.Close()
 	s.Metadata = g.Metadata
 	s.Architecture = g.Architecture
 	s.Format = "gguf"

@@ -18,14 +18,16 @@ func newDiffCommand() *cli.Command {
 		Description: "Cosine and distances are exact, computed from the factors through r×r Gram matrices (ΔW is never formed).\n" +
 			"relative_distance = ‖ΔW_A−ΔW_B‖_F/‖ΔW_A‖_F; norm_ratio = ‖ΔW_B‖_F/‖ΔW_A‖_F. --dense builds each module's ΔW\n" +
 			"tile by tile to report the sign-conflict rate (TIES): among positions where both deltas are non-zero,\n" +
-			"the fraction with opposite signs.",
-		Flags: commonFlags(&cli.BoolFlag{Name: "dense", Usage: "also compute the sign-conflict rate from dense ΔW (slower)"}),
+			"the fraction with opposite signs. A GGUF LoRA adapter is compared through its exact PEFT conversion\n" +
+			"(Hugging Face module names; Llama-family files need --base-config for the q/k permutation).",
+		Flags: commonFlags(&cli.BoolFlag{Name: "dense", Usage: "also compute the sign-conflict rate from dense ΔW (slower)"},
+			&cli.StringFlag{Name: "base-config", Usage: "config.json with the head counts, for GGUF adapters of Llama-family models (undoes llama.cpp's q/k permutation)"}),
 		Action: func(c *cli.Context) error {
 			args, err := requireArgs(c, 2, 2, "two adapters A B")
 			if err != nil {
 				return err
 			}
-			r, err := inspect.Diff(args[0], args[1], inspect.DiffOptions{Dense: c.Bool("dense"), Progress: progressFunc(c, "diff")})
+			r, err := inspect.Diff(args[0], args[1], inspect.DiffOptions{Dense: c.Bool("dense"), Progress: progressFunc(c, "diff"), BaseConfig: c.String("base-config")})
 			if err != nil {
 				return inspectErr(err)
 			}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/adaptool/adaptool/format/adapter"
+	"github.com/adaptool/adaptool/format/convert"
 	"github.com/adaptool/adaptool/format/safetensors"
 )
 
@@ -320,5 +322,60 @@ func TestInspectShardedIndexProblems(t *testing.T) {
 	code, out, stderr := runCLI(t, "inspect", dir, "--json")
 	if code != 2 || !strings.Contains(stderr, "ghost.weight") || !json.Valid([]byte(out)) {
 		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestInspectDiffCheckGGUF: the text summary of a GGUF adapter gives the
+// file's real size; diff and check accept GGUF adapters (the GPT-2 corpus
+// LoRA exported to GGUF diffs as identical to its source, and fits a base
+// laid out as GPT-2).
+func TestInspectDiffCheckGGUF(t *testing.T) {
+	root := corpusRoot(t)
+	src := filepath.Join(root, "gpt2-clm-r8-fanin")
+	dir := t.TempDir()
+	a, err := adapter.Load(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gg := filepath.Join(dir, "a.gguf")
+	_, err = convert.ToGGUF(a, gg, convert.GGUFOptions{Arch: "gpt2"})
+	a.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(gg)
+	code, out, stderr := runCLI(t, "inspect", gg)
+	want := "container:      gguf (1 file(s), " + strconv.FormatInt(st.Size(), 10) + " bytes)"
+	if code != 0 || !strings.Contains(out, want) {
+		t.Errorf("inspect gguf: exit %d, want line %q in\n%s%s", code, want, out, stderr)
+	}
+	code, out, stderr = runCLI(t, "diff", src, gg, "--json")
+	var d struct {
+		Modules []struct {
+			Cosine *float64 `json:"cosine"`
+		} `json:"modules"`
+		OnlyInA []string `json:"only_in_a"`
+		OnlyInB []string `json:"only_in_b"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &d) != nil || len(d.Modules) == 0 || len(d.OnlyInA)+len(d.OnlyInB) != 0 {
+		t.Fatalf("diff gguf: exit %d %s %s", code, out, stderr)
+	}
+	for _, m := range d.Modules {
+		if m.Cosine == nil || *m.Cosine < 1-1e-9 {
+			t.Errorf("diff gguf: cosine %v", m.Cosine)
+		}
+	}
+	shapes := map[string][]int{"wte.weight": {50257, 768}}
+	for l := 0; l < 12; l++ {
+		p := "h." + strconv.Itoa(l)
+		shapes[p+".attn.c_attn.weight"] = []int{768, 2304}
+		shapes[p+".attn.c_proj.weight"] = []int{768, 768}
+		shapes[p+".mlp.c_fc.weight"] = []int{768, 3072}
+		shapes[p+".mlp.c_proj.weight"] = []int{3072, 768}
+	}
+	base := filepath.Join(dir, "gpt2.safetensors")
+	writeHeaderOnly(t, base, shapes)
+	if code, out, stderr := runCLI(t, "check", "--base", base, gg); code != 0 {
+		t.Errorf("check gguf: exit %d\n%s%s", code, out, stderr)
 	}
 }
