@@ -185,9 +185,13 @@ func recastPreflight(dir string) error {
 // recastDir recasts the tree in into the directory out.
 func recastDir(in, out string, opts RecastOptions, rep *RecastReport) error {
 	var indexes []string
+	absOut, _ := filepath.Abs(out)
 	err := filepath.WalkDir(in, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if abs, _ := filepath.Abs(path); d.IsDir() && path != in && abs == absOut {
+			return filepath.SkipDir // the output lies inside the input: never recast it into itself
 		}
 		rel, err := filepath.Rel(in, path)
 		if err != nil {

@@ -200,6 +200,16 @@ func TestRecastDirectory(t *testing.T) {
 	if err := json.Unmarshal(b, &idx); err != nil || len(idx.WeightMap) != 4 {
 		t.Fatalf("index %s: %v", b, err)
 	}
+	// An output directory inside the input is skipped, not recast into itself.
+	nested := filepath.Join(in, "bf16")
+	rep2, err := Recast(in, nested, RecastOptions{DType: BF16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep3, err := Recast(in, nested, RecastOptions{DType: BF16})
+	if err != nil || len(rep3.Tensors) != len(rep2.Tensors) || len(rep2.Tensors) != 5 {
+		t.Fatalf("nested output: %v, %d then %d tensors", err, len(rep2.Tensors), len(rep3.Tensors))
+	}
 }
 
 func TestRecastErrors(t *testing.T) {
