@@ -6,6 +6,7 @@ import (
 
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/ops/kernels"
+	"github.com/adaptool/adaptool/svd"
 )
 
 // DiffOptions configures Diff.
@@ -67,12 +68,12 @@ func ptr(v float64) *float64 {
 
 // factorsOf returns a module's delta as a LowRank (expert 0 for MLX
 // SwitchLinear).
-func factorsOf(a *adapter.Adapter, m *adapter.Module) (LowRank, error) {
+func factorsOf(a *adapter.Adapter, m *adapter.Module) (svd.LowRank, error) {
 	f, err := a.Factors(m)
 	if err != nil {
-		return LowRank{}, err
+		return svd.LowRank{}, err
 	}
-	lr := LowRank{Out: f.Out, In: f.InK(), Rank: f.Rank, A: f.A[:f.Rank*f.InK()], B: f.B[:f.Out*f.Rank], Scale: f.Scale}
+	lr := svd.LowRank{Out: f.Out, In: f.InK(), Rank: f.Rank, A: f.A[:f.Rank*f.InK()], B: f.B[:f.Out*f.Rank], Scale: f.Scale}
 	d := f.E
 	if d == nil {
 		d = f.Diag
@@ -132,13 +133,13 @@ func Diff(pathA, pathB string, opts DiffOptions) (*DiffResult, error) {
 				r.Warnings = append(r.Warnings, fmt.Sprintf("module %q: shapes differ (%d×%d vs %d×%d)", ma.Name, fa.Out, fa.In, fb.Out, fb.In))
 				break
 			}
-			ab, err := Inner(fa, fb)
+			ab, err := fa.Inner(fb)
 			if err != nil {
 				dm.Compared = "skipped: " + err.Error()
 				break
 			}
-			aa, _ := Inner(fa, fa)
-			bb, _ := Inner(fb, fb)
+			aa, _ := fa.Inner(fa)
+			bb, _ := fb.Inner(fb)
 			fillCompare(&dm, ab, aa, bb)
 			dm.Compared = "delta"
 			dot, nA2, nB2 = dot+ab, nA2+aa, nB2+bb
@@ -207,7 +208,7 @@ const denseTileElems = 1 << 20
 
 // denseTile writes rows [r0,r1) of ΔW = s·B·diag(d)·A into w (zeroed first)
 // with kernels.RankUpdate.
-func denseTile(w []float32, f LowRank, r0, r1 int, bs []float32) {
+func denseTile(w []float32, f svd.LowRank, r0, r1 int, bs []float32) {
 	clear(w)
 	rows := r1 - r0
 	b := f.B[r0*f.Rank : r1*f.Rank]
@@ -225,7 +226,7 @@ func denseTile(w []float32, f LowRank, r0, r1 int, bs []float32) {
 // signConflict returns the fraction of positions where both dense deltas
 // are non-zero and of opposite signs, among positions where both are
 // non-zero (NaN when there are none). Memory: two tiles of ≤ 1 Mi floats.
-func signConflict(fa, fb LowRank) float64 {
+func signConflict(fa, fb svd.LowRank) float64 {
 	rowsPer := min(fa.Out, max(1, denseTileElems/max(1, fa.In)))
 	wa := make([]float32, rowsPer*fa.In)
 	wb := make([]float32, rowsPer*fa.In)

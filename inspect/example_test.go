@@ -9,38 +9,6 @@ import (
 	"github.com/adaptool/adaptool/internal/testgen"
 )
 
-// A rank-2 delta ΔW = s·B·A analysed from its factors alone.
-func ExampleNewGram() {
-	f := inspect.LowRank{
-		Out: 3, In: 2, Rank: 2, Scale: 0.5,
-		A: []float32{1, 0, 0, 1}, // A = I₂
-		B: []float32{3, 0, 0, 4, 0, 0},
-	}
-	g, err := inspect.NewGram(f)
-	if err != nil {
-		panic(err)
-	}
-	sv, _ := g.SingularValues()
-	sp := inspect.NewSpectrum(sv, g.FroNorm())
-	fmt.Printf("‖ΔW‖_F = %.4g\n", sp.FroNorm)
-	fmt.Printf("σ = %.4g\n", sp.SingularValues)
-	fmt.Printf("effective rank %.4f, stable rank %.4f, rank for 90%% energy %d\n", sp.EffectiveRank, sp.StableRank, sp.Rank90)
-	// Output:
-	// ‖ΔW‖_F = 2.5
-	// σ = [2 1.5]
-	// effective rank 1.9796, stable rank 1.5625, rank for 90% energy 2
-}
-
-// Comparing two deltas exactly: cosine, relative distance and norm ratio.
-func ExampleCompare() {
-	a := inspect.LowRank{Out: 2, In: 2, Rank: 1, Scale: 1, A: []float32{1, 0}, B: []float32{1, 0}}
-	b := inspect.LowRank{Out: 2, In: 2, Rank: 1, Scale: 2, A: []float32{1, 0}, B: []float32{1, 1}}
-	cos, dist, ratio, _ := inspect.Compare(a, b)
-	fmt.Printf("cosine %.4f, relative distance %.4f, norm ratio %.4f\n", cos, dist, ratio)
-	// Output:
-	// cosine 0.7071, relative distance 2.2361, norm ratio 2.8284
-}
-
 // Summarize a PEFT adapter directory, reading tensor data for --stats.
 func ExampleSummarize() {
 	dir, _ := os.MkdirTemp("", "inspect-example")

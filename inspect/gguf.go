@@ -8,6 +8,7 @@ import (
 
 	"github.com/adaptool/adaptool/format/gguf"
 	"github.com/adaptool/adaptool/ops/kernels"
+	"github.com/adaptool/adaptool/svd"
 )
 
 // summarizeGGUF fills a summary from a GGUF file through gguf.Open and
@@ -147,7 +148,7 @@ func ggufStats(s *Summary, path string, opts Options) error {
 			s.Warnings = append(s.Warnings, fmt.Sprintf("module %q: NaN or Inf in lora_a/lora_b", m.Name))
 			continue
 		}
-		lr := LowRank{Out: m.OutFeatures, In: m.InFeatures, Rank: m.Rank, A: a, B: b, Scale: m.Scale}
+		lr := svd.LowRank{Out: m.OutFeatures, In: m.InFeatures, Rank: m.Rank, A: a, B: b, Scale: m.Scale}
 		st, err := lowRankStats(lr)
 		if err != nil {
 			s.Warnings = append(s.Warnings, fmt.Sprintf("module %q: %v", m.Name, err))

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
 	"strings"
 
 	"github.com/adaptool/adaptool/format/adapter"
@@ -226,7 +225,7 @@ func moduleStats(a *adapter.Adapter, m *adapter.Module) (*ModuleStats, []string)
 			diag[i] = float64(x)
 		}
 	}
-	lr := LowRank{Out: f.Out, In: f.InK(), Rank: f.Rank, A: A, B: B, Diag: diag, Scale: f.Scale}
+	lr := svd.LowRank{Out: f.Out, In: f.InK(), Rank: f.Rank, A: A, B: B, Diag: diag, Scale: f.Scale}
 	st, err := lowRankStats(lr)
 	if err != nil {
 		return nil, append(w, fmt.Sprintf("module %q: %v", m.Name, err))
@@ -243,66 +242,20 @@ func moduleStats(a *adapter.Adapter, m *adapter.Module) (*ModuleStats, []string)
 	return st, w
 }
 
-// lowRankStats computes the spectrum statistics of one factored delta.
-func lowRankStats(lr LowRank) (*ModuleStats, error) {
-	g, err := NewGram(lr)
+// lowRankStats computes the spectrum statistics of one factored delta
+// (package svd: Gram matrices for the norms, QR-core singular values).
+func lowRankStats(lr svd.LowRank) (*ModuleStats, error) {
+	g, err := svd.NewGram(lr)
 	if err != nil {
 		return nil, err
 	}
-	sv, err := FactoredSingularValues(lr)
+	sv, err := lr.SingularValues()
 	if err != nil {
-		if sv, err = g.SingularValues(); err != nil {
-			return nil, err
-		}
+		return nil, err
 	}
-	sp := NewSpectrum(sv, g.FroNorm())
+	sp := svd.NewSpectrum(sv, g.FroNorm())
 	return &ModuleStats{NormA: g.NormA(), NormB: g.NormB(), DeltaFroNorm: sp.FroNorm, SingularValues: sp.SingularValues,
 		EffectiveRank: sp.EffectiveRank, StableRank: sp.StableRank, Rank90: sp.Rank90, Rank99: sp.Rank99}, nil
-}
-
-// maxStackedElems bounds the float64 stacked factors of the QR-core SVD
-// (64 Mi elements = 512 MiB).
-const maxStackedElems = 1 << 26
-
-// FactoredSingularValues returns the singular values of ΔW (descending, at
-// most min(rank,out,in)) by the exact QR-core SVD of package svd.
-func FactoredSingularValues(f LowRank) ([]float64, error) {
-	if err := f.check(); err != nil {
-		return nil, err
-	}
-	k := min(f.Rank, f.Out, f.In)
-	if k == 0 {
-		return []float64{}, nil
-	}
-	if int64(f.Out+f.In)*int64(f.Rank) > maxStackedElems {
-		// the QR-core stacks B and Aᵀ in float64: stay within the memory
-		// bound and use the r×r Gram route instead
-		g, err := NewGram(f)
-		if err != nil {
-			return nil, err
-		}
-		return g.SingularValues()
-	}
-	t := svd.Term{B: f.B, A: f.A, Rank: f.Rank, Weight: f.Scale}
-	if f.Diag != nil {
-		t.Diag = make([]float32, len(f.Diag))
-		for i, d := range f.Diag {
-			t.Diag[i] = float32(d)
-		}
-	}
-	d, err := svd.Factored(f.Out, f.In, []svd.Term{t})
-	if err != nil {
-		return nil, err
-	}
-	v := d.Values()
-	for i := range v {
-		v[i] = math.Abs(v[i])
-	}
-	sort.Sort(sort.Reverse(sort.Float64Slice(v)))
-	if len(v) > k {
-		v = v[:k]
-	}
-	return v, nil
 }
 
 func finiteCount(x []float32) int {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"fmt"
+	"github.com/adaptool/adaptool/svd"
 	"image/png"
 	"math"
 	"math/rand/v2"
@@ -28,7 +29,7 @@ func sampleReport() *Report {
 				sv[i] = math.Exp(-float64(i)*0.5) * (1 + rng.Float64())
 			}
 			r.Modules = append(r.Modules, ReportModule{Name: fmt.Sprintf("model.layers.%d.%s", l, typ), Layer: l, Block: fmt.Sprintf("model.layers.%d", l), ModuleType: typ, Kind: "lora", Rank: 8,
-				FroNorm: 1 + float64(l)*0.1 + float64(len(typ))*0.05*rng.Float64(), SingularValues: sv, EffectiveRank: EffectiveRank(sv)})
+				FroNorm: 1 + float64(l)*0.1 + float64(len(typ))*0.05*rng.Float64(), SingularValues: sv, EffectiveRank: svd.EffectiveRank(sv)})
 		}
 	}
 	return r
