@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/testcorpus"
 	"github.com/adaptool/adaptool/internal/testgen"
 )
 
@@ -145,7 +146,7 @@ func TestCheckPrefixesAndFanIn(t *testing.T) {
 }
 
 func TestCheckCorpusPairs(t *testing.T) {
-	corpus := corpusDir(t)
+	corpus := testcorpus.Dir(t)
 	// the diffusers and PEFT saves of the same UNet LoRA must fit the same base
 	// headers; build a base from the PEFT adapter's own modules
 	s, err := Summarize(filepath.Join(corpus, "sd15-unet-peft"), Options{})
@@ -173,7 +174,7 @@ func TestCheckCorpusPairs(t *testing.T) {
 // fan_in_fan_out) against a header-only GPT-2 base laid out as the real
 // checkpoint is (Conv1D weights stored (in, out), no "transformer." prefix).
 func TestCheckCorpusGPT2(t *testing.T) {
-	corpus := corpusDir(t)
+	corpus := testcorpus.Dir(t)
 	shapes := map[string][]int{"wte.weight": {50257, 768}, "score.weight": {6, 768}}
 	for l := 0; l < 12; l++ {
 		p := "h." + strconv.Itoa(l)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/convert"
+	"github.com/adaptool/adaptool/internal/testcorpus"
 )
 
 // toGGUF exports a corpus adapter as a GGUF LoRA adapter (f32).
@@ -39,7 +40,7 @@ func toGGUF(t *testing.T, src, arch, cfg string) (gg, cfgPath string) {
 // is the same delta in every module (cosine 1, distance 0, ratio 1), and the
 // Llama q/k permutation is undone with the head counts of --base-config.
 func TestDiffGGUF(t *testing.T) {
-	corpus := corpusDir(t)
+	corpus := testcorpus.Dir(t)
 	for _, c := range []struct{ entry, arch, cfg string }{
 		{"llama32-1b-qv", "llama", `{"num_attention_heads":32,"num_key_value_heads":8}`},
 		{"gpt2-clm-r8-fanin", "gpt2", `{}`},
@@ -70,7 +71,7 @@ func TestDiffGGUF(t *testing.T) {
 // TestCheckGGUF: the GGUF export of the GPT-2 LoRA fits the header-only
 // GPT-2 base like its source does, and a base missing a layer is reported.
 func TestCheckGGUF(t *testing.T) {
-	corpus := corpusDir(t)
+	corpus := testcorpus.Dir(t)
 	gg, _ := toGGUF(t, filepath.Join(corpus, "gpt2-clm-r8-fanin"), "gpt2", `{}`)
 	shapes := map[string][]int{"wte.weight": {50257, 768}}
 	for l := 0; l < 12; l++ {

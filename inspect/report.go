@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/adaptool/adaptool/internal/atomicfile"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
@@ -398,31 +399,7 @@ func (f Figure) WritePNG(dir string) (string, error) {
 		return "", err
 	}
 	p := filepath.Join(dir, f.Name+".png")
-	return p, writeFileAtomic(p, b.Bytes())
-}
-
-// writeFileAtomic writes data to a temporary file in the target directory
-// and renames it into place.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(name)
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(name)
-		return err
-	}
-	if err := os.Rename(name, path); err != nil {
-		os.Remove(name)
-		return err
-	}
-	return nil
+	return p, atomicfile.WriteBytes(p, b.Bytes())
 }
 
 var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
@@ -491,7 +468,7 @@ func (r *Report) WriteHTMLFile(path string) error {
 	if err := r.WriteHTML(&b); err != nil {
 		return err
 	}
-	return writeFileAtomic(path, b.Bytes())
+	return atomicfile.WriteBytes(path, b.Bytes())
 }
 
 // WritePNGs writes every figure as dir/<name>.png and returns the paths.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"os"
@@ -14,58 +13,27 @@ import (
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/convert"
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/testcorpus"
 )
 
-// corpusRoot returns ../shared/corpus relative to the module root, or skips.
-func corpusRoot(t *testing.T) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Skip("no go.mod above the test directory")
-		}
-		dir = filepath.Dir(dir)
-	}
-	c := filepath.Join(dir, "..", "shared", "corpus")
-	if _, err := os.Stat(filepath.Join(c, "MANIFEST.tsv")); err != nil {
-		t.Skipf("corpus absent at %s", c)
-	}
-	return c
-}
+// corpusRoot returns the shared corpus root (testcorpus.Dir: skips the test
+// when the corpus is absent).
+func corpusRoot(t *testing.T) string { return testcorpus.Dir(t) }
 
+// corpusEntry is a MANIFEST.tsv row in the fields the command tests use
+// (validate_test.go too).
 type corpusEntry struct {
 	dir, file, expect string
 	tensors           int
 	dtypes            map[string]int
 }
 
+// corpusEntries reads the manifest through internal/testcorpus.
 func corpusEntries(t *testing.T, root string) []corpusEntry {
-	f, err := os.Open(filepath.Join(root, "MANIFEST.tsv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []corpusEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	sc.Scan() // header
-	for sc.Scan() {
-		c := strings.Split(sc.Text(), "\t")
-		e := corpusEntry{dir: c[0], file: c[1], expect: c[10], dtypes: map[string]int{}}
-		e.tensors, _ = strconv.Atoi(c[8])
-		if c[9] != "-" {
-			for _, d := range strings.Split(c[9], ",") {
-				k, v, _ := strings.Cut(d, ":")
-				e.dtypes[k], _ = strconv.Atoi(v)
-			}
-		}
-		out = append(out, e)
-	}
-	if len(out) != 30 {
-		t.Fatalf("%d manifest rows", len(out))
+	_, rows := testcorpus.Manifest(t)
+	out := make([]corpusEntry, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, corpusEntry{dir: r.Dir, file: r.File, expect: r.Expect, tensors: r.Tensors, dtypes: r.DTypes})
 	}
 	return out
 }
