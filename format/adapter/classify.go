@@ -400,6 +400,7 @@ func classify(tensors []TensorRef, meta map[string]string, cfg *Config, peftConf
 			}
 		}
 	}
+	cl.veraIn()
 	cl.flagWrapper()
 	return cl
 }
@@ -500,32 +501,13 @@ func (cl *classification) finish(m *Module, emb bool, cfg *Config) {
 		}
 	case hasPrefix(m.Tensors, "hada_"):
 		m.Kind = KindLoHa
-		w1a, w1b := m.Tensors["hada_w1_a"], m.Tensors["hada_w1_b"]
-		if _, cp := m.Tensors["hada_t1"]; cp { // effective conv: w1_a (r,out), w1_b (r,in)
-			m.Rank, m.OutFeatures, m.InFeatures = dim(w1a.Shape, 0), dim(w1a.Shape, 1), dim(w1b.Shape, 1)
-			if t1 := m.Tensors["hada_t1"].Shape; len(t1) > 2 {
-				m.Kernel = append([]int(nil), t1[2:]...)
-			}
-		} else { // w1_a (out,r), w1_b (r,in[,k…])
-			m.Rank, m.OutFeatures, m.InFeatures = dim(w1b.Shape, 0), dim(w1a.Shape, 0), dim(w1b.Shape, 1)
-			if len(w1b.Shape) > 2 {
-				m.Kernel = append([]int(nil), w1b.Shape[2:]...)
-			}
-		}
+		lohaDims(m)
 	case hasPrefix(m.Tensors, "lokr_"):
 		m.Kind = KindLoKr
-		outL, inM := factorDims(m, "lokr_w1")
-		outK, inN := factorDims(m, "lokr_w2")
-		m.OutFeatures, m.InFeatures = outL*outK, inM*inN
-		if t, ok := m.Tensors["lokr_w1_a"]; ok {
-			m.Rank = dim(t.Shape, 1)
-		} else if t, ok := m.Tensors["lokr_w2_a"]; ok {
-			m.Rank = dim(t.Shape, 1)
-		}
+		lokrDims(m)
 	case hasPrefix(m.Tensors, "vera_lambda_"):
 		m.Kind = KindVeRA
-		m.OutFeatures = dim(m.Tensors["vera_lambda_b"].Shape, 0)
-		m.Rank = dim(m.Tensors["vera_lambda_d"].Shape, 0)
+		veraDims(m)
 	case hasRole(m, RolePrompt):
 		m.Kind = KindPrompt
 		if peftType == "PREFIX_TUNING" {
@@ -537,19 +519,6 @@ func (cl *classification) finish(m *Module, emb bool, cfg *Config) {
 			m.OutFeatures, m.InFeatures = w.Shape[0], w.Shape[1]
 		}
 	}
-}
-
-// factorDims returns (rows, cols) of a LoKr factor, whole or as _a·_b.
-func factorDims(m *Module, base string) (int, int) {
-	if t, ok := m.Tensors[base]; ok {
-		return dim(t.Shape, 0), dim(t.Shape, 1)
-	}
-	a, b := m.Tensors[base+"_a"], m.Tensors[base+"_b"]
-	cols := dim(b.Shape, 1)
-	for _, k := range b.Shape[min(2, len(b.Shape)):] {
-		cols *= k
-	}
-	return dim(a.Shape, 0), cols
 }
 
 func hasRole(m *Module, role string) bool {

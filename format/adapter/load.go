@@ -349,6 +349,17 @@ func (a *Adapter) resolveScales(o *loadOptions) error {
 			}
 			continue
 		}
+		if m.Kind == KindLoKr && m.Rank <= 0 {
+			// Both factors whole: the shapes hold no rank.
+			isUnknown, err := a.wholeLoKrScale(m, cfg, o)
+			if err != nil {
+				return err
+			}
+			if isUnknown {
+				unknown = append(unknown, m.Name)
+			}
+			continue
+		}
 		if m.Rank <= 0 {
 			m.Scale, m.AlphaKnown = 0, false
 			continue
@@ -423,10 +434,49 @@ func (a *Adapter) resolveScales(o *loadOptions) error {
 		}
 	}
 	for _, m := range a.Modules {
-		if m.ConfigRank > 0 && m.Rank > 0 && m.ConfigRank != m.Rank && m.Kind != KindAdaLoRA && m.Kind != KindLoKr && m.Kind != KindIncomplete && needsScale(m.Kind) {
+		if m.ConfigRank > 0 && m.Rank > 0 && m.ConfigRank != m.Rank && m.Kind != KindAdaLoRA && (m.Kind != KindLoKr || lokrShapeRank(m)) && m.Kind != KindIncomplete && needsScale(m.Kind) {
 			a.warn("module %q: rank %d from the tensor shapes differs from the config's r=%d (r/rank_pattern); the scale uses the config's r as PEFT does", m.Name, m.Rank, m.ConfigRank)
 		}
 	}
 	sort.SliceStable(a.Modules, func(i, j int) bool { return a.Modules[i].Name < a.Modules[j].Name })
 	return nil
+}
+
+// wholeLoKrScale resolves a LoKr module whose factors are both whole
+// matrices (lokr_w1 and lokr_w2, no _a/_b), so no rank is in the shapes:
+//   - PEFT config: PEFT still scales by alpha/r with r and alpha from the
+//     config (r / rank_pattern, alpha / alpha_pattern); Rank is that r.
+//   - kohya/LyCORIS .alpha tensor: LyCORIS forces alpha = lora_dim for a
+//     full-matrix LoKr, i.e. scale 1; Alpha is the stored value, Rank 0.
+//   - nothing: alpha unknown, scale 1 assumed (reported by the caller when
+//     unknown is true).
+func (a *Adapter) wholeLoKrScale(m *Module, cfg *Config, o *loadOptions) (unknown bool, err error) {
+	if t, ok := m.Tensors[RoleAlpha]; ok {
+		v, err := a.File.Float32(t.Name)
+		if err != nil {
+			return false, err
+		}
+		if len(v) != 1 {
+			return false, fmt.Errorf("%s: tensor %q: %w: alpha must hold one value, has %d", a.WeightsPath, t.Name, ErrShape, len(v))
+		}
+		m.Alpha, m.Scale, m.AlphaKnown = float64(v[0]), 1, true
+		return false, nil
+	}
+	if cfg != nil && !cfg.IsMLX() && a.Dialect != DialectKohya {
+		r, alpha, scale, err := cfg.ModuleScale(a.patternName(m), o.mode)
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", a.configName(), err)
+		}
+		m.Rank, m.ConfigRank, m.Alpha, m.Scale, m.AlphaKnown = r, r, alpha, scale, true
+		m.FanInFanOut = cfg.FanInFanOut
+		return false, nil
+	}
+	if a.Dialect == DialectKohya {
+		m.Scale, m.AlphaKnown = 1, true // LyCORIS: full-matrix LoKr uses scale 1
+		return false, nil
+	}
+	// Without a config neither r nor alpha is known (WithAlpha alone does
+	// not give alpha/r either).
+	m.Scale, m.AlphaKnown = 1, false
+	return true, nil
 }

@@ -199,6 +199,9 @@ func (v *validator) modules() {
 		if m.IsLowRank() {
 			v.lowRank(m, ta, tb)
 		}
+		if m.Kind == KindLoHa || m.Kind == KindLoKr || m.Kind == KindVeRA {
+			v.lycoris(m)
+		}
 		if needsScale(m.Kind) && !m.AlphaKnown && m.Kind != KindIncomplete {
 			unknownAlpha = append(unknownAlpha, m.Name)
 		}
