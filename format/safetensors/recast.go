@@ -148,8 +148,9 @@ func Recast(in, out string, opts RecastOptions) (*RecastReport, error) {
 	return rep, nil
 }
 
-// recastPreflight opens every safetensors file and parses every index under
-// dir with the strict reader, returning the first error.
+// recastPreflight opens every safetensors file under dir with the strict
+// reader and every shard index with OpenCheckpoint, returning the first
+// error.
 func recastPreflight(dir string) error {
 	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -169,14 +170,13 @@ func recastPreflight(dir string) error {
 			}
 			return f.Close()
 		case strings.HasSuffix(name, ".safetensors.index.json"):
-			b, err := os.ReadFile(path)
+			// The whole checkpoint is checked as OpenCheckpoint checks it
+			// (shards inside the directory, weight_map = Σ shard tensors).
+			c, err := OpenCheckpoint(path)
 			if err != nil {
 				return err
 			}
-			var idx Index
-			if err := json.Unmarshal(b, &idx); err != nil {
-				return fmt.Errorf("%w: %s: %v", ErrInvalidIndex, path, err)
-			}
+			return c.Close()
 		}
 		return nil
 	})

@@ -84,3 +84,28 @@ func TestRecastDirectoryAtomic(t *testing.T) {
 		t.Errorf("temporary directory left: %v", entries)
 	}
 }
+
+// A shard index inconsistent with its shards (a stored tensor absent from
+// weight_map) is refused before anything is written, as OpenCheckpoint
+// refuses it.
+func TestRecastDirectoryBadIndex(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in")
+	if err := os.Mkdir(in, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ts := []Tensor{{Name: "a", DType: F32, Shape: []int{1}, Data: make([]byte, 4)}, {Name: "b", DType: F32, Shape: []int{1}, Data: make([]byte, 4)}}
+	if err := WriteFile(filepath.Join(in, "model-00001-of-00001.safetensors"), ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	idx := `{"metadata":{"total_size":8},"weight_map":{"a":"model-00001-of-00001.safetensors"}}`
+	if err := os.WriteFile(filepath.Join(in, "model.safetensors.index.json"), []byte(idx), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Recast(in, filepath.Join(dir, "out"), RecastOptions{DType: F16}); !errors.Is(err, ErrInvalidIndex) {
+		t.Fatalf("Recast: %v, want ErrInvalidIndex", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("left behind: %v", entries)
+	}
+}
