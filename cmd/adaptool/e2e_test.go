@@ -30,6 +30,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -403,6 +404,67 @@ func hostile(t *testing.T, root string, p map[string]string) {
 	nan := loraPair(qProj, "F32", 221, 4, 16, 16)
 	binary.LittleEndian.PutUint32(nan[1].data[12:], math.Float32bits(float32(math.NaN())))
 	p["nan"] = peftDir(t, d("nan"), loraCfg(nil), nan...)
+
+	// Sharded checkpoints whose index disagrees with the shards.
+	shards, _ := filepath.Glob(filepath.Join(p["sharded"], "*.safetensors"))
+	badIndex := func(name string, edit func(wm map[string]string)) {
+		dir := d(name)
+		for _, sh := range shards {
+			b, err := os.ReadFile(sh)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(dir, filepath.Base(sh)), b)
+		}
+		var idx struct {
+			Metadata  map[string]any    `json:"metadata"`
+			WeightMap map[string]string `json:"weight_map"`
+		}
+		b, err := os.ReadFile(filepath.Join(p["sharded"], "model.safetensors.index.json"))
+		if err != nil || json.Unmarshal(b, &idx) != nil {
+			t.Fatalf("index: %v", err)
+		}
+		edit(idx.WeightMap)
+		writeJSON(t, filepath.Join(dir, "model.safetensors.index.json"), idx)
+		p[name] = dir
+	}
+	badIndex("idxunlisted", func(wm map[string]string) { delete(wm, "model.norm.weight") })
+	badIndex("idxtraversal", func(wm map[string]string) { wm["model.norm.weight"] = "../../../../etc/passwd" })
+	badIndex("idxghost", func(wm map[string]string) { wm["ghost.weight"] = "model-00001-of-00002.safetensors" })
+
+	// A header of 20,000 one-element tensors (a legal file): every command
+	// must stay proportionate to it.
+	var many []rawTensor
+	for i := 0; i < 20000; i++ {
+		many = append(many, floatTensor(fmt.Sprintf("t%05d", i), "F32", []int{1}, []float32{1}))
+	}
+	p["many"] = writeFile(t, d("many.safetensors"), stBytes(nil, many...))
+
+	// GGUF headers claiming absurd counts and sizes.
+	le := binary.LittleEndian
+	gg := func(parts ...any) []byte {
+		b := []byte("GGUF")
+		b = le.AppendUint32(b, 3)
+		for _, x := range parts {
+			switch v := x.(type) {
+			case uint64:
+				b = le.AppendUint64(b, v)
+			case uint32:
+				b = le.AppendUint32(b, v)
+			case string:
+				b = le.AppendUint64(b, uint64(len(v)))
+				b = append(b, v...)
+			}
+		}
+		return b
+	}
+	p["gguf_count"] = writeFile(t, d("count.gguf"), gg(uint64(1)<<60, uint64(0)))
+	p["gguf_kv"] = writeFile(t, d("kv.gguf"), gg(uint64(0), uint64(1)<<60))
+	p["gguf_arr"] = writeFile(t, d("arr.gguf"), gg(uint64(0), uint64(1), "x", uint32(9), uint32(4), uint64(1)<<50))
+	p["gguf_dims"] = writeFile(t, d("dims.gguf"), gg(uint64(1), uint64(1), "general.architecture", uint32(8), "llama",
+		"blk.0.attn_q.weight.lora_a", uint32(4), uint64(1)<<40, uint64(1)<<40, uint64(1)<<40, uint64(1)<<40, uint32(0), uint64(0)))
+	p["gguf_trunc"] = writeFile(t, d("trunc.gguf"), gg()[:6])
+	p["gguf_ver"] = writeFile(t, d("ver.gguf"), append(le.AppendUint32([]byte("GGUF"), 99), make([]byte, 16)...))
 }
 
 // ---------------------------------------------------------------------------
@@ -426,6 +488,10 @@ type e2eRow struct {
 	// setup: a regular file created (after $-substitution) before the run,
 	// e.g. to stand where an output directory is expected.
 	setup string
+	// prepare runs before the command (keep: the shared output directory).
+	prepare func(t *testing.T, keep string)
+	// maxAlloc bounds the bytes allocated by the command (0: no bound).
+	maxAlloc uint64
 	// values: dotted JSON path → expected number (relative tolerance tol,
 	// default 1e-5), computed independently in float64 from the fixtures.
 	values   map[string]float64
@@ -649,6 +715,46 @@ func fixedRows() []e2eRow {
 		{name: "usage/scale-nan", args: []string{"scale", "--by", "NaN", "$lora", "-o", "$out"}, code: usage3, absent: []string{"$out"}},
 		{name: "usage/merge-one", args: []string{"merge", "-o", "$out"}, code: usage3, absent: []string{"$out"}},
 		{name: "usage/check-no-base", args: []string{"check", "$lora"}, code: usage3},
+
+		// Shard indexes that disagree with their shards.
+		{name: "idxunlisted/inspect", args: []string{"inspect", "$idxunlisted"}, code: input2, stderr: []string{"model.safetensors.index.json", "model.norm.weight"}},
+		{name: "idxunlisted/apply", args: []string{"apply", "--base", "$idxunlisted", "--adapter", "$lora", "-o", "$out"}, code: input2, stderr: []string{"model.norm.weight"}, absent: []string{"$out"}},
+		{name: "idxunlisted/convert", args: []string{"convert", "--dtype", "bf16", "$idxunlisted", "-o", "$out"}, code: input2, stderr: []string{"model.norm.weight", "InvalidIndex"}, absent: []string{"$out"}},
+		{name: "idxtraversal/check", args: []string{"check", "--base", "$idxtraversal", "$lora"}, code: input2, stderr: []string{"etc/passwd"}},
+		{name: "idxtraversal/convert", args: []string{"convert", "--dtype", "f16", "$idxtraversal", "-o", "$out"}, code: input2, stderr: []string{"etc/passwd"}, absent: []string{"$out"}},
+		{name: "idxghost/extract", args: []string{"extract", "--base", "$idxghost", "--tuned", "$tuned", "--rank", "2", "-o", "$out"}, code: input2, stderr: []string{"ghost.weight"}, absent: []string{"$out"}},
+
+		// GGUF headers claiming absurd counts: exit 2, nothing allocated for them.
+		{name: "gguf/count", args: []string{"inspect", "--json", "$gguf_count"}, code: input2, stderr: []string{"count.gguf", "tensor count"}, maxAlloc: 64 << 20},
+		{name: "gguf/kv", args: []string{"convert", "--to", "peft", "$gguf_kv", "-o", "$out"}, code: input2, stderr: []string{"kv.gguf"}, absent: []string{"$out"}, maxAlloc: 64 << 20},
+		{name: "gguf/arr", args: []string{"validate", "$gguf_arr"}, code: input2, stderr: []string{"arr.gguf", `"x"`}, maxAlloc: 64 << 20},
+		{name: "gguf/dims", args: []string{"inspect", "$gguf_dims"}, code: input2, stderr: []string{"dims.gguf", "blk.0.attn_q.weight.lora_a"}, maxAlloc: 64 << 20},
+		{name: "gguf/trunc", args: []string{"inspect", "$gguf_trunc"}, code: input2, stderr: []string{"trunc.gguf"}},
+		{name: "gguf/version", args: []string{"convert", "--to", "peft", "$gguf_ver", "-o", "$out"}, code: input2, stderr: []string{"ver.gguf", "version 99"}, absent: []string{"$out"}},
+
+		// Absurd safetensors headers allocate nothing proportional to their claims.
+		{name: "claim1e15/alloc", args: []string{"inspect", "--stats", "$claim1e15"}, code: input2, maxAlloc: 64 << 20},
+		{name: "hdr99m/alloc", args: []string{"validate", "$hdr99m"}, code: input2, maxAlloc: 64 << 20},
+		// 20,000 tiny tensors: header 1.3 MB, data 80 KB.
+		{name: "many/inspect", args: []string{"inspect", "--json", "$many"}, fields: []string{"tensors.19999.name"}, maxAlloc: 512 << 20},
+		{name: "many/convert", args: []string{"convert", "--dtype", "f16", "$many", "-o", "$out.safetensors"}, exist: []string{"$out.safetensors"}, maxAlloc: 512 << 20},
+		{name: "many/validate", args: []string{"validate", "--json", "$many"}, code: -1, maxAlloc: 512 << 20,
+			knownBug: "validate allocates a 1 MiB scan buffer per tensor whatever its size (format/adapter/validate.go:551 scanFloats): 20,000 one-element tensors allocate ~20 GB; 100,000 take 45 s, 900,000 over 10 min"},
+
+		// Packed containers, corrupted: unpack and every reader say so.
+		{name: "atz/pack", args: []string{"pack", "$lora/adapter_model.safetensors", "-o", "$keep/p.atz"}, exist: []string{"$keep/p.atz"}},
+		{name: "atz/truncated-unpack", args: []string{"unpack", "$keep/pt.atz", "-o", "$out"}, code: input2, stderr: []string{"pt.atz"}, absent: []string{"$out"},
+			prepare: func(t *testing.T, keep string) {
+				corrupt(t, filepath.Join(keep, "p.atz"), filepath.Join(keep, "pt.atz"), -1)
+			}},
+		{name: "atz/truncated-inspect", args: []string{"inspect", "$keep/pt.atz"}, code: input2, stderr: []string{"pt.atz"}},
+		{name: "atz/flipped-unpack", args: []string{"unpack", "$keep/pf.atz", "-o", "$out"}, code: input2, stderr: []string{"pf.atz", "checksum"}, absent: []string{"$out"},
+			prepare: func(t *testing.T, keep string) {
+				corrupt(t, filepath.Join(keep, "p.atz"), filepath.Join(keep, "pf.atz"), 70)
+			}},
+		{name: "atz/flipped-scale", args: []string{"scale", "--by", "2", "$keep/pf.atz", "-o", "$out.safetensors"}, code: input2, stderr: []string{"pf.atz", "checksum"}, absent: []string{"$out.safetensors"}},
+		{name: "atz/flipped-validate", args: []string{"validate", "$keep/pf.atz"}, code: input2, stderr: []string{"pf.atz"}},
+		{name: "atz/good-read", args: []string{"inspect", "--stats", "--json", "$keep/p.atz"}, fields: []string{"modules.2.delta_fro_norm"}},
 	}
 }
 
@@ -745,7 +851,16 @@ func TestE2E(t *testing.T) {
 			if row.setup != "" {
 				writeFile(t, sub(row.setup), []byte("a file, not a directory\n"))
 			}
+			if row.prepare != nil {
+				row.prepare(t, keep)
+			}
+			var ms0, ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
 			code, stdout, stderr := runCLI(t, args...)
+			runtime.ReadMemStats(&ms1)
+			if alloc := ms1.TotalAlloc - ms0.TotalAlloc; row.maxAlloc > 0 && alloc > row.maxAlloc {
+				t.Errorf("allocated %d MB, want at most %d MB", alloc>>20, row.maxAlloc>>20)
+			}
 			t.Logf("adaptool %s → %d\n%s", strings.Join(args, " "), code, stderr)
 			if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic:") {
 				t.Fatalf("panic:\n%s", stderr)
@@ -848,6 +963,22 @@ func TestE2E(t *testing.T) {
 			}
 		}
 	}
+}
+
+// corrupt copies src to dst, truncated by 8 bytes (at < 0) or with the byte
+// at offset at flipped.
+func corrupt(t *testing.T, src, dst string, at int) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at < 0 {
+		b = b[:len(b)-8]
+	} else {
+		b[at] ^= 0x10
+	}
+	writeFile(t, dst, b)
 }
 
 func hasArg(args []string, a string) bool {
