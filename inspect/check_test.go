@@ -175,14 +175,8 @@ func TestCheckCorpusPairs(t *testing.T) {
 // checkpoint is (Conv1D weights stored (in, out), no "transformer." prefix).
 func TestCheckCorpusGPT2(t *testing.T) {
 	corpus := testcorpus.Dir(t)
-	shapes := map[string][]int{"wte.weight": {50257, 768}, "score.weight": {6, 768}}
-	for l := 0; l < 12; l++ {
-		p := "h." + strconv.Itoa(l)
-		shapes[p+".attn.c_attn.weight"] = []int{768, 2304}
-		shapes[p+".attn.c_proj.weight"] = []int{768, 768}
-		shapes[p+".mlp.c_fc.weight"] = []int{768, 3072}
-		shapes[p+".mlp.c_proj.weight"] = []int{3072, 768}
-	}
+	shapes := gpt2BaseShapes()
+	shapes["score.weight"] = []int{6, 768}
 	base := filepath.Join(t.TempDir(), "gpt2.safetensors")
 	writeHeaderOnlyBase(t, base, shapes)
 	for _, d := range []string{"gpt2-ia3-fanin", "gpt2-clm-r8-fanin", "gpt2-seqcls-fanin"} {
@@ -242,4 +236,18 @@ func writeHeaderOnlyBase(t *testing.T, path string, shapes map[string][]int) {
 	if err := os.WriteFile(path, append(b, js...), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// gpt2BaseShapes is the GPT-2 (124M) checkpoint's weight layout: Conv1D
+// weights stored (in, out), no "transformer." prefix.
+func gpt2BaseShapes() map[string][]int {
+	shapes := map[string][]int{"wte.weight": {50257, 768}}
+	for l := 0; l < 12; l++ {
+		p := "h." + strconv.Itoa(l)
+		shapes[p+".attn.c_attn.weight"] = []int{768, 2304}
+		shapes[p+".attn.c_proj.weight"] = []int{768, 768}
+		shapes[p+".mlp.c_fc.weight"] = []int{768, 3072}
+		shapes[p+".mlp.c_proj.weight"] = []int{3072, 768}
+	}
+	return shapes
 }

@@ -4,7 +4,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 
 	"github.com/adaptool/adaptool/format/adapter"
@@ -73,14 +72,7 @@ func TestDiffGGUF(t *testing.T) {
 func TestCheckGGUF(t *testing.T) {
 	corpus := testcorpus.Dir(t)
 	gg, _ := toGGUF(t, filepath.Join(corpus, "gpt2-clm-r8-fanin"), "gpt2", `{}`)
-	shapes := map[string][]int{"wte.weight": {50257, 768}}
-	for l := 0; l < 12; l++ {
-		p := "h." + strconv.Itoa(l)
-		shapes[p+".attn.c_attn.weight"] = []int{768, 2304}
-		shapes[p+".attn.c_proj.weight"] = []int{768, 768}
-		shapes[p+".mlp.c_fc.weight"] = []int{768, 3072}
-		shapes[p+".mlp.c_proj.weight"] = []int{3072, 768}
-	}
+	shapes := gpt2BaseShapes()
 	base := filepath.Join(t.TempDir(), "gpt2.safetensors")
 	writeHeaderOnlyBase(t, base, shapes)
 	src, err := Check(filepath.Join(corpus, "gpt2-clm-r8-fanin"), base)
