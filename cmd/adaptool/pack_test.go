@@ -7,26 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/adaptool/adaptool/internal/testcorpus"
 )
 
-// packCorpus locates ../shared/corpus from the module root.
-func packCorpus(t *testing.T) string {
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Skip("go.mod not found")
-		}
-		dir = filepath.Dir(dir)
-	}
-	c := filepath.Join(dir, "..", "shared", "corpus")
-	if _, err := os.Stat(c); err != nil {
-		t.Skipf("corpus %s absent", c)
-	}
-	return c
-}
+// packCorpus returns the shared corpus root, or skips the test when it is absent.
+func packCorpus(t *testing.T) string { return testcorpus.Dir(t) }
 
 func TestPackUnpackFile(t *testing.T) {
 	src := filepath.Join(packCorpus(t), "opt125m-bf16", "adapter_model.safetensors")

@@ -1,7 +1,6 @@
 package atz
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -13,8 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"testing"
+
+	"github.com/adaptool/adaptool/internal/testcorpus"
 )
 
 // stTensor is a tensor for the test safetensors builder.
@@ -240,50 +240,16 @@ func TestDeltaBase(t *testing.T) {
 	}
 }
 
-// corpusDir finds ../shared/corpus relative to the module root.
-func corpusDir(t testing.TB) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("go.mod not found above the package directory")
-		}
-		dir = parent
-	}
-	c := filepath.Join(dir, "..", "shared", "corpus")
-	if _, err := os.Stat(c); err != nil {
-		t.Skipf("corpus %s absent: %v", c, err)
-	}
-	return c
-}
+// corpusDir returns the shared corpus root, or skips the test when it is absent.
+func corpusDir(t testing.TB) string { return testcorpus.Dir(t) }
 
 // corpusFiles returns every file of the corpus manifest with its expected
 // SHA-256 (the manifest is the independent oracle).
 func corpusFiles(t testing.TB) map[string]string {
-	dir := corpusDir(t)
-	f, err := os.Open(filepath.Join(dir, "MANIFEST.tsv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	root, rows := testcorpus.Manifest(t)
 	files := map[string]string{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		col := strings.Split(sc.Text(), "\t")
-		if len(col) < 4 || col[0] == "dir" {
-			continue
-		}
-		files[filepath.Join(dir, col[0], col[1])] = col[3]
-	}
-	if len(files) == 0 {
-		t.Fatal("empty corpus manifest")
+	for _, r := range rows {
+		files[r.Path(root)] = r.SHA256
 	}
 	return files
 }

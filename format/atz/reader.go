@@ -12,6 +12,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/adaptool/adaptool/internal/atomicfile"
 )
 
 // Option configures a Reader.
@@ -393,7 +395,7 @@ func UnpackFile(dst, src string, opts ...Option) (Stats, error) {
 		return Stats{}, err
 	}
 	defer rd.Close()
-	err = writeAtomic(dst, func(w io.Writer) error {
+	err = atomicfile.Write(dst, func(w *os.File) error {
 		_, err := rd.WriteTo(w)
 		return err
 	})

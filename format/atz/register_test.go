@@ -11,6 +11,7 @@ import (
 
 	"github.com/adaptool/adaptool/format/atz"
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/testcorpus"
 )
 
 // TestTransparentSafetensors opens packed corpus files through
@@ -62,23 +63,8 @@ func TestTransparentSafetensors(t *testing.T) {
 	}
 }
 
-func corpus(t *testing.T) string {
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Skip("go.mod not found")
-		}
-		dir = filepath.Dir(dir)
-	}
-	c := filepath.Join(dir, "..", "shared", "corpus")
-	if _, err := os.Stat(c); err != nil {
-		t.Skipf("corpus %s absent", c)
-	}
-	return c
-}
+// corpus returns the shared corpus root, or skips the test when it is absent.
+func corpus(t *testing.T) string { return testcorpus.Dir(t) }
 
 // TestTransparentCheckpoint packs the shards of a sharded checkpoint under
 // their own names (as `adaptool pack DIR` does) and opens the packed

@@ -3,15 +3,15 @@ package atz
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/adaptool/adaptool/internal/atomicfile"
 )
 
 // PackOptions configures Pack. The zero value packs at LevelDefault on
@@ -371,41 +371,10 @@ func PackFile(dst, src string, opt PackOptions) (Stats, error) {
 		in = byteSource(m)
 	}
 	var st Stats
-	err = writeAtomic(dst, func(w io.Writer) error {
+	err = atomicfile.Write(dst, func(w *os.File) error {
 		var err error
 		st, err = Pack(w, in, fi.Size(), opt)
 		return err
 	})
 	return st, err
-}
-
-// writeAtomic writes name through a temporary file in the same directory,
-// synced and renamed into place; on error the temporary file is removed.
-func writeAtomic(name string, write func(w io.Writer) error) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = write(tmp); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), name); err != nil {
-		return errors.Join(err, os.Remove(tmp.Name()))
-	}
-	return nil
 }
