@@ -173,25 +173,17 @@ func Diff(pathA, pathB string, opts DiffOptions) (*DiffResult, error) {
 			r.OnlyInB = append(r.OnlyInB, m.Name)
 		}
 	}
-	if nA2 > 0 && nB2 > 0 {
-		r.Cosine = ptr(math.Max(-1, math.Min(1, dot/math.Sqrt(nA2*nB2))))
-	}
-	if nA2 > 0 {
-		r.RelativeDistance = ptr(math.Sqrt(math.Max(0, nA2+nB2-2*dot)) / math.Sqrt(nA2))
-	}
+	cos, rel, _ := svd.CompareInner(dot, nA2, nB2)
+	r.Cosine, r.RelativeDistance = ptr(cos), ptr(rel)
 	return r, nil
 }
 
+// fillCompare sets a module's norms, cosine, relative distance and norm
+// ratio from ⟨A,B⟩, ‖A‖² and ‖B‖² (svd.CompareInner; undefined → null).
 func fillCompare(dm *DiffModule, ab, aa, bb float64) {
-	na, nb := math.Sqrt(math.Max(aa, 0)), math.Sqrt(math.Max(bb, 0))
-	dm.NormA, dm.NormB = na, nb
-	if na > 0 && nb > 0 {
-		dm.Cosine = ptr(math.Max(-1, math.Min(1, ab/(na*nb))))
-	}
-	if na > 0 {
-		dm.RelativeDistance = ptr(math.Sqrt(math.Max(0, aa+bb-2*ab)) / na)
-		dm.NormRatio = ptr(nb / na)
-	}
+	dm.NormA, dm.NormB = math.Sqrt(math.Max(aa, 0)), math.Sqrt(math.Max(bb, 0))
+	cos, rel, ratio := svd.CompareInner(ab, aa, bb)
+	dm.Cosine, dm.RelativeDistance, dm.NormRatio = ptr(cos), ptr(rel), ptr(ratio)
 }
 
 func firstErr(errs ...error) error {

@@ -307,13 +307,14 @@ func (f LowRank) Compare(g LowRank) (cosine, relDist, normRatio float64, err err
 	}
 	ff, _ := f.Inner(f)
 	gg, _ := g.Inner(g)
-	return CompareInner(fg, ff, gg)
+	cosine, relDist, normRatio = CompareInner(fg, ff, gg)
+	return cosine, relDist, normRatio, nil
 }
 
 // CompareInner turns the inner products fg = ⟨X,Y⟩, ff = ‖X‖², gg = ‖Y‖²
 // into the cosine, the relative distance ‖X−Y‖/‖X‖ and the norm ratio
 // ‖Y‖/‖X‖ (NaN where a norm is zero).
-func CompareInner(fg, ff, gg float64) (cosine, relDist, normRatio float64, err error) {
+func CompareInner(fg, ff, gg float64) (cosine, relDist, normRatio float64) {
 	nf, ng := sqrtPos(ff), sqrtPos(gg)
 	cosine, relDist, normRatio = math.NaN(), math.NaN(), math.NaN()
 	if nf > 0 && ng > 0 {
@@ -323,7 +324,7 @@ func CompareInner(fg, ff, gg float64) (cosine, relDist, normRatio float64, err e
 		relDist = sqrtPos(ff+gg-2*fg) / nf
 		normRatio = ng / nf
 	}
-	return cosine, relDist, normRatio, nil
+	return cosine, relDist, normRatio
 }
 
 // Spectrum summarizes the singular values of one delta.
