@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/adaptool/adaptool/format/adapter"
+	"github.com/adaptool/adaptool/ops/kernels"
 	"github.com/adaptool/adaptool/svd"
 )
 
@@ -258,12 +259,4 @@ func lowRankStats(lr svd.LowRank) (*ModuleStats, error) {
 		EffectiveRank: sp.EffectiveRank, StableRank: sp.StableRank, Rank90: sp.Rank90, Rank99: sp.Rank99}, nil
 }
 
-func finiteCount(x []float32) int {
-	n := 0
-	for _, v := range x {
-		if !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) {
-			n++
-		}
-	}
-	return n
-}
+func finiteCount(x []float32) int { return int(kernels.StatsF32(x).Finite) }
