@@ -215,7 +215,8 @@ func GGUFToPEFT(path, dir string, o Options, arch string) (*Result, error) {
 		return res, nil
 	}
 	rec, _ := json.Marshal(map[string]any{"tool": "adaptool", "op": "convert", "from": "gguf", "to": "peft", "source": filepath.Base(path), "architecture": arch})
-	md := map[string]string{"adaptool.convert": string(rec)}
+	md := inputRecord(path, "gguf", "peft")
+	md["adaptool.convert"] = string(rec)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}

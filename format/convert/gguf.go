@@ -324,6 +324,10 @@ func ToGGUF(a *adapter.Adapter, out string, o GGUFOptions) (*Result, error) {
 		{Key: "general.quantization_version", Value: gguf.Uint32(2)},
 		{Key: "adaptool.convert", Value: gguf.String(string(rec))},
 	}
+	prov := inputRecord(a.WeightsPath, string(a.Dialect), "gguf")
+	for _, k := range []string{metaOperation, metaParams, metaInputs} {
+		kv = append(kv, gguf.KV{Key: k, Value: gguf.String(prov[k])})
+	}
 	if len(a.Metadata) > 0 {
 		md, _ := json.Marshal(a.Metadata)
 		kv = append(kv, gguf.KV{Key: "adaptool.source_metadata", Value: gguf.String(string(md))})

@@ -234,6 +234,9 @@ func provenance(a *adapter.Adapter, to string, drop ...string) map[string]string
 		"source": filepath.Base(a.WeightsPath), "producer": a.Producer,
 	})
 	md["adaptool.convert"] = string(rec)
+	for k, v := range inputRecord(a.WeightsPath, string(a.Dialect), to) {
+		md[k] = v
+	}
 	return md
 }
 
