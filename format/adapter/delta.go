@@ -154,7 +154,7 @@ func matmul(x, y []float64, rows, k, cols int) []float64 {
 
 // product2 returns wa·wb for wa (rows, r) and wb (r, rest…) as a rows×∏rest
 // matrix.
-func (a *Adapter) product2(m *Module, roleA, roleB string) (rows, cols int, v []float64, err error) {
+func (a *Adapter) product2(m *Module, roleA, roleB string, limit int) (rows, cols int, v []float64, err error) {
 	ta, xa, err := a.read(m, roleA, 2, 2)
 	if err != nil {
 		return 0, 0, nil, err
@@ -167,12 +167,15 @@ func (a *Adapter) product2(m *Module, roleA, roleB string) (rows, cols int, v []
 		return 0, 0, nil, a.shapeErr(m, tb, "%s %v does not multiply %s %v (rank %d vs %d)", roleB, tb.Shape, roleA, ta.Shape, tb.Shape[0], ta.Shape[1])
 	}
 	rows, r, cols := ta.Shape[0], ta.Shape[1], product(tb.Shape[1:])
+	if int64(rows)*int64(cols) > int64(limit) {
+		return 0, 0, nil, a.shapeErr(m, tb, "%s·%s is %d×%d, larger than the module's %d values", roleA, roleB, rows, cols, limit)
+	}
 	return rows, cols, matmul(xa.v, xb.v, rows, r, cols), nil
 }
 
 // cp returns the CP rebuild Σ_ab t[a,b,k…]·wa[a,o]·wb[b,n] as an
 // (out, in, k…) tensor with t (r1, r2, k…), wa (r1, out), wb (r2, in).
-func (a *Adapter) cp(m *Module, roleT, roleA, roleB string) (shape []int, v []float64, err error) {
+func (a *Adapter) cp(m *Module, roleT, roleA, roleB string, limit int) (shape []int, v []float64, err error) {
 	tt, xt, err := a.read(m, roleT, 3, 6)
 	if err != nil {
 		return nil, nil, err
@@ -190,8 +193,8 @@ func (a *Adapter) cp(m *Module, roleT, roleA, roleB string) (shape []int, v []fl
 		return nil, nil, a.shapeErr(m, tt, "CP core %v does not fit %s %v and %s %v (want (r1, r2, k…), (r1, out), (r2, in))", tt.Shape, roleA, ta.Shape, roleB, tb.Shape)
 	}
 	out, in, k := ta.Shape[1], tb.Shape[1], product(tt.Shape[2:])
-	if int64(out)*int64(in)*int64(k) > MaxDenseElements {
-		return nil, nil, a.shapeErr(m, tt, "CP rebuild %d×%d×%d exceeds %d values", out, in, k, MaxDenseElements)
+	if int64(out)*int64(in)*int64(k) > int64(limit) {
+		return nil, nil, a.shapeErr(m, tt, "CP rebuild %d×%d×%d is larger than the module's %d values", out, in, k, limit)
 	}
 	v = make([]float64, out*in*k)
 	for p := 0; p < r1; p++ {
@@ -216,24 +219,24 @@ func (a *Adapter) cp(m *Module, roleT, roleA, roleB string) (shape []int, v []fl
 }
 
 // lohaFactor returns one Hadamard factor flattened to (rows, cols).
-func (a *Adapter) lohaFactor(m *Module, i string) (rows, cols int, v []float64, err error) {
+func (a *Adapter) lohaFactor(m *Module, i string, limit int) (rows, cols int, v []float64, err error) {
 	if _, ok := m.Tensors["hada_t"+i]; ok {
-		shape, v, err := a.cp(m, "hada_t"+i, "hada_w"+i+"_a", "hada_w"+i+"_b")
+		shape, v, err := a.cp(m, "hada_t"+i, "hada_w"+i+"_a", "hada_w"+i+"_b", limit)
 		if err != nil {
 			return 0, 0, nil, err
 		}
 		return shape[0], product(shape[1:]), v, nil
 	}
-	return a.product2(m, "hada_w"+i+"_a", "hada_w"+i+"_b")
+	return a.product2(m, "hada_w"+i+"_a", "hada_w"+i+"_b", limit)
 }
 
 func (a *Adapter) lohaDelta(m *Module, d *Dense) error {
 	cols := d.Cols()
-	r1, c1, p1, err := a.lohaFactor(m, "1")
+	r1, c1, p1, err := a.lohaFactor(m, "1", d.Out*cols)
 	if err != nil {
 		return err
 	}
-	r2, c2, p2, err := a.lohaFactor(m, "2")
+	r2, c2, p2, err := a.lohaFactor(m, "2", d.Out*cols)
 	if err != nil {
 		return err
 	}
@@ -249,16 +252,16 @@ func (a *Adapter) lohaDelta(m *Module, d *Dense) error {
 
 // lokrFactor returns a LoKr factor as a tensor: the whole lokr_wI, the CP
 // rebuild (out, in, k…), or lokr_wI_a·lokr_wI_b as a matrix.
-func (a *Adapter) lokrFactor(m *Module, i string) ([]int, []float64, error) {
+func (a *Adapter) lokrFactor(m *Module, i string, limit int) ([]int, []float64, error) {
 	whole := "lokr_w" + i
 	if _, ok := m.Tensors[whole]; ok {
 		_, x, err := a.read(m, whole, 2, 6)
 		return x.shape, x.v, err
 	}
 	if _, ok := m.Tensors["lokr_t"+i]; ok {
-		return a.cp(m, "lokr_t"+i, whole+"_a", whole+"_b")
+		return a.cp(m, "lokr_t"+i, whole+"_a", whole+"_b", limit)
 	}
-	rows, cols, v, err := a.product2(m, whole+"_a", whole+"_b")
+	rows, cols, v, err := a.product2(m, whole+"_a", whole+"_b", limit)
 	return []int{rows, cols}, v, err
 }
 
@@ -304,14 +307,14 @@ func kron(s1 []int, x []float64, s2 []int, y []float64) ([]int, []float64) {
 }
 
 func (a *Adapter) lokrDelta(m *Module, d *Dense) error {
-	s1, w1, err := a.lokrFactor(m, "1")
+	s1, w1, err := a.lokrFactor(m, "1", d.Out*d.Cols())
 	if err != nil {
 		return err
 	}
 	if len(s1) != 2 {
-		return a.shapeErr(m, m.Tensors["lokr_w1"], "lokr_w1 has shape %v, want (out_l, in_m)", s1)
+		return fmt.Errorf("%s: module %q: %w: lokr_w1 has shape %v, want (out_l, in_m)", a.WeightsPath, m.Name, ErrShape, s1)
 	}
-	s2, w2, err := a.lokrFactor(m, "2")
+	s2, w2, err := a.lokrFactor(m, "2", d.Out*d.Cols())
 	if err != nil {
 		return err
 	}
@@ -319,7 +322,7 @@ func (a *Adapter) lokrDelta(m *Module, d *Dense) error {
 		s1 = []int{s1[0], s1[1], 1, 1}
 	}
 	if n := product(s1) * product(s2); n != d.Out*d.Cols() {
-		return a.shapeErr(m, m.Tensors["lokr_w1"], "kron of %v and %v has %d values, the module %d×%d (kernel %v) needs %d", s1, s2, n, d.Out, d.In, d.Kernel, d.Out*d.Cols())
+		return fmt.Errorf("%s: module %q: %w: kron of lokr factors %v and %v has %d values, the module %d×%d (kernel %v) needs %d", a.WeightsPath, m.Name, ErrShape, s1, s2, n, d.Out, d.In, d.Kernel, d.Out*d.Cols())
 	}
 	_, v := kron(s1, w1, s2, w2)
 	d.W = make([]float32, len(v))

@@ -87,6 +87,14 @@ func FuzzLoad(f *testing.F) {
 		{Name: "base_model.model.v.vera_lambda_d", DType: safetensors.F32, Shape: []int{2}, Data: make([]byte, 8)},
 		{Name: "base_model.model.h.hada_w1_a", DType: safetensors.F32, Shape: []int{2, 2}, Data: make([]byte, 16)},
 		{Name: "base_model.model.k.lokr_w1", DType: safetensors.F32, Shape: []int{2, 2}, Data: make([]byte, 16)},
+		{Name: "base_model.model.k.lokr_w2", DType: safetensors.F32, Shape: []int{2, 2}, Data: make([]byte, 16)},
+		{Name: "base_model.model.c.lokr_w1", DType: safetensors.F32, Shape: []int{1, 2}, Data: make([]byte, 8)},
+		{Name: "base_model.model.c.lokr_t2", DType: safetensors.F32, Shape: []int{1, 1, 2, 1}, Data: make([]byte, 8)},
+		{Name: "base_model.model.c.lokr_w2_a", DType: safetensors.F32, Shape: []int{1, 2}, Data: make([]byte, 8)},
+		{Name: "base_model.model.c.lokr_w2_b", DType: safetensors.F32, Shape: []int{1, 2}, Data: make([]byte, 8)},
+		{Name: "base_model.model.h.hada_w1_b", DType: safetensors.F32, Shape: []int{2, 2}, Data: make([]byte, 16)},
+		{Name: "base_model.model.h.hada_w2_a", DType: safetensors.F32, Shape: []int{2, 2}, Data: make([]byte, 16)},
+		{Name: "base_model.model.h.hada_w2_b", DType: safetensors.F32, Shape: []int{2, 2}, Data: make([]byte, 16)},
 	}, nil)
 	seed(buf.Bytes(), []byte(`{"peft_type":"ADALORA","init_r":2}`))
 	f.Fuzz(func(t *testing.T, weights, config []byte) {
@@ -108,6 +116,9 @@ func FuzzLoad(f *testing.F) {
 		for _, m := range a.Modules {
 			if f, err := a.Factors(m); err == nil && f.Out*f.InK() < 1<<16 {
 				f.Delta()
+			}
+			if m.OutFeatures*max(m.InFeatures, 1) < 1<<16 {
+				a.Delta(m)
 			}
 		}
 		a.Output()
