@@ -89,8 +89,10 @@ func fileExists(p string) bool {
 	return err == nil && !st.IsDir()
 }
 
-// readIndex reads a sharded checkpoint index: the shard files in order of
-// first appearance in the sorted weight map.
+// readIndex reads a sharded checkpoint index (safetensors.Index): the shard
+// files, sorted. safetensors.OpenCheckpoint is not used because it opens and
+// fully validates every shard (data included) and stops at the first
+// inconsistency; inspect reads headers only and lists every problem.
 func readIndex(path string) (*layout, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -104,9 +106,7 @@ func readIndex(path string) (*layout, error) {
 	if len(b) > maxIndexSize {
 		return nil, asInput(fmt.Errorf("inspect: %s: index larger than %d bytes", path, maxIndexSize))
 	}
-	var idx struct {
-		WeightMap map[string]string `json:"weight_map"`
-	}
+	var idx safetensors.Index // the format's index type; header-only here, unlike OpenCheckpoint
 	if err := json.Unmarshal(b, &idx); err != nil {
 		return nil, asInput(fmt.Errorf("inspect: %s: invalid index JSON: %w", path, err))
 	}
