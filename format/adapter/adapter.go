@@ -44,7 +44,11 @@ type Module struct {
 	// as written (lora_unet_…), since mapping them back to dots is lossy.
 	Name string
 	Kind Kind
-	// Rank is read from the shapes (r = lora_A rows; MLX lora_a columns).
+	// Rank is read from the shapes (r = lora_A rows; MLX lora_a columns;
+	// LoHa hada_w1_a columns or hada_t1 rows; LoKr the r of its _a/_b or
+	// lokr_t2 factors; VeRA vera_lambda_d length). A LoKr module with only
+	// whole factors (lokr_w1, lokr_w2) has no rank in its shapes: Rank is
+	// then the config's r / rank_pattern (0 without a PEFT config).
 	Rank int
 	// ConfigRank is the rank the config assigns to this module (r,
 	// rank_pattern; init_r for AdaLoRA); 0 when there is no config.
@@ -59,9 +63,15 @@ type Module struct {
 	AlphaKnown bool
 	// InFeatures and OutFeatures are the logical (in, out) of the base
 	// layer: Linear in/out, conv in/out channels, embedding
-	// num_embeddings/embedding_dim. 0 when the tensors do not tell.
+	// num_embeddings/embedding_dim; LoKr in = in_m·in_n, out = out_l·out_k.
+	// A LoHa/LoKr conv saved without use_effective_conv2d stores only
+	// in·kh·kw: InFeatures is then that product and Kernel is nil. VeRA's in
+	// is known only when one module is adapted (the shared vera_A holds the
+	// largest in); otherwise 0 with an Adapter warning. 0 when the tensors
+	// do not tell.
 	InFeatures, OutFeatures int
-	// Kernel holds conv kernel dims (nil for linear layers).
+	// Kernel holds conv kernel dims (nil for linear layers): LoRA A's
+	// trailing dims, LoHa hada_t1's, LoKr lokr_t2's or a 4-D lokr_w2's.
 	Kernel []int
 	// FanInFanOut is true when the base weight is stored (in,out) (GPT-2
 	// Conv1D): the merged delta must be transposed; adapter shapes are not.

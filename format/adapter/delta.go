@@ -281,26 +281,30 @@ func kron(s1 []int, x []float64, s2 []int, y []float64) ([]int, []float64) {
 		shape[i] = s1[i] * s2[i]
 	}
 	out := make([]float64, product(shape))
-	idx1 := make([]int, nd)
-	idx2 := make([]int, nd)
-	for i1, xv := range x {
-		// unravel i1 in s1
-		r := i1
-		for k := nd - 1; k >= 0; k-- {
-			idx1[k] = r % s1[k]
-			r /= s1[k]
-		}
-		for i2, yv := range y {
-			r := i2
+	// flat(i1, i2) = Σ_k (idx1[k]·s2[k] + idx2[k])·stride[k] = off1(i1) + off2(i2)
+	stride := make([]int, nd)
+	for k, st := nd-1, 1; k >= 0; k-- {
+		stride[k] = st
+		st *= shape[k]
+	}
+	offsets := func(s []int, n int, mul func(k int) int) []int {
+		off := make([]int, n)
+		for i := range off {
+			r, o := i, 0
 			for k := nd - 1; k >= 0; k-- {
-				idx2[k] = r % s2[k]
-				r /= s2[k]
+				o += (r % s[k]) * mul(k)
+				r /= s[k]
 			}
-			flat := 0
-			for k := 0; k < nd; k++ {
-				flat = flat*shape[k] + idx1[k]*s2[k] + idx2[k]
-			}
-			out[flat] = xv * yv
+			off[i] = o
+		}
+		return off
+	}
+	off1 := offsets(s1, len(x), func(k int) int { return s2[k] * stride[k] })
+	off2 := offsets(s2, len(y), func(k int) int { return stride[k] })
+	for i1, xv := range x {
+		base := off1[i1]
+		for i2, yv := range y {
+			out[base+off2[i2]] = xv * yv
 		}
 	}
 	return shape, out

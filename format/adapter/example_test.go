@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/adaptool/adaptool/format/adapter"
+	"github.com/adaptool/adaptool/format/safetensors"
 )
 
 // Open an adapter directory, list its modules and read one module's factors.
@@ -99,4 +100,48 @@ func ExampleValidate() {
 	fmt.Println(rep.Dialect, rep.Tensors, "tensors, clean:", rep.Clean(), len(rep.Findings), "findings")
 	// Output:
 	// peft 8 tensors, clean: true 0 findings
+}
+
+// The dense ΔW of a LoKr module whose factors are both whole matrices: the
+// shapes hold no rank, so r and alpha come from the config (scale α/r = 2),
+// and ΔW = 2·kron([1 2], [1; 3]).
+func ExampleAdapter_Delta() {
+	dir, err := os.MkdirTemp("", "example-*")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	f32 := func(v ...float32) []byte {
+		b := make([]byte, 4*len(v))
+		if err := safetensors.FromFloat32(b, v, safetensors.F32); err != nil {
+			log.Fatal(err)
+		}
+		return b
+	}
+	err = safetensors.WriteFile(filepath.Join(dir, adapter.PEFTWeightsFile), []safetensors.Tensor{
+		{Name: "base_model.model.m.q_proj.lokr_w1", DType: safetensors.F32, Shape: []int{1, 2}, Data: f32(1, 2)},
+		{Name: "base_model.model.m.q_proj.lokr_w2", DType: safetensors.F32, Shape: []int{2, 1}, Data: f32(1, 3)},
+	}, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	cfg := `{"peft_type": "LOKR", "r": 4, "alpha": 8, "target_modules": ["q_proj"]}`
+	if err := os.WriteFile(filepath.Join(dir, adapter.ConfigFile), []byte(cfg), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	a, err := adapter.Load(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer a.Close()
+	m := a.Modules[0]
+	d, err := a.Delta(m)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(m.Kind, "r =", m.Rank, "scale =", m.Scale, "out×in =", d.Out, "×", d.Cols())
+	fmt.Println(d.W)
+	// Output:
+	// lokr r = 4 scale = 2 out×in = 2 × 2
+	// [2 4 6 12]
 }

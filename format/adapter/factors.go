@@ -77,8 +77,9 @@ func product(s []int) int {
 
 // Factors reads m's factors from the file and returns them in PEFT
 // orientation (see [Factors]). It returns ErrNotLowRank for modules without
-// both A and B (IA3, prompt, full, incomplete, LoHa/LoKr/VeRA) and ErrShape
-// when the stored shapes are inconsistent.
+// both A and B (IA3, prompt, full, incomplete, LoHa/LoKr/VeRA — use
+// [Adapter.Delta] for the dense ΔW of those) and ErrShape when the stored
+// shapes are inconsistent.
 func (a *Adapter) Factors(m *Module) (*Factors, error) {
 	if !m.IsLowRank() {
 		return nil, fmt.Errorf("%s: module %q (%s): %w", a.WeightsPath, m.Name, m.Kind, ErrNotLowRank)

@@ -262,3 +262,27 @@ func TestLycorisDeltaErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestKron checks kron against torch.kron results worked out by hand,
+// including PEFT's 2-D ⊗ 3-D case (a whole Conv1d lokr_w2), where torch
+// pads the 2-D operand to (1, a, b).
+func TestKron(t *testing.T) {
+	for _, c := range []struct {
+		s1, s2    []int
+		x, y      []float64
+		wantShape []int
+		want      []float64
+	}{
+		{[]int{2, 2}, []int{2, 2}, []float64{1, 2, 3, 4}, []float64{0, 5, 6, 7}, []int{4, 4},
+			[]float64{0, 5, 0, 10, 6, 7, 12, 14, 0, 15, 0, 20, 18, 21, 24, 28}},
+		{[]int{1, 2}, []int{2, 1, 2}, []float64{1, 2}, []float64{1, 10, 100, 1000}, []int{2, 1, 4},
+			[]float64{1, 10, 2, 20, 100, 1000, 200, 2000}},
+		{[]int{2, 1, 1, 1}, []int{1, 2, 1, 2}, []float64{1, -1}, []float64{1, 2, 3, 4}, []int{2, 2, 1, 2},
+			[]float64{1, 2, 3, 4, -1, -2, -3, -4}},
+	} {
+		shape, got := kron(c.s1, c.x, c.s2, c.y)
+		if fmt.Sprint(shape) != fmt.Sprint(c.wantShape) || fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("kron(%v, %v) = %v %v, want %v %v", c.s1, c.s2, shape, got, c.wantShape, c.want)
+		}
+	}
+}
