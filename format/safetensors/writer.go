@@ -305,7 +305,13 @@ func write(w io.Writer, tensors []Tensor, metadata map[string]string, o *writeOp
 		}
 		lw := &limitedWriter{w: bw, left: p.sizes[i]}
 		if err := t.WriteTo(lw); err != nil {
-			return &TensorError{File: o.name, Tensor: t.Name, Err: err}
+			// The tensor's source failed (usually reading an input): say
+			// which output was being written, without presenting the
+			// error as a format error of that output.
+			if o.name == "" {
+				return fmt.Errorf("writing tensor %s: %w", quote(t.Name), err)
+			}
+			return fmt.Errorf("writing %s: tensor %s: %w", o.name, quote(t.Name), err)
 		}
 		if lw.over || lw.left != 0 {
 			return &TensorError{File: o.name, Tensor: t.Name, Err: fmt.Errorf(
