@@ -152,6 +152,7 @@ func rankRowAVX2(w []float32, c []float32, a []float32, stride int)
 //		w[q*ldw+j] += float32(c[q*r+k] * a[k*lda+j]) } } } with r = len(c)/4.
 //
 // n must be a multiple of 8; w must hold 3*ldw+n elements and a (r-1)*lda+n.
+// Rows 4..7 of w (w[4*ldw:]) are prefetched, never loaded.
 //
 //go:noescape
 func rank4RowsAVX2(w []float32, ldw int, c []float32, a []float32, lda int, n int)
@@ -316,6 +317,7 @@ func rankRowAVX512(w []float32, c []float32, a []float32, stride int)
 //		w[q*ldw+j] += float32(c[q*r+k] * a[k*lda+j]) } } } with r = len(c)/4.
 //
 // n must be a multiple of 16; w must hold 3*ldw+n elements and a (r-1)*lda+n.
+// Rows 4..7 of w (w[4*ldw:]) are prefetched, never loaded.
 //
 //go:noescape
 func rank4RowsAVX512(w []float32, ldw int, c []float32, a []float32, lda int, n int)

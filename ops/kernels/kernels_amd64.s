@@ -1119,62 +1119,67 @@ rankRowAVX2_done:
 	RET
 
 // func rank4RowsAVX2(w []float32, ldw int, c []float32, a []float32, lda int, n int)
-// Requires: AVX
+// Requires: AVX, MMX+
 TEXT ·rank4RowsAVX2(SB), NOSPLIT, $0-96
 	MOVQ w_base+0(FP), AX
 	MOVQ ldw+24(FP), CX
 	SHLQ $0x02, CX
 	LEAQ (CX)(CX*2), DX
-	MOVQ c_base+32(FP), BX
-	MOVQ c_len+40(FP), SI
-	LEAQ (SI)(SI*2), DI
-	LEAQ (BX)(SI*1), R8
-	MOVQ a_base+56(FP), R9
-	MOVQ lda+80(FP), R10
-	SHLQ $0x02, R10
-	MOVQ n+88(FP), R11
+	LEAQ (AX)(CX*4), BX
+	MOVQ c_base+32(FP), SI
+	MOVQ c_len+40(FP), DI
+	LEAQ (DI)(DI*2), R8
+	LEAQ (SI)(DI*1), R9
+	MOVQ a_base+56(FP), R10
+	MOVQ lda+80(FP), R11
+	SHLQ $0x02, R11
+	MOVQ n+88(FP), R12
 
-rank4RowsAVX2_loop2:
-	CMPQ    R11, $0x00000010
-	JL      rank4RowsAVX2_loop1
-	VMOVUPS (AX), Y0
-	VMOVUPS 32(AX), Y1
-	VMOVUPS (AX)(CX*1), Y2
-	VMOVUPS 32(AX)(CX*1), Y3
-	VMOVUPS (AX)(CX*2), Y4
-	VMOVUPS 32(AX)(CX*2), Y5
-	VMOVUPS (AX)(DX*1), Y6
-	VMOVUPS 32(AX)(DX*1), Y7
-	MOVQ    BX, R12
-	MOVQ    R9, R13
+rank4RowsAVX2_loopV:
+	CMPQ       R12, $0x00000010
+	JL         rank4RowsAVX2_loop1
+	VMOVUPS    (AX), Y0
+	VMOVUPS    32(AX), Y1
+	VMOVUPS    (AX)(CX*1), Y2
+	VMOVUPS    32(AX)(CX*1), Y3
+	VMOVUPS    (AX)(CX*2), Y4
+	VMOVUPS    32(AX)(CX*2), Y5
+	VMOVUPS    (AX)(DX*1), Y6
+	VMOVUPS    32(AX)(DX*1), Y7
+	PREFETCHT0 (BX)
+	PREFETCHT0 (BX)(CX*1)
+	PREFETCHT0 (BX)(CX*2)
+	PREFETCHT0 (BX)(DX*1)
+	MOVQ       SI, R13
+	MOVQ       R10, R14
 
-rank4RowsAVX2_k2:
-	VMOVUPS      (R13), Y8
-	VMOVUPS      32(R13), Y9
-	VBROADCASTSS (R12), Y10
+rank4RowsAVX2_kV:
+	VMOVUPS      (R14), Y8
+	VMOVUPS      32(R14), Y9
+	VBROADCASTSS (R13), Y10
 	VMULPS       Y8, Y10, Y11
 	VADDPS       Y11, Y0, Y0
 	VMULPS       Y9, Y10, Y11
 	VADDPS       Y11, Y1, Y1
-	VBROADCASTSS (R12)(SI*1), Y10
+	VBROADCASTSS (R13)(DI*1), Y10
 	VMULPS       Y8, Y10, Y11
 	VADDPS       Y11, Y2, Y2
 	VMULPS       Y9, Y10, Y11
 	VADDPS       Y11, Y3, Y3
-	VBROADCASTSS (R12)(SI*2), Y10
+	VBROADCASTSS (R13)(DI*2), Y10
 	VMULPS       Y8, Y10, Y11
 	VADDPS       Y11, Y4, Y4
 	VMULPS       Y9, Y10, Y11
 	VADDPS       Y11, Y5, Y5
-	VBROADCASTSS (R12)(DI*1), Y10
+	VBROADCASTSS (R13)(R8*1), Y10
 	VMULPS       Y8, Y10, Y11
 	VADDPS       Y11, Y6, Y6
 	VMULPS       Y9, Y10, Y11
 	VADDPS       Y11, Y7, Y7
-	ADDQ         R10, R13
-	ADDQ         $0x04, R12
-	CMPQ         R12, R8
-	JL           rank4RowsAVX2_k2
+	ADDQ         R11, R14
+	ADDQ         $0x04, R13
+	CMPQ         R13, R9
+	JL           rank4RowsAVX2_kV
 	VMOVUPS      Y0, (AX)
 	VMOVUPS      Y1, 32(AX)
 	VMOVUPS      Y2, (AX)(CX*1)
@@ -1184,45 +1189,46 @@ rank4RowsAVX2_k2:
 	VMOVUPS      Y6, (AX)(DX*1)
 	VMOVUPS      Y7, 32(AX)(DX*1)
 	ADDQ         $0x00000040, AX
-	ADDQ         $0x00000040, R9
-	SUBQ         $0x00000010, R11
-	JMP          rank4RowsAVX2_loop2
+	ADDQ         $0x00000040, BX
+	ADDQ         $0x00000040, R10
+	SUBQ         $0x00000010, R12
+	JMP          rank4RowsAVX2_loopV
 
 rank4RowsAVX2_loop1:
-	CMPQ    R11, $0x00000008
+	CMPQ    R12, $0x00000008
 	JL      rank4RowsAVX2_done
 	VMOVUPS (AX), Y0
 	VMOVUPS (AX)(CX*1), Y2
 	VMOVUPS (AX)(CX*2), Y4
 	VMOVUPS (AX)(DX*1), Y6
-	MOVQ    BX, R12
-	MOVQ    R9, R13
+	MOVQ    SI, R13
+	MOVQ    R10, R14
 
 rank4RowsAVX2_k1:
-	VMOVUPS      (R13), Y8
-	VBROADCASTSS (R12), Y10
+	VMOVUPS      (R14), Y8
+	VBROADCASTSS (R13), Y10
 	VMULPS       Y8, Y10, Y11
 	VADDPS       Y11, Y0, Y0
-	VBROADCASTSS (R12)(SI*1), Y10
+	VBROADCASTSS (R13)(DI*1), Y10
 	VMULPS       Y8, Y10, Y11
 	VADDPS       Y11, Y2, Y2
-	VBROADCASTSS (R12)(SI*2), Y10
+	VBROADCASTSS (R13)(DI*2), Y10
 	VMULPS       Y8, Y10, Y11
 	VADDPS       Y11, Y4, Y4
-	VBROADCASTSS (R12)(DI*1), Y10
+	VBROADCASTSS (R13)(R8*1), Y10
 	VMULPS       Y8, Y10, Y11
 	VADDPS       Y11, Y6, Y6
-	ADDQ         R10, R13
-	ADDQ         $0x04, R12
-	CMPQ         R12, R8
+	ADDQ         R11, R14
+	ADDQ         $0x04, R13
+	CMPQ         R13, R9
 	JL           rank4RowsAVX2_k1
 	VMOVUPS      Y0, (AX)
 	VMOVUPS      Y2, (AX)(CX*1)
 	VMOVUPS      Y4, (AX)(CX*2)
 	VMOVUPS      Y6, (AX)(DX*1)
 	ADDQ         $0x00000020, AX
-	ADDQ         $0x00000020, R9
-	SUBQ         $0x00000008, R11
+	ADDQ         $0x00000020, R10
+	SUBQ         $0x00000008, R12
 	JMP          rank4RowsAVX2_loop1
 
 rank4RowsAVX2_done:
@@ -2707,110 +2713,162 @@ rankRowAVX512_done:
 	RET
 
 // func rank4RowsAVX512(w []float32, ldw int, c []float32, a []float32, lda int, n int)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX512F, MMX+
 TEXT ·rank4RowsAVX512(SB), NOSPLIT, $0-96
 	MOVQ w_base+0(FP), AX
 	MOVQ ldw+24(FP), CX
 	SHLQ $0x02, CX
 	LEAQ (CX)(CX*2), DX
-	MOVQ c_base+32(FP), BX
-	MOVQ c_len+40(FP), SI
-	LEAQ (SI)(SI*2), DI
-	LEAQ (BX)(SI*1), R8
-	MOVQ a_base+56(FP), R9
-	MOVQ lda+80(FP), R10
-	SHLQ $0x02, R10
-	MOVQ n+88(FP), R11
+	LEAQ (AX)(CX*4), BX
+	MOVQ c_base+32(FP), SI
+	MOVQ c_len+40(FP), DI
+	LEAQ (DI)(DI*2), R8
+	LEAQ (SI)(DI*1), R9
+	MOVQ a_base+56(FP), R10
+	MOVQ lda+80(FP), R11
+	SHLQ $0x02, R11
+	MOVQ n+88(FP), R12
 
-rank4RowsAVX512_loop2:
-	CMPQ    R11, $0x00000020
-	JL      rank4RowsAVX512_loop1
-	VMOVUPS (AX), Z0
-	VMOVUPS 64(AX), Z1
-	VMOVUPS (AX)(CX*1), Z2
-	VMOVUPS 64(AX)(CX*1), Z3
-	VMOVUPS (AX)(CX*2), Z4
-	VMOVUPS 64(AX)(CX*2), Z5
-	VMOVUPS (AX)(DX*1), Z6
-	VMOVUPS 64(AX)(DX*1), Z7
-	MOVQ    BX, R12
-	MOVQ    R9, R13
+rank4RowsAVX512_loopV:
+	CMPQ       R12, $0x00000040
+	JL         rank4RowsAVX512_loop1
+	VMOVUPS    (AX), Z0
+	VMOVUPS    64(AX), Z1
+	VMOVUPS    128(AX), Z2
+	VMOVUPS    192(AX), Z3
+	VMOVUPS    (AX)(CX*1), Z4
+	VMOVUPS    64(AX)(CX*1), Z5
+	VMOVUPS    128(AX)(CX*1), Z6
+	VMOVUPS    192(AX)(CX*1), Z7
+	VMOVUPS    (AX)(CX*2), Z8
+	VMOVUPS    64(AX)(CX*2), Z9
+	VMOVUPS    128(AX)(CX*2), Z10
+	VMOVUPS    192(AX)(CX*2), Z11
+	VMOVUPS    (AX)(DX*1), Z12
+	VMOVUPS    64(AX)(DX*1), Z13
+	VMOVUPS    128(AX)(DX*1), Z14
+	VMOVUPS    192(AX)(DX*1), Z15
+	PREFETCHT0 (BX)
+	PREFETCHT0 64(BX)
+	PREFETCHT0 128(BX)
+	PREFETCHT0 192(BX)
+	PREFETCHT0 (BX)(CX*1)
+	PREFETCHT0 64(BX)(CX*1)
+	PREFETCHT0 128(BX)(CX*1)
+	PREFETCHT0 192(BX)(CX*1)
+	PREFETCHT0 (BX)(CX*2)
+	PREFETCHT0 64(BX)(CX*2)
+	PREFETCHT0 128(BX)(CX*2)
+	PREFETCHT0 192(BX)(CX*2)
+	PREFETCHT0 (BX)(DX*1)
+	PREFETCHT0 64(BX)(DX*1)
+	PREFETCHT0 128(BX)(DX*1)
+	PREFETCHT0 192(BX)(DX*1)
+	MOVQ       SI, R13
+	MOVQ       R10, R14
 
-rank4RowsAVX512_k2:
-	VMOVUPS      (R13), Z8
-	VMOVUPS      64(R13), Z9
-	VBROADCASTSS (R12), Z10
-	VMULPS       Z8, Z10, Z11
-	VADDPS       Z11, Z0, Z0
-	VMULPS       Z9, Z10, Z11
-	VADDPS       Z11, Z1, Z1
-	VBROADCASTSS (R12)(SI*1), Z10
-	VMULPS       Z8, Z10, Z11
-	VADDPS       Z11, Z2, Z2
-	VMULPS       Z9, Z10, Z11
-	VADDPS       Z11, Z3, Z3
-	VBROADCASTSS (R12)(SI*2), Z10
-	VMULPS       Z8, Z10, Z11
-	VADDPS       Z11, Z4, Z4
-	VMULPS       Z9, Z10, Z11
-	VADDPS       Z11, Z5, Z5
-	VBROADCASTSS (R12)(DI*1), Z10
-	VMULPS       Z8, Z10, Z11
-	VADDPS       Z11, Z6, Z6
-	VMULPS       Z9, Z10, Z11
-	VADDPS       Z11, Z7, Z7
-	ADDQ         R10, R13
-	ADDQ         $0x04, R12
-	CMPQ         R12, R8
-	JL           rank4RowsAVX512_k2
+rank4RowsAVX512_kV:
+	VMOVUPS      (R14), Z16
+	VMOVUPS      64(R14), Z17
+	VMOVUPS      128(R14), Z18
+	VMOVUPS      192(R14), Z19
+	VBROADCASTSS (R13), Z20
+	VMULPS       Z16, Z20, Z21
+	VADDPS       Z21, Z0, Z0
+	VMULPS       Z17, Z20, Z21
+	VADDPS       Z21, Z1, Z1
+	VMULPS       Z18, Z20, Z21
+	VADDPS       Z21, Z2, Z2
+	VMULPS       Z19, Z20, Z21
+	VADDPS       Z21, Z3, Z3
+	VBROADCASTSS (R13)(DI*1), Z20
+	VMULPS       Z16, Z20, Z21
+	VADDPS       Z21, Z4, Z4
+	VMULPS       Z17, Z20, Z21
+	VADDPS       Z21, Z5, Z5
+	VMULPS       Z18, Z20, Z21
+	VADDPS       Z21, Z6, Z6
+	VMULPS       Z19, Z20, Z21
+	VADDPS       Z21, Z7, Z7
+	VBROADCASTSS (R13)(DI*2), Z20
+	VMULPS       Z16, Z20, Z21
+	VADDPS       Z21, Z8, Z8
+	VMULPS       Z17, Z20, Z21
+	VADDPS       Z21, Z9, Z9
+	VMULPS       Z18, Z20, Z21
+	VADDPS       Z21, Z10, Z10
+	VMULPS       Z19, Z20, Z21
+	VADDPS       Z21, Z11, Z11
+	VBROADCASTSS (R13)(R8*1), Z20
+	VMULPS       Z16, Z20, Z21
+	VADDPS       Z21, Z12, Z12
+	VMULPS       Z17, Z20, Z21
+	VADDPS       Z21, Z13, Z13
+	VMULPS       Z18, Z20, Z21
+	VADDPS       Z21, Z14, Z14
+	VMULPS       Z19, Z20, Z21
+	VADDPS       Z21, Z15, Z15
+	ADDQ         R11, R14
+	ADDQ         $0x04, R13
+	CMPQ         R13, R9
+	JL           rank4RowsAVX512_kV
 	VMOVUPS      Z0, (AX)
 	VMOVUPS      Z1, 64(AX)
-	VMOVUPS      Z2, (AX)(CX*1)
-	VMOVUPS      Z3, 64(AX)(CX*1)
-	VMOVUPS      Z4, (AX)(CX*2)
-	VMOVUPS      Z5, 64(AX)(CX*2)
-	VMOVUPS      Z6, (AX)(DX*1)
-	VMOVUPS      Z7, 64(AX)(DX*1)
-	ADDQ         $0x00000080, AX
-	ADDQ         $0x00000080, R9
-	SUBQ         $0x00000020, R11
-	JMP          rank4RowsAVX512_loop2
+	VMOVUPS      Z2, 128(AX)
+	VMOVUPS      Z3, 192(AX)
+	VMOVUPS      Z4, (AX)(CX*1)
+	VMOVUPS      Z5, 64(AX)(CX*1)
+	VMOVUPS      Z6, 128(AX)(CX*1)
+	VMOVUPS      Z7, 192(AX)(CX*1)
+	VMOVUPS      Z8, (AX)(CX*2)
+	VMOVUPS      Z9, 64(AX)(CX*2)
+	VMOVUPS      Z10, 128(AX)(CX*2)
+	VMOVUPS      Z11, 192(AX)(CX*2)
+	VMOVUPS      Z12, (AX)(DX*1)
+	VMOVUPS      Z13, 64(AX)(DX*1)
+	VMOVUPS      Z14, 128(AX)(DX*1)
+	VMOVUPS      Z15, 192(AX)(DX*1)
+	ADDQ         $0x00000100, AX
+	ADDQ         $0x00000100, BX
+	ADDQ         $0x00000100, R10
+	SUBQ         $0x00000040, R12
+	JMP          rank4RowsAVX512_loopV
 
 rank4RowsAVX512_loop1:
-	CMPQ    R11, $0x00000010
+	CMPQ    R12, $0x00000010
 	JL      rank4RowsAVX512_done
 	VMOVUPS (AX), Z0
-	VMOVUPS (AX)(CX*1), Z2
-	VMOVUPS (AX)(CX*2), Z4
-	VMOVUPS (AX)(DX*1), Z6
-	MOVQ    BX, R12
-	MOVQ    R9, R13
+	VMOVUPS (AX)(CX*1), Z4
+	VMOVUPS (AX)(CX*2), Z8
+	VMOVUPS (AX)(DX*1), Z12
+	MOVQ    SI, R13
+	MOVQ    R10, R14
 
 rank4RowsAVX512_k1:
-	VMOVUPS      (R13), Z8
-	VBROADCASTSS (R12), Z10
-	VMULPS       Z8, Z10, Z11
-	VADDPS       Z11, Z0, Z0
-	VBROADCASTSS (R12)(SI*1), Z10
-	VMULPS       Z8, Z10, Z11
-	VADDPS       Z11, Z2, Z2
-	VBROADCASTSS (R12)(SI*2), Z10
-	VMULPS       Z8, Z10, Z11
-	VADDPS       Z11, Z4, Z4
-	VBROADCASTSS (R12)(DI*1), Z10
-	VMULPS       Z8, Z10, Z11
-	VADDPS       Z11, Z6, Z6
-	ADDQ         R10, R13
-	ADDQ         $0x04, R12
-	CMPQ         R12, R8
+	VMOVUPS      (R14), Z16
+	VBROADCASTSS (R13), Z20
+	VMULPS       Z16, Z20, Z21
+	VADDPS       Z21, Z0, Z0
+	VBROADCASTSS (R13)(DI*1), Z20
+	VMULPS       Z16, Z20, Z21
+	VADDPS       Z21, Z4, Z4
+	VBROADCASTSS (R13)(DI*2), Z20
+	VMULPS       Z16, Z20, Z21
+	VADDPS       Z21, Z8, Z8
+	VBROADCASTSS (R13)(R8*1), Z20
+	VMULPS       Z16, Z20, Z21
+	VADDPS       Z21, Z12, Z12
+	ADDQ         R11, R14
+	ADDQ         $0x04, R13
+	CMPQ         R13, R9
 	JL           rank4RowsAVX512_k1
 	VMOVUPS      Z0, (AX)
-	VMOVUPS      Z2, (AX)(CX*1)
-	VMOVUPS      Z4, (AX)(CX*2)
-	VMOVUPS      Z6, (AX)(DX*1)
+	VMOVUPS      Z4, (AX)(CX*1)
+	VMOVUPS      Z8, (AX)(CX*2)
+	VMOVUPS      Z12, (AX)(DX*1)
 	ADDQ         $0x00000040, AX
-	ADDQ         $0x00000040, R9
-	SUBQ         $0x00000010, R11
+	ADDQ         $0x00000040, R10
+	SUBQ         $0x00000010, R12
 	JMP          rank4RowsAVX512_loop1
 
 rank4RowsAVX512_done:

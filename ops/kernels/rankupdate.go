@@ -42,44 +42,72 @@ func RankUpdate(w []float32, out, in int, s float32, b []float32, a []float32, r
 	if out == 0 || in == 0 || r == 0 {
 		return
 	}
-	f := cur.rankRow
-	// Column block: keep r rows × cw columns of A (≤ 256 KiB) in cache.
-	cw := in
-	if r*in > 64<<10 {
-		cw = max(256, (64<<10)/r&^63)
+	f, f4 := cur.rankRow, cur.rank4
+	cw := rankTile(in, r)
+	// Pack A tile by tile: tile [j0, j1) is the r×(j1-j0) block at
+	// pa[r*j0:], row-major. In place, A's rows are in·4 bytes apart, which for
+	// a power-of-two width maps a tile's r rows onto the same few L1 sets
+	// (4 KiB aliasing), so the tile would not stay in L1; packed, it is one
+	// contiguous block.
+	pa := a
+	if in > cw {
+		pa = make([]float32, r*in)
+		for j0 := 0; j0 < in; j0 += cw {
+			j1 := min(j0+cw, in)
+			for k := range r {
+				copy(pa[r*j0+k*(j1-j0):], a[k*in+j0:k*in+j1])
+			}
+		}
 	}
-	f4 := cur.rank4
-	rows := func(i0, i1 int) {
-		c := make([]float32, 4*r)
-		for ib := i0; ib < i1; ib += rowBlock {
-			ie := min(ib+rowBlock, i1)
-			for j0 := 0; j0 < in; j0 += cw {
-				j1 := min(j0+cw, in)
-				i := ib
-				if f4 != nil {
-					// Four rows at a time share each load of A.
-					for ; i+4 <= ie; i += 4 {
-						for k := range c {
-							c[k] = s * b[i*r+k]
-						}
-						f4(w[i*in+j0:], in, c, a[j0:], in, j1-j0)
-					}
+	// rows updates the rows [i0, i1) (at most rowBlock); c is scratch.
+	rows := func(i0, i1 int, c []float32) {
+		// c holds s·B for the rows of this block, row by row, so the four
+		// rows of a group have their 4r coefficients contiguous.
+		for k, v := range b[i0*r : i1*r] {
+			c[k] = s * v
+		}
+		// Column tiles outermost: the r×cw block of A stays in L1 while
+		// every row group of the block passes over it.
+		for j0 := 0; j0 < in; j0 += cw {
+			j1 := min(j0+cw, in)
+			at, lda := a[j0:], in
+			if in > cw {
+				at, lda = pa[r*j0:r*j1], j1-j0
+			}
+			i := i0
+			if f4 != nil {
+				// Four rows at a time share each load of A.
+				for ; i+4 <= i1; i += 4 {
+					f4(w[i*in+j0:], in, c[(i-i0)*r:(i-i0+4)*r], at, lda, j1-j0)
 				}
-				for ; i < ie; i++ {
-					for k := range r {
-						c[k] = s * b[i*r+k]
-					}
-					f(w[i*in+j0:i*in+j1], c[:r], a[j0:], in)
-				}
+			}
+			for ; i < i1; i++ {
+				f(w[i*in+j0:i*in+j1], c[(i-i0)*r:(i-i0+1)*r], at, lda)
 			}
 		}
 	}
 	nw := workers(out * in)
 	if nw <= 1 || out < 2*rowBlock {
-		rows(0, out)
+		c := make([]float32, min(out, rowBlock)*r)
+		for i0 := 0; i0 < out; i0 += rowBlock {
+			rows(i0, min(i0+rowBlock, out), c)
+		}
 		return
 	}
 	// Row blocks from a shared counter: a busy core does not stall the rest.
 	nblk := (out + rowBlock - 1) / rowBlock
-	parallelPieces(nblk, nw, func(i int) { rows(i*rowBlock, min((i+1)*rowBlock, out)) })
+	parallelPieces(nblk, nw, func(i int) {
+		rows(i*rowBlock, min((i+1)*rowBlock, out), make([]float32, rowBlock*r))
+	})
+}
+
+// rankL1 is the budget in bytes for the r×cw block of A that RankUpdate keeps
+// in L1 (half of a 32 KiB L1d; W passes through the other half).
+const rankL1 = 16 << 10
+
+// rankTile returns the column tile width of RankUpdate: the widest multiple
+// of 64 columns whose r×cw block of A fits in rankL1 (at least 64, at most in).
+func rankTile(in, r int) int {
+	cw := rankL1 / (4 * r) &^ 63
+	return min(in, max(cw, 64))
 }

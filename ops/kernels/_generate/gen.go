@@ -615,21 +615,28 @@ func genRankRow(lv level) {
 }
 
 // genRank4 is the register-blocked form for four rows of W at once: each
-// vector of A is loaded once and used for the four rows, which cuts the
-// reads of A (from L2) fourfold. Per element the r terms are still added in
-// order k = 0..r-1, each product rounded before its add.
+// vector of A is loaded once and used for the four rows (AVX-512: 4 rows × 4
+// vectors = 16 ZMM accumulators; AVX2: 4 × 2 YMM within the 16 VEX
+// registers). Per element the r terms are still added in order k = 0..r-1,
+// each product rounded before its add. The caller blocks A's columns so the
+// r×n block of A stays in L1 across row groups; while a 4×(V vectors) block
+// of W is in registers, the same columns of the next four rows (w + 4·ldw,
+// which the caller's next call reads) are prefetched.
 func genRank4(lv level) {
 	name := "rank4Rows" + lv.name
 	TEXT(name, NOSPLIT, "func(w []float32, ldw int, c []float32, a []float32, lda int, n int)")
 	Pragma("noescape")
 	Doc(name+" is: for q := 0; q < 4; q++ { for k := 0; k < r; k++ { for j := 0; j < n; j++ {",
 		"	w[q*ldw+j] += float32(c[q*r+k] * a[k*lda+j]) } } } with r = len(c)/4.",
-		"n must be a multiple of "+fmt.Sprint(lv.w)+"; w must hold 3*ldw+n elements and a (r-1)*lda+n.")
+		"n must be a multiple of "+fmt.Sprint(lv.w)+"; w must hold 3*ldw+n elements and a (r-1)*lda+n.",
+		"Rows 4..7 of w (w[4*ldw:]) are prefetched, never loaded.")
 	w0 := Load(Param("w").Base(), GP64())
 	L := Load(Param("ldw"), GP64())
 	SHLQ(U8(2), L)
 	L3 := GP64()
 	LEAQ(Mem{Base: L, Index: L, Scale: 2}, L3)
+	pf := GP64() // w + 4·ldw: the next row group, prefetched
+	LEAQ(Mem{Base: w0, Index: L, Scale: 4}, pf)
 	cbase := Load(Param("c").Base(), GP64())
 	R4 := Load(Param("c").Len(), GP64()) // len(c) = 4r elements = r*4 bytes, the stride of c's rows
 	R12 := GP64()
@@ -663,17 +670,33 @@ func genRank4(lv level) {
 		}
 		return Mem{Base: ck, Index: R12, Scale: 1}
 	}
-	const V = 2
+	V := 2
+	if lv.avx512 {
+		V = 4
+	}
 	acc := make([][]VecVirtual, 4)
 	for q := range acc {
-		acc[q] = []VecVirtual{lv.vreg(), lv.vreg()}
+		acc[q] = make([]VecVirtual, V)
+		for v := range acc[q] {
+			acc[q][v] = lv.vreg()
+		}
 	}
-	av := []VecVirtual{lv.vreg(), lv.vreg()}
+	av := make([]VecVirtual, V)
+	for v := range av {
+		av[v] = lv.vreg()
+	}
 	cv, t := lv.vreg(), lv.vreg()
 	blk := func(nv int, lbl string) {
 		for q := 0; q < 4; q++ {
 			for v := 0; v < nv; v++ {
 				VMOVUPS(rowMem(w0, v*lv.w*4, q), acc[q][v])
+			}
+		}
+		if nv == V {
+			for q := 0; q < 4; q++ {
+				for off := 0; off < V*lv.w*4; off += 64 {
+					PREFETCHT0(rowMem(pf, off, q))
+				}
 			}
 		}
 		MOVQ(cbase, ck)
@@ -700,14 +723,15 @@ func genRank4(lv level) {
 		}
 	}
 	big := V * lv.w
-	Label(name + "_loop2")
+	Label(name + "_loopV")
 	CMPQ(n, U32(big))
 	JL(LabelRef(name + "_loop1"))
-	blk(V, name+"_k2")
+	blk(V, name+"_kV")
 	ADDQ(U32(big*4), w0)
+	ADDQ(U32(big*4), pf)
 	ADDQ(U32(big*4), ap)
 	SUBQ(U32(big), n)
-	JMP(LabelRef(name + "_loop2"))
+	JMP(LabelRef(name + "_loopV"))
 	Label(name + "_loop1")
 	CMPQ(n, U32(lv.w))
 	JL(LabelRef(name + "_done"))
