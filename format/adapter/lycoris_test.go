@@ -49,6 +49,12 @@ func TestLycorisGenerated(t *testing.T) {
 			return testgen.WriteLoKr(d, testgen.Lyco{Seed: 16, R: 1, Alpha: 2, EffectiveConv: true, DecomposeBoth: true,
 				Modules: []testgen.LycoModule{{Name: "unet.down.conv", In: 16, Out: 36, Kernel: []int{3, 2}}, conv}})
 		}, []string{"w1ab+cp", "w1+cp"}},
+		{"loha-bf16", func(d string) (*testgen.LycoResult, error) {
+			return testgen.WriteLoHa(d, testgen.Lyco{Seed: 20, R: 2, Alpha: 4, EffectiveConv: true, DType: safetensors.BF16, Modules: []testgen.LycoModule{conv, lin}})
+		}, []string{"cp", "plain"}},
+		{"lokr-f16", func(d string) (*testgen.LycoResult, error) {
+			return testgen.WriteLoKr(d, testgen.Lyco{Seed: 21, R: 1, Alpha: 2, EffectiveConv: true, DType: safetensors.F16, Modules: []testgen.LycoModule{conv, lin}})
+		}, []string{"w1+cp", "w1+w2ab"}},
 		{"lokr-factor", func(d string) (*testgen.LycoResult, error) {
 			return testgen.WriteLoKr(d, testgen.Lyco{Seed: 17, R: 2, Alpha: 2, DecomposeFactor: 4, Modules: []testgen.LycoModule{{Name: "q", In: 32, Out: 16}}})
 		}, []string{"w1+w2ab"}},

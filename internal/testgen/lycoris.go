@@ -114,7 +114,6 @@ func is1x1(k []int) bool { return len(k) == 2 && k[0] == 1 && k[1] == 1 }
 type lycoWriter struct {
 	tl    *tensorList
 	rng   *randSource
-	dt    safetensors.DType
 	truth *Truth
 	p     string
 }
@@ -186,7 +185,7 @@ func WriteLoHa(dir string, s Lyco) (*LycoResult, error) {
 		}
 		r, alpha := s.rankAlpha(m, &rp, &ap)
 		t := newTruth("loha", m, r, alpha)
-		w := &lycoWriter{tl: tl, rng: src, dt: s.DType, truth: t, p: "base_model.model." + m.Name}
+		w := &lycoWriter{tl: tl, rng: src, truth: t, p: "base_model.model." + m.Name}
 		k := prod(m.Kernel)
 		if len(m.Kernel) == 2 && s.EffectiveConv && !is1x1(m.Kernel) {
 			t.Form, t.KernelVisible = "cp", true
@@ -231,7 +230,7 @@ func WriteLoKr(dir string, s Lyco) (*LycoResult, error) {
 		}
 		r, alpha := s.rankAlpha(m, &rp, &ap)
 		t := newTruth("lokr", m, r, alpha)
-		w := &lycoWriter{tl: tl, rng: src, dt: s.DType, truth: t, p: "base_model.model." + m.Name}
+		w := &lycoWriter{tl: tl, rng: src, truth: t, p: "base_model.model." + m.Name}
 		t.inM, t.inN = Factorization(m.In, s.DecomposeFactor)
 		t.outL, t.outK = Factorization(m.Out, s.DecomposeFactor)
 		conv := len(m.Kernel) == 2
@@ -315,7 +314,7 @@ func WriteVeRA(dir string, s VeRA) (*LycoResult, error) {
 			t.Tensors["base_model.vera_A"] = []int{s.R, maxIn}
 			t.Tensors["base_model.vera_B"] = []int{maxOut, s.R}
 		}
-		w := &lycoWriter{tl: tl, rng: src, dt: safetensors.F32, truth: t, p: "base_model.model." + m.Name}
+		w := &lycoWriter{tl: tl, rng: src, truth: t, p: "base_model.model." + m.Name}
 		w.add("vera_lambda_b", []int{m.Out}, 1)
 		w.add("vera_lambda_d", []int{s.R}, 1)
 		res.Modules[m.Name] = t
