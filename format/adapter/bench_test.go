@@ -66,7 +66,7 @@ func BenchmarkScanFloats(b *testing.B) {
 		b.Run("scan-"+dt.String(), func(b *testing.B) {
 			b.SetBytes(int64(len(src)))
 			for b.Loop() {
-				if _, err := scanFloats(bytes.NewReader(src), dt); err != nil {
+				if _, err := scanFloats(bytes.NewReader(src), dt, nil); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -185,6 +185,11 @@ func ParseConfig(data []byte) (*Config, error) {
 	if p.err != nil {
 		return nil, p.err
 	}
+	if _, ok := raw["r"]; ok && c.R <= 0 {
+		// PEFT's configs reject r ≤ 0 in __post_init__; a scale α/r from
+		// it would be negative, infinite or 0.
+		return nil, fmt.Errorf("%w: field \"r\" = %d is not a positive integer", ErrConfig, c.R)
+	}
 	for _, pat := range c.RankPattern {
 		if pat.Value != math.Trunc(pat.Value) || pat.Value < 0 {
 			return nil, fmt.Errorf("%w: rank_pattern[%q] = %v is not a non-negative integer", ErrConfig, pat.Key, pat.Value)

@@ -65,6 +65,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"array", `[1,2]`, ""},
 		{"r string", `{"r":"8"}`, `"r"`},
 		{"r fraction", `{"r":8.5}`, `"r"`},
+		{"r zero", `{"r":0}`, `"r"`},
+		{"r negative", `{"peft_type":"LORA","r":-4}`, `"r" = -4`},
 		{"alpha bool", `{"lora_alpha":true}`, `"lora_alpha"`},
 		{"rank_pattern list", `{"rank_pattern":[1]}`, `"rank_pattern"`},
 		{"rank_pattern value", `{"rank_pattern":{"q":"x"}}`, `"rank_pattern"`},

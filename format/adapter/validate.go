@@ -169,6 +169,7 @@ func (r *Report) add(f Finding) { r.Findings = append(r.Findings, f) }
 type validator struct {
 	a   *Adapter
 	rep *Report
+	buf []byte // the one scan buffer of this Validate call (see scanFloats)
 }
 
 func (v *validator) find(sev Severity, m *Module, tensor, rule, format string, args ...any) {
@@ -521,7 +522,10 @@ func (v *validator) data() error {
 		if err != nil {
 			return err
 		}
-		st, err := scanFloats(sec, t.DType)
+		if v.buf == nil {
+			v.buf = make([]byte, scanBufSize)
+		}
+		st, err := scanFloats(sec, t.DType, v.buf)
 		if err != nil {
 			return fmt.Errorf("%s: tensor %q: %w", a.WeightsPath, t.Name, err)
 		}
@@ -541,17 +545,25 @@ type floatStats struct {
 	first             int64
 }
 
+// scanBufSize is the size of the scan buffer: one per Validate call,
+// whatever the number and size of the tensors.
+const scanBufSize = 1 << 20
+
 // scanFloats counts NaN, ±Inf and non-zero values of a little-endian float
-// tensor read in 1 MiB chunks (memory stays bounded for any tensor size).
-// F32, F16, BF16 and F64 use tight bit-mask loops; the other float
-// encodings go through classifyFloat.
-func scanFloats(r io.Reader, dt safetensors.DType) (floatStats, error) {
+// tensor read in chunks of buf (nil: a scanBufSize buffer of its own), so
+// memory stays bounded for any tensor size and, with one buf reused, for any
+// tensor count. F32, F16, BF16 and F64 use tight bit-mask loops; the other
+// float encodings go through classifyFloat.
+func scanFloats(r io.Reader, dt safetensors.DType, buf []byte) (floatStats, error) {
 	st := floatStats{first: -1}
 	size := dt.Bits() / 8
 	if size == 0 {
 		return st, nil
 	}
-	buf := make([]byte, (1<<20)/size*size)
+	if len(buf) < size {
+		buf = make([]byte, scanBufSize)
+	}
+	buf = buf[:len(buf)/size*size]
 	var idx int64
 	for {
 		n, err := io.ReadFull(r, buf)

@@ -48,7 +48,7 @@ func validateGGUF(path string) (*Report, error) {
 				Message: "data not checked for NaN/Inf: " + err.Error()})
 			continue
 		}
-		st, err := scanFloats(bytes.NewReader(safetensors.Float32Bytes(v)), safetensors.F32)
+		st, err := scanFloats(bytes.NewReader(safetensors.Float32Bytes(v)), safetensors.F32, nil)
 		if err != nil {
 			return nil, err
 		}

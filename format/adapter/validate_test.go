@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/adaptool/adaptool/format/safetensors"
@@ -91,6 +94,7 @@ func TestValidateRules(t *testing.T) {
 		{"rank mismatch", raw("rankmm", cfgQ, A("q", 2, 3), B("q", 3, 3)), RuleRankMismatch, SeverityError, "base_model.model.q.lora_B.weight"},
 		{"peft type", raw("ptype", `{"peft_type":"IA3","target_modules":["q"]}`, A("q", 2, 3), B("q", 3, 2)), RulePeftTypeMismatch, SeverityError, "base_model.model.q.lora_A.weight"},
 		{"config invalid", raw("badcfg", `{"peft_type":"LORA","r":"two"}`, A("q", 2, 3), B("q", 3, 2)), RuleConfigInvalid, SeverityError, ""},
+		{"config r negative", raw("negr", `{"peft_type":"LORA","r":-4,"lora_alpha":8}`, A("q", 2, 3), B("q", 3, 2)), RuleConfigInvalid, SeverityError, ""},
 		{"ia3 feedforward", raw("ia3ff", `{"peft_type":"IA3","target_modules":["q","f"],"feedforward_modules":["q"]}`,
 			safetensors.Tensor{Name: "base_model.model.q.ia3_l", DType: safetensors.F32, Shape: []int{2, 1}, Data: f32bytes(1, 1)}), RuleIA3Feedforward, SeverityError, "base_model.model.q.ia3_l"},
 		{"pattern unused", lora("patunused", testgen.LoRA{RankPattern: []testgen.KV{{Key: "k_proj", Value: 2}}}), RulePatternUnused, SeverityInfo, ""},
@@ -172,7 +176,7 @@ func TestScanFloats(t *testing.T) {
 		{"e5m2", safetensors.F8E5M2, []byte{0x7c, 0x7d, 0x3c, 0x80}, 1, 1, 3, 0},
 		{"clean", safetensors.F32, f32bytes(1, 2, 3), 0, 0, 3, -1},
 	} {
-		st, err := scanFloats(bytes.NewReader(tc.data), tc.dt)
+		st, err := scanFloats(bytes.NewReader(tc.data), tc.dt, nil)
 		if err != nil || st.nan != tc.nan || st.inf != tc.inf || st.nonzero != tc.nz || st.first != tc.first {
 			t.Errorf("%s: %+v %v; want nan %d inf %d nonzero %d first %d", tc.name, st, err, tc.nan, tc.inf, tc.nz, tc.first)
 		}
@@ -181,7 +185,7 @@ func TestScanFloats(t *testing.T) {
 	n := (1<<20)/4 + 10
 	v := make([]float32, n)
 	v[n-3] = float32(math.NaN())
-	st, err := scanFloats(bytes.NewReader(f32bytes(v...)), safetensors.F32)
+	st, err := scanFloats(bytes.NewReader(f32bytes(v...)), safetensors.F32, nil)
 	if err != nil || st.nan != 1 || st.first != int64(n-3) || st.nonzero != 1 {
 		t.Errorf("chunked: %+v %v", st, err)
 	}
@@ -211,7 +215,7 @@ func TestScanFloatsExhaustive16(t *testing.T) {
 				want.nonzero++
 			}
 		}
-		got, err := scanFloats(bytes.NewReader(all[2:]), tc.dt) // odd length: exercises the tail
+		got, err := scanFloats(bytes.NewReader(all[2:]), tc.dt, nil) // odd length: exercises the tail
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -242,8 +246,58 @@ func TestScanFloatsExhaustive16(t *testing.T) {
 			want.nonzero++
 		}
 	}
-	got, err := scanFloats(bytes.NewReader(buf), safetensors.F32)
+	got, err := scanFloats(bytes.NewReader(buf), safetensors.F32, nil)
 	if err != nil || got != want {
 		t.Errorf("F32 random: got %+v %v, want %+v", got, err, want)
+	}
+}
+
+// TestLoadNegativeRank: a config with r ≤ 0 is refused by Load (no scale is
+// derived from it) with an error naming the config file and the field.
+func TestLoadNegativeRank(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := testgen.WriteLoRA(dir, testgen.LoRA{Seed: 1, R: 4, Modules: []testgen.Module{{Name: "q_proj", In: 4, Out: 4}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(`{"peft_type":"LORA","r":-4,"lora_alpha":8}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Load(dir)
+	if err == nil {
+		a.Close()
+		t.Fatalf("Load accepted r = -4 (scale %v)", a.Modules[0].Scale)
+	}
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), ConfigFile) || !strings.Contains(err.Error(), `"r"`) {
+		t.Errorf("err = %v, want ErrConfig naming %s and \"r\"", err, ConfigFile)
+	}
+}
+
+// TestValidateManyTensorsBounded: Validate reuses one scan buffer, so the
+// bytes it allocates do not grow by 1 MiB per tensor.
+func TestValidateManyTensorsBounded(t *testing.T) {
+	const n = 400
+	tensors := make([]safetensors.Tensor, n)
+	for i := range tensors {
+		tensors[i] = safetensors.Tensor{Name: fmt.Sprintf("base_model.model.m%03d.weight", i), DType: safetensors.F32, Shape: []int{1}, Data: f32bytes(float32(i))}
+	}
+	path := filepath.Join(t.TempDir(), "many.safetensors")
+	if err := safetensors.WriteFile(path, tensors, nil); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	rep, err := Validate(path)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Tensors != n {
+		t.Fatalf("validated %d tensors, want %d", rep.Tensors, n)
+	}
+	// 400 tensors × 1 MiB would be 400 MiB; one buffer plus the model is a
+	// few MiB.
+	if got := after.TotalAlloc - before.TotalAlloc; got > 32<<20 {
+		t.Errorf("Validate of %d one-element tensors allocated %d MiB, want ≤ 32 MiB", n, got>>20)
 	}
 }
