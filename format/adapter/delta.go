@@ -41,6 +41,39 @@ func (d *Dense) Cols() int { return d.In * product(d.Kernel) }
 // MaxDenseElements are ErrUnsupported; inconsistent shapes are ErrShape
 // naming the tensor.
 func (a *Adapter) Delta(m *Module) (*Dense, error) {
+	d, v, err := a.delta(m, false)
+	if err != nil {
+		return nil, err
+	}
+	d.W = make([]float32, len(v))
+	for i, x := range v {
+		d.W[i] = float32(x)
+	}
+	return d, nil
+}
+
+// Delta64 is [Adapter.Delta] with the values kept in float64, the precision
+// they are accumulated in (for float64 base weights and references); the
+// returned Dense describes the frame and has W nil.
+func (a *Adapter) Delta64(m *Module) (*Dense, []float64, error) {
+	d, v, err := a.delta(m, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, v, nil
+}
+
+// CheckDelta runs every shape check of [Adapter.Delta] from the tensor
+// shapes alone, reading no data: nil means Delta can build m's ΔW in its
+// (OutFeatures, InFeatures, Kernel) frame (barring unreadable data).
+func (a *Adapter) CheckDelta(m *Module) error {
+	_, _, err := a.delta(m, true)
+	return err
+}
+
+// delta builds m's ΔW in float64; with dry only the shapes are checked and
+// the values are nil.
+func (a *Adapter) delta(m *Module, dry bool) (*Dense, []float64, error) {
 	d := &Dense{Out: m.OutFeatures, In: m.InFeatures, Scale: m.Scale, FanInFanOut: m.FanInFanOut, Embedding: m.Kind == KindLoRAEmbedding}
 	if len(m.Kernel) > 0 {
 		d.Kernel = append([]int(nil), m.Kernel...)
@@ -48,34 +81,53 @@ func (a *Adapter) Delta(m *Module) (*Dense, error) {
 	switch {
 	case m.IsLowRank(), m.Kind == KindLoHa, m.Kind == KindLoKr, m.Kind == KindVeRA:
 	default:
-		return nil, fmt.Errorf("%s: module %q (%s): %w: no additive delta", a.WeightsPath, m.Name, m.Kind, ErrNotLowRank)
+		return nil, nil, fmt.Errorf("%s: module %q (%s): %w: no additive delta", a.WeightsPath, m.Name, m.Kind, ErrNotLowRank)
 	}
 	if err := a.checkDenseSize(m, d); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	r := deltaRun{Adapter: a, dry: dry}
+	var v []float64
 	var err error
 	switch {
 	case m.IsLowRank():
 		if m.Experts > 0 {
-			return nil, fmt.Errorf("%s: module %q: %w: a dense delta of an MLX SwitchLinear module (%d experts)", a.WeightsPath, m.Name, ErrUnsupported, m.Experts)
+			return nil, nil, fmt.Errorf("%s: module %q: %w: a dense delta of an MLX SwitchLinear module (%d experts)", a.WeightsPath, m.Name, ErrUnsupported, m.Experts)
 		}
-		f, err := a.Factors(m)
-		if err != nil {
-			return nil, err
-		}
-		d.W = f.Delta()
-		return d, nil
+		v, err = r.lowRankDelta(m, d)
 	case m.Kind == KindLoHa:
-		err = a.lohaDelta(m, d)
+		v, err = r.lohaDelta(m, d)
 	case m.Kind == KindLoKr:
-		err = a.lokrDelta(m, d)
+		v, err = r.lokrDelta(m, d)
 	default:
-		err = a.veraDelta(m, d)
+		v, err = r.veraDelta(m, d)
 	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, v, nil
+}
+
+// deltaRun builds dense deltas; with dry set, tensors are not read and
+// only their shapes are checked (every value slice is nil).
+type deltaRun struct {
+	*Adapter
+	dry bool
+}
+
+// lowRankDelta is s·B·diag(E or Diag)·A of a LoRA-family module.
+func (a deltaRun) lowRankDelta(m *Module, d *Dense) ([]float64, error) {
+	if a.dry {
+		return nil, nil // the factor shapes were checked by Load
+	}
+	f, err := a.Factors(m)
 	if err != nil {
 		return nil, err
 	}
-	return d, nil
+	if f.Out != d.Out || f.InK() != d.Cols() {
+		return nil, fmt.Errorf("%s: module %q: %w: factors give %d×%d, the module %d×%d", a.WeightsPath, m.Name, ErrShape, f.Out, f.InK(), d.Out, d.Cols())
+	}
+	return f.delta64(), nil
 }
 
 func (a *Adapter) checkDenseSize(m *Module, d *Dense) error {
@@ -110,7 +162,7 @@ func (a *Adapter) shapeErr(m *Module, t TensorRef, format string, args ...any) e
 
 // read returns role's tensor of m as float64, checking its rank (number of
 // dims) is within [minDims, maxDims].
-func (a *Adapter) read(m *Module, role string, minDims, maxDims int) (TensorRef, mat64, error) {
+func (a deltaRun) read(m *Module, role string, minDims, maxDims int) (TensorRef, mat64, error) {
 	t, ok := m.Tensors[role]
 	if !ok {
 		return t, mat64{}, fmt.Errorf("%s: module %q (%s): %w: tensor %s is missing", a.WeightsPath, m.Name, m.Kind, ErrShape, role)
@@ -122,6 +174,9 @@ func (a *Adapter) read(m *Module, role string, minDims, maxDims int) (TensorRef,
 		if d <= 0 {
 			return t, mat64{}, a.shapeErr(m, t, "%s has an empty dimension %v", role, t.Shape)
 		}
+	}
+	if a.dry {
+		return t, mat64{shape: t.Shape}, nil
 	}
 	v, err := a.File.Float32(t.Name)
 	if err != nil {
@@ -154,7 +209,7 @@ func matmul(x, y []float64, rows, k, cols int) []float64 {
 
 // product2 returns wa·wb for wa (rows, r) and wb (r, rest…) as a rows×∏rest
 // matrix.
-func (a *Adapter) product2(m *Module, roleA, roleB string, limit int) (rows, cols int, v []float64, err error) {
+func (a deltaRun) product2(m *Module, roleA, roleB string, limit int) (rows, cols int, v []float64, err error) {
 	ta, xa, err := a.read(m, roleA, 2, 2)
 	if err != nil {
 		return 0, 0, nil, err
@@ -170,12 +225,15 @@ func (a *Adapter) product2(m *Module, roleA, roleB string, limit int) (rows, col
 	if int64(rows)*int64(cols) > int64(limit) {
 		return 0, 0, nil, a.shapeErr(m, tb, "%s·%s is %d×%d, larger than the module's %d values", roleA, roleB, rows, cols, limit)
 	}
+	if a.dry {
+		return rows, cols, nil, nil
+	}
 	return rows, cols, matmul(xa.v, xb.v, rows, r, cols), nil
 }
 
 // cp returns the CP rebuild Σ_ab t[a,b,k…]·wa[a,o]·wb[b,n] as an
 // (out, in, k…) tensor with t (r1, r2, k…), wa (r1, out), wb (r2, in).
-func (a *Adapter) cp(m *Module, roleT, roleA, roleB string, limit int) (shape []int, v []float64, err error) {
+func (a deltaRun) cp(m *Module, roleT, roleA, roleB string, limit int) (shape []int, v []float64, err error) {
 	tt, xt, err := a.read(m, roleT, 3, 6)
 	if err != nil {
 		return nil, nil, err
@@ -196,6 +254,10 @@ func (a *Adapter) cp(m *Module, roleT, roleA, roleB string, limit int) (shape []
 	if int64(out)*int64(in)*int64(k) > int64(limit) {
 		return nil, nil, a.shapeErr(m, tt, "CP rebuild %d×%d×%d is larger than the module's %d values", out, in, k, limit)
 	}
+	shape = append([]int{out, in}, tt.Shape[2:]...)
+	if a.dry {
+		return shape, nil, nil
+	}
 	v = make([]float64, out*in*k)
 	for p := 0; p < r1; p++ {
 		for q := 0; q < r2; q++ {
@@ -215,11 +277,11 @@ func (a *Adapter) cp(m *Module, roleT, roleA, roleB string, limit int) (shape []
 			}
 		}
 	}
-	return append([]int{out, in}, tt.Shape[2:]...), v, nil
+	return shape, v, nil
 }
 
 // lohaFactor returns one Hadamard factor flattened to (rows, cols).
-func (a *Adapter) lohaFactor(m *Module, i string, limit int) (rows, cols int, v []float64, err error) {
+func (a deltaRun) lohaFactor(m *Module, i string, limit int) (rows, cols int, v []float64, err error) {
 	if _, ok := m.Tensors["hada_t"+i]; ok {
 		shape, v, err := a.cp(m, "hada_t"+i, "hada_w"+i+"_a", "hada_w"+i+"_b", limit)
 		if err != nil {
@@ -230,29 +292,28 @@ func (a *Adapter) lohaFactor(m *Module, i string, limit int) (rows, cols int, v 
 	return a.product2(m, "hada_w"+i+"_a", "hada_w"+i+"_b", limit)
 }
 
-func (a *Adapter) lohaDelta(m *Module, d *Dense) error {
+func (a deltaRun) lohaDelta(m *Module, d *Dense) ([]float64, error) {
 	cols := d.Cols()
 	r1, c1, p1, err := a.lohaFactor(m, "1", d.Out*cols)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r2, c2, p2, err := a.lohaFactor(m, "2", d.Out*cols)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if r1 != d.Out || c1 != cols || r2 != d.Out || c2 != cols {
-		return a.shapeErr(m, m.Tensors["hada_w2_a"], "Hadamard factors are %d×%d and %d×%d, want both %d×%d", r1, c1, r2, c2, d.Out, cols)
+		return nil, a.shapeErr(m, m.Tensors["hada_w2_a"], "Hadamard factors are %d×%d and %d×%d, want both %d×%d", r1, c1, r2, c2, d.Out, cols)
 	}
-	d.W = make([]float32, len(p1))
 	for i := range p1 {
-		d.W[i] = float32(p1[i] * p2[i] * m.Scale)
+		p1[i] *= p2[i] * m.Scale
 	}
-	return nil
+	return p1, nil
 }
 
 // lokrFactor returns a LoKr factor as a tensor: the whole lokr_wI, the CP
 // rebuild (out, in, k…), or lokr_wI_a·lokr_wI_b as a matrix.
-func (a *Adapter) lokrFactor(m *Module, i string, limit int) ([]int, []float64, error) {
+func (a deltaRun) lokrFactor(m *Module, i string, limit int) ([]int, []float64, error) {
 	whole := "lokr_w" + i
 	if _, ok := m.Tensors[whole]; ok {
 		_, x, err := a.read(m, whole, 2, 6)
@@ -310,71 +371,75 @@ func kron(s1 []int, x []float64, s2 []int, y []float64) ([]int, []float64) {
 	return shape, out
 }
 
-func (a *Adapter) lokrDelta(m *Module, d *Dense) error {
+func (a deltaRun) lokrDelta(m *Module, d *Dense) ([]float64, error) {
 	s1, w1, err := a.lokrFactor(m, "1", d.Out*d.Cols())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(s1) != 2 {
-		return fmt.Errorf("%s: module %q: %w: lokr_w1 has shape %v, want (out_l, in_m)", a.WeightsPath, m.Name, ErrShape, s1)
+		return nil, fmt.Errorf("%s: module %q: %w: lokr_w1 has shape %v, want (out_l, in_m)", a.WeightsPath, m.Name, ErrShape, s1)
 	}
 	s2, w2, err := a.lokrFactor(m, "2", d.Out*d.Cols())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(s2) == 4 { // make_kron: w1.unsqueeze(2).unsqueeze(2) for a 4-D w2
 		s1 = []int{s1[0], s1[1], 1, 1}
 	}
-	if n := product(s1) * product(s2); n != d.Out*d.Cols() {
-		return fmt.Errorf("%s: module %q: %w: kron of lokr factors %v and %v has %d values, the module %d×%d (kernel %v) needs %d", a.WeightsPath, m.Name, ErrShape, s1, s2, n, d.Out, d.In, d.Kernel, d.Out*d.Cols())
+	if n := product(s1) * product(s2); n != d.Out*d.Cols() || s1[0]*s2[0] != d.Out {
+		return nil, fmt.Errorf("%s: module %q: %w: kron of lokr factors %v and %v has %d values, the module %d×%d (kernel %v) needs %d", a.WeightsPath, m.Name, ErrShape, s1, s2, n, d.Out, d.In, d.Kernel, d.Out*d.Cols())
+	}
+	if a.dry {
+		return nil, nil
 	}
 	_, v := kron(s1, w1, s2, w2)
-	d.W = make([]float32, len(v))
-	for i, x := range v {
-		d.W[i] = float32(x * m.Scale)
+	for i := range v {
+		v[i] *= m.Scale
 	}
-	return nil
+	return v, nil
 }
 
-func (a *Adapter) veraDelta(m *Module, d *Dense) error {
+func (a deltaRun) veraDelta(m *Module, d *Dense) ([]float64, error) {
 	ra, okA := a.Shared["vera_A"]
 	rb, okB := a.Shared["vera_B"]
 	if !okA || !okB {
-		return fmt.Errorf("%s: module %q: %w: the shared base_model.vera_A/vera_B are not in the file (save_projection=false); they come from torch's PRNG and cannot be reproduced", a.WeightsPath, m.Name, ErrUnsupported)
+		return nil, fmt.Errorf("%s: module %q: %w: the shared base_model.vera_A/vera_B are not in the file (save_projection=false); they come from torch's PRNG and cannot be reproduced", a.WeightsPath, m.Name, ErrUnsupported)
 	}
 	sh := &Module{Name: m.Name, Kind: m.Kind, Tensors: map[string]TensorRef{"vera_A": ra, "vera_B": rb}}
 	ta, xa, err := a.read(sh, "vera_A", 2, 2)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tb, xb, err := a.read(sh, "vera_B", 2, 2)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tlb, lb, err := a.read(m, "vera_lambda_b", 1, 1)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tld, ld, err := a.read(m, "vera_lambda_d", 1, 1)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r, maxIn, maxOut := ta.Shape[0], ta.Shape[1], tb.Shape[0]
 	switch {
 	case tb.Shape[1] != r:
-		return a.shapeErr(m, tb, "vera_B %v does not have rank %d of vera_A %v", tb.Shape, r, ta.Shape)
+		return nil, a.shapeErr(m, tb, "vera_B %v does not have rank %d of vera_A %v", tb.Shape, r, ta.Shape)
 	case tld.Shape[0] != r:
-		return a.shapeErr(m, tld, "vera_lambda_d has %d values, vera_A rank %d", tld.Shape[0], r)
+		return nil, a.shapeErr(m, tld, "vera_lambda_d has %d values, vera_A rank %d", tld.Shape[0], r)
 	case tlb.Shape[0] != d.Out || d.Out > maxOut:
-		return a.shapeErr(m, tlb, "vera_lambda_b has %d values; out %d, vera_B %v", tlb.Shape[0], d.Out, tb.Shape)
+		return nil, a.shapeErr(m, tlb, "vera_lambda_b has %d values; out %d, vera_B %v", tlb.Shape[0], d.Out, tb.Shape)
 	case d.In > maxIn || len(d.Kernel) > 0:
-		return a.shapeErr(m, ta, "in_features %d (kernel %v) exceeds vera_A %v", d.In, d.Kernel, ta.Shape)
+		return nil, a.shapeErr(m, ta, "in_features %d (kernel %v) exceeds vera_A %v", d.In, d.Kernel, ta.Shape)
+	}
+	if a.dry {
+		return nil, nil
 	}
 	in := d.In
-	d.W = make([]float32, d.Out*in)
-	acc := make([]float64, in)
+	w := make([]float64, d.Out*in)
 	for o := 0; o < d.Out; o++ {
-		clear(acc)
+		acc := w[o*in : (o+1)*in]
 		for k := 0; k < r; k++ {
 			c := lb.v[o] * xb.v[o*r+k] * ld.v[k]
 			if c == 0 {
@@ -384,9 +449,9 @@ func (a *Adapter) veraDelta(m *Module, d *Dense) error {
 				acc[i] += c * x
 			}
 		}
-		for i, x := range acc {
-			d.W[o*in+i] = float32(x * m.Scale)
+		for i := range acc {
+			acc[i] *= m.Scale
 		}
 	}
-	return nil
+	return w, nil
 }

@@ -42,11 +42,20 @@ func (f *Factors) InK() int {
 // row-major float32, accumulated in float64 (expert 0 only for
 // SwitchLinear). It is meant for tests and small modules.
 func (f *Factors) Delta() []float32 {
+	v := f.delta64()
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
+	}
+	return out
+}
+
+// delta64 is Delta before the rounding to float32.
+func (f *Factors) delta64() []float64 {
 	ink := f.InK()
-	out := make([]float32, f.Out*ink)
-	acc := make([]float64, ink)
+	out := make([]float64, f.Out*ink)
 	for o := 0; o < f.Out; o++ {
-		clear(acc)
+		acc := out[o*ink : (o+1)*ink]
 		for k := 0; k < f.Rank; k++ {
 			b := float64(f.B[o*f.Rank+k])
 			if f.E != nil {
@@ -61,7 +70,7 @@ func (f *Factors) Delta() []float32 {
 			}
 		}
 		for i := range acc {
-			out[o*ink+i] = float32(acc[i] * f.Scale)
+			acc[i] *= f.Scale
 		}
 	}
 	return out

@@ -154,6 +154,32 @@ func checkTruth(t *testing.T, a *Adapter, m *Module, tr *testgen.Truth) {
 			t.Fatalf("%s (%s): ΔW[%d] = %g, want %g (diff %g)", m.Name, tr.Form, i, d.W[i], w, diff)
 		}
 	}
+	// Delta64 keeps the float64 accumulation: equal to the reference up to
+	// float64 rounding of the (float32-exact) inputs' products.
+	d64, v64, err := a.Delta64(m)
+	if err != nil || d64.Out != d.Out || d64.Cols() != cols || len(v64) != len(want) {
+		t.Fatalf("%s: Delta64 %v %v (%d values)", m.Name, d64, err, len(v64))
+	}
+	for i, w := range want {
+		if diff := math.Abs(v64[i] - w); diff > 1e-12*(math.Abs(w)+maxAbs) {
+			t.Fatalf("%s (%s): Delta64[%d] = %.17g, want %.17g", m.Name, tr.Form, i, v64[i], w)
+		}
+	}
+	if err := a.CheckDelta(m); err != nil {
+		t.Errorf("%s: CheckDelta: %v", m.Name, err)
+	}
+	// The transposed frame has the same number of values: CheckDelta and
+	// Delta refuse it (PEFT would reshape a LoKr kron silently).
+	if tr.Out != cols && len(m.Kernel) == 0 {
+		mt := *m
+		mt.OutFeatures, mt.InFeatures = cols, tr.Out
+		if err := a.CheckDelta(&mt); !errors.Is(err, ErrShape) {
+			t.Errorf("%s (%s): CheckDelta on the transposed %d×%d frame: %v, want ErrShape", m.Name, tr.Form, cols, tr.Out, err)
+		}
+		if _, err := a.Delta(&mt); !errors.Is(err, ErrShape) {
+			t.Errorf("%s (%s): Delta on the transposed frame: %v, want ErrShape", m.Name, tr.Form, err)
+		}
+	}
 }
 
 // TestLoKrWholeScale pins bug 1: a LoKr module with only whole factors has
