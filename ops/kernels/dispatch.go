@@ -31,18 +31,11 @@ type implSet struct {
 	f8E5M2ToF32     func(dst []float32, src []uint8)
 	f32ToF8E4M3     func(dst []uint8, src []float32)
 	f32ToF8E5M2     func(dst []uint8, src []float32)
-	// rankRow is: for k := range c { for j := range w { w[j] += float32(c[k] * a[k*stride+j]) } }
+	// rankRow is: for k := range c { for j := range w { w[j] = fma32(c[k], a[k*stride+j], w[j]) } }
 	rankRow func(w, c, a []float32, stride int)
 	// rank4 is rankRow for the four rows w[q*ldw:], q = 0..3, with c
 	// holding their 4×r coefficients row by row; nil when the path has none.
 	rank4 func(w []float32, ldw int, c, a []float32, lda int, n int)
-}
-
-// rankRowGeneric is: for k := range c { for j := range w { w[j] += float32(c[k] * a[k*stride+j]) } }
-func rankRowGeneric(w, c, a []float32, stride int) {
-	for k, ck := range c {
-		axpyGeneric(ck, a[k*stride:k*stride+len(w)], w)
-	}
 }
 
 var genericImpl = &implSet{

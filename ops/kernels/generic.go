@@ -337,20 +337,3 @@ func f32BitsToE5M2(u uint32) uint8 {
 	// Subnormal: RNE(|v|·2¹⁶).
 	return sign | uint8(rneScaled(a, 134))
 }
-
-// rankUpdateGeneric is:
-//
-//	for i := 0; i < out; i++ {
-//		for k := 0; k < r; k++ {
-//			c := s * b[i*r+k]
-//			for j := 0; j < in; j++ { w[i*in+j] += float32(c * a[k*in+j]) }
-//		}
-//	}
-func rankUpdateGeneric(w []float32, out, in int, s float32, b, a []float32, r int) {
-	for i := 0; i < out; i++ {
-		row := w[i*in : (i+1)*in]
-		for k := 0; k < r; k++ {
-			axpyGeneric(s*b[i*r+k], a[k*in:(k+1)*in], row)
-		}
-	}
-}

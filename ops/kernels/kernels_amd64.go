@@ -142,14 +142,14 @@ func f8E4M3ToF32AVX2NT(dst []float32, src []uint8)
 //go:noescape
 func f8E5M2ToF32AVX2NT(dst []float32, src []uint8)
 
-// rankRowAVX2 is: for k := range c { for j := range w { w[j] += float32(c[k] * a[k*stride+j]) } }
+// rankRowAVX2 is: for k := range c { for j := range w { w[j] = fma32(c[k], a[k*stride+j], w[j]) } }
 // len(w) must be a multiple of 8 and len(c) ≥ 1. Each W element is loaded and stored once.
 //
 //go:noescape
 func rankRowAVX2(w []float32, c []float32, a []float32, stride int)
 
 //	rank4RowsAVX2 is: for q := 0; q < 4; q++ { for k := 0; k < r; k++ { for j := 0; j < n; j++ {
-//		w[q*ldw+j] += float32(c[q*r+k] * a[k*lda+j]) } } } with r = len(c)/4.
+//		w[q*ldw+j] = fma32(c[q*r+k], a[k*lda+j], w[q*ldw+j]) } } } with r = len(c)/4.
 //
 // n must be a multiple of 8; w must hold 3*ldw+n elements and a (r-1)*lda+n.
 // Rows 4..7 of w (w[4*ldw:]) are prefetched, never loaded.
@@ -307,14 +307,14 @@ func f8E4M3ToF32AVX512NT(dst []float32, src []uint8)
 //go:noescape
 func f8E5M2ToF32AVX512NT(dst []float32, src []uint8)
 
-// rankRowAVX512 is: for k := range c { for j := range w { w[j] += float32(c[k] * a[k*stride+j]) } }
+// rankRowAVX512 is: for k := range c { for j := range w { w[j] = fma32(c[k], a[k*stride+j], w[j]) } }
 // len(w) must be a multiple of 16 and len(c) ≥ 1. Each W element is loaded and stored once.
 //
 //go:noescape
 func rankRowAVX512(w []float32, c []float32, a []float32, stride int)
 
 //	rank4RowsAVX512 is: for q := 0; q < 4; q++ { for k := 0; k < r; k++ { for j := 0; j < n; j++ {
-//		w[q*ldw+j] += float32(c[q*r+k] * a[k*lda+j]) } } } with r = len(c)/4.
+//		w[q*ldw+j] = fma32(c[q*r+k], a[k*lda+j], w[q*ldw+j]) } } } with r = len(c)/4.
 //
 // n must be a multiple of 16; w must hold 3*ldw+n elements and a (r-1)*lda+n.
 // Rows 4..7 of w (w[4*ldw:]) are prefetched, never loaded.

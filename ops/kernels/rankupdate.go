@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"math"
 	"math/bits"
 	"strconv"
 )
@@ -13,16 +14,19 @@ const rowBlock = 32
 //	for i := 0; i < out; i++ {
 //		for k := 0; k < r; k++ {
 //			c := s * b[i*r+k]
-//			for j := 0; j < in; j++ { w[i*in+j] += float32(c * a[k*in+j]) }
+//			for j := 0; j < in; j++ { w[i*in+j] = fma32(c, a[k*in+j], w[i*in+j]) }
 //		}
 //	}
 //
-// W is out×in, B out×r and A r×in, all row-major float32. Each element of W
-// receives its r terms in order k = 0…r-1, each product rounded to float32
-// before the add, so every path and blocking gives the same bits. The fast
-// path reads and writes each element of W once: it keeps a W segment in
-// registers while adding all r rows of A, with A's columns blocked to stay in
-// cache, and splits rows of W across GOMAXPROCS goroutines for large W.
+// where fma32(x, y, z) is x·y+z rounded once to float32 (a fused
+// multiply-add; c = s·b[i,k] is rounded to float32 first). W is out×in, B
+// out×r and A r×in, all row-major float32. Each element of W receives its r
+// terms in order k = 0…r-1, so every path (AVX-512 and AVX2 VFMADD231PS, the
+// pure-Go twin's exact fma32), blocking and GOMAXPROCS gives the same bits.
+// The fast path reads and writes each element of W once: it packs A into
+// column tiles that stay in L1, keeps a 4-row block of W in registers while
+// adding all r rows of the tile, and splits rows of W across GOMAXPROCS
+// goroutines for large W.
 //
 // It panics if a dimension is negative or len(w) != out*in,
 // len(b) != out*r or len(a) != r*in.
@@ -110,4 +114,58 @@ const rankL1 = 16 << 10
 func rankTile(in, r int) int {
 	cw := rankL1 / (4 * r) &^ 63
 	return min(in, max(cw, 64))
+}
+
+// fma32 returns x·y+z rounded once to float32 (round to nearest even), as
+// VFMADD231PS computes it. x·y is exact in float64 (24+24 bits); the float64
+// sum is rounded to odd (the TwoSum error says whether it was inexact), and a
+// round-to-odd result with 53 ≥ 24+2 bits rounds to float32 exactly as the
+// exact sum would (Boldo–Melquiond), so there is no double rounding. NaN and
+// Inf operands propagate as in the hardware; only which payload survives when
+// several operands are NaN is unspecified.
+func fma32(x, y, z float32) float32 {
+	p := float64(x) * float64(y)
+	zz := float64(z)
+	s := p + zz
+	bb := s - p
+	e := (p - (s - bb)) + (zz - bb)
+	if e != 0 && e == e { // inexact and finite: round to odd
+		u := math.Float64bits(s)
+		if u&1 == 0 {
+			if (e > 0) == (s > 0) {
+				u++
+			} else {
+				u--
+			}
+			s = math.Float64frombits(u)
+		}
+	}
+	return float32(s)
+}
+
+// rankRowGeneric is: for k := range c { for j := range w { w[j] = fma32(c[k], a[k*stride+j], w[j]) } }
+func rankRowGeneric(w, c, a []float32, stride int) {
+	for k, ck := range c {
+		ak := a[k*stride : k*stride+len(w)]
+		for j := range w {
+			w[j] = fma32(ck, ak[j], w[j])
+		}
+	}
+}
+
+// rankUpdateGeneric is RankUpdate's reference loop, row by row:
+//
+//	for i := 0; i < out; i++ {
+//		for k := 0; k < r; k++ {
+//			c := s * b[i*r+k]
+//			for j := 0; j < in; j++ { w[i*in+j] = fma32(c, a[k*in+j], w[i*in+j]) }
+//		}
+//	}
+func rankUpdateGeneric(w []float32, out, in int, s float32, b, a []float32, r int) {
+	for i := 0; i < out; i++ {
+		row := w[i*in : (i+1)*in]
+		for k := 0; k < r; k++ {
+			rankRowGeneric(row, []float32{s * b[i*r+k]}, a[k*in:(k+1)*in], in)
+		}
+	}
 }

@@ -5,7 +5,8 @@
 // Every function processes a length that is a multiple of its vector width
 // (8 float32 for AVX2, 16 for AVX-512; 16 for the reductions); the Go
 // wrappers in dispatch_amd64.go run the twins on the remainder. The
-// arithmetic uses separate multiply and add, so results equal the pure-Go
+// arithmetic uses separate multiply and add (except RankUpdate, which uses
+// fused multiply-add like its twin's fma32), so results equal the pure-Go
 // twins bit for bit. Functions ending in NT use non-temporal stores and need
 // a destination aligned to 64 bytes.
 package main
@@ -552,12 +553,13 @@ func genF32ToBF16(lv level, nt bool) {
 }
 
 // genRankRow: for each block of columns, keep W in registers while adding the
-// r rows of A: w[j] += float32(c[k] * a[k*stride+j]) for k = 0..r-1 in order.
+// r rows of A: w[j] = fma32(c[k], a[k*stride+j], w[j]) for k = 0..r-1 in
+// order (VFMADD231PS, one rounding per term, as the twin's fma32).
 func genRankRow(lv level) {
 	name := "rankRow" + lv.name
 	TEXT(name, NOSPLIT, "func(w, c, a []float32, stride int)")
 	Pragma("noescape")
-	Doc(name+" is: for k := range c { for j := range w { w[j] += float32(c[k] * a[k*stride+j]) } }",
+	Doc(name+" is: for k := range c { for j := range w { w[j] = fma32(c[k], a[k*stride+j], w[j]) } }",
 		"len(w) must be a multiple of "+fmt.Sprint(lv.w)+" and len(c) ≥ 1. Each W element is loaded and stored once.")
 	wp := Load(Param("w").Base(), GP64())
 	n := Load(Param("w").Len(), GP64())
@@ -570,7 +572,7 @@ func genRankRow(lv level) {
 	for j := range acc {
 		acc[j] = lv.vreg()
 	}
-	ck, t := lv.vreg(), lv.vreg()
+	ck := lv.vreg()
 	k, ak := GP64(), GP64()
 	blk := func(nv int, lbl string) {
 		for j := 0; j < nv; j++ {
@@ -581,8 +583,7 @@ func genRankRow(lv level) {
 		Label(lbl)
 		VBROADCASTSS(Mem{Base: cp, Index: k, Scale: 4}, ck)
 		for j := 0; j < nv; j++ {
-			VMULPS(at(ak, j*lv.w*4), ck, t)
-			VADDPS(t, acc[j], acc[j])
+			VFMADD231PS(at(ak, j*lv.w*4), ck, acc[j])
 		}
 		ADDQ(stride, ak)
 		INCQ(k)
@@ -618,7 +619,7 @@ func genRankRow(lv level) {
 // vector of A is loaded once and used for the four rows (AVX-512: 4 rows × 4
 // vectors = 16 ZMM accumulators; AVX2: 4 × 2 YMM within the 16 VEX
 // registers). Per element the r terms are still added in order k = 0..r-1,
-// each product rounded before its add. The caller blocks A's columns so the
+// each by a fused multiply-add (one rounding, as the twin's fma32). The caller blocks A's columns so the
 // r×n block of A stays in L1 across row groups; while a 4×(V vectors) block
 // of W is in registers, the same columns of the next four rows (w + 4·ldw,
 // which the caller's next call reads) are prefetched.
@@ -627,7 +628,7 @@ func genRank4(lv level) {
 	TEXT(name, NOSPLIT, "func(w []float32, ldw int, c []float32, a []float32, lda int, n int)")
 	Pragma("noescape")
 	Doc(name+" is: for q := 0; q < 4; q++ { for k := 0; k < r; k++ { for j := 0; j < n; j++ {",
-		"	w[q*ldw+j] += float32(c[q*r+k] * a[k*lda+j]) } } } with r = len(c)/4.",
+		"	w[q*ldw+j] = fma32(c[q*r+k], a[k*lda+j], w[q*ldw+j]) } } } with r = len(c)/4.",
 		"n must be a multiple of "+fmt.Sprint(lv.w)+"; w must hold 3*ldw+n elements and a (r-1)*lda+n.",
 		"Rows 4..7 of w (w[4*ldw:]) are prefetched, never loaded.")
 	w0 := Load(Param("w").Base(), GP64())
@@ -685,7 +686,7 @@ func genRank4(lv level) {
 	for v := range av {
 		av[v] = lv.vreg()
 	}
-	cv, t := lv.vreg(), lv.vreg()
+	cv := lv.vreg()
 	blk := func(nv int, lbl string) {
 		for q := 0; q < 4; q++ {
 			for v := 0; v < nv; v++ {
@@ -708,8 +709,7 @@ func genRank4(lv level) {
 		for q := 0; q < 4; q++ {
 			VBROADCASTSS(cMem(q), cv)
 			for v := 0; v < nv; v++ {
-				VMULPS(av[v], cv, t)
-				VADDPS(t, acc[q][v], acc[q][v])
+				VFMADD231PS(av[v], cv, acc[q][v])
 			}
 		}
 		ADDQ(lda, ak)
