@@ -1038,17 +1038,7 @@ func applyOp32(w []float32, info safetensors.TensorInfo, op tensorOp) error {
 	}
 	switch op.kind {
 	case opDense:
-		if m.Kind == adapter.KindLoHa {
-			d, ok, err := lohaDelta32(op.ad, m, rows, cols)
-			if err != nil {
-				return err
-			}
-			if ok {
-				kernels.Axpy(float32(op.lambda*m.Scale), d, l)
-				break
-			}
-		}
-		d, err := denseDelta(op.ad, m, rows, cols, true)
+		d, err := denseDelta(op.ad, m, rows, cols)
 		if err != nil {
 			return err
 		}
@@ -1164,7 +1154,7 @@ func applyOp64(w []float64, info safetensors.TensorInfo, op tensorOp) error {
 	}
 	switch op.kind {
 	case opDense:
-		d, err := denseDelta(op.ad, m, rows, cols, true)
+		d, err := denseDelta(op.ad, m, rows, cols)
 		if err != nil {
 			return err
 		}
