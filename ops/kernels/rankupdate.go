@@ -6,8 +6,12 @@ import (
 	"strconv"
 )
 
-// rowBlock is the number of rows of W handled per piece of work.
-const rowBlock = 32
+// rowBlock is the number of rows of W handled per piece of work (fewer when
+// that leaves too few pieces for the workers). Within a piece the column
+// tiles are outermost, and the 4-row kernel prefetches the next four rows of
+// the same tile, so only the first row group of each tile is not prefetched:
+// one in rowBlock/4.
+const rowBlock = 128
 
 // RankUpdate adds the rank-r product s·B·A to W:
 //
@@ -63,7 +67,7 @@ func RankUpdate(w []float32, out, in int, s float32, b []float32, a []float32, r
 			}
 		}
 	}
-	// rows updates the rows [i0, i1) (at most rowBlock); c is scratch.
+	// rows updates the rows [i0, i1) (at most blk); c is scratch.
 	rows := func(i0, i1 int, c []float32) {
 		// c holds s·B for the rows of this block, row by row, so the four
 		// rows of a group have their 4r coefficients contiguous.
@@ -91,17 +95,22 @@ func RankUpdate(w []float32, out, in int, s float32, b []float32, a []float32, r
 		}
 	}
 	nw := workers(out * in)
-	if nw <= 1 || out < 2*rowBlock {
-		c := make([]float32, min(out, rowBlock)*r)
-		for i0 := 0; i0 < out; i0 += rowBlock {
-			rows(i0, min(i0+rowBlock, out), c)
+	blk := rowBlock
+	if nw > 1 {
+		// At least four pieces per worker, in whole row groups.
+		blk = min(rowBlock, max(4, out/(4*nw)&^3))
+	}
+	if nw <= 1 || out < 2*blk {
+		c := make([]float32, min(out, blk)*r)
+		for i0 := 0; i0 < out; i0 += blk {
+			rows(i0, min(i0+blk, out), c)
 		}
 		return
 	}
 	// Row blocks from a shared counter: a busy core does not stall the rest.
-	nblk := (out + rowBlock - 1) / rowBlock
+	nblk := (out + blk - 1) / blk
 	parallelPieces(nblk, nw, func(i int) {
-		rows(i*rowBlock, min((i+1)*rowBlock, out), make([]float32, rowBlock*r))
+		rows(i*blk, min((i+1)*blk, out), make([]float32, blk*r))
 	})
 }
 
