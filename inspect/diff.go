@@ -48,14 +48,18 @@ type DiffModule struct {
 	RelativeDistance *float64 `json:"relative_distance"`
 	// NormRatio is ‖ΔW_B‖_F/‖ΔW_A‖_F.
 	NormRatio *float64 `json:"norm_ratio"`
-	NormA     float64  `json:"delta_fro_norm_a"`
-	NormB     float64  `json:"delta_fro_norm_b"`
+	// NormA and NormB are ‖ΔW_A‖_F and ‖ΔW_B‖_F (‖l‖ for IA3); null when
+	// the module was not compared.
+	NormA *float64 `json:"delta_fro_norm_a"`
+	NormB *float64 `json:"delta_fro_norm_b"`
 	// SignConflict (--dense) is the fraction of positions where both
 	// deltas are non-zero and their signs differ, among the positions where
 	// both are non-zero.
 	SignConflict *float64 `json:"sign_conflict_rate,omitempty"`
 	// Compared says what was compared: "delta" (ΔW from the factors),
-	// "ia3" (the scaling vectors l), or why nothing was ("skipped: ...").
+	// "dense-delta" (ΔW built densely by adapter.Delta64: a LoHa, LoKr or
+	// VeRA module on either side), "ia3" (the scaling vectors l), or why
+	// nothing was ("skipped: ...").
 	Compared string `json:"compared"`
 }
 
@@ -146,6 +150,19 @@ func Diff(pathA, pathB string, opts DiffOptions) (*DiffResult, error) {
 			if opts.Dense {
 				dm.SignConflict = ptr(signConflict(fa, fb))
 			}
+		case additive(ma) && additive(mb):
+			ab, aa, bb, sc, err := compareDense(a, ma, b, mb, opts.Dense)
+			if err != nil {
+				dm.Compared = "skipped: " + err.Error()
+				r.Warnings = append(r.Warnings, fmt.Sprintf("module %q: %v; not compared", ma.Name, err))
+				break
+			}
+			fillCompare(&dm, ab, aa, bb)
+			dm.Compared = "dense-delta"
+			dot, nA2, nB2 = dot+ab, nA2+aa, nB2+bb
+			if opts.Dense {
+				dm.SignConflict = ptr(sc)
+			}
 		case ma.Kind == adapter.KindIA3 && mb.Kind == adapter.KindIA3:
 			va, errA := a.File.Float32(ma.Tensors[adapter.RoleIA3].Name)
 			vb, errB := b.File.Float32(mb.Tensors[adapter.RoleIA3].Name)
@@ -181,7 +198,7 @@ func Diff(pathA, pathB string, opts DiffOptions) (*DiffResult, error) {
 // fillCompare sets a module's norms, cosine, relative distance and norm
 // ratio from ⟨A,B⟩, ‖A‖² and ‖B‖² (svd.CompareInner; undefined → null).
 func fillCompare(dm *DiffModule, ab, aa, bb float64) {
-	dm.NormA, dm.NormB = math.Sqrt(math.Max(aa, 0)), math.Sqrt(math.Max(bb, 0))
+	dm.NormA, dm.NormB = ptr(math.Sqrt(math.Max(aa, 0))), ptr(math.Sqrt(math.Max(bb, 0)))
 	cos, rel, ratio := svd.CompareInner(ab, aa, bb)
 	dm.Cosine, dm.RelativeDistance, dm.NormRatio = ptr(cos), ptr(rel), ptr(ratio)
 }
@@ -230,19 +247,69 @@ func signConflict(fa, fb svd.LowRank) float64 {
 		n := (r1 - r0) * fa.In
 		denseTile(wa[:n], fa, r0, r1, bsa)
 		denseTile(wb[:n], fb, r0, r1, bsb)
-		for i := 0; i < n; i++ {
-			x, y := wa[i], wb[i]
-			if x == 0 || y == 0 || x != x || y != y {
-				continue
-			}
-			both++
-			if (x > 0) != (y > 0) {
-				conflict++
-			}
+		countSigns(wa[:n], wb[:n], &both, &conflict)
+	}
+	return conflictRate(both, conflict)
+}
+
+// countSigns adds to both the positions where x and y are both non-zero
+// (NaN excluded) and to conflict those of them with opposite signs.
+func countSigns[T float32 | float64](x, y []T, both, conflict *int64) {
+	for i, xv := range x {
+		yv := y[i]
+		if xv == 0 || yv == 0 || xv != xv || yv != yv {
+			continue
+		}
+		*both++
+		if (xv > 0) != (yv > 0) {
+			*conflict++
 		}
 	}
+}
+
+// conflictRate is conflict/both, NaN when both is 0.
+func conflictRate(both, conflict int64) float64 {
 	if both == 0 {
 		return math.NaN()
 	}
 	return float64(conflict) / float64(both)
+}
+
+// additive reports whether m has an additive ΔW that adapter.Delta64
+// builds: the LoRA family, LoHa, LoKr, VeRA.
+func additive(m *adapter.Module) bool {
+	return m.IsLowRank() || m.Kind == adapter.KindLoHa || m.Kind == adapter.KindLoKr || m.Kind == adapter.KindVeRA
+}
+
+// compareDense returns ⟨ΔW_A,ΔW_B⟩, ‖ΔW_A‖², ‖ΔW_B‖² (and, with signs, the
+// sign-conflict rate) from the dense float64 deltas of adapter.Delta64:
+// the route for LoHa, LoKr and VeRA, whose ΔW has no B·A form. Cost: both
+// modules' out×in·∏k values in float64 at once (bounded by
+// adapter.MaxDenseElements each) and O(out·in·r) time to build them.
+func compareDense(a *adapter.Adapter, ma *adapter.Module, b *adapter.Adapter, mb *adapter.Module, signs bool) (ab, aa, bb, rate float64, err error) {
+	da, va, err := a.Delta64(ma)
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	db, vb, err := b.Delta64(mb)
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	if da.Out != db.Out || da.Cols() != db.Cols() {
+		return 0, 0, 0, 0, fmt.Errorf("deltas are %d×%d and %d×%d", da.Out, da.Cols(), db.Out, db.Cols())
+	}
+	for i, x := range va {
+		y := vb[i]
+		if math.IsNaN(x+y) || math.IsInf(x+y, 0) {
+			return 0, 0, 0, 0, fmt.Errorf("NaN or Inf in the delta")
+		}
+		ab, aa, bb = ab+x*y, aa+x*x, bb+y*y
+	}
+	rate = math.NaN()
+	if signs {
+		var both, conflict int64
+		countSigns(va, vb, &both, &conflict)
+		rate = conflictRate(both, conflict)
+	}
+	return ab, aa, bb, rate, nil
 }

@@ -3,6 +3,7 @@ package inspect
 import (
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/adaptool/adaptool/internal/testgen"
@@ -98,5 +99,118 @@ func TestDiffAgainstDense(t *testing.T) {
 		if m.Cosine == nil || math.Abs(*m.Cosine-1) > 1e-12 || *m.RelativeDistance > 1e-6 || *m.SignConflict != 0 {
 			t.Errorf("self diff %s: %+v", m.Name, m)
 		}
+	}
+}
+
+// TestDiffDenseKinds: LoHa, LoKr and VeRA modules (no B·A form) from
+// internal/testgen are compared through their dense ΔW; cosine, relative
+// distance, norms and the sign-conflict rate match the generators' float64
+// RefDelta computed here. A LoRA module against a LoHa one of the same shape
+// is compared the same way; a VeRA module whose in_features the file does
+// not record is skipped with a reason and null norms.
+func TestDiffDenseKinds(t *testing.T) {
+	base := t.TempDir()
+	lin := testgen.LycoModule{Name: "model.layers.0.q_proj", In: 12, Out: 10}
+	conv := testgen.LycoModule{Name: "unet.conv_in", In: 6, Out: 4, Kernel: []int{3, 3}}
+	type side func(dir string) (*testgen.LycoResult, error)
+	loha := func(seed uint64) side {
+		return func(d string) (*testgen.LycoResult, error) {
+			return testgen.WriteLoHa(d, testgen.Lyco{Seed: seed, R: 2, Alpha: 3, EffectiveConv: true, Modules: []testgen.LycoModule{lin, conv}})
+		}
+	}
+	lokr := func(seed uint64) side {
+		return func(d string) (*testgen.LycoResult, error) {
+			return testgen.WriteLoKr(d, testgen.Lyco{Seed: seed, R: 8, Alpha: 4, Modules: []testgen.LycoModule{lin, conv}})
+		}
+	}
+	vera := func(seed uint64) side {
+		return func(d string) (*testgen.LycoResult, error) {
+			return testgen.WriteVeRA(d, testgen.VeRA{Seed: seed, R: 3, Modules: []testgen.LycoModule{lin}})
+		}
+	}
+	for _, c := range []struct {
+		name string
+		a, b side
+	}{
+		{"loha", loha(41), loha(42)},
+		{"lokr", lokr(43), lokr(44)},
+		{"vera", vera(45), vera(46)},
+		{"loha-vs-lokr", loha(47), lokr(48)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ra, err := c.a(filepath.Join(base, c.name, "a"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rb, err := c.b(filepath.Join(base, c.name, "b"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := Diff(ra.Dir, rb.Dir, DiffOptions{Dense: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r.Modules) != len(ra.Modules) {
+				t.Fatalf("%d common modules, want %d", len(r.Modules), len(ra.Modules))
+			}
+			var dotAll, aaAll, bbAll float64
+			for _, m := range r.Modules {
+				da, db := ra.Modules[m.Name].RefDelta(), rb.Modules[m.Name].RefDelta()
+				var dot, aa, bb, dist float64
+				var both, conflict int
+				for i := range da {
+					dot, aa, bb = dot+da[i]*db[i], aa+da[i]*da[i], bb+db[i]*db[i]
+					dist += (da[i] - db[i]) * (da[i] - db[i])
+					if da[i] != 0 && db[i] != 0 {
+						both++
+						if (da[i] > 0) != (db[i] > 0) {
+							conflict++
+						}
+					}
+				}
+				dotAll, aaAll, bbAll = dotAll+dot, aaAll+aa, bbAll+bb
+				if m.Compared != "dense-delta" {
+					t.Fatalf("%s: compared %q", m.Name, m.Compared)
+				}
+				for _, v := range []struct {
+					what      string
+					got       *float64
+					want, tol float64
+				}{
+					{"cosine", m.Cosine, dot / math.Sqrt(aa*bb), 1e-12},
+					{"relative distance", m.RelativeDistance, math.Sqrt(dist / aa), 1e-10},
+					{"norm ratio", m.NormRatio, math.Sqrt(bb / aa), 1e-12},
+					{"‖ΔW_A‖", m.NormA, math.Sqrt(aa), 1e-12},
+					{"‖ΔW_B‖", m.NormB, math.Sqrt(bb), 1e-12},
+					{"sign conflict", m.SignConflict, float64(conflict) / float64(both), 0},
+				} {
+					if v.got == nil || math.Abs(*v.got-v.want) > v.tol*math.Max(1, math.Abs(v.want)) {
+						t.Errorf("%s: %s = %v, float64 reference %.15g", m.Name, v.what, v.got, v.want)
+					}
+				}
+			}
+			if r.Cosine == nil || math.Abs(*r.Cosine-dotAll/math.Sqrt(aaAll*bbAll)) > 1e-12 {
+				t.Errorf("overall cosine %v, reference %g", r.Cosine, dotAll/math.Sqrt(aaAll*bbAll))
+			}
+		})
+	}
+	// VeRA over two modules: in_features is not in the file (the shared
+	// vera_A is sliced per layer), so the modules are skipped, norms null.
+	two := []testgen.LycoModule{lin, {Name: "model.layers.0.k_proj", In: 8, Out: 10}}
+	ra, err := testgen.WriteVeRA(filepath.Join(base, "vera2"), testgen.VeRA{Seed: 49, R: 3, Modules: two})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Diff(ra.Dir, ra.Dir, DiffOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range r.Modules {
+		if !strings.HasPrefix(m.Compared, "skipped: ") || !strings.Contains(m.Compared, "in_features") || m.NormA != nil || m.NormB != nil || m.Cosine != nil {
+			t.Errorf("VeRA without in_features: %+v", m)
+		}
+	}
+	if r.Cosine != nil {
+		t.Errorf("overall cosine %v over no compared module", *r.Cosine)
 	}
 }

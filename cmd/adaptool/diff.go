@@ -15,7 +15,8 @@ func newDiffCommand() *cli.Command {
 		Name:      "diff",
 		Usage:     "compare two adapters module by module (cosine, relative distance, norm ratio of ΔW)",
 		ArgsUsage: "A B",
-		Description: "Cosine and distances are exact, computed from the factors through r×r Gram matrices (ΔW is never formed).\n" +
+		Description: "Cosine and distances are exact, computed from the factors through r×r Gram matrices (ΔW is never formed);\n" +
+			"a LoHa, LoKr or VeRA module (no B·A form) is compared through its dense ΔW in float64 (memory: both modules' out×in).\n" +
 			"relative_distance = ‖ΔW_A−ΔW_B‖_F/‖ΔW_A‖_F; norm_ratio = ‖ΔW_B‖_F/‖ΔW_A‖_F. --dense builds each module's ΔW\n" +
 			"tile by tile to report the sign-conflict rate (TIES): among positions where both deltas are non-zero,\n" +
 			"the fraction with opposite signs. A GGUF LoRA adapter is compared through its exact PEFT conversion\n" +
@@ -41,6 +42,12 @@ func newDiffCommand() *cli.Command {
 				}
 				return fmt.Sprintf("%.6f", *p)
 			}
+			g := func(p *float64) string {
+				if p == nil {
+					return "-"
+				}
+				return fmt.Sprintf("%.4g", *p)
+			}
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			hdr := "MODULE\tCOSINE\tREL.DIST\tNORM RATIO\t‖ΔW_A‖\t‖ΔW_B‖\t"
 			if c.Bool("dense") {
@@ -48,7 +55,7 @@ func newDiffCommand() *cli.Command {
 			}
 			fmt.Fprintln(tw, hdr+"COMPARED\t")
 			for _, m := range r.Modules {
-				line := fmt.Sprintf("%s\t%s\t%s\t%s\t%.4g\t%.4g\t", m.Name, f(m.Cosine), f(m.RelativeDistance), f(m.NormRatio), m.NormA, m.NormB)
+				line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t", m.Name, f(m.Cosine), f(m.RelativeDistance), f(m.NormRatio), g(m.NormA), g(m.NormB))
 				if c.Bool("dense") {
 					line += f(m.SignConflict) + "\t"
 				}
