@@ -126,13 +126,38 @@ func rankTile(in, r int) int {
 }
 
 // fma32 returns x·y+z rounded once to float32 (round to nearest even), as
-// VFMADD231PS computes it. x·y is exact in float64 (24+24 bits); the float64
-// sum is rounded to odd (the TwoSum error says whether it was inexact), and a
-// round-to-odd result with 53 ≥ 24+2 bits rounds to float32 exactly as the
-// exact sum would (Boldo–Melquiond), so there is no double rounding. NaN and
-// Inf operands propagate as in the hardware; only which payload survives when
-// several operands are NaN is unspecified.
+// VFMADD231PS computes it. x·y is exact in float64 (24+24 bits), so
+// s = float64(x)·float64(y) + float64(z) is the exact sum rounded once to
+// float64. Rounding s again to float32 gives the correctly rounded result
+// unless s landed exactly on a float32 midpoint (double rounding): the
+// float32 values and midpoints are float64 numbers, so s and the exact sum lie
+// between the same two midpoints otherwise. Midpoints of normal float32 have
+// the low 29 bits of s's fraction equal to 1<<28; those, zeros and results
+// below the float32 normal range go through fma32Slow. NaN and Inf operands
+// propagate as in the hardware; only which payload survives when several
+// operands are NaN is unspecified.
 func fma32(x, y, z float32) float32 {
+	s := float64(x)*float64(y) + float64(z)
+	if fma32Fast(s) {
+		return float32(s)
+	}
+	return fma32Slow(x, y, z)
+}
+
+// fma32Fast reports whether float32(s) is correctly rounded for a float64 s
+// that is the exact x·y+z rounded once: s is not a normal float32's midpoint
+// and not below the float32 normal range.
+func fma32Fast(s float64) bool {
+	u := math.Float64bits(s)
+	return u&(1<<29-1) != 1<<28 && (u>>52)&0x7ff >= 1023-126
+}
+
+// fma32Slow is fma32 by round-to-odd: the float64 sum's rounding error is
+// recovered exactly (TwoSum); when it is nonzero the sum is replaced by its
+// neighbour towards the exact value if its last bit is even, and a
+// round-to-odd result with 53 ≥ 24+2 bits rounds to float32 exactly as the
+// exact sum would (Boldo–Melquiond).
+func fma32Slow(x, y, z float32) float32 {
 	p := float64(x) * float64(y)
 	zz := float64(z)
 	s := p + zz
@@ -156,7 +181,33 @@ func fma32(x, y, z float32) float32 {
 func rankRowGeneric(w, c, a []float32, stride int) {
 	for k, ck := range c {
 		ak := a[k*stride : k*stride+len(w)]
-		for j := range w {
+		c := float64(ck)
+		// fma32's fast path, inlined (fma32 itself is too large to inline),
+		// eight elements at a time: the float32↔float64 conversions write
+		// only the low lanes of their registers, and eight independent
+		// chains hide the resulting false dependencies.
+		j := 0
+		for ; j+8 <= len(w); j += 8 {
+			ww, av := w[j:j+8:j+8], ak[j:j+8:j+8]
+			s0 := c*float64(av[0]) + float64(ww[0])
+			s1 := c*float64(av[1]) + float64(ww[1])
+			s2 := c*float64(av[2]) + float64(ww[2])
+			s3 := c*float64(av[3]) + float64(ww[3])
+			s4 := c*float64(av[4]) + float64(ww[4])
+			s5 := c*float64(av[5]) + float64(ww[5])
+			s6 := c*float64(av[6]) + float64(ww[6])
+			s7 := c*float64(av[7]) + float64(ww[7])
+			if fma32Fast(s0) && fma32Fast(s1) && fma32Fast(s2) && fma32Fast(s3) &&
+				fma32Fast(s4) && fma32Fast(s5) && fma32Fast(s6) && fma32Fast(s7) {
+				ww[0], ww[1], ww[2], ww[3] = float32(s0), float32(s1), float32(s2), float32(s3)
+				ww[4], ww[5], ww[6], ww[7] = float32(s4), float32(s5), float32(s6), float32(s7)
+				continue
+			}
+			for q := range ww {
+				ww[q] = fma32(ck, av[q], ww[q])
+			}
+		}
+		for ; j < len(w); j++ {
 			w[j] = fma32(ck, ak[j], w[j])
 		}
 	}
