@@ -10,6 +10,7 @@ import (
 	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/inspect"
 	"github.com/adaptool/adaptool/quant"
+	"github.com/urfave/cli/v2"
 )
 
 // Exit codes, as documented in SPEC.md ("CLI exit codes"). They are mapped
@@ -75,6 +76,12 @@ func exitCode(err error) int {
 	}
 	var ue *usageError
 	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	// urfave/cli's own command-line errors (e.g. "No help topic for 'x'")
+	// are usage errors too.
+	var ce cli.ExitCoder
+	if errors.As(err, &ce) {
 		return exitUsage
 	}
 	// A failure to write an output is never a bad input, even when it wraps
