@@ -721,6 +721,9 @@ func fixedRows() []e2eRow {
 		{name: "usage/scale-nan", args: []string{"scale", "--by", "NaN", "$lora", "-o", "$out"}, code: usage3, absent: []string{"$out"}},
 		{name: "usage/merge-one", args: []string{"merge", "-o", "$out"}, code: usage3, absent: []string{"$out"}},
 		{name: "usage/check-no-base", args: []string{"check", "$lora"}, code: usage3},
+		{name: "usage/help-topic", args: []string{"help", "nosuch"}, code: usage3, stderr: []string{"nosuch"}},
+		{name: "usage/no-args", args: []string{"inspect"}, code: usage3},
+		{name: "usage/too-many-args", args: []string{"inspect", "$lora", "$lora2"}, code: usage3},
 
 		// Shard indexes that disagree with their shards.
 		{name: "idxunlisted/inspect", args: []string{"inspect", "$idxunlisted"}, code: input2, stderr: []string{"model.safetensors.index.json", "model.norm.weight"}},
