@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/quant"
 )
 
 // Adapter is one loaded adapter: its modules with resolved scales, its
@@ -32,6 +33,14 @@ type Adapter struct {
 	// Unknown lists tensors whose role was not recognised; they are kept as
 	// passthrough ("full") modules.
 	Unknown []string
+	// Quantized maps each quantized weight tensor (NF4/FP4 bitsandbytes,
+	// LLM.int8, compressed-tensors int8, FP8: quant.Detect) to its
+	// detection; nil when there is none. Their auxiliary tensors (absmax,
+	// quant_map, quant_state, SCB, scales) belong to no module, their
+	// TensorRef has the logical shape (from the quant_state for packed
+	// 4-bit) and the stored dtype, and reading their values (Factors,
+	// Delta) is ErrQuantized.
+	Quantized map[string]quant.Detected
 	// File is the open safetensors file; Close releases it.
 	File *safetensors.File
 }

@@ -178,7 +178,7 @@ func (a deltaRun) read(m *Module, role string, minDims, maxDims int) (TensorRef,
 	if a.dry {
 		return t, mat64{shape: t.Shape}, nil
 	}
-	v, err := a.File.Float32(t.Name)
+	v, err := a.float32(t)
 	if err != nil {
 		return t, mat64{}, err
 	}

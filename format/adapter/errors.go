@@ -24,6 +24,10 @@ var (
 	ErrNotLowRank = errors.New("adapter: module has no low-rank factors")
 	// ErrInvalidOutput is returned by WritePEFT for an unusable Output.
 	ErrInvalidOutput = errors.New("adapter: invalid output")
+	// ErrQuantized is returned when the values of a quantized tensor (NF4,
+	// FP4, int8, FP8: see Adapter.Quantized) are asked for: they need
+	// `adaptool dequantize` first. It is a refusal, not a bad input.
+	ErrQuantized = errors.New("adapter: quantized tensor (run adaptool dequantize first)")
 )
 
 // IsInputError reports whether err means the adapter input itself is bad or

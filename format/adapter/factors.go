@@ -125,11 +125,11 @@ func (a *Adapter) Factors(m *Module) (*Factors, error) {
 			return nil, bad(ta, "lora_A shape %v, want (r, in[, k…])", ta.Shape)
 		}
 	}
-	av, err := a.File.Float32(ta.Name)
+	av, err := a.float32(ta)
 	if err != nil {
 		return nil, err
 	}
-	bv, err := a.File.Float32(tb.Name)
+	bv, err := a.float32(tb)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +148,7 @@ func (a *Adapter) Factors(m *Module) (*Factors, error) {
 		if !ok {
 			return nil, nil
 		}
-		v, err := a.File.Float32(t.Name)
+		v, err := a.float32(t)
 		if err != nil {
 			return nil, err
 		}

@@ -196,9 +196,9 @@ func (a *Adapter) build(o *loadOptions) error {
 			return fmt.Errorf("%s: %w", a.configName(), err)
 		}
 	}
-	refs := make([]TensorRef, len(f.Tensors))
-	for i, t := range f.Tensors {
-		refs[i] = refOf(t)
+	refs, err := a.tensorRefs()
+	if err != nil {
+		return err
 	}
 	cl := classify(refs, a.Metadata, a.Config, a.PeftType != "", o.adapterNames)
 	a.Dialect, a.Producer, a.Modules, a.Unknown = cl.dialect, cl.producer, cl.modules, cl.unknown
@@ -365,7 +365,7 @@ func (a *Adapter) resolveScales(o *loadOptions) error {
 			continue
 		}
 		if t, ok := m.Tensors[RoleAlpha]; ok {
-			v, err := a.File.Float32(t.Name)
+			v, err := a.float32(t)
 			if err != nil {
 				return err
 			}
@@ -452,7 +452,7 @@ func (a *Adapter) resolveScales(o *loadOptions) error {
 //     unknown is true).
 func (a *Adapter) wholeLoKrScale(m *Module, cfg *Config, o *loadOptions) (unknown bool, err error) {
 	if t, ok := m.Tensors[RoleAlpha]; ok {
-		v, err := a.File.Float32(t.Name)
+		v, err := a.float32(t)
 		if err != nil {
 			return false, err
 		}

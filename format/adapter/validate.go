@@ -88,6 +88,7 @@ const (
 	RuleInitMutatesBase    = "init-mutates-base"
 	RuleMLXLayers          = "mlx-num-layers"
 	RuleDType              = "non-float-dtype"
+	RuleQuantized          = "quantized"
 	RuleIA3Feedforward     = "ia3-feedforward-mismatch"
 	RulePatternUnused      = "pattern-unused"
 )
@@ -216,6 +217,10 @@ func (v *validator) modules() {
 			}
 		}
 		for role, t := range m.Tensors {
+			if d, ok := a.Quantized[t.Name]; ok {
+				v.find(SeverityInfo, m, t.Name, RuleQuantized, "quantized (%s, %s layout; logical shape %v): values not checked; run adaptool dequantize to check or use them", d.Scheme, d.Layout, t.Shape)
+				continue
+			}
 			if !t.DType.IsFloat() && role != RoleAlpha {
 				v.find(SeverityWarning, m, t.Name, RuleDType, "tensor has dtype %s; adapter weights are float", t.DType)
 			}

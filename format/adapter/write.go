@@ -429,7 +429,7 @@ func (a *Adapter) Output() (*Output, error) {
 		case m.Kind == KindFull:
 			om := OutModule{Name: m.Name, Kind: KindFull, Full: map[string]FullTensor{}}
 			for role, t := range m.Tensors {
-				v, err := a.File.Float32(t.Name)
+				v, err := a.float32(t)
 				if err != nil {
 					return nil, err
 				}

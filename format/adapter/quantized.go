@@ -1,0 +1,100 @@
+package adapter
+
+import (
+	"fmt"
+
+	"github.com/adaptool/adaptool/quant"
+)
+
+// tensorRefs returns the file's tensors as classify sees them. Quantized
+// weights (quant.Detect, from the header) are recorded in a.Quantized and
+// given their logical shape; their auxiliary tensors are left out, so a
+// quantized adapter has the modules, ranks and features of the adapter it
+// was quantized from.
+func (a *Adapter) tensorRefs() ([]TensorRef, error) {
+	f := a.File
+	names := make([]string, len(f.Tensors))
+	for i, t := range f.Tensors {
+		names[i] = t.Name
+	}
+	aux := map[string]bool{}
+	for _, d := range quant.Detect(f, names) {
+		if a.Quantized == nil {
+			a.Quantized = map[string]quant.Detected{}
+		}
+		a.Quantized[d.Name] = d
+		for _, k := range d.Keys[1:] {
+			aux[k] = true
+		}
+	}
+	refs := make([]TensorRef, 0, len(f.Tensors))
+	for _, t := range f.Tensors {
+		if aux[t.Name] {
+			continue
+		}
+		r := refOf(t)
+		if d, ok := a.Quantized[t.Name]; ok {
+			shape, err := a.logicalShape(d, r)
+			if err != nil {
+				return nil, err
+			}
+			r.Shape = shape
+		}
+		refs = append(refs, r)
+	}
+	if n := len(a.Quantized); n > 0 {
+		schemes := map[quant.Scheme]bool{}
+		var list []string
+		for _, d := range a.Quantized {
+			if !schemes[d.Scheme] {
+				schemes[d.Scheme] = true
+				list = append(list, string(d.Scheme))
+			}
+		}
+		a.warn("%s holds %d quantized tensors (%v): shapes and ranks are the logical ones; their values need `adaptool dequantize` first", a.WeightsPath, n, list)
+	}
+	return refs, nil
+}
+
+// logicalShape returns the unquantized shape of quantized weight r: the
+// quant_state's shape for packed 4-bit tensors (checked against the packed
+// size), else the stored shape (int8 and FP8 keep it).
+func (a *Adapter) logicalShape(d quant.Detected, r TensorRef) ([]int, error) {
+	if d.Scheme != quant.SchemeNF4 && d.Scheme != quant.SchemeFP4 {
+		return r.Shape, nil
+	}
+	key := d.Keys[len(d.Keys)-1]
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%s: tensor %q: %w: %s", a.WeightsPath, key, ErrShape, fmt.Sprintf(format, args...))
+	}
+	qs, err := quant.ReadQuantState(a.File, key)
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	if len(qs.Shape) == 0 || len(qs.Shape) > 6 {
+		return nil, bad("quant_state shape %v: want 1 to 6 dims", qs.Shape)
+	}
+	n := int64(1)
+	for _, v := range qs.Shape {
+		if v <= 0 || v > 1<<31 {
+			return nil, bad("quant_state shape %v has a dimension out of range", qs.Shape)
+		}
+		n *= int64(v)
+		if n > 1<<40 {
+			return nil, bad("quant_state shape %v is too large", qs.Shape)
+		}
+	}
+	info, _ := a.File.Tensor(r.Name)
+	if packed := info.NumElements(); packed*int64(info.DType.Bits())/8 != (n+1)/2 {
+		return nil, bad("quant_state shape %v (%d values) does not fit the %d packed bytes of %s", qs.Shape, n, packed*int64(info.DType.Bits())/8, r.Name)
+	}
+	return append([]int(nil), qs.Shape...), nil
+}
+
+// float32 returns tensor t's values; a quantized tensor is ErrQuantized.
+func (a *Adapter) float32(t TensorRef) ([]float32, error) {
+	if d, ok := a.Quantized[t.Name]; ok {
+		return nil, fmt.Errorf("%s: tensor %q: %w: stored %s (%s layout)", a.WeightsPath, t.Name, ErrQuantized, d.Scheme, d.Layout)
+	}
+	return a.File.Float32(t.Name)
+}
