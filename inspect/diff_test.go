@@ -29,6 +29,22 @@ func denseDeltaOf(f *testgen.Factors, scale float64) []float64 {
 	return d
 }
 
+// refCompare returns, for two dense deltas in float64, ⟨a,b⟩, ‖a‖², ‖b‖²,
+// ‖a−b‖², the positions where both are non-zero and those of opposite signs.
+func refCompare(a, b []float64) (dot, aa, bb, dist float64, both, conflict int) {
+	for i := range a {
+		dot, aa, bb = dot+a[i]*b[i], aa+a[i]*a[i], bb+b[i]*b[i]
+		dist += (a[i] - b[i]) * (a[i] - b[i])
+		if a[i] != 0 && b[i] != 0 {
+			both++
+			if (a[i] > 0) != (b[i] > 0) {
+				conflict++
+			}
+		}
+	}
+	return dot, aa, bb, dist, both, conflict
+}
+
 func TestDiffAgainstDense(t *testing.T) {
 	common := []testgen.Module{
 		{Name: "model.layers.0.q_proj", In: 24, Out: 16},
@@ -57,20 +73,7 @@ func TestDiffAgainstDense(t *testing.T) {
 	for _, m := range r.Modules {
 		da := denseDeltaOf(ra.Modules[m.Name], 8.0/4)
 		db := denseDeltaOf(rb.Modules[m.Name], 4.0/8)
-		var dot, aa, bb, dist float64
-		var both, conflict int
-		for i := range da {
-			dot += da[i] * db[i]
-			aa += da[i] * da[i]
-			bb += db[i] * db[i]
-			dist += (da[i] - db[i]) * (da[i] - db[i])
-			if da[i] != 0 && db[i] != 0 {
-				both++
-				if (da[i] > 0) != (db[i] > 0) {
-					conflict++
-				}
-			}
-		}
+		dot, aa, bb, dist, both, conflict := refCompare(da, db)
 		dotAll, aaAll, bbAll = dotAll+dot, aaAll+aa, bbAll+bb
 		if m.Cosine == nil || math.Abs(*m.Cosine-dot/math.Sqrt(aa*bb)) > 1e-9 {
 			t.Errorf("%s: cosine %v, dense %g", m.Name, m.Cosine, dot/math.Sqrt(aa*bb))
@@ -156,18 +159,7 @@ func TestDiffDenseKinds(t *testing.T) {
 			var dotAll, aaAll, bbAll float64
 			for _, m := range r.Modules {
 				da, db := ra.Modules[m.Name].RefDelta(), rb.Modules[m.Name].RefDelta()
-				var dot, aa, bb, dist float64
-				var both, conflict int
-				for i := range da {
-					dot, aa, bb = dot+da[i]*db[i], aa+da[i]*da[i], bb+db[i]*db[i]
-					dist += (da[i] - db[i]) * (da[i] - db[i])
-					if da[i] != 0 && db[i] != 0 {
-						both++
-						if (da[i] > 0) != (db[i] > 0) {
-							conflict++
-						}
-					}
-				}
+				dot, aa, bb, dist, both, conflict := refCompare(da, db)
 				dotAll, aaAll, bbAll = dotAll+dot, aaAll+aa, bbAll+bb
 				if m.Compared != "dense-delta" {
 					t.Fatalf("%s: compared %q", m.Name, m.Compared)
