@@ -419,15 +419,7 @@ func TestCorpusWritePEFTAll(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dst := t.TempDir()
-			if err := WritePEFT(dst, out); err != nil {
-				t.Fatal(err)
-			}
-			b, err := Load(dst)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Close()
+			b := writeLoad(t, "", out)
 			unknown := row.Dir == "t5small-noconfig" || row.Dir == "flux-aitoolkit-partial"
 			if _, ok := b.Metadata[MetaAlphaAssumed]; ok != unknown {
 				t.Errorf("%s in metadata: %v, want %v", MetaAlphaAssumed, ok, unknown)

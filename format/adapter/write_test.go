@@ -182,15 +182,7 @@ func TestWritePEFTRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dst := filepath.Join(base, "dst")
-	if err := WritePEFT(dst, out); err != nil {
-		t.Fatal(err)
-	}
-	b, err := Load(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := writeLoad(t, filepath.Join(base, "dst"), out)
 	if len(b.Modules) != len(a.Modules) || len(b.Warnings) != 0 {
 		t.Fatalf("%d modules (want %d), warnings %v", len(b.Modules), len(a.Modules), b.Warnings)
 	}
@@ -249,15 +241,7 @@ func TestWritePEFTCorpusRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dst := t.TempDir()
-			if err := WritePEFT(dst, out); err != nil {
-				t.Fatal(err)
-			}
-			b, err := Load(dst)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Close()
+			b := writeLoad(t, "", out)
 			if b.PeftType != "LORA" || len(b.Modules) != len(a.Modules) {
 				t.Fatalf("peft_type %s, %d modules (want %d)", b.PeftType, len(b.Modules), len(a.Modules))
 			}
@@ -315,4 +299,22 @@ func TestWritePEFTRefuses(t *testing.T) {
 			t.Errorf("%s: wrote %d files on error", tc.name, len(entries))
 		}
 	}
+}
+
+// writeLoad writes out as a PEFT directory dst (a fresh temp dir when "")
+// and loads it back; the adapter is closed when the test ends.
+func writeLoad(t *testing.T, dst string, out *Output) *Adapter {
+	t.Helper()
+	if dst == "" {
+		dst = t.TempDir()
+	}
+	if err := WritePEFT(dst, out); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Load(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
 }
