@@ -88,11 +88,7 @@ func TestCorpusConformance(t *testing.T) {
 				}
 				return
 			}
-			a, err := Load(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
+			a := mustLoad(t, path)
 			if filepath.Base(a.WeightsPath) != row.File {
 				t.Errorf("weights file %s, want %s", a.WeightsPath, row.File)
 			}

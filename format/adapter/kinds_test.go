@@ -88,11 +88,7 @@ func TestLyCORISVeRAAndOthers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := writeRaw(t, filepath.Join(base, strings.ReplaceAll(tc.name, " ", "_")), tc.file, tc.cfg, tc.meta, tc.tensors...)
-			a, err := Load(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
+			a := mustLoad(t, dir)
 			if a.Dialect != tc.dialect || a.Producer != tc.prod || a.Architecture != tc.arch || len(a.Unknown) != tc.unknown {
 				t.Errorf("dialect %s producer %q arch %q unknown %v", a.Dialect, a.Producer, a.Architecture, a.Unknown)
 			}
@@ -143,11 +139,7 @@ func TestMLXSwitchLinearAndEmbedding(t *testing.T) {
 	dir := writeRaw(t, t.TempDir(), MLXWeightsFile, `{"lora_parameters":{"rank":2,"scale":5.0},"num_layers":1}`, nil,
 		seq("model.embed_tokens.lora_a", 10, 2), seq("model.embed_tokens.lora_b", 2, 3), // (num,r), (r,dim)
 		seq("model.layers.0.mlp.switch_mlp.up_proj.lora_a", 4, 2, 3), seq("model.layers.0.mlp.switch_mlp.up_proj.lora_b", 4, 5, 2)) // (E,r,in), (E,out,r)
-	a, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := mustLoad(t, dir)
 	emb, sw := a.Module("model.embed_tokens"), a.Module("model.layers.0.mlp.switch_mlp.up_proj")
 	if emb.Kind != KindLoRAEmbedding || emb.Rank != 2 || emb.InFeatures != 10 || emb.OutFeatures != 3 || emb.Scale != 5 {
 		t.Errorf("embedding %+v", emb)
@@ -228,11 +220,7 @@ func TestDiffusersPerComponentMetadata(t *testing.T) {
 		zt("unet.mid_block.attentions.0.to_q.lora_A.weight", 2, 6), zt("unet.mid_block.attentions.0.to_q.lora_B.weight", 6, 2),
 		zt("unet.mid_block.attentions.0.to_k.lora_A.weight", 4, 6), zt("unet.mid_block.attentions.0.to_k.lora_B.weight", 6, 4),
 		zt("text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight", 2, 6), zt("text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight", 6, 2))
-	a, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := mustLoad(t, dir)
 	want := map[string]float64{"unet.mid_block.attentions.0.to_q": 4, "unet.mid_block.attentions.0.to_k": 2, "text_encoder.text_model.encoder.layers.0.self_attn.q_proj": 4}
 	if a.Dialect != DialectDiffusers || len(a.ComponentConfigs) != 2 || a.Config != nil || len(a.Warnings) != 0 {
 		t.Fatalf("dialect %s components %d config %v warnings %v", a.Dialect, len(a.ComponentConfigs), a.Config, a.Warnings)
@@ -254,11 +242,7 @@ func TestDiffusersPerComponentMetadata(t *testing.T) {
 func TestMLXWithoutScale(t *testing.T) {
 	dir := writeRaw(t, t.TempDir(), MLXWeightsFile, `{"lora_parameters":{"rank":2}}`, nil,
 		zt("model.layers.0.self_attn.q_proj.lora_a", 6, 2), zt("model.layers.0.self_attn.q_proj.lora_b", 2, 6))
-	a, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := mustLoad(t, dir)
 	m := a.Modules[0]
 	if m.Scale != 20 || m.AlphaKnown || len(a.Warnings) != 1 || !strings.Contains(a.Warnings[0], "default scale 20") {
 		t.Errorf("scale %g known %v warnings %v", m.Scale, m.AlphaKnown, a.Warnings)
@@ -270,11 +254,7 @@ func TestOutputPassthroughNames(t *testing.T) {
 	dir := writeRaw(t, t.TempDir(), PEFTWeightsFile, `{"peft_type":"LORA","r":2,"lora_alpha":2,"target_modules":["q"]}`, nil,
 		zt("base_model.model.emb.token_adapter.trainable_tokens_delta", 3, 8), zt("base_model.model.q.lora_A.weight", 2, 8),
 		zt("base_model.model.q.lora_B.weight", 8, 2), zt("base_model.model.score.weight", 2, 8), zt("weird"))
-	a, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := mustLoad(t, dir)
 	out, err := a.Output()
 	if err != nil {
 		t.Fatal(err)

@@ -78,11 +78,7 @@ func TestLoadPEFTPatterns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := mustLoad(t, dir)
 	if a.Dialect != DialectPEFT || a.PeftType != "LORA" || len(a.Modules) != 4 || len(a.Warnings) != 0 {
 		t.Fatalf("dialect %s type %s modules %d warnings %v", a.Dialect, a.PeftType, len(a.Modules), a.Warnings)
 	}
@@ -137,11 +133,7 @@ func TestLoadKinds(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a, err := Load(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
+			a := mustLoad(t, dir)
 			if len(a.Modules) != 3 {
 				t.Fatalf("%d modules: %v", len(a.Modules), a.Modules)
 			}
@@ -251,11 +243,7 @@ func TestLoadDialects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a, err := Load(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
+			a := mustLoad(t, dir)
 			if a.Dialect != tc.dialect || len(a.Modules) != len(res.Modules) {
 				t.Fatalf("dialect %s (want %s), %d modules (want %d): %v", a.Dialect, tc.dialect, len(a.Modules), len(res.Modules), a.Unknown)
 			}
@@ -297,11 +285,7 @@ func TestLoadLegacyDiffusers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := mustLoad(t, dir)
 	if a.Dialect != DialectDiffusersLegacy || len(a.Modules) != 2 {
 		t.Fatalf("%s %d", a.Dialect, len(a.Modules))
 	}
@@ -385,11 +369,7 @@ func TestLoadIncompleteAndShapeErrors(t *testing.T) {
 	if err := safetensors.WriteFile(p, tensors, nil); err != nil {
 		t.Fatal(err)
 	}
-	a, err := Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := mustLoad(t, p)
 	x := a.Module("x")
 	if x == nil || x.Kind != KindLoRA {
 		t.Fatalf("x = %+v", x)
@@ -401,4 +381,16 @@ func TestLoadIncompleteAndShapeErrors(t *testing.T) {
 	if w == nil || w.Kind != KindFull {
 		t.Errorf("w_a_000 in a PEFT file should be passthrough, got %+v", w)
 	}
+}
+
+// mustLoad loads path (failing the test on error); the adapter is closed
+// when the test ends.
+func mustLoad(t testing.TB, path string, opts ...LoadOption) *Adapter {
+	t.Helper()
+	a, err := Load(path, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
 }

@@ -71,11 +71,7 @@ func TestLycorisGenerated(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a, err := Load(res.Dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
+			a := mustLoad(t, res.Dir)
 			if len(a.Modules) != len(res.Modules) {
 				t.Fatalf("%d modules, generator wrote %d", len(a.Modules), len(res.Modules))
 			}
@@ -192,11 +188,7 @@ func TestLoKrWholeScale(t *testing.T) {
 		`{"peft_type":"LOKR","r":4,"alpha":6,"rank_pattern":{"v":12},"alpha_pattern":{"v":3},"target_modules":["q","v"]}`, nil,
 		zt("base_model.model.m.q.lokr_w1", 2, 3), zt("base_model.model.m.q.lokr_w2", 5, 4),
 		zt("base_model.model.m.v.lokr_w1", 2, 3), zt("base_model.model.m.v.lokr_w2", 5, 4))
-	a, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := mustLoad(t, dir)
 	for _, w := range []struct {
 		name         string
 		rank         int
@@ -213,22 +205,14 @@ func TestLoKrWholeScale(t *testing.T) {
 	// kohya/LyCORIS full-matrix LoKr: alpha forced to lora_dim → scale 1
 	dir = writeRaw(t, filepath.Join(base, "kohya"), "lora.safetensors", "", nil,
 		zt("lora_unet_mid_block_attn.lokr_w1", 2, 2), zt("lora_unet_mid_block_attn.lokr_w2", 3, 3), zt("lora_unet_mid_block_attn.alpha"))
-	k, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
+	k := mustLoad(t, dir)
 	if m := k.Modules[0]; m.Kind != KindLoKr || m.Scale != 1 || !m.AlphaKnown || m.InFeatures != 6 || m.OutFeatures != 6 {
 		t.Errorf("kohya whole LoKr: %+v", m)
 	}
 	// no config: alpha unknown, warned
 	dir = writeRaw(t, filepath.Join(base, "bare"), PEFTWeightsFile, "", nil,
 		zt("base_model.model.m.q.lokr_w1", 2, 3), zt("base_model.model.m.q.lokr_w2", 5, 4))
-	b, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := mustLoad(t, dir)
 	if m := b.Modules[0]; m.AlphaKnown || m.Scale != 1 || len(b.Warnings) == 0 {
 		t.Errorf("config-less whole LoKr: %+v, warnings %v", m, b.Warnings)
 	}
@@ -263,12 +247,8 @@ func TestLycorisDeltaErrors(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := writeRaw(t, filepath.Join(base, c.name), PEFTWeightsFile, c.cfg, nil, c.tensors...)
-			a, err := Load(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
-			_, err = a.Delta(a.Modules[0])
+			a := mustLoad(t, dir)
+			_, err := a.Delta(a.Modules[0])
 			switch {
 			case c.want == nil && err != nil:
 				t.Errorf("Delta: %v", err)

@@ -39,11 +39,7 @@ func TestLoadQuantized(t *testing.T) {
 			if _, err := quant.QuantizeFile(src, out, quant.FileOptions{Params: p}); err != nil {
 				t.Fatal(err)
 			}
-			a, err := Load(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
+			a := mustLoad(t, out)
 			if len(a.Modules) != len(mods) || len(a.Quantized) != 2*len(mods) {
 				t.Fatalf("%d modules (want %d), %d quantized tensors (want %d); unknown %v", len(a.Modules), len(mods), len(a.Quantized), 2*len(mods), a.Unknown)
 			}

@@ -173,11 +173,7 @@ func TestWritePEFTRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := Load(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := mustLoad(t, src)
 	out, err := a.Output()
 	if err != nil {
 		t.Fatal(err)
@@ -232,11 +228,7 @@ func TestWritePEFTCorpusRoundTrip(t *testing.T) {
 	c := corpusDir(t)
 	for _, name := range []string{"tinygpt2-r4-gt-dim", "berttiny-adalora-tokcls", "distilbert-seqcls", "mlx-gemma2b-lora"} {
 		t.Run(name, func(t *testing.T) {
-			a, err := Load(filepath.Join(c, name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
+			a := mustLoad(t, filepath.Join(c, name))
 			out, err := a.Output()
 			if err != nil {
 				t.Fatal(err)
