@@ -87,7 +87,8 @@ func exitCode(err error) int {
 	// A failure to write an output is never a bad input, even when it wraps
 	// fs.ErrNotExist (a missing output directory).
 	var we *safetensors.WriteError
-	if errors.As(err, &we) {
+	var gwe *gguf.WriteError
+	if errors.As(err, &we) || errors.As(err, &gwe) {
 		return exitFailed
 	}
 	for _, isInput := range inputErrorCheckers {
