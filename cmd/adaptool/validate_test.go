@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -87,5 +88,40 @@ func TestValidateCommand(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "validate", "a", "b"); code != 3 {
 		t.Errorf("two arguments: exit %d, want 3", code)
+	}
+}
+
+// TestValidateBadRank: adapter_config.json with "r": -4 is a config-invalid
+// finding (exit 1) naming the field, and inspect refuses the config (exit
+// 2) instead of showing a scale derived from it.
+func TestValidateBadRank(t *testing.T) {
+	dir := t.TempDir()
+	src := "../../testdata/tiny-llama-lora"
+	w, err := os.ReadFile(filepath.Join(src, "adapter_model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "adapter_model.safetensors"), w, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "adapter_config.json"), []byte(`{"peft_type":"LORA","r":-4,"lora_alpha":8,"target_modules":["q_proj","v_proj"]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCLI(t, "validate", "--json", dir)
+	var rep struct {
+		Findings []struct{ Rule, Message string } `json:"findings"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("exit %d, output %q: %v", code, out, err)
+	}
+	found := false
+	for _, f := range rep.Findings {
+		found = found || f.Rule == "config-invalid" && strings.Contains(f.Message, `"r"`)
+	}
+	if code != 1 || !found {
+		t.Errorf("r = -4: exit %d, findings %+v; want exit 1 with a config-invalid finding naming \"r\"", code, rep.Findings)
+	}
+	if code, _, errs := runCLI(t, "inspect", dir); code != 2 || !strings.Contains(errs, "adapter_config.json") || !strings.Contains(errs, `"r"`) {
+		t.Errorf("inspect with r = -4: exit %d, stderr %q", code, errs)
 	}
 }
