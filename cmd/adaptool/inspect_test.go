@@ -14,6 +14,7 @@ import (
 	"github.com/adaptool/adaptool/format/convert"
 	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/internal/testcorpus"
+	"github.com/adaptool/adaptool/quant"
 )
 
 // corpusRoot returns the shared corpus root (testcorpus.Dir: skips the test
@@ -345,5 +346,47 @@ func TestInspectDiffCheckGGUF(t *testing.T) {
 	writeHeaderOnly(t, base, shapes)
 	if code, out, stderr := runCLI(t, "check", "--base", base, gg); code != 0 {
 		t.Errorf("check gguf: exit %d\n%s%s", code, out, stderr)
+	}
+}
+
+// TestInspectQuantized: inspect of an NF4-quantized adapter (quant's own
+// writer) shows the source's modules with their logical rank, features and
+// scale, not the packed U8 shapes; validate passes with quantized infos.
+func TestInspectQuantized(t *testing.T) {
+	q := filepath.Join(t.TempDir(), "q")
+	if _, err := quant.QuantizeFile("../../testdata/tiny-llama-lora", q, quant.FileOptions{Params: quant.Params{Scheme: quant.SchemeNF4}}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI(t, "inspect", "--json", q)
+	if code != 0 {
+		t.Fatalf("inspect: exit %d: %s", code, errs)
+	}
+	var s struct {
+		Modules []struct {
+			Name  string
+			Rank  int
+			In    int     `json:"in_features"`
+			Out   int     `json:"out_features"`
+			Scale float64 `json:"scale"`
+		} `json:"modules"`
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatal(err)
+	}
+	// tiny-llama-lora: r 8, alpha 16; q_proj 32→32, v_proj 32→8, two layers.
+	if len(s.Modules) != 4 {
+		t.Fatalf("%d modules, want 4: %+v", len(s.Modules), s.Modules)
+	}
+	for _, m := range s.Modules {
+		wantOut := 32
+		if strings.HasSuffix(m.Name, "v_proj") {
+			wantOut = 8
+		}
+		if m.Rank != 8 || m.In != 32 || m.Out != wantOut || m.Scale != 2 {
+			t.Errorf("%s: rank %d in %d out %d scale %g; want 8 32 %d 2", m.Name, m.Rank, m.In, m.Out, m.Scale, wantOut)
+		}
+	}
+	if code, out, errs := runCLI(t, "validate", q); code != 0 || !strings.Contains(out, "quantized") {
+		t.Errorf("validate: exit %d\n%s%s", code, out, errs)
 	}
 }
