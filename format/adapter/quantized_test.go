@@ -2,10 +2,12 @@ package adapter
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/internal/testgen"
 	"github.com/adaptool/adaptool/quant"
 )
@@ -82,5 +84,38 @@ func TestLoadQuantized(t *testing.T) {
 				t.Errorf("%d quantized findings, want %d: %+v", n, 2*len(mods), rep.Findings)
 			}
 		})
+	}
+}
+
+// TestLoadQuantizedBadState: a packed 4-bit weight whose quant_state is not
+// JSON, has no usable shape, or a shape that does not fit the packed bytes
+// is ErrShape naming the quant_state tensor (never a packed-shape module).
+func TestLoadQuantizedBadState(t *testing.T) {
+	base := t.TempDir()
+	const w = "base_model.model.q.lora_A.weight"
+	u8 := func(name string, b []byte) safetensors.Tensor {
+		return safetensors.Tensor{Name: name, DType: safetensors.U8, Shape: []int{len(b)}, Data: b}
+	}
+	for i, state := range []string{
+		`not json`,
+		`{"quant_type":"nf4","blocksize":64,"dtype":"float32","shape":[]}`,
+		`{"quant_type":"nf4","blocksize":64,"dtype":"float32","shape":[4,-8]}`,
+		`{"quant_type":"nf4","blocksize":64,"dtype":"float32","shape":[4,9]}`, // 36 values need 18 bytes, not 16
+	} {
+		dir := writeRaw(t, filepath.Join(base, fmt.Sprint(i)), PEFTWeightsFile, `{"peft_type":"LORA","r":4,"lora_alpha":8,"target_modules":["q"]}`, nil,
+			safetensors.Tensor{Name: w, DType: safetensors.U8, Shape: []int{16, 1}, Data: make([]byte, 16)},
+			safetensors.Tensor{Name: w + ".absmax", DType: safetensors.F32, Shape: []int{1}, Data: make([]byte, 4)},
+			safetensors.Tensor{Name: w + ".quant_map", DType: safetensors.F32, Shape: []int{16}, Data: make([]byte, 64)},
+			u8(w+".quant_state.bitsandbytes__nf4", []byte(state)),
+			zt("base_model.model.q.lora_B.weight", 8, 4))
+		a, err := Load(dir)
+		if err == nil {
+			a.Close()
+			t.Errorf("quant_state %s: loaded", state)
+			continue
+		}
+		if !errors.Is(err, ErrShape) || !strings.Contains(err.Error(), "quant_state.bitsandbytes__nf4") {
+			t.Errorf("quant_state %s: %v, want ErrShape naming the quant_state tensor", state, err)
+		}
 	}
 }
