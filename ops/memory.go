@@ -65,6 +65,7 @@ func (p MergeParams) moduleMemory(out, in int, ranks []int, o denseOpts) int64 {
 		}
 	}
 	O, I, R := int64(out), int64(in), int64(r)
+	small := exactSmall(out, in, p.RankParams, maxOf(ranks))
 	factors := 4 * (O + I) * R // the inputs' factors, float32
 	k := int64(p.plannedRank(ranks, out, in))
 	result := 4 * (O + I) * k
@@ -79,14 +80,14 @@ func (p MergeParams) moduleMemory(out, in int, ranks []int, o denseOpts) int64 {
 	exact := 24 * O * I                          // LAPACK thin SVD: float64 copy and U, Vᵀ
 	x := 4 * O * I
 	if O <= th { // built whole
-		if exactSmall(out, in) {
+		if small {
 			return factors + int64(n+1)*x + exact + result
 		}
 		return factors + int64(n+1)*x + rsvd + result
 	}
 	tiles := int64(n)*th*I*4 + 8<<16
 	switch {
-	case exactSmall(out, in):
+	case small:
 		return factors + tiles + x + exact + result
 	case o.cache:
 		return factors + tiles + x + rsvd + result
@@ -130,7 +131,7 @@ func (p MergeParams) planMemory(mods []ModuleReport, o RunOptions) (*MemoryPlan,
 		if est[i] == 0 {
 			continue
 		}
-		if dense && m.Out > opts[i].rows(m.In) && !exactSmall(m.Out, m.In) {
+		if dense && m.Out > opts[i].rows(m.In) && !exactSmall(m.Out, m.In, p.RankParams, maxOf(m.InputRanks)) {
 			c := denseOpts{cache: true}
 			if e := p.moduleMemory(m.Out, m.In, m.InputRanks, c); e <= avail/int64(w) {
 				opts[i], est[i] = c, e
@@ -164,4 +165,13 @@ func fmtBytes(n int64) string {
 		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
 	}
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
+// maxOf returns the largest of ranks (0 for none).
+func maxOf(ranks []int) int {
+	r := 0
+	for _, k := range ranks {
+		r = max(r, k)
+	}
+	return r
 }

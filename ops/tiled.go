@@ -35,15 +35,30 @@ func (o denseOpts) rows(in int) int {
 // denseExactLimit is the largest min(out, in) factored by exact LAPACK SVD.
 const denseExactLimit = 512
 
-// exactSmall reports whether an out×in result is factored by exact SVD.
-func exactSmall(out, in int) bool {
-	return min(out, in) <= denseExactLimit && int64(out)*int64(in) <= 1<<24
+// sketchOversample is the randomized SVD's oversampling p (its default).
+const sketchOversample = 10
+
+// exactSmall reports whether an out×in result is factored by exact SVD
+// (LAPACK Dgesvd, O(out·in·min(out, in))) rather than by randomized SVD
+// (O(out·in·(K+p)·(2q+2))): only when min(out, in) ≤ 512, out·in ≤ 2²⁴ and
+// either the sketch would span at least half of min(out, in) (K+p ≥
+// min(out, in)/2, where the randomized route saves nothing) or the rank is
+// chosen from the whole spectrum (energy or threshold without a rank cap).
+// def is the default rank K (the largest input rank).
+func exactSmall(out, in int, rp RankParams, def int) bool {
+	if min(out, in) > denseExactLimit || int64(out)*int64(in) > 1<<24 {
+		return false
+	}
+	if rp.Rank == 0 && (rp.Energy > 0 || rp.Threshold > 0) {
+		return true
+	}
+	return 2*(max(rankCap(rp, def), 1)+sketchOversample) >= min(out, in)
 }
 
 // mergeDense applies an elementwise method (ties, dare_linear, dare_ties,
 // magnitude_prune) to the dense deltas Δᵢ = sᵢ·Bᵢ·Dᵢ·Aᵢ of one module and
-// factors the result back to rank K: exactly (LAPACK) when min(out, in) ≤
-// 512, else by randomized SVD (oversampling 10, 2 power iterations, seeded).
+// factors the result back to rank K: by randomized SVD (oversampling 10, 2
+// power iterations, seeded), or exactly (LAPACK) when exactSmall says so.
 //
 // A module of at most one tile of rows is built whole. A taller one is
 // streamed in row tiles rebuilt from the factors (kernels.RankUpdate gives
@@ -82,7 +97,7 @@ func mergeDense(method string, in []*LowRank, w []float64, ep ElementwiseParams,
 	if err != nil {
 		return nil, ModuleStats{}, err
 	}
-	if o.cache || exactSmall(out, inF) {
+	if o.cache || exactSmall(out, inF, rp, maxRank(in)) {
 		x := make([]float32, out*inF)
 		for r0 := 0; r0 < out; r0 += th {
 			h := min(th, out-r0)
@@ -124,7 +139,7 @@ func factorDense(out, in int, x []float32, rp RankParams, def int, seed uint64) 
 	total := kernels.SumSquares(x)
 	var d *svd.Decomposition
 	var err error
-	if exactSmall(out, in) {
+	if exactSmall(out, in, rp, def) {
 		d, err = svd.Dense(out, in, x)
 	} else {
 		d, err = svd.Randomized(svd.Matrix32{Rows: out, Cols: in, Data: x}, max(rankCap(rp, def), 1), svd.RandomizedOptions{Seed: seed})
