@@ -1,0 +1,162 @@
+// Package provenance builds the adaptool.* __metadata__ entries that every
+// file adaptool writes (SPEC §1, "provenance"): the operation, its
+// parameters, and the sha256 of each input file, plus the tool version.
+//
+// It is the single implementation shared by ops, format/convert, quant and
+// format/safetensors; it imports only the standard library so that any
+// package may use it.
+package provenance
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"os"
+	"strconv"
+	"sync/atomic"
+)
+
+// Provenance keys written into an output's __metadata__. Values are
+// strings; the structured ones are JSON.
+const (
+	MetaOperation = "adaptool.operation" // "merge", "neg", "convert", "quantize", "convert-dtype", ...
+	MetaMethod    = "adaptool.method"    // merge method (merge only)
+	MetaParams    = "adaptool.params"    // the operation's parameters as JSON
+	MetaWeights   = "adaptool.weights"   // JSON array of the user weights (merge only)
+	MetaSeed      = "adaptool.seed"      // decimal seed (randomized operations only)
+	MetaInputs    = "adaptool.inputs"    // JSON array of {"path","sha256"} of each input file
+	MetaVersion   = "adaptool.version"   // "adaptool" + the build version when known
+)
+
+// Keys lists every key Record may write.
+var Keys = []string{MetaOperation, MetaMethod, MetaParams, MetaWeights, MetaSeed, MetaInputs, MetaVersion}
+
+// Version is recorded under MetaVersion; the CLI sets it to
+// "adaptool " + its build version at start-up.
+var Version = "adaptool"
+
+// Input identifies one input file of an operation.
+type Input struct {
+	Path   string `json:"path"`   // the file as named by the user or found in a directory
+	SHA256 string `json:"sha256"` // lowercase hex sha256 of the file's bytes
+}
+
+// FileSHA256 returns the lowercase hex sha256 of the file at path,
+// streaming it (memory does not depend on the file size).
+func FileSHA256(path string) (string, error) {
+	return hashFile(path, nil)
+}
+
+// hashFile hashes path in 1 MiB reads, stopping early (with errCanceled)
+// once stop is set.
+func hashFile(path string, stop *atomic.Bool) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	for {
+		if stop != nil && stop.Load() {
+			return "", errCanceled
+		}
+		n, err := f.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+type cancelError struct{}
+
+func (cancelError) Error() string { return "provenance: hashing canceled" }
+
+var errCanceled error = cancelError{}
+
+// Pending is a sha256 being computed in the background by HashAsync.
+type Pending struct {
+	done chan struct{}
+	stop atomic.Bool
+	sum  string
+	err  error
+}
+
+// HashAsync starts hashing the file at path in a goroutine and returns at
+// once, so a writer can hash its input while it reads and converts it
+// (the second read is served by the page cache and adds no serial pass).
+// Call Wait for the digest or Cancel when the result is no longer needed.
+func HashAsync(path string) *Pending {
+	p := &Pending{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.sum, p.err = hashFile(path, &p.stop)
+	}()
+	return p
+}
+
+// Wait blocks until the hash is complete and returns it.
+func (p *Pending) Wait() (string, error) {
+	<-p.done
+	return p.sum, p.err
+}
+
+// Cancel stops the hashing at its next read and waits for the goroutine
+// to end; it is safe to call after Wait and more than once.
+func (p *Pending) Cancel() {
+	p.stop.Store(true)
+	<-p.done
+}
+
+// Record returns the __metadata__ entries of an operation: MetaOperation,
+// MetaMethod (when method is not empty), MetaParams (params as JSON),
+// MetaWeights (when weights is not nil), MetaSeed (when seed is not nil),
+// MetaInputs (always, "[]" for no inputs) and MetaVersion.
+func Record(op, method string, params any, weights []float64, seed *uint64, inputs []Input) map[string]string {
+	m := map[string]string{MetaOperation: op}
+	if method != "" {
+		m[MetaMethod] = method
+	}
+	if b, err := json.Marshal(params); err == nil {
+		m[MetaParams] = string(b)
+	}
+	if weights != nil {
+		if b, err := json.Marshal(weights); err == nil {
+			m[MetaWeights] = string(b)
+		}
+	}
+	if seed != nil {
+		m[MetaSeed] = strconv.FormatUint(*seed, 10)
+	}
+	if inputs == nil {
+		inputs = []Input{}
+	}
+	b, _ := json.Marshal(inputs) // strings only: cannot fail
+	m[MetaInputs] = string(b)
+	m[MetaVersion] = Version
+	return m
+}
+
+// Merge copies the record src into dst (allocating dst when nil) and
+// returns it. Every provenance key of an earlier operation is removed from
+// dst first, so that, for example, the adaptool.method and adaptool.seed
+// of a merge do not survive into the metadata of a later quantization of
+// its output. Keys other than those in Keys are kept.
+func Merge(dst, src map[string]string) map[string]string {
+	if dst == nil {
+		dst = make(map[string]string, len(src))
+	}
+	for _, k := range Keys {
+		delete(dst, k)
+	}
+	for k, v := range src {
+		dst[k] = v
+	}
+	return dst
+}
