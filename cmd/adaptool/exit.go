@@ -4,13 +4,15 @@ import (
 	"errors"
 	"io/fs"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/atz"
 	"github.com/adaptool/adaptool/format/gguf"
 	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/inspect"
+	"github.com/adaptool/adaptool/internal/atomicfile"
 	"github.com/adaptool/adaptool/quant"
-	"github.com/urfave/cli/v2"
 )
 
 // Exit codes, as documented in SPEC.md ("CLI exit codes"). They are mapped
@@ -86,9 +88,8 @@ func exitCode(err error) int {
 	}
 	// A failure to write an output is never a bad input, even when it wraps
 	// fs.ErrNotExist (a missing output directory).
-	var we *safetensors.WriteError
-	var gwe *gguf.WriteError
-	if errors.As(err, &we) || errors.As(err, &gwe) {
+	var we *atomicfile.WriteError
+	if errors.As(err, &we) {
 		return exitFailed
 	}
 	for _, isInput := range inputErrorCheckers {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -10,8 +9,10 @@ import (
 	"sort"
 	"time"
 
-	"github.com/adaptool/adaptool/format/atz"
 	"github.com/urfave/cli/v2"
+
+	"github.com/adaptool/adaptool/format/atz"
+	"github.com/adaptool/adaptool/internal/atomicfile"
 )
 
 func init() { register(newPackCommand) }
@@ -106,7 +107,7 @@ func runTree(c *cli.Context, label, in, out, base string, packing bool, one func
 	if !st.IsDir() {
 		r, err := one(in, out, base)
 		if err != nil {
-			return mapAtzErr(err)
+			return err
 		}
 		rep.Files = append(rep.Files, r)
 	} else {
@@ -147,7 +148,7 @@ func runTree(c *cli.Context, label, in, out, base string, packing bool, one func
 				r, err = copyFile(f, dst)
 			}
 			if err != nil {
-				return mapAtzErr(err)
+				return err
 			}
 			rep.Files = append(rep.Files, r)
 			prog.Add(1)
@@ -258,21 +259,8 @@ func copyFile(in, out string) (packFileResult, error) {
 	if err != nil {
 		return packFileResult{}, exitErr(exitInput, err)
 	}
-	if err := os.WriteFile(out, b, 0o644); err != nil {
-		return packFileResult{}, exitErr(exitFailed, err)
+	if err := atomicfile.WriteBytes(out, b); err != nil {
+		return packFileResult{}, err
 	}
 	return packFileResult{Input: in, Output: out, Action: "copy", OriginalBytes: int64(len(b)), PackedBytes: int64(len(b)), Ratio: 1}, nil
-}
-
-// mapAtzErr gives container errors exit code 2 (invalid input); the lead's
-// exitCode handles the rest.
-func mapAtzErr(err error) error {
-	var ee *exitError
-	if errors.As(err, &ee) {
-		return err
-	}
-	if atz.IsFormatError(err) || errors.Is(err, fs.ErrNotExist) {
-		return exitErr(exitInput, err)
-	}
-	return exitErr(exitFailed, err)
 }

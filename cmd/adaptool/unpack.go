@@ -4,8 +4,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/adaptool/adaptool/format/atz"
 	"github.com/urfave/cli/v2"
+
+	"github.com/adaptool/adaptool/format/atz"
 )
 
 func init() { register(newUnpackCommand) }

@@ -133,33 +133,20 @@ func Write(w io.Writer, kv []KV, tensors []Tensor) error {
 // A failure to create, sync or rename the file itself (a missing or
 // read-only directory) is a *WriteError naming the target.
 func WriteFile(name string, kv []KV, tensors []Tensor) error {
-	var fillErr error
-	err := atomicfile.Write(name, func(f *os.File) error {
+	return atomicfile.Write(name, func(f *os.File) error {
 		err := Write(f, kv, tensors)
 		var e *Error
 		if errors.As(err, &e) && e.File == "" {
 			e.File = name
 		}
-		fillErr = err
 		return err
 	})
-	if err != nil && fillErr == nil {
-		return &WriteError{Path: name, Err: err}
-	}
-	return err
 }
 
 // WriteError reports that an output file could not be created or put in
-// place. It is never about an input, even when it wraps fs.ErrNotExist.
-type WriteError struct {
-	Path string // the target file
-	Err  error
-}
-
-func (e *WriteError) Error() string { return fmt.Sprintf("gguf: cannot write %s: %v", e.Path, e.Err) }
-
-// Unwrap returns the underlying error.
-func (e *WriteError) Unwrap() error { return e.Err }
+// place. It is never about an input, even when it wraps fs.ErrNotExist. It
+// is the same type as safetensors.WriteError.
+type WriteError = atomicfile.WriteError
 
 func pad(n, align uint64) uint64 { return (n + align - 1) / align * align }
 

@@ -1,7 +1,6 @@
 package safetensors
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/adaptool/adaptool/internal/atomicfile"
@@ -33,30 +32,13 @@ func WriteFile(name string, tensors []Tensor, metadata map[string]string, opts .
 // atomicWrite runs fill on a temporary file next to name and renames it
 // into place (see internal/atomicfile). A failure to create, sync or rename
 // the file (as opposed to an error from fill, which may be about an input)
-// is returned as a *WriteError naming the target.
+// is a *WriteError naming the target.
 func atomicWrite(name string, fill func(*os.File) error) error {
-	var fillErr error
-	err := atomicfile.Write(name, func(f *os.File) error {
-		fillErr = fill(f)
-		return fillErr
-	})
-	if err != nil && fillErr == nil {
-		return &WriteError{Path: name, Err: err}
-	}
-	return err
+	return atomicfile.Write(name, fill)
 }
 
 // WriteError reports that an output file could not be created or put in
 // place (a missing or read-only directory, a full disk). It is never about
 // an input: the CLI maps it to "operation failed", not "bad input", even
-// when the underlying error is fs.ErrNotExist.
-type WriteError struct {
-	Path string // the target file
-	Err  error
-}
-
-func (e *WriteError) Error() string {
-	return fmt.Sprintf("safetensors: cannot write %s: %v", e.Path, e.Err)
-}
-
-func (e *WriteError) Unwrap() error { return e.Err }
+// when it wraps fs.ErrNotExist. Every adaptool writer returns this type.
+type WriteError = atomicfile.WriteError

@@ -9,8 +9,10 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -18,8 +20,38 @@ import (
 // Perm is the permission of files created by Write (before the umask).
 const Perm = 0o644
 
+// WriteError reports that the output itself could not be created, synced
+// or put in place (a missing or read-only directory, a full disk). It names
+// the target, not the temporary file, and is never about an input: callers
+// that classify errors (the CLI's exit codes) must not take the
+// fs.ErrNotExist it may wrap for a missing input.
+type WriteError struct {
+	Path string // the target file
+	Err  error  // the cause, without the temporary file's name
+}
+
+func (e *WriteError) Error() string { return fmt.Sprintf("cannot write %s: %v", e.Path, e.Err) }
+
+// Unwrap returns the cause, so errors.Is(err, fs.ErrNotExist) still works.
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// writeError wraps a failure of the output file itself.
+func writeError(name string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err // the path in it is the temporary file's
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		err = le.Err
+	}
+	return &WriteError{Path: name, Err: err}
+}
+
 // Write creates or replaces name with what fill writes to the temporary
 // file. fill receives the *os.File so that it can seek or write at offsets.
+// An error returned by fill is returned as it is; a failure to create,
+// sync or rename the file is a *WriteError.
 func Write(name string, fill func(f *os.File) error) (err error) {
 	dir, base := filepath.Split(name)
 	if dir == "" {
@@ -27,7 +59,7 @@ func Write(name string, fill func(f *os.File) error) (err error) {
 	}
 	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
-		return err
+		return writeError(name, err)
 	}
 	tmpName := tmp.Name()
 	defer func() {
@@ -40,15 +72,18 @@ func Write(name string, fill func(f *os.File) error) (err error) {
 		return err
 	}
 	if err = tmp.Chmod(Perm); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return writeError(name, err)
 	}
 	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return writeError(name, err)
 	}
 	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return writeError(name, err)
 	}
-	return os.Rename(tmpName, name)
+	if err = os.Rename(tmpName, name); err != nil {
+		return writeError(name, err)
+	}
+	return nil
 }
 
 // WriteBytes creates or replaces name with data.

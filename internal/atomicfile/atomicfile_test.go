@@ -100,3 +100,29 @@ func assertOnly(t *testing.T, dir string, names ...string) {
 		t.Fatalf("dir holds %v, want %v", got, names)
 	}
 }
+
+// A failure of the output itself is a *WriteError naming the target (not
+// the temporary file) that still matches fs.ErrNotExist; an error from fill
+// is returned unchanged.
+func TestWriteErrorNamesTarget(t *testing.T) {
+	target := filepath.Join(t.TempDir(), "missing", "out.bin")
+	err := WriteBytes(target, []byte("x"))
+	var we *WriteError
+	if !errors.As(err, &we) || we.Path != target {
+		t.Fatalf("err = %v, want a *WriteError for %s", err, target)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%v does not match fs.ErrNotExist", err)
+	}
+	if strings.Contains(err.Error(), ".tmp-") {
+		t.Errorf("message names the temporary file: %v", err)
+	}
+	boom := errors.New("input broke")
+	err = Write(filepath.Join(t.TempDir(), "f"), func(*os.File) error { return boom })
+	if err != boom {
+		t.Errorf("fill error came back as %v", err)
+	}
+	if errors.As(err, &we) {
+		t.Errorf("a fill error must not be a WriteError")
+	}
+}
