@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/adaptool/adaptool/format/adapter"
+	"github.com/adaptool/adaptool/internal/provenance"
 	"github.com/adaptool/adaptool/ops"
 	"github.com/urfave/cli/v2"
 )
@@ -34,7 +35,7 @@ func runOptions(c *cli.Context, label string) (ops.RunOptions, func(), error) {
 	if o.Output == "" && !o.DryRun {
 		return o, nil, usagef("%s: missing -o OUT", c.Command.Name)
 	}
-	ops.Version = "adaptool " + version
+	provenance.Version = "adaptool " + version
 	var (
 		p    *progress
 		once sync.Once
