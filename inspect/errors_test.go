@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/adaptool/adaptool/format/safetensors"
 )
 
 func TestInputErrors(t *testing.T) {
@@ -16,7 +18,7 @@ func TestInputErrors(t *testing.T) {
 	}
 	p := filepath.Join(dir, "x.safetensors.index.json")
 	os.WriteFile(p, []byte(`{"weight_map":{"a":"../evil.safetensors"}}`), 0o644)
-	if _, err := Summarize(p, Options{}); !IsInputError(err) || !strings.Contains(err.Error(), "not a file name") {
+	if _, err := Summarize(p, Options{}); !IsInputError(err) || !strings.Contains(err.Error(), "not a plain file name") || !errors.Is(err, safetensors.ErrInvalidIndex) {
 		t.Errorf("escaping index: %v", err)
 	}
 	if IsInputError(errors.New("other")) || IsInputError(nil) {

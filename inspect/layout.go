@@ -1,9 +1,7 @@
 package inspect
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,9 +10,6 @@ import (
 	"github.com/adaptool/adaptool/format/gguf"
 	"github.com/adaptool/adaptool/format/safetensors"
 )
-
-// maxIndexSize bounds the size of a model.safetensors.index.json read into memory.
-const maxIndexSize = 64 << 20
 
 // adapterFiles are the weight files of the known adapter directory layouts,
 // in the order they are looked for.
@@ -89,49 +84,21 @@ func fileExists(p string) bool {
 	return err == nil && !st.IsDir()
 }
 
-// readIndex reads a sharded checkpoint index (safetensors.Index): the shard
-// files, sorted. safetensors.OpenCheckpoint is not used because it opens and
-// fully validates every shard (data included) and stops at the first
-// inconsistency; inspect reads headers only and lists every problem.
+// readIndex reads a sharded checkpoint index with safetensors.ReadIndex
+// (header-only): the shard files, sorted. safetensors.OpenCheckpoint is not
+// used because it opens and fully validates every shard (data included) and
+// stops at the first inconsistency; inspect reads headers only and lists
+// every problem.
 func readIndex(path string) (*layout, error) {
-	f, err := os.Open(path)
+	idx, err := safetensors.ReadIndex(path)
 	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxIndexSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxIndexSize {
-		return nil, asInput(fmt.Errorf("inspect: %s: index larger than %d bytes", path, maxIndexSize))
-	}
-	var idx safetensors.Index // the format's index type; header-only here, unlike OpenCheckpoint
-	if err := json.Unmarshal(b, &idx); err != nil {
-		return nil, asInput(fmt.Errorf("inspect: %s: invalid index JSON: %w", path, err))
-	}
-	if len(idx.WeightMap) == 0 {
-		return nil, asInput(fmt.Errorf("inspect: %s: index has no weight_map entries", path))
+		return nil, asInput(err)
 	}
 	dir := filepath.Dir(path)
-	seen := map[string]bool{}
 	var files []string
-	names := make([]string, 0, len(idx.WeightMap))
-	for n := range idx.WeightMap {
-		names = append(names, n)
+	for _, shard := range idx.Shards() {
+		files = append(files, filepath.Join(dir, shard))
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		shard := idx.WeightMap[n]
-		if shard == "" || filepath.Base(shard) != shard {
-			return nil, asInput(fmt.Errorf("inspect: %s: tensor %q maps to %q, which is not a file name in the index directory", path, n, shard))
-		}
-		if !seen[shard] {
-			seen[shard] = true
-			files = append(files, filepath.Join(dir, shard))
-		}
-	}
-	sort.Strings(files)
 	return &layout{kind: "sharded", files: files, index: path, weight: idx.WeightMap}, nil
 }
 

@@ -106,7 +106,12 @@ func findCheckpoint(dir string) (string, error) {
 	return "", &TensorError{File: dir, Err: fmt.Errorf("%w: directory holds no single safetensors index or file", ErrInvalidIndex)}
 }
 
-func openIndex(path, indexPath string, opts []Option) (*Checkpoint, error) {
+// ReadIndex reads and checks a model.safetensors.index.json without
+// opening any shard: at most MaxHeaderSize bytes, one JSON object (numbers
+// kept as json.Number) with a weight_map whose values are plain file names
+// in the index's directory. Errors wrap ErrInvalidIndex. Header-only tools
+// use it; OpenCheckpoint adds the checks that need the shards.
+func ReadIndex(indexPath string) (*Index, error) {
 	fail := func(tensor string, format string, args ...any) error {
 		return &TensorError{File: indexPath, Tensor: tensor, Err: fmt.Errorf("%w: "+format, append([]any{ErrInvalidIndex}, args...)...)}
 	}
@@ -130,12 +135,34 @@ func openIndex(path, indexPath string, opts []Option) (*Checkpoint, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fail("", "trailing data after the index object")
 	}
-	if idx.WeightMap == nil {
-		return nil, fail("", "no weight_map")
+	if len(idx.WeightMap) == 0 {
+		return nil, fail("", "no weight_map entries")
+	}
+	for _, n := range slices.Sorted(maps.Keys(idx.WeightMap)) {
+		name := idx.WeightMap[n]
+		if name == "" || !filepath.IsLocal(name) || strings.ContainsAny(name, `/\`) {
+			return nil, fail(n, "weight_map file %q is not a plain file name in the index directory", name)
+		}
+	}
+	return &idx, nil
+}
+
+// Shards returns the distinct shard file names of the weight_map, sorted.
+func (idx *Index) Shards() []string {
+	return slices.Sorted(maps.Keys(invert(idx.WeightMap)))
+}
+
+func openIndex(path, indexPath string, opts []Option) (*Checkpoint, error) {
+	fail := func(tensor string, format string, args ...any) error {
+		return &TensorError{File: indexPath, Tensor: tensor, Err: fmt.Errorf("%w: "+format, append([]any{ErrInvalidIndex}, args...)...)}
+	}
+	idx, err := ReadIndex(indexPath)
+	if err != nil {
+		return nil, err
 	}
 	dir := filepath.Dir(indexPath)
-	files := slices.Sorted(maps.Keys(invert(idx.WeightMap)))
-	c := &Checkpoint{Path: path, Index: &idx, DeclaredTotalSize: -1, where: make(map[string]*File, len(idx.WeightMap))}
+	files := idx.Shards()
+	c := &Checkpoint{Path: path, Index: idx, DeclaredTotalSize: -1, where: make(map[string]*File, len(idx.WeightMap))}
 	ok := false
 	defer func() {
 		if !ok {
@@ -143,9 +170,6 @@ func openIndex(path, indexPath string, opts []Option) (*Checkpoint, error) {
 		}
 	}()
 	for _, name := range files {
-		if !filepath.IsLocal(name) || strings.ContainsAny(name, `/\`) {
-			return nil, fail("", "weight_map file %q is not a plain file name in the index directory", name)
-		}
 		p := filepath.Join(dir, name)
 		if _, err := os.Stat(p); err != nil {
 			return nil, fail("", "shard %q: %v", name, err)
