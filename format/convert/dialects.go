@@ -167,6 +167,18 @@ func marshalConfig(v map[string]any) ([]byte, error) {
 	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
+// peftFactorTensors returns a module's factors under PEFT's key names
+// (base_model.model.<path>.lora_A.weight / lora_B.weight, or
+// lora_embedding_A / lora_embedding_B for an embedding).
+func peftFactorTensors(m *module) ([]safetensors.Tensor, error) {
+	p := "base_model.model." + m.path
+	aName, bName := p+".lora_A.weight", p+".lora_B.weight"
+	if m.f.Embedding {
+		aName, bName = p+".lora_embedding_A", p+".lora_embedding_B"
+	}
+	return factorTensors(m, aName, bName)
+}
+
 // prepare collects and loads the modules for a safetensors target.
 func prepare(a *adapter.Adapter, to string, o Options, kinds []adapter.Kind) ([]*module, *Result, error) {
 	res := &Result{From: string(a.Dialect), To: to, DryRun: o.DryRun}
@@ -217,12 +229,7 @@ func ToPEFT(a *adapter.Adapter, dir string, o Options) (*Result, error) {
 		}
 		var tensors []safetensors.Tensor
 		for _, m := range g {
-			p := "base_model.model." + m.path
-			aName, bName := p+".lora_A.weight", p+".lora_B.weight"
-			if m.f.Embedding {
-				aName, bName = p+".lora_embedding_A", p+".lora_embedding_B"
-			}
-			ts, err := factorTensors(m, aName, bName)
+			ts, err := peftFactorTensors(m)
 			if err != nil {
 				return nil, err
 			}

@@ -190,12 +190,7 @@ func GGUFToPEFT(path, dir string, o Options, arch string) (*Result, error) {
 	warnNonFinite(res, mods)
 	var tensors []safetensors.Tensor
 	for _, m := range mods {
-		p := "base_model.model." + m.path
-		aName, bName := p+".lora_A.weight", p+".lora_B.weight"
-		if m.f.Embedding {
-			aName, bName = p+".lora_embedding_A", p+".lora_embedding_B"
-		}
-		ts, err := factorTensors(m, aName, bName)
+		ts, err := peftFactorTensors(m)
 		if err != nil {
 			return nil, err
 		}
@@ -238,24 +233,6 @@ func unpermuteRows(b []float32, out, r, nHead int) error {
 		for i := 0; i < half; i++ {
 			for j := 0; j < 2; j++ {
 				nr, or := h*d+2*i+j, h*d+j*half+i
-				copy(b[or*r:(or+1)*r], src[nr*r:(nr+1)*r])
-			}
-		}
-	}
-	return nil
-}
-
-// unreorderQKV inverts reorderQKV.
-func unreorderQKV(b []float32, out, r, nHead int) error {
-	if nHead <= 0 || out%(3*nHead) != 0 {
-		return fmt.Errorf("%d fused rows are not 3 × %d heads", out, nHead)
-	}
-	d := out / (3 * nHead)
-	src := append([]float32(nil), b...)
-	for h := 0; h < nHead; h++ {
-		for t := 0; t < 3; t++ {
-			for i := 0; i < d; i++ {
-				nr, or := t*nHead*d+h*d+i, h*3*d+t*d+i
 				copy(b[or*r:(or+1)*r], src[nr*r:(nr+1)*r])
 			}
 		}

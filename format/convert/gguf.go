@@ -379,7 +379,15 @@ func permuteRows(b []float32, out, r, nHead int) error {
 
 // reorderQKV maps BLOOM/GPT-NeoX fused rows (head, {q,k,v}, d) to
 // llama.cpp's (q|k|v, head, d): new row t·H·d + h·d + i = old row h·3d + t·d + i.
-func reorderQKV(b []float32, out, r, nHead int) error {
+func reorderQKV(b []float32, out, r, nHead int) error { return permuteQKV(b, out, r, nHead, false) }
+
+// unreorderQKV inverts reorderQKV.
+func unreorderQKV(b []float32, out, r, nHead int) error { return permuteQKV(b, out, r, nHead, true) }
+
+// permuteQKV moves the rows (r values each) of a fused QKV factor between
+// the per-head layout (head, {q,k,v}, d) and llama.cpp's (q|k|v, head, d);
+// inverse goes back.
+func permuteQKV(b []float32, out, r, nHead int, inverse bool) error {
 	if nHead <= 0 || out%(3*nHead) != 0 {
 		return fmt.Errorf("%d fused rows are not 3 × %d heads", out, nHead)
 	}
@@ -388,8 +396,12 @@ func reorderQKV(b []float32, out, r, nHead int) error {
 	for h := 0; h < nHead; h++ {
 		for t := 0; t < 3; t++ {
 			for i := 0; i < d; i++ {
-				nr, or := t*nHead*d+h*d+i, h*3*d+t*d+i
-				copy(b[nr*r:(nr+1)*r], src[or*r:(or+1)*r])
+				llama, perHead := t*nHead*d+h*d+i, h*3*d+t*d+i
+				to, from := llama, perHead
+				if inverse {
+					to, from = perHead, llama
+				}
+				copy(b[to*r:(to+1)*r], src[from*r:(from+1)*r])
 			}
 		}
 	}
