@@ -16,6 +16,7 @@ import (
 
 	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/internal/atomicfile"
+	"github.com/adaptool/adaptool/internal/provenance"
 )
 
 // Metadata keys written by QuantizeFile into __metadata__.
@@ -182,6 +183,40 @@ func openInput(path string) (*input, error) {
 	return in, nil
 }
 
+// hashInputs starts hashing every input safetensors file (each shard of a
+// checkpoint) in the background, so that the digests are ready by the time
+// the output header is written without a serial pass over the input.
+func (in *input) hashInputs() []*provenance.Pending {
+	hs := make([]*provenance.Pending, len(in.ck.Shards))
+	for i, f := range in.ck.Shards {
+		hs[i] = provenance.HashAsync(f.Name())
+	}
+	return hs
+}
+
+// cancelHashes stops the background hashes that are still running.
+func cancelHashes(hs []*provenance.Pending) {
+	for _, h := range hs {
+		h.Cancel()
+	}
+}
+
+// provenance waits for the input digests and adds the provenance record of
+// op (SPEC §1: operation, params, sha256 of each input file) to meta,
+// replacing any record of an earlier operation.
+func (in *input) provenance(meta map[string]string, op string, params any, hs []*provenance.Pending) error {
+	ins := make([]provenance.Input, len(hs))
+	for i, h := range hs {
+		sum, err := h.Wait()
+		if err != nil {
+			return fmt.Errorf("%s: hashing the input for provenance: %w", in.ck.Shards[i].Name(), err)
+		}
+		ins[i] = provenance.Input{Path: in.ck.Shards[i].Name(), SHA256: sum}
+	}
+	provenance.Merge(meta, provenance.Record(op, "", params, nil, nil, ins))
+	return nil
+}
+
 // write writes tensors to out: a single file for a file input, else a
 // directory holding the same file name (single-file directories such as
 // PEFT adapters) or a sharded checkpoint, plus copies of the input
@@ -291,6 +326,12 @@ func (c *quantCache) get(name string) (*Quantized, error) {
 // selected tensor once for the report, and the writer requantizes a tensor
 // when its output tensors are written (at most twice, as the canonical
 // writer groups tensors by dtype).
+//
+// The output's __metadata__ keeps the input's, with adaptool.quantization
+// (p as JSON) and the provenance record (SPEC §1): adaptool.operation
+// "quantize", adaptool.params = p, adaptool.inputs = the path and sha256 of
+// each input safetensors file, hashed in the background during the
+// analysis pass.
 func QuantizeFile(path, out string, opt FileOptions) (*Report, error) {
 	p, err := opt.Params.Normalize()
 	if err != nil {
@@ -302,8 +343,12 @@ func QuantizeFile(path, out string, opt FileOptions) (*Report, error) {
 	}
 	defer in.ck.Close()
 	rep := &Report{Input: path, Output: out, Params: p, DryRun: opt.DryRun, Tensors: []TensorReport{}, Skipped: []Skipped{}, LoRA: []LoRAError{}}
+	var hs []*provenance.Pending
 	if opt.DryRun {
 		rep.Output = ""
+	} else {
+		hs = in.hashInputs()
+		defer cancelHashes(hs)
 	}
 	detected := Detect(in.ck, in.names)
 	quantizedKey := map[string]Scheme{}
@@ -459,6 +504,9 @@ func QuantizeFile(path, out string, opt FileOptions) (*Report, error) {
 		sj, _ := json.Marshal(srcDTypes)
 		meta[MetaSourceDTypes] = string(sj)
 	}
+	if err := in.provenance(meta, "quantize", p, hs); err != nil {
+		return nil, err
+	}
 	if err := in.write(out, tensors, meta); err != nil {
 		return nil, err
 	}
@@ -535,11 +583,22 @@ func loraPairError(ck *safetensors.Checkpoint, lp loraPair, p Params) (LoRAError
 	return le, true, nil
 }
 
+// DequantizeParams is the adaptool.params record of DequantizeFile: the
+// schemes found in the input and, when the input records it (an adaptool
+// quantize output), its adaptool.quantization parameters.
+type DequantizeParams struct {
+	Schemes      []Scheme        `json:"schemes"`
+	Quantization json.RawMessage `json:"quantization,omitempty"`
+}
+
 // DequantizeFile replaces every quantized tensor of a file, adapter
 // directory or checkpoint (see Detect) by its float values, in the dtype
 // the layout or the adaptool metadata records (else F32), streaming one
 // tensor at a time; other tensors are copied byte-identically. The report
 // lists the tensors with bytes before and after (no error figures).
+// The output's __metadata__ drops adaptool.quantization and records
+// adaptool.operation "dequantize", adaptool.params (DequantizeParams) and
+// the path and sha256 of each input safetensors file.
 func DequantizeFile(path, out string, progress func(done, total int)) (*Report, error) {
 	in, err := openInput(path)
 	if err != nil {
@@ -550,6 +609,18 @@ func DequantizeFile(path, out string, progress func(done, total int)) (*Report, 
 	detected := Detect(in.ck, in.names)
 	if len(detected) == 0 {
 		return nil, fmt.Errorf("%w: %s: no quantized tensors found", ErrLayout, path)
+	}
+	hs := in.hashInputs()
+	defer cancelHashes(hs)
+	dp := DequantizeParams{Schemes: []Scheme{}}
+	for _, d := range detected {
+		if !slices.Contains(dp.Schemes, d.Scheme) {
+			dp.Schemes = append(dp.Schemes, d.Scheme)
+		}
+	}
+	slices.Sort(dp.Schemes)
+	if q, ok := in.meta[MetaQuantization]; ok && json.Valid([]byte(q)) {
+		dp.Quantization = json.RawMessage(q)
 	}
 	srcDTypes := map[string]string{}
 	if s, ok := in.meta[MetaSourceDTypes]; ok {
@@ -625,6 +696,9 @@ func DequantizeFile(path, out string, progress func(done, total int)) (*Report, 
 	delete(meta, MetaQuantization)
 	delete(meta, MetaSourceDTypes)
 	sort.Slice(rep.Tensors, func(i, j int) bool { return rep.Tensors[i].Name < rep.Tensors[j].Name })
+	if err := in.provenance(meta, "dequantize", dp, hs); err != nil {
+		return nil, err
+	}
 	if err := in.write(out, tensors, meta); err != nil {
 		return nil, err
 	}
