@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 
-	"gonum.org/v1/gonum/blas"
+	"github.com/adaptool/adaptool/ops/kernels"
 	"gonum.org/v1/gonum/blas/blas64"
 )
 
@@ -20,64 +20,121 @@ type Operator interface {
 }
 
 // Matrix32 is a dense float32 row-major Rows×Cols [Operator]. Products are
-// computed in float64 over panels of rows, so extra memory is bounded by one
-// panel (64 rows) plus the blocks.
+// float32 fused multiply-adds (kernels.RankUpdate) over blocks of at most
+// 64 rows by 256 columns, the blocks summed in float64 (see [Operator]
+// accuracy in the package doc), so extra memory is a few small blocks plus
+// the float32 copy of the right-hand side.
 type Matrix32 struct {
 	Rows, Cols int
 	Data       []float32
 }
 
-// panelRows is the height of the float64 panels every product streams over.
+// panelRows is the height of the row panels every product streams over.
 const panelRows = 64
+
+// depthCols is the largest depth (columns of the matrix) of one float32
+// partial product of Mul; partial products are summed in float64.
+const depthCols = 256
 
 // Dims implements [Operator].
 func (a Matrix32) Dims() (int, int) { return a.Rows, a.Cols }
 
 // Mul implements [Operator].
 func (a Matrix32) Mul(dst, x []float64, c int) {
-	p := make([]float64, panelRows*a.Cols)
-	mulRows(dst, x, c, a.Data, 0, a.Rows, a.Cols, p)
+	s := &prodScratch{}
+	s.setX(x, a.Cols, c)
+	mulRows(dst, c, a.Data, 0, a.Rows, a.Cols, s)
 }
 
 // MulTrans implements [Operator].
 func (a Matrix32) MulTrans(dst, y []float64, c int) {
-	p := make([]float64, panelRows*a.Cols)
+	s := &prodScratch{}
 	clear(dst[:a.Cols*c])
-	mulTransRows(dst, y, c, a.Data, 0, a.Rows, a.Cols, p)
+	mulTransRows(dst, y, c, a.Data, 0, a.Rows, a.Cols, s)
 }
 
-// panels calls f for each float64 panel of at most panelRows of the h rows
-// (h×cols float32) starting at row r0, with the panel's first row number;
-// p is the panel scratch. Panels start at r0, r0+64, …: callers keep r0 a
-// multiple of panelRows so that every Operator computes the same panels,
-// hence the same bits.
-func panels(rows []float32, r0, h, cols int, p []float64, f func(pb blas64.General, g int)) {
-	for i0 := 0; i0 < h; i0 += panelRows {
-		ph := min(panelRows, h-i0)
-		for i, v := range rows[i0*cols : (i0+ph)*cols] {
-			p[i] = float64(v)
-		}
-		f(blas64.General{Rows: ph, Cols: cols, Stride: cols, Data: p}, r0+i0)
+// prodScratch holds the float32 buffers of the products.
+type prodScratch struct {
+	x32 []float32 // Mul: x (cols×c) in float32
+	bp  []float32 // Mul: one panelRows×depthCols block of the rows
+	w   []float32 // Mul: panelRows×c partial product; MulTrans: c×cols
+	yt  []float32 // MulTrans: c×panelRows block of yᵀ
+}
+
+// setX stores x (cols×c float64) as float32.
+func (s *prodScratch) setX(x []float64, cols, c int) {
+	s.x32 = make([]float32, cols*c)
+	for i, v := range x[:cols*c] {
+		s.x32[i] = float32(v)
 	}
 }
 
 // mulRows sets rows [r0, r0+h) of dst (·×c) to rows·x, where rows holds
-// those h rows (h×cols float32) and x is cols×c.
-func mulRows(dst, x []float64, c int, rows []float32, r0, h, cols int, p []float64) {
-	xb := blas64.General{Rows: cols, Cols: c, Stride: c, Data: x}
-	panels(rows, r0, h, cols, p, func(pb blas64.General, g int) {
-		db := blas64.General{Rows: pb.Rows, Cols: c, Stride: c, Data: dst[g*c : (g+pb.Rows)*c]}
-		blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, pb, xb, 0, db)
-	})
+// those h rows (h×cols float32) and x (cols×c) is s.x32. Each element is
+// Σ over blocks of depthCols columns of a float32 fused multiply-add chain,
+// the blocks added in float64 in column order; rows are independent, so
+// the bits do not depend on how the rows are split.
+func mulRows(dst []float64, c int, rows []float32, r0, h, cols int, s *prodScratch) {
+	if len(s.bp) < panelRows*min(depthCols, cols) {
+		s.bp = make([]float32, panelRows*min(depthCols, cols))
+	}
+	if len(s.w) < panelRows*c {
+		s.w = make([]float32, panelRows*c)
+	}
+	for i0 := 0; i0 < h; i0 += panelRows {
+		ph := min(panelRows, h-i0)
+		d := dst[(r0+i0)*c : (r0+i0+ph)*c]
+		for k0 := 0; k0 < cols; k0 += depthCols {
+			kc := min(depthCols, cols-k0)
+			bp := s.bp[:ph*kc]
+			for i := 0; i < ph; i++ {
+				copy(bp[i*kc:(i+1)*kc], rows[(i0+i)*cols+k0:(i0+i)*cols+k0+kc])
+			}
+			w := s.w[:ph*c]
+			clear(w)
+			kernels.RankUpdate(w, ph, c, 1, bp, s.x32[k0*c:(k0+kc)*c], kc)
+			if k0 == 0 {
+				for i, v := range w {
+					d[i] = float64(v)
+				}
+				continue
+			}
+			for i, v := range w {
+				d[i] += float64(v)
+			}
+		}
+	}
 }
 
-// mulTransRows adds rowsᵀ·y[r0:r0+h] to dst (cols×c).
-func mulTransRows(dst, y []float64, c int, rows []float32, r0, h, cols int, p []float64) {
-	db := blas64.General{Rows: cols, Cols: c, Stride: c, Data: dst}
-	panels(rows, r0, h, cols, p, func(pb blas64.General, g int) {
-		yb := blas64.General{Rows: pb.Rows, Cols: c, Stride: c, Data: y[g*c : (g+pb.Rows)*c]}
-		blas64.Gemm(blas.Trans, blas.NoTrans, 1, pb, yb, 1, db)
-	})
+// mulTransRows adds rowsᵀ·y[r0:r0+h] to dst (cols×c): per panel of 64
+// rows (starting at r0, r0+64, …; callers keep r0 a multiple of
+// panelRows so that every Operator computes the same panels, hence the
+// same bits) a float32 fused multiply-add chain over the panel's rows,
+// the panels added to dst in float64 in row order.
+func mulTransRows(dst, y []float64, c int, rows []float32, r0, h, cols int, s *prodScratch) {
+	if len(s.w) < c*cols {
+		s.w = make([]float32, c*cols)
+	}
+	if len(s.yt) < c*panelRows {
+		s.yt = make([]float32, c*panelRows)
+	}
+	for i0 := 0; i0 < h; i0 += panelRows {
+		ph := min(panelRows, h-i0)
+		yt := s.yt[:c*ph]
+		for i := 0; i < ph; i++ {
+			for j, v := range y[(r0+i0+i)*c : (r0+i0+i+1)*c] {
+				yt[j*ph+i] = float32(v)
+			}
+		}
+		zt := s.w[:c*cols]
+		clear(zt)
+		kernels.RankUpdate(zt, c, cols, 1, yt, rows[i0*cols:(i0+ph)*cols], ph)
+		for j := 0; j < c; j++ {
+			for i, v := range zt[j*cols : (j+1)*cols] {
+				dst[i*c+j] += float64(v)
+			}
+		}
+	}
 }
 
 // RowTiles is a Rows×Cols [Operator] whose rows are generated on demand, a
@@ -104,28 +161,29 @@ func (t RowTiles) tile() int {
 	return (h + panelRows - 1) / panelRows * panelRows
 }
 
-// sweep calls f on every tile in row order with the filled rows and a
-// float64 panel scratch.
-func (t RowTiles) sweep(f func(rows []float32, r0, h int, p []float64)) {
+// sweep calls f on every tile in row order with the filled rows.
+func (t RowTiles) sweep(f func(rows []float32, r0, h int)) {
 	th := t.tile()
 	buf := make([]float32, min(th, t.Rows)*t.Cols)
-	p := make([]float64, panelRows*t.Cols)
 	for r0 := 0; r0 < t.Rows; r0 += th {
 		h := min(th, t.Rows-r0)
 		t.Fill(r0, h, buf[:h*t.Cols])
-		f(buf[:h*t.Cols], r0, h, p)
+		f(buf[:h*t.Cols], r0, h)
 	}
 }
 
 // Mul implements [Operator].
 func (t RowTiles) Mul(dst, x []float64, c int) {
-	t.sweep(func(rows []float32, r0, h int, p []float64) { mulRows(dst, x, c, rows, r0, h, t.Cols, p) })
+	s := &prodScratch{}
+	s.setX(x, t.Cols, c)
+	t.sweep(func(rows []float32, r0, h int) { mulRows(dst, c, rows, r0, h, t.Cols, s) })
 }
 
 // MulTrans implements [Operator].
 func (t RowTiles) MulTrans(dst, y []float64, c int) {
+	s := &prodScratch{}
 	clear(dst[:t.Cols*c])
-	t.sweep(func(rows []float32, r0, h int, p []float64) { mulTransRows(dst, y, c, rows, r0, h, t.Cols, p) })
+	t.sweep(func(rows []float32, r0, h int) { mulTransRows(dst, y, c, rows, r0, h, t.Cols, s) })
 }
 
 // RandomizedOptions tunes [Randomized]. The zero value is the default.
