@@ -1,6 +1,9 @@
 package safetensors
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +14,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/adaptool/adaptool/internal/provenance"
 )
 
 // RecastOptions says what Recast converts. The zero value is not usable:
@@ -83,7 +88,21 @@ var recastChunk int64 = 1 << 22
 // saturates finite overflow to ±57344; NaN stays NaN. This is a plain cast
 // with no scale: for scaled FP8 use the quant package. Tensors already in the
 // target dtype, tensors not matched by Only and non-float tensors keep their
-// bytes. The file's __metadata__ is kept.
+// bytes.
+//
+// Each output file keeps its input file's __metadata__ and records the
+// provenance of SPEC §1 (internal/provenance, replacing the record of any
+// earlier operation): adaptool.operation "convert-dtype", adaptool.params
+// (RecastParams) and adaptool.inputs, the path and sha256 of the input
+// .safetensors file it was converted from (one per output file, so each
+// shard records its own source shard). The sha256 is computed in a goroutine
+// reading the input concurrently with the conversion (the bytes are read
+// anyway, so the second read comes from the page cache and adds no serial
+// pass); the header is written with a unique placeholder digest that is
+// overwritten in place, in the temporary file, before it is renamed. The
+// hash is never skipped: Recast reads named files only, never a stream. A
+// dry run hashes nothing. Shard index files carry no __metadata__ and get
+// no record.
 func Recast(in, out string, opts RecastOptions) (*RecastReport, error) {
 	if !recastTarget(opts.DType) {
 		return nil, fmt.Errorf("safetensors: recast: target dtype %s is not one of F32, F16, BF16, F8_E4M3, F8_E5M2, F64", opts.DType)
@@ -297,6 +316,12 @@ func recastIndex(in, out string, rep *RecastReport) error {
 	return WriteIndex(out, &idx)
 }
 
+// RecastParams is the adaptool.params record of a Recast output.
+type RecastParams struct {
+	DType DType  `json:"dtype"`          // the target dtype
+	Only  string `json:"only,omitempty"` // the Only pattern, when given
+}
+
 // recastFile streams one safetensors file.
 func recastFile(in, out string, opts RecastOptions, rep *RecastReport) error {
 	f, err := Open(in)
@@ -336,9 +361,75 @@ func recastFile(in, out string, opts RecastOptions, rep *RecastReport) error {
 	if opts.DryRun {
 		return nil
 	}
-	if err := WriteFile(out, tensors, f.Metadata); err != nil {
+	if err := recastWrite(in, out, tensors, f.Metadata, opts); err != nil {
 		rep.Tensors = rep.Tensors[:first]
 		return err
+	}
+	return nil
+}
+
+// recastWrite writes the tensors converted from the file in to out, as
+// WriteFile does, with the provenance record: the input is hashed in the
+// background while the tensors are written, and its digest replaces a
+// random placeholder in the header of the temporary file before rename.
+func recastWrite(in, out string, tensors []Tensor, inMeta map[string]string, opts RecastOptions) error {
+	hash := provenance.HashAsync(in)
+	defer hash.Cancel()
+	var rnd [32]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return err
+	}
+	marker := hex.EncodeToString(rnd[:]) // as long as a sha256 in hex
+	params := RecastParams{DType: opts.DType}
+	if opts.Only != nil {
+		params.Only = opts.Only.String()
+	}
+	meta := make(map[string]string, len(inMeta)+8)
+	for k, v := range inMeta {
+		meta[k] = v
+	}
+	provenance.Merge(meta, provenance.Record("convert-dtype", "", params, nil, nil,
+		[]provenance.Input{{Path: in, SHA256: marker}}))
+	o := writeOptions{name: out}
+	if _, err := makePlan(tensors, meta, &o); err != nil { // validate before creating anything
+		return err
+	}
+	return atomicWrite(out, func(w *os.File) error {
+		if err := write(w, tensors, meta, &o); err != nil {
+			return err
+		}
+		sum, err := hash.Wait()
+		if err != nil {
+			return fmt.Errorf("%s: hashing the input for provenance: %w", in, err)
+		}
+		return patchHeader(w, out, marker, sum)
+	})
+}
+
+// patchHeader replaces the one occurrence of marker in the header of the
+// safetensors file being written to w by sum (of the same length).
+func patchHeader(w *os.File, name, marker, sum string) error {
+	var prefix [prefixSize]byte
+	if _, err := w.ReadAt(prefix[:], 0); err != nil {
+		return &WriteError{Path: name, Err: err}
+	}
+	var n uint64
+	for i := range prefix {
+		n |= uint64(prefix[i]) << (8 * i)
+	}
+	if n > MaxHeaderSize || len(sum) != len(marker) {
+		return &WriteError{Path: name, Err: fmt.Errorf("provenance: header of %d bytes, digest of %d", n, len(sum))}
+	}
+	header := make([]byte, n)
+	if _, err := w.ReadAt(header, prefixSize); err != nil {
+		return &WriteError{Path: name, Err: err}
+	}
+	i := bytes.Index(header, []byte(marker))
+	if i < 0 || bytes.Count(header, []byte(marker)) != 1 {
+		return &WriteError{Path: name, Err: errors.New("provenance: digest placeholder not found once in the header")}
+	}
+	if _, err := w.WriteAt([]byte(sum), int64(prefixSize+i)); err != nil {
+		return &WriteError{Path: name, Err: err}
 	}
 	return nil
 }
