@@ -1,11 +1,8 @@
 package inspect
 
 import (
-	"encoding/binary"
-	"encoding/json"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -209,31 +206,10 @@ func TestCheckCorpusGPT2(t *testing.T) {
 	}
 }
 
-// writeHeaderOnlyBase writes just the prefix and an F16 header (no data).
+// writeHeaderOnlyBase writes a header-only F16 base (see testgen.WriteHeaderOnly).
 func writeHeaderOnlyBase(t *testing.T, path string, shapes map[string][]int) {
 	t.Helper()
-	names := make([]string, 0, len(shapes))
-	for n := range shapes {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	hdr := map[string]any{}
-	var off int64
-	for _, n := range names {
-		size := int64(2)
-		for _, d := range shapes[n] {
-			size *= int64(d)
-		}
-		hdr[n] = map[string]any{"dtype": "F16", "shape": shapes[n], "data_offsets": []int64{off, off + size}}
-		off += size
-	}
-	js, _ := json.Marshal(hdr)
-	for len(js)%8 != 0 {
-		js = append(js, ' ')
-	}
-	b := make([]byte, 8, 8+len(js))
-	binary.LittleEndian.PutUint64(b, uint64(len(js)))
-	if err := os.WriteFile(path, append(b, js...), 0o644); err != nil {
+	if err := testgen.WriteHeaderOnly(path, "F16", 2, shapes); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +12,7 @@ import (
 	"github.com/adaptool/adaptool/format/convert"
 	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/internal/testcorpus"
+	"github.com/adaptool/adaptool/internal/testgen"
 	"github.com/adaptool/adaptool/quant"
 )
 
@@ -246,32 +245,10 @@ func TestReportWithBase(t *testing.T) {
 	}
 }
 
-// writeHeaderOnly writes the 8-byte prefix and a BF16 header for shapes,
-// with no data section (a header-only base, as check accepts).
+// writeHeaderOnly writes a header-only BF16 base (see testgen.WriteHeaderOnly).
 func writeHeaderOnly(t *testing.T, path string, shapes map[string][]int) {
 	t.Helper()
-	names := make([]string, 0, len(shapes))
-	for n := range shapes {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	hdr := map[string]any{}
-	var off int64
-	for _, n := range names {
-		size := int64(2)
-		for _, d := range shapes[n] {
-			size *= int64(d)
-		}
-		hdr[n] = map[string]any{"dtype": "BF16", "shape": shapes[n], "data_offsets": []int64{off, off + size}}
-		off += size
-	}
-	js, _ := json.Marshal(hdr)
-	for len(js)%8 != 0 {
-		js = append(js, ' ')
-	}
-	b := make([]byte, 8, 8+len(js))
-	binary.LittleEndian.PutUint64(b, uint64(len(js)))
-	if err := os.WriteFile(path, append(b, js...), 0o644); err != nil {
+	if err := testgen.WriteHeaderOnly(path, "BF16", 2, shapes); err != nil {
 		t.Fatal(err)
 	}
 }

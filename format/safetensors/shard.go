@@ -130,7 +130,7 @@ func ReadIndex(indexPath string) (*Index, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if err := dec.Decode(&idx); err != nil {
-		return nil, fail("", "%v", err)
+		return nil, fail("", "invalid index JSON: %v", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fail("", "trailing data after the index object")
