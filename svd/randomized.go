@@ -55,17 +55,27 @@ func (a Matrix32) MulTrans(dst, y []float64, c int) {
 
 // prodScratch holds the float32 buffers of the products.
 type prodScratch struct {
-	x32 []float32 // Mul: x (cols×c) in float32
+	x32 []float32 // Mul: x (cols×c) in float32, columns padded to cp
+	cp  int       // Mul: c rounded up to a multiple of padCols
 	bp  []float32 // Mul: one panelRows×depthCols block of the rows
-	w   []float32 // Mul: panelRows×c partial product; MulTrans: c×cols
-	yt  []float32 // MulTrans: c×panelRows block of yᵀ
+	w   []float32 // Mul: panelRows×cp partial product; MulTrans: c4×cols
+	yt  []float32 // MulTrans: c4×panelRows block of yᵀ (rows padded to c4)
 }
 
-// setX stores x (cols×c float64) as float32.
+// padCols is the multiple the product widths are padded to with zeros, so
+// that kernels.RankUpdate runs whole SIMD vectors (16 float32 lanes) and
+// whole 4-row groups; the padding only adds zero terms.
+const padCols = 16
+
+// setX stores x (cols×c float64) as float32, padding each row with zero
+// columns to s.cp.
 func (s *prodScratch) setX(x []float64, cols, c int) {
-	s.x32 = make([]float32, cols*c)
-	for i, v := range x[:cols*c] {
-		s.x32[i] = float32(v)
+	s.cp = (c + padCols - 1) / padCols * padCols
+	s.x32 = make([]float32, cols*s.cp)
+	for j := 0; j < cols; j++ {
+		for k, v := range x[j*c : (j+1)*c] {
+			s.x32[j*s.cp+k] = float32(v)
+		}
 	}
 }
 
@@ -78,8 +88,9 @@ func mulRows(dst []float64, c int, rows []float32, r0, h, cols int, s *prodScrat
 	if len(s.bp) < panelRows*min(depthCols, cols) {
 		s.bp = make([]float32, panelRows*min(depthCols, cols))
 	}
-	if len(s.w) < panelRows*c {
-		s.w = make([]float32, panelRows*c)
+	cp := s.cp
+	if len(s.w) < panelRows*cp {
+		s.w = make([]float32, panelRows*cp)
 	}
 	for i0 := 0; i0 < h; i0 += panelRows {
 		ph := min(panelRows, h-i0)
@@ -90,17 +101,20 @@ func mulRows(dst []float64, c int, rows []float32, r0, h, cols int, s *prodScrat
 			for i := 0; i < ph; i++ {
 				copy(bp[i*kc:(i+1)*kc], rows[(i0+i)*cols+k0:(i0+i)*cols+k0+kc])
 			}
-			w := s.w[:ph*c]
+			w := s.w[:ph*cp]
 			clear(w)
-			kernels.RankUpdate(w, ph, c, 1, bp, s.x32[k0*c:(k0+kc)*c], kc)
-			if k0 == 0 {
-				for i, v := range w {
-					d[i] = float64(v)
+			kernels.RankUpdate(w, ph, cp, 1, bp, s.x32[k0*cp:(k0+kc)*cp], kc)
+			for i := 0; i < ph; i++ {
+				di, wi := d[i*c:(i+1)*c], w[i*cp:i*cp+c]
+				if k0 == 0 {
+					for k, v := range wi {
+						di[k] = float64(v)
+					}
+					continue
 				}
-				continue
-			}
-			for i, v := range w {
-				d[i] += float64(v)
+				for k, v := range wi {
+					di[k] += float64(v)
+				}
 			}
 		}
 	}
@@ -112,23 +126,25 @@ func mulRows(dst []float64, c int, rows []float32, r0, h, cols int, s *prodScrat
 // same bits) a float32 fused multiply-add chain over the panel's rows,
 // the panels added to dst in float64 in row order.
 func mulTransRows(dst, y []float64, c int, rows []float32, r0, h, cols int, s *prodScratch) {
-	if len(s.w) < c*cols {
-		s.w = make([]float32, c*cols)
+	c4 := (c + 3) &^ 3
+	if len(s.w) < c4*cols {
+		s.w = make([]float32, c4*cols)
 	}
-	if len(s.yt) < c*panelRows {
-		s.yt = make([]float32, c*panelRows)
+	if len(s.yt) < c4*panelRows {
+		s.yt = make([]float32, c4*panelRows)
 	}
 	for i0 := 0; i0 < h; i0 += panelRows {
 		ph := min(panelRows, h-i0)
-		yt := s.yt[:c*ph]
+		yt := s.yt[:c4*ph]
+		clear(yt[c*ph:])
 		for i := 0; i < ph; i++ {
 			for j, v := range y[(r0+i0+i)*c : (r0+i0+i+1)*c] {
 				yt[j*ph+i] = float32(v)
 			}
 		}
-		zt := s.w[:c*cols]
+		zt := s.w[:c4*cols]
 		clear(zt)
-		kernels.RankUpdate(zt, c, cols, 1, yt, rows[i0*cols:(i0+ph)*cols], ph)
+		kernels.RankUpdate(zt, c4, cols, 1, yt, rows[i0*cols:(i0+ph)*cols], ph)
 		for j := 0; j < c; j++ {
 			for i, v := range zt[j*cols : (j+1)*cols] {
 				dst[i*c+j] += float64(v)
