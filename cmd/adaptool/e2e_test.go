@@ -1311,17 +1311,14 @@ func valueRows(t *testing.T) []e2eRow {
 		{name: "prov/to-kohya", args: []string{"convert", "--to", "kohya", "$lora", "-o", "$out.safetensors"}, prov: [2]string{"$out.safetensors", "$lora/adapter_model.safetensors"}},
 		{name: "prov/kohya-to-peft", args: []string{"convert", "--to", "peft", "$kohya", "-o", "$out"}, prov: [2]string{"$out/unet/adapter_model.safetensors", "$kohya"}},
 		{name: "prov/gguf-to-peft", args: []string{"convert", "--to", "peft", "$keep/a.gguf", "-o", "$out"}, prov: [2]string{"$out/adapter_model.safetensors", "$keep/a.gguf"}},
-		{name: "prov/convert-dtype", args: []string{"convert", "--dtype", "bf16", "$lora", "-o", "$out"}, prov: [2]string{"$out/adapter_model.safetensors", "$lora/adapter_model.safetensors"},
-			knownBug: "convert --dtype (safetensors.Recast) keeps the input's __metadata__ but records no adaptool.operation/params/inputs sha256 (SPEC cli.md provenance); hashing needs one more pass over each input (cmd/adaptool/convert_dtype.go + format/safetensors/recast.go)"},
-		{name: "prov/quantize", args: []string{"quantize", "--scheme", "nf4", "$lora", "-o", "$out"}, prov: [2]string{"$out/adapter_model.safetensors", "$lora/adapter_model.safetensors"},
-			knownBug: "quantize records only adaptool.quantization {scheme, blocksize}: no adaptool.operation, no sha256 of the input (SPEC cli.md provenance; quant / cmd/adaptool/quantize.go)"},
+		{name: "prov/convert-dtype", args: []string{"convert", "--dtype", "bf16", "$lora", "-o", "$out"}, prov: [2]string{"$out/adapter_model.safetensors", "$lora/adapter_model.safetensors"}},
+		{name: "prov/quantize", args: []string{"quantize", "--scheme", "nf4", "$lora", "-o", "$out"}, prov: [2]string{"$out/adapter_model.safetensors", "$lora/adapter_model.safetensors"}},
 		{name: "prov/dequantize", args: []string{"dequantize", "$keep/q", "-o", "$out"}, prov: [2]string{"$out/adapter_model.safetensors", "$keep/q/adapter_model.safetensors"},
 			prepare: func(t *testing.T, keep string) {
 				if code, _, stderr := runCLI(t, "quantize", "--scheme", "int8", filepath.Join(keep, "neg"), "-o", filepath.Join(keep, "q")); code != 0 {
 					t.Fatalf("quantize: %d %s", code, stderr)
 				}
-			},
-			knownBug: "dequantize writes only {\"format\":\"pt\"}: no adaptool.* provenance at all (SPEC cli.md; quant / cmd/adaptool/dequantize.go)"},
+			}},
 		{name: "values/diff", args: []string{"diff", "--json", "$lora", "$keep/neg"}, values: merged(map[string]float64{"modules.1.delta_fro_norm_a": lv, "modules.1.delta_fro_norm_b": lv},
 			map[string]float64{"modules.0.cosine": -1, "modules.1.relative_distance": 2, "modules.2.norm_ratio": 1, "modules.2.delta_fro_norm_a": l1, "modules.0.delta_fro_norm_b": lq}), tol: 1e-5},
 		{name: "values/diff-scaled", args: []string{"diff", "--json", "$lora", "$keep/quarter"}, values: map[string]float64{"modules.0.cosine": -1, "modules.0.norm_ratio": 0.25, "modules.1.relative_distance": 1.25}},
