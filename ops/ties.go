@@ -9,6 +9,49 @@ package ops
 // float64; the work goes in blocks of elements so that the inner loops have
 // no per-input branches.
 func disjointMerge(out []float32, ts [][]float32, w []float64, frequency bool) {
+	var two [2]int
+	n := 0
+	for i, t := range ts {
+		if t != nil {
+			if n < 2 {
+				two[n] = i
+			}
+			n++
+		}
+	}
+	if n == 2 && !frequency {
+		disjointMerge2(out, ts[two[0]], ts[two[1]], w[two[0]], w[two[1]])
+		return
+	}
+	disjointMergeBlocks(out, ts, w, frequency)
+}
+
+// disjointMerge2 is disjointMerge ("total" election) for exactly two
+// present tensors a, b with weights wa, wb: the same float64 operations in
+// the same order, fused into one pass over the elements.
+func disjointMerge2(out, a, b []float32, wa, wb float64) {
+	a, b = a[:len(out)], b[:len(out)]
+	for k := range out {
+		va, vb := a[k], b[k]
+		m := 0.0
+		m += float64(va)
+		m += float64(vb)
+		neg := m < 0
+		num, cnt := 0.0, 0
+		if (va > 0 && !neg) || (va < 0 && neg) {
+			num += wa * float64(va)
+			cnt++
+		}
+		if (vb > 0 && !neg) || (vb < 0 && neg) {
+			num += wb * float64(vb)
+			cnt++
+		}
+		out[k] = float32(num / float64(max(cnt, 1)))
+	}
+}
+
+// disjointMergeBlocks is disjointMerge for any number of tensors.
+func disjointMergeBlocks(out []float32, ts [][]float32, w []float64, frequency bool) {
 	const blk = 256
 	var m, num [blk]float64
 	var cnt [blk]int32

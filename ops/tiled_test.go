@@ -161,3 +161,35 @@ func TestDAREMaskIsSplitMix64(t *testing.T) {
 		}
 	}
 }
+
+// TestDisjointMerge2Bits checks that the two-input ties kernel gives the
+// bits of the general block kernel, with zeros, negative zeros, NaN,
+// opposite values that cancel (a tie elects +) and an absent third input.
+func TestDisjointMerge2Bits(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	const n = 1000
+	a, b := make([]float32, n), make([]float32, n)
+	special := []float32{0, float32(math.Copysign(0, -1)), 1.5, -1.5, float32(math.NaN())}
+	for i := range a {
+		a[i] = float32(rng.NormFloat64())
+		b[i] = float32(rng.NormFloat64())
+		switch rng.IntN(4) {
+		case 0:
+			a[i] = special[rng.IntN(len(special))]
+		case 1:
+			b[i] = special[rng.IntN(len(special))]
+		case 2:
+			b[i] = -a[i]
+		}
+	}
+	for _, w := range [][]float64{{1, 1}, {0.7, -1.3}} {
+		got, want := make([]float32, n), make([]float32, n)
+		disjointMerge(got, [][]float32{a, nil, b}, []float64{w[0], 5, w[1]}, false)
+		disjointMergeBlocks(want, [][]float32{a, b}, w, false)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("w %v: element %d (%g, %g) = %g, want %g", w, i, a[i], b[i], got[i], want[i])
+			}
+		}
+	}
+}
