@@ -98,7 +98,8 @@ var recastChunk int64 = 1 << 22
 // shard records its own source shard). The sha256 is computed in a goroutine
 // reading the input concurrently with the conversion (the bytes are read
 // anyway, so the second read comes from the page cache and adds no serial
-// pass); the header is written with a unique placeholder digest that is
+// pass; a memory-mapped input is hashed straight from its mapping); the
+// header is written with a unique placeholder digest that is
 // overwritten in place, in the temporary file, before it is renamed. The
 // hash is never skipped: Recast reads named files only, never a stream. A
 // dry run hashes nothing. Shard index files carry no __metadata__ and get
@@ -361,7 +362,7 @@ func recastFile(in, out string, opts RecastOptions, rep *RecastReport) error {
 	if opts.DryRun {
 		return nil
 	}
-	if err := recastWrite(in, out, tensors, f.Metadata, opts); err != nil {
+	if err := recastWrite(f, in, out, tensors, opts); err != nil {
 		rep.Tensors = rep.Tensors[:first]
 		return err
 	}
@@ -372,9 +373,15 @@ func recastFile(in, out string, opts RecastOptions, rep *RecastReport) error {
 // WriteFile does, with the provenance record: the input is hashed in the
 // background while the tensors are written, and its digest replaces a
 // random placeholder in the header of the temporary file before rename.
-func recastWrite(in, out string, tensors []Tensor, inMeta map[string]string, opts RecastOptions) error {
-	hash := provenance.HashAsync(in)
+func recastWrite(f *File, in, out string, tensors []Tensor, opts RecastOptions) error {
+	var hash *provenance.Pending
+	if f.mapped != nil {
+		hash = provenance.HashBytesAsync(f.mapped) // the whole file, zero-copy
+	} else {
+		hash = provenance.HashAsync(in)
+	}
 	defer hash.Cancel()
+	inMeta := f.Metadata
 	var rnd [32]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return err

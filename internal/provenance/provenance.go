@@ -101,6 +101,28 @@ func HashAsync(path string) *Pending {
 	return p
 }
 
+// HashBytesAsync is HashAsync over bytes already in memory, typically a
+// memory-mapped input file: hashing reads the mapping directly, with no
+// read copies. b must stay valid (mapped) until Wait or Cancel returns.
+func HashBytesAsync(b []byte) *Pending {
+	p := &Pending{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		h := sha256.New()
+		for len(b) > 0 {
+			if p.stop.Load() {
+				p.err = errCanceled
+				return
+			}
+			n := min(len(b), 1<<20)
+			h.Write(b[:n])
+			b = b[n:]
+		}
+		p.sum = hex.EncodeToString(h.Sum(nil))
+	}()
+	return p
+}
+
 // Wait blocks until the hash is complete and returns it.
 func (p *Pending) Wait() (string, error) {
 	<-p.done

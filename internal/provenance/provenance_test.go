@@ -39,6 +39,10 @@ func TestFileSHA256(t *testing.T) {
 			if err != nil || async != got {
 				t.Errorf("HashAsync = %s, %v; want %s", async, err, got)
 			}
+			mem, err := HashBytesAsync([]byte(c.data)).Wait()
+			if err != nil || mem != got {
+				t.Errorf("HashBytesAsync = %s, %v; want %s", mem, err, got)
+			}
 		})
 	}
 	if _, err := FileSHA256(filepath.Join(dir, "missing")); err == nil {
