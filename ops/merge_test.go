@@ -283,3 +283,41 @@ func TestMergeModuleErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeDenseSmallRandomized: a 300×200 ties merge back to rank 16 takes
+// the randomized route (K+p = 26 < 200/2); its error and kept energy are
+// within 0.1 % and 0.5 % of the Eckart–Young optimum of the float64
+// reference merge, and the reported
+// FroError and Norm are those of the written factors.
+func TestMergeDenseSmallRandomized(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	const m, n, k = 300, 200, 16
+	if exactSmall(m, n, RankParams{Rank: k}, k) {
+		t.Fatal("300×200 at rank 16 should take the randomized route")
+	}
+	in := []*LowRank{randLowRank(rng, m, n, 16, 2, false), randLowRank(rng, m, n, 16, 1, false)}
+	w := []float64{1, 0.5}
+	p := ElementwiseParams{Density: Float(0.3)}
+	res, st, err := mergeDense("ties", in, w, p, RankParams{Rank: k}, 7, denseOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged := refTies([][]float64{refTopK(refDelta(in[0]), 0.3), refTopK(refDelta(in[1]), 0.3)}, w, false)
+	_, sv, tail := denseTruncated(t, m, n, merged, k)
+	got := refProduct(res)
+	var e2, n2 float64
+	for i := range merged {
+		e2 += (got[i] - merged[i]) * (got[i] - merged[i])
+		n2 += merged[i] * merged[i]
+	}
+	e := math.Sqrt(e2)
+	// The kept energy ‖X‖² − e² against the optimum Σ_{i≤k}σᵢ² (the error
+	// alone is dominated by the tail here).
+	kept, opt := n2-e*e, n2-tail*tail
+	if e > 1.001*tail || kept < 0.995*opt {
+		t.Errorf("error %g, kept energy %g; Eckart–Young: %g, %g", e, kept, tail, opt)
+	}
+	if !near(st.FroError, e, 1e-4*sv[0]) || !near(st.Norm, math.Sqrt(n2), 1e-5*math.Sqrt(n2)) {
+		t.Errorf("stats %+v, want fro_error %g norm %g", st, e, math.Sqrt(n2))
+	}
+}
