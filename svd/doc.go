@@ -29,6 +29,20 @@
 // [Fn] re-weights a spectrum (scale, truncate, energy, soft threshold, shrink,
 // power, explicit weights) as defined in the project's merging notes §12.
 //
-// Factorizations run in float64 (gonum); inputs and outputs are float32
-// row-major slices.
+// Factorizations (QR, the small SVDs) run in float64 (gonum); inputs and
+// outputs are float32 row-major slices.
+//
+// # Accuracy of the randomized products
+//
+// The block products of [Matrix32] and [RowTiles] (Op·X, Opᵀ·Y, which
+// carry the O(mn·(k+p)·(2q+2)) cost) run in float32: the float64 blocks X,
+// Y are rounded to float32 and multiplied by fused multiply-add chains
+// (kernels.RankUpdate) of at most 256 columns (Op·X) or 64 rows (Opᵀ·Y),
+// the chains summed in float64. Each element of a product is then within
+// (c+2)·2⁻²⁴·Σⱼ|opᵢⱼ·xⱼₖ| of the exact value (c the chain length). The
+// sketches, bases and core are float64, so the decomposition is that of a
+// matrix within about 1e-6·‖Op‖ of Op: singular values to ~1e-6·σ₁, which
+// is below the float32 rounding of the factors written. Products are
+// computed in fixed 64-row panels, so a [RowTiles] and a [Matrix32] with the
+// same values give the same bits.
 package svd

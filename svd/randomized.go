@@ -21,9 +21,9 @@ type Operator interface {
 
 // Matrix32 is a dense float32 row-major Rows×Cols [Operator]. Products are
 // float32 fused multiply-adds (kernels.RankUpdate) over blocks of at most
-// 64 rows by 256 columns, the blocks summed in float64 (see [Operator]
-// accuracy in the package doc), so extra memory is a few small blocks plus
-// the float32 copy of the right-hand side.
+// 64 rows by 256 columns, the blocks summed in float64 (see "Accuracy of
+// the randomized products" in the package doc), so extra memory is a few
+// small blocks plus the float32 copy of the right-hand side.
 type Matrix32 struct {
 	Rows, Cols int
 	Data       []float32
