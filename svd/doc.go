@@ -41,8 +41,10 @@
 // the chains summed in float64. Each element of a product is then within
 // (c+2)·2⁻²⁴·Σⱼ|opᵢⱼ·xⱼₖ| of the exact value (c the chain length). The
 // sketches, bases and core are float64, so the decomposition is that of a
-// matrix within about 1e-6·‖Op‖ of Op: singular values to ~1e-6·σ₁, which
-// is below the float32 rounding of the factors written. Products are
+// perturbed Op, the perturbation bounded elementwise by 258·2⁻²⁴ ≈ 1.5e-5
+// of |Op|·|X| and typically (random rounding) about 1e-6·‖Op‖: singular
+// values agree with a float64 computation to ~1e-6·σ₁ in the tests,
+// comparable to the float32 rounding of the factors written. Products are
 // computed in fixed 64-row panels, so a [RowTiles] and a [Matrix32] with the
 // same values give the same bits.
 package svd
