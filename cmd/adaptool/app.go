@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/adaptool/adaptool/internal/provenance"
 	"github.com/urfave/cli/v2"
 )
 
@@ -24,6 +25,8 @@ func register(newCommand func() *cli.Command) {
 
 // newApp builds the adaptool application writing to stdout and stderr.
 func newApp(stdout, stderr io.Writer) *cli.App {
+	// Every file the commands write records this version (adaptool.version).
+	provenance.Version = "adaptool " + version
 	cmds := make([]*cli.Command, 0, len(commandConstructors))
 	for _, newCommand := range commandConstructors {
 		cmd := newCommand()

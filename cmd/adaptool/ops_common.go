@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/adaptool/adaptool/format/adapter"
-	"github.com/adaptool/adaptool/internal/provenance"
 	"github.com/adaptool/adaptool/ops"
 	"github.com/urfave/cli/v2"
 )
@@ -35,7 +34,6 @@ func runOptions(c *cli.Context, label string) (ops.RunOptions, func(), error) {
 	if o.Output == "" && !o.DryRun {
 		return o, nil, usagef("%s: missing -o OUT", c.Command.Name)
 	}
-	provenance.Version = "adaptool " + version
 	var (
 		p    *progress
 		once sync.Once
