@@ -2,6 +2,7 @@ package ops
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -117,20 +118,19 @@ func rewrite(path, op string, p ScaleParams, o RunOptions) (*Report, error) {
 	tensors := make([]safetensors.Tensor, 0, len(f.Tensors))
 	for _, t := range f.Tensors {
 		st := safetensors.Tensor{Name: t.Name, DType: t.DType, Shape: t.Shape}
-		if h := how[t.Name]; h != 0 {
+		if h := how[t.Name]; h == 'b' {
+			raw, err := f.Data(t.Name)
+			if err != nil {
+				return rep, err
+			}
+			st.WriteTo = scaledWriter(raw, t, p.By, a.WeightsPath)
+		} else if h == 'i' {
 			v, err := f.Float32(t.Name)
 			if err != nil {
 				return rep, err
 			}
-			if h == 'b' {
-				for i := range v {
-					v[i] = float32(p.By * float64(v[i]))
-				}
-			} else {
-				v = ScaleIA3(v, p.By)
-			}
 			buf := make([]byte, t.Size())
-			if err := safetensors.FromFloat32(buf, v, t.DType); err != nil {
+			if err := safetensors.FromFloat32(buf, ScaleIA3(v, p.By), t.DType); err != nil {
 				return rep, fmt.Errorf("%s: tensor %q: %w", a.WeightsPath, t.Name, err)
 			}
 			st.Data = buf
@@ -170,6 +170,36 @@ func rewrite(path, op string, p ScaleParams, o RunOptions) (*Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// scaleChunk is how many elements scaledWriter converts at a time.
+const scaleChunk = 1 << 18
+
+// scaledWriter streams λ·x for the float tensor t whose stored bytes are
+// raw, converting scaleChunk elements at a time, so scaling a file never
+// holds more than one chunk of any tensor in memory.
+func scaledWriter(raw []byte, t safetensors.TensorInfo, lambda float64, file string) func(io.Writer) error {
+	return func(w io.Writer) error {
+		es := t.DType.Bits() / 8
+		n := len(raw) / es
+		vals := make([]float32, min(n, scaleChunk))
+		out := make([]byte, len(vals)*es)
+		for off := 0; off < n; off += scaleChunk {
+			k := min(scaleChunk, n-off)
+			v, o := vals[:k], out[:k*es]
+			if err := safetensors.ToFloat32(v, raw[off*es:(off+k)*es], t.DType); err != nil {
+				return fmt.Errorf("%s: tensor %q: %w", file, t.Name, err)
+			}
+			scaleTo(v, lambda, v)
+			if err := safetensors.FromFloat32(o, v, t.DType); err != nil {
+				return fmt.Errorf("%s: tensor %q: %w", file, t.Name, err)
+			}
+			if _, err := w.Write(o); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }
 
 // rewriteTargets returns the weights file and config file (or "") to write.
