@@ -22,5 +22,5 @@
 //   - relative distance = ‖ΔW₁−ΔW₂‖_F / ‖ΔW₁‖_F (relative to the first adapter)
 //
 // The full list of statistics, warnings and the JSON schemas is in
-// docs/spec/inspect.md.
+// SPEC.md §4.
 package inspect

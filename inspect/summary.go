@@ -11,7 +11,7 @@ import (
 )
 
 // Summary is the stable report of `adaptool inspect PATH [--json]`. Field
-// names are the JSON schema of docs/spec/inspect.md; new fields may be added,
+// names are the JSON schema of SPEC.md §4; new fields may be added,
 // none removed or renamed.
 type Summary struct {
 	Path string `json:"path"`

@@ -21,7 +21,7 @@
 // [PruneParams], [ScaleParams]); they serialise to JSON unchanged.
 //
 // All weights act on the true deltas ΔWᵢ = sᵢ·Bᵢ·Aᵢ. The formulas, defaults,
-// plan schema and provenance keys are specified in docs/spec/merging.md;
+// plan schema and provenance keys are specified in SPEC.md §5;
 // the peers' behaviours they are compared with are in the project's merging
 // notes.
 package ops

@@ -22,5 +22,5 @@
 // are defined.
 //
 // Rounding and tie rules follow the reference implementations exactly and
-// are spelled out in docs/spec/quantization.md.
+// are spelled out in SPEC.md §7.
 package quant

@@ -22,7 +22,7 @@ func newInspectCommand() *cli.Command {
 		Description: "Reads only headers (and adapter_config.json) unless --stats or --hashes is given, so it is fast on huge\n" +
 			"checkpoints. PATH is a .safetensors file, an adapter directory, a sharded checkpoint directory or its\n" +
 			"*.index.json, or a GGUF file. --stats adds per-tensor value statistics and per-module norms and singular\n" +
-			"values of ΔW computed from the factors. See docs/spec/inspect.md for the JSON schema.",
+			"values of ΔW computed from the factors. See SPEC.md §4 for the JSON schema.",
 		Flags: commonFlags(
 			&cli.BoolFlag{Name: "stats", Usage: "read tensor data: value statistics, ‖ΔW‖, singular values, effective rank"},
 			&cli.BoolFlag{Name: "hashes", Usage: "sha256 of each file and its data section, kohya sshs_model_hash/sshs_legacy_hash"},

@@ -19,7 +19,7 @@ func newValidateCommand() *cli.Command {
 		Description: "Runs every safetensors format check and every adapter check (missing lora_A/lora_B, ranks against\n" +
 			"r/rank_pattern, DoRA and lora_bias flags against tensors, target_modules without tensors, shape\n" +
 			"inconsistencies, NaN/Inf and all-zero lora_B in the data, unknown alpha). Each finding names the file,\n" +
-			"the tensor and the rule (see docs/spec/adapter.md). Exit 0 when there is no error or warning finding,\n" +
+			"the tensor and the rule (see SPEC.md §3). Exit 0 when there is no error or warning finding,\n" +
 			"1 when there is, 2 when the input cannot be read.",
 		Flags: commonFlags(
 			&cli.BoolFlag{Name: "old-patterns", Usage: "resolve rank_pattern/alpha_pattern as PEFT < 0.15 did"},

@@ -14,7 +14,7 @@ import (
 
 // manifestKind maps what Load found to the kind strings of
 // ../shared/corpus/MANIFEST.tsv (the mapping is documented in
-// docs/spec/adapter.md):
+// SPEC.md §3):
 //
 //	dialect mlx                                  → mlx-lm-lora
 //	dialect diffusers-legacy                     → diffusers-lora-attnproc-legacy

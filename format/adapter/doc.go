@@ -26,5 +26,5 @@
 // returns findings naming the file, the tensor and the rule.
 //
 // The on-disk formats and the rules implemented here are described in
-// docs/spec/adapter.md.
+// SPEC.md §3.
 package adapter

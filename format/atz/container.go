@@ -8,7 +8,7 @@ import (
 	"sort"
 )
 
-// On-disk constants. All integers are little-endian. See docs/spec/atz.md.
+// On-disk constants. All integers are little-endian. See SPEC.md §9.
 const (
 	// Magic opens every container (PNG-style: a high byte, the name, CR LF,
 	// ^Z, LF, so text-mode transfers and `type` are detected).

@@ -21,5 +21,5 @@
 // Importing the package (import _ "github.com/adaptool/adaptool/format/atz")
 // registers the container with format/safetensors so every reader opens
 // packed files transparently. The byte layout is specified in
-// docs/spec/atz.md.
+// SPEC.md §9.
 package atz

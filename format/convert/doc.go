@@ -19,5 +19,5 @@
 // when module scales cannot share one alpha, each module's scale baked into
 // its B with alpha = 0 (a warning says so).
 //
-// The rules are described in docs/spec/gguf-and-convert.md.
+// The rules are described in SPEC.md §8.
 package convert

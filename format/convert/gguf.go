@@ -114,7 +114,7 @@ type ggufModule struct {
 }
 
 // ToGGUF writes a llama.cpp GGUF LoRA adapter to out (see the package doc
-// and docs/spec/gguf-and-convert.md for every rule).
+// and SPEC.md §8 for every rule).
 func ToGGUF(a *adapter.Adapter, out string, o GGUFOptions) (*Result, error) {
 	arch, ok := ggufArches[strings.ToLower(strings.ReplaceAll(o.Arch, "_", ""))]
 	if !ok {

@@ -23,6 +23,6 @@
 // checkpoints are read with [OpenCheckpoint] and written with
 // [WriteCheckpoint].
 //
-// Specification: docs/spec/safetensors.md in this repository, and
+// Specification: SPEC.md §2 in this repository, and
 // [safetensors]: https://github.com/huggingface/safetensors
 package safetensors

@@ -20,6 +20,6 @@
 // Exported functions panic with a message starting "kernels: " when the
 // caller passes slices of mismatched length; they never panic on values.
 //
-// See docs/spec/kernels.md for the rounding, NaN and saturation rules and the
+// See SPEC.md §10 for the rounding, NaN and saturation rules and the
 // measured throughput.
 package kernels
