@@ -11,6 +11,7 @@ import (
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/internal/atomicfile"
+	prov "github.com/adaptool/adaptool/internal/provenance"
 )
 
 // ScaleParams is the parameter of scale (and of neg, λ = −1).
@@ -48,7 +49,9 @@ func rewrite(path, op string, p ScaleParams, o RunOptions) (*Report, error) {
 	if math.IsNaN(p.By) || math.IsInf(p.By, 0) {
 		return nil, fmt.Errorf("%w: scale factor %v", ErrParams, p.By)
 	}
-	in, err := open([]string{path}, o, !o.DryRun)
+	// The input is hashed for provenance while the output is written (see
+	// below), not before, so the hash costs no serial pass over the file.
+	in, err := open([]string{path}, o, false)
 	if err != nil {
 		return nil, err
 	}
@@ -149,6 +152,10 @@ func rewrite(path, op string, p ScaleParams, o RunOptions) (*Report, error) {
 			meta[k] = v
 		}
 	}
+	hash := prov.HashAsync(a.WeightsPath)
+	defer hash.Cancel()
+	marker := prov.Placeholder()
+	in.infos[0].SHA256 = marker
 	for k, v := range provenance(op, "", p, nil, nil, in.infos) {
 		meta[k] = v
 	}
@@ -157,9 +164,19 @@ func rewrite(path, op string, p ScaleParams, o RunOptions) (*Report, error) {
 			return rep, err
 		}
 	}
-	if err := safetensors.WriteFile(target, tensors, meta); err != nil {
+	var sum string
+	err = safetensors.WriteFile(target, tensors, meta, safetensors.WithDeferredValue(marker, func() (string, error) {
+		var err error
+		sum, err = hash.Wait()
+		if err != nil {
+			return "", fmt.Errorf("%s: hashing the input for provenance: %w", a.WeightsPath, err)
+		}
+		return sum, nil
+	}))
+	if err != nil {
 		return rep, err
 	}
+	in.infos[0].SHA256 = sum
 	if cfgDst != "" {
 		data, err := os.ReadFile(a.ConfigPath)
 		if err != nil {

@@ -25,7 +25,19 @@ func WriteFile(name string, tensors []Tensor, metadata map[string]string, opts .
 		return err
 	}
 	return atomicWrite(name, func(f *os.File) error {
-		return write(f, tensors, metadata, &o)
+		if err := write(f, tensors, metadata, &o); err != nil {
+			return err
+		}
+		for _, d := range o.deferred {
+			v, err := d.value()
+			if err != nil {
+				return err
+			}
+			if err := patchHeader(f, name, d.placeholder, v); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

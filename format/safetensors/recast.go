@@ -2,8 +2,6 @@ package safetensors
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -382,11 +380,7 @@ func recastWrite(f *File, in, out string, tensors []Tensor, opts RecastOptions) 
 	}
 	defer hash.Cancel()
 	inMeta := f.Metadata
-	var rnd [32]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return err
-	}
-	marker := hex.EncodeToString(rnd[:]) // as long as a sha256 in hex
+	marker := provenance.Placeholder()
 	params := RecastParams{DType: opts.DType}
 	if opts.Only != nil {
 		params.Only = opts.Only.String()
@@ -397,20 +391,13 @@ func recastWrite(f *File, in, out string, tensors []Tensor, opts RecastOptions) 
 	}
 	provenance.Merge(meta, provenance.Record("convert-dtype", "", params, nil, nil,
 		[]provenance.Input{{Path: in, SHA256: marker}}))
-	o := writeOptions{name: out}
-	if _, err := makePlan(tensors, meta, &o); err != nil { // validate before creating anything
-		return err
-	}
-	return atomicWrite(out, func(w *os.File) error {
-		if err := write(w, tensors, meta, &o); err != nil {
-			return err
-		}
+	return WriteFile(out, tensors, meta, WithDeferredValue(marker, func() (string, error) {
 		sum, err := hash.Wait()
 		if err != nil {
-			return fmt.Errorf("%s: hashing the input for provenance: %w", in, err)
+			return "", fmt.Errorf("%s: hashing the input for provenance: %w", in, err)
 		}
-		return patchHeader(w, out, marker, sum)
-	})
+		return sum, nil
+	}))
 }
 
 // patchHeader replaces the one occurrence of marker in the header of the

@@ -62,6 +62,27 @@ type WriteOption func(*writeOptions)
 type writeOptions struct {
 	exactMetadata bool
 	name          string
+	deferred      []deferredValue
+}
+
+// deferredValue is a metadata value known only once the data is written.
+type deferredValue struct {
+	placeholder string
+	value       func() (string, error)
+}
+
+// WithDeferredValue lets WriteFile record a metadata value that is known
+// only after the tensor data has been written, such as the digest of an
+// input hashed while the output is being written. The metadata passed to
+// WriteFile holds placeholder (a string that occurs nowhere else in the
+// header, e.g. provenance.Placeholder()); after the data is written and
+// before the file is renamed into place, value is called and its result,
+// which must have the same length, replaces the placeholder in the
+// temporary file. An error from value aborts the write.
+func WithDeferredValue(placeholder string, value func() (string, error)) WriteOption {
+	return func(o *writeOptions) {
+		o.deferred = append(o.deferred, deferredValue{placeholder, value})
+	}
 }
 
 // WithExactMetadata writes exactly the given metadata: no "format":"pt" is

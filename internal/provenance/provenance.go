@@ -8,6 +8,7 @@
 package provenance
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -181,4 +182,15 @@ func Merge(dst, src map[string]string) map[string]string {
 		dst[k] = v
 	}
 	return dst
+}
+
+// Placeholder returns a random 64-digit hex string, as long as a sha256
+// digest in hex, to stand in a header for a digest that is computed while
+// the file is written (see safetensors.WithDeferredValue).
+func Placeholder() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("provenance: crypto/rand failed: " + err.Error())
+	}
+	return hex.EncodeToString(b[:])
 }
