@@ -174,7 +174,26 @@ func isLegacyDiffusersKey(name string) bool {
 		strings.HasSuffix(name, ".lora.up.weight") || strings.Contains(name, ".lora_linear_layer.")
 }
 
-var unetKeyRe = regexp.MustCompile(`(^|\.)(down_blocks|up_blocks|mid_block|transformer_blocks|single_transformer_blocks)\.`)
+// unetSegments are the block names of diffusers UNet and transformer keys.
+var unetSegments = [...]string{"down_blocks.", "up_blocks.", "mid_block.", "transformer_blocks.", "single_transformer_blocks."}
+
+// hasUNetSegment reports whether one of unetSegments starts the key or
+// follows a dot in it (a plain string test: this runs once per tensor).
+func hasUNetSegment(n string) bool {
+	for _, seg := range unetSegments {
+		for i := strings.Index(n, seg); i >= 0; {
+			if i == 0 || n[i-1] == '.' {
+				return true
+			}
+			j := strings.Index(n[i+1:], seg)
+			if j < 0 {
+				break
+			}
+			i += 1 + j
+		}
+	}
+	return false
+}
 
 // detectDialect decides the file-level dialect from the tensor names, the
 // file metadata, the config (PEFT, diffusers metadata or MLX) and whether a
@@ -197,10 +216,10 @@ func detectDialect(names []string, meta map[string]string, cfg *Config, peftConf
 		}
 		// "transformer." is also GPT-2/BLOOM's own root module: it is a
 		// diffusers component only in front of DiT block names.
-		if hasComponentPrefix(n) && (!strings.HasPrefix(n, "transformer.") || unetKeyRe.MatchString(n)) {
+		if hasComponentPrefix(n) && (!strings.HasPrefix(n, "transformer.") || hasUNetSegment(n)) {
 			component = true
 		}
-		if unetKeyRe.MatchString(n) {
+		if hasUNetSegment(n) {
 			unetLike = true
 		}
 		if strings.HasPrefix(n, "w_a_") || strings.HasPrefix(n, "w_b_") {
