@@ -8,9 +8,11 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"github.com/adaptool/adaptool/format/gguf"
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/ops/kernels"
 )
 
 // Severity of a validation finding.
@@ -574,16 +576,21 @@ func scanFloats(r io.Reader, dt safetensors.DType, buf []byte) (floatStats, erro
 		n, err := io.ReadFull(r, buf)
 		n -= n % size
 		chunk := buf[:n]
-		switch dt {
-		case safetensors.F32:
-			scan32(chunk, idx, &st)
-		case safetensors.F16:
-			scan16(chunk, idx, 0x7c00, 0x03ff, &st)
-		case safetensors.BF16:
-			scan16(chunk, idx, 0x7f80, 0x007f, &st)
-		case safetensors.F64:
-			scan64(chunk, idx, &st)
-		default:
+		if ks, ok := chunkStats(chunk, dt); ok {
+			st.nonzero += ks.N - ks.Zeros
+			if ks.NaN+ks.Inf > 0 {
+				st.nan += ks.NaN
+				st.inf += ks.Inf
+				if st.first < 0 { // rare: find where, element by element
+					for i := 0; i < n; i += size {
+						if nan, inf, _ := classifyFloat(chunk[i:i+size], dt); nan || inf {
+							st.first = idx + int64(i/size)
+							break
+						}
+					}
+				}
+			}
+		} else {
 			for i := 0; i < n; i += size {
 				nan, inf, nz := classifyFloat(chunk[i:i+size], dt)
 				st.record(idx+int64(i/size), nan, inf)
@@ -616,86 +623,32 @@ func (st *floatStats) record(i int64, nan, inf bool) {
 	}
 }
 
-// scan32 checks F32 values four at a time: a lane is "special" when its
-// exponent is all ones ((u&exp)+lowbit(exp) carries into bit 31) or it is
-// ±0 ((u&0x7fffffff)-1 borrows into bit 31); only chunks with a special
-// lane take the slow path.
-func scan32(b []byte, base int64, st *floatStats) {
-	const exp, low, abs = 0x7f800000, 0x00800000, 0x7fffffff
-	special := func(u uint32) uint32 { return ((u & exp) + low) | ((u & abs) - 1) }
-	n := len(b) / 4
-	zeros := int64(0)
-	slow := func(i int) {
-		u := binary.LittleEndian.Uint32(b[4*i:])
-		if u&abs == 0 {
-			zeros++
+// chunkStats runs the ops/kernels statistics kernel of dt over a chunk of
+// stored values (counts of zeros, NaN and ±Inf in the stored encoding);
+// ok is false for encodings without a kernel and for misaligned chunks.
+func chunkStats(chunk []byte, dt safetensors.DType) (kernels.Stats, bool) {
+	switch dt {
+	case safetensors.F32:
+		if v, ok := safetensors.AsFloat32(chunk); ok {
+			return kernels.StatsF32(v), true
 		}
-		if u&exp == exp {
-			st.record(base+int64(i), u&0x007fffff != 0, u&0x007fffff == 0)
-		}
-	}
-	i := 0
-	for ; i+4 <= n; i += 4 {
-		c := b[4*i : 4*i+16]
-		f := special(binary.LittleEndian.Uint32(c)) | special(binary.LittleEndian.Uint32(c[4:])) |
-			special(binary.LittleEndian.Uint32(c[8:])) | special(binary.LittleEndian.Uint32(c[12:]))
-		if f&0x80000000 != 0 {
-			for k := i; k < i+4; k++ {
-				slow(k)
+	case safetensors.F16, safetensors.BF16:
+		if v, ok := safetensors.AsUint16(chunk); ok {
+			if dt == safetensors.F16 {
+				return kernels.StatsF16(v), true
 			}
+			return kernels.StatsBF16(v), true
+		}
+	case safetensors.F8E4M3:
+		return kernels.StatsF8E4M3(chunk), true
+	case safetensors.F8E5M2:
+		return kernels.StatsF8E5M2(chunk), true
+	case safetensors.F64:
+		if len(chunk) > 0 && uintptr(unsafe.Pointer(&chunk[0]))%8 == 0 {
+			return kernels.StatsF64(unsafe.Slice((*float64)(unsafe.Pointer(&chunk[0])), len(chunk)/8)), true
 		}
 	}
-	for ; i < n; i++ {
-		slow(i)
-	}
-	st.nonzero += int64(n) - zeros
-}
-
-// scan16 is scan32 for 16-bit floats (F16: exp 0x7c00, BF16: exp 0x7f80).
-func scan16(b []byte, base int64, expMask, manMask uint16, st *floatStats) {
-	e, low := uint32(expMask), uint32(expMask&-expMask)
-	special := func(u uint32) uint32 { return ((u & e) + low) | ((u & 0x7fff) - 1) }
-	n := len(b) / 2
-	zeros := int64(0)
-	slow := func(i int) {
-		u := binary.LittleEndian.Uint16(b[2*i:])
-		if u&0x7fff == 0 {
-			zeros++
-		}
-		if u&expMask == expMask {
-			st.record(base+int64(i), u&manMask != 0, u&manMask == 0)
-		}
-	}
-	i := 0
-	for ; i+4 <= n; i += 4 {
-		c := b[2*i : 2*i+8]
-		f := special(uint32(binary.LittleEndian.Uint16(c))) | special(uint32(binary.LittleEndian.Uint16(c[2:]))) |
-			special(uint32(binary.LittleEndian.Uint16(c[4:]))) | special(uint32(binary.LittleEndian.Uint16(c[6:])))
-		if f&0x8000 != 0 {
-			for k := i; k < i+4; k++ {
-				slow(k)
-			}
-		}
-	}
-	for ; i < n; i++ {
-		slow(i)
-	}
-	st.nonzero += int64(n) - zeros
-}
-
-func scan64(b []byte, base int64, st *floatStats) {
-	var nz int64
-	const exp, man = 0x7ff0000000000000, 0x000fffffffffffff
-	for i := 0; i+8 <= len(b); i += 8 {
-		u := binary.LittleEndian.Uint64(b[i:])
-		if u&0x7fffffffffffffff != 0 {
-			nz++
-		}
-		if u&exp == exp {
-			st.record(base+int64(i/8), u&man != 0, u&man == 0)
-		}
-	}
-	st.nonzero += nz
+	return kernels.Stats{}, false
 }
 
 // classifyFloat reports NaN, Inf and non-zero for one encoded value.
