@@ -16,6 +16,7 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
+	"time"
 )
 
 // Provenance keys written into an output's __metadata__. Values are
@@ -44,35 +45,73 @@ type Input struct {
 }
 
 // FileSHA256 returns the lowercase hex sha256 of the file at path,
-// streaming it (memory does not depend on the file size).
+// streaming it (memory does not depend on the file size). The digest of a
+// large file that has not changed since it was last hashed comes from the
+// digest cache (see CacheMinSize).
 func FileSHA256(path string) (string, error) {
-	return hashFile(path, nil)
+	return hashFile(path, nil, nil)
 }
 
-// hashFile hashes path in 1 MiB reads, stopping early (with errCanceled)
-// once stop is set.
-func hashFile(path string, stop *atomic.Bool) (string, error) {
+// hashFile hashes path, reading it in 1 MiB pieces or, when mapped is not
+// nil, from mapped (the file's bytes already in memory), stopping early
+// (with errCanceled) once stop is set. Large files go through the digest
+// cache.
+func hashFile(path string, mapped []byte, stop *atomic.Bool) (string, error) {
 	f, err := os.Open(path)
-	if err != nil {
+	if err != nil && mapped == nil {
 		return "", err
 	}
-	defer f.Close()
-	h := sha256.New()
-	buf := make([]byte, 1<<20)
-	for {
-		if stop != nil && stop.Load() {
-			return "", errCanceled
-		}
-		n, err := f.Read(buf)
-		h.Write(buf[:n])
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return "", err
+	key, cached := fileKey{}, false
+	if err == nil {
+		defer f.Close()
+	}
+	if fi, err := f.Stat(); err == nil {
+		key, cached = cacheable(fi)
+		if mapped != nil && fi.Size() != int64(len(mapped)) {
+			cached = false // not the file that was mapped
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	if cached {
+		if sum, ok := cacheLookup(key); ok {
+			return sum, nil
+		}
+	}
+	start := time.Now()
+	h := sha256.New()
+	if mapped != nil {
+		for b := mapped; len(b) > 0; {
+			if stop != nil && stop.Load() {
+				return "", errCanceled
+			}
+			n := min(len(b), 1<<20)
+			h.Write(b[:n])
+			b = b[n:]
+		}
+	} else {
+		buf := make([]byte, 1<<20)
+		for {
+			if stop != nil && stop.Load() {
+				return "", errCanceled
+			}
+			n, err := f.Read(buf)
+			h.Write(buf[:n])
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return "", err
+			}
+		}
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if cached {
+		if fi, err := f.Stat(); err == nil {
+			if after, ok := cacheable(fi); ok && after == key {
+				cacheStore(key, start, sum)
+			}
+		}
+	}
+	return sum, nil
 }
 
 type cancelError struct{}
@@ -93,33 +132,19 @@ type Pending struct {
 // once, so a writer can hash its input while it reads and converts it
 // (the second read is served by the page cache and adds no serial pass).
 // Call Wait for the digest or Cancel when the result is no longer needed.
+// Like FileSHA256 it uses the digest cache.
 func HashAsync(path string) *Pending {
-	p := &Pending{done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		p.sum, p.err = hashFile(path, &p.stop)
-	}()
-	return p
+	return HashMappedAsync(path, nil)
 }
 
-// HashBytesAsync is HashAsync over bytes already in memory, typically a
-// memory-mapped input file: hashing reads the mapping directly, with no
-// read copies. b must stay valid (mapped) until Wait or Cancel returns.
-func HashBytesAsync(b []byte) *Pending {
+// HashMappedAsync is HashAsync for a file whose bytes are already mapped
+// in memory (mapped, the whole file): hashing reads the mapping directly,
+// with no read copies. mapped must stay valid until Wait or Cancel returns.
+func HashMappedAsync(path string, mapped []byte) *Pending {
 	p := &Pending{done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		h := sha256.New()
-		for len(b) > 0 {
-			if p.stop.Load() {
-				p.err = errCanceled
-				return
-			}
-			n := min(len(b), 1<<20)
-			h.Write(b[:n])
-			b = b[n:]
-		}
-		p.sum = hex.EncodeToString(h.Sum(nil))
+		p.sum, p.err = hashFile(path, mapped, &p.stop)
 	}()
 	return p
 }

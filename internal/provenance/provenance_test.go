@@ -39,9 +39,9 @@ func TestFileSHA256(t *testing.T) {
 			if err != nil || async != got {
 				t.Errorf("HashAsync = %s, %v; want %s", async, err, got)
 			}
-			mem, err := HashBytesAsync([]byte(c.data)).Wait()
+			mem, err := HashMappedAsync(p, []byte(c.data)).Wait()
 			if err != nil || mem != got {
-				t.Errorf("HashBytesAsync = %s, %v; want %s", mem, err, got)
+				t.Errorf("HashMappedAsync = %s, %v; want %s", mem, err, got)
 			}
 		})
 	}
