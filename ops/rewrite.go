@@ -138,11 +138,12 @@ func rewrite(path, op string, p ScaleParams, o RunOptions) (*Report, error) {
 			}
 			st.Data = buf
 		} else {
-			d, err := f.Data(t.Name)
+			// Copied unchanged (inside the kernel when the files allow).
+			ct, err := f.CopyTensor(t.Name)
 			if err != nil {
 				return rep, err
 			}
-			st.Data = d
+			st = ct
 		}
 		tensors = append(tensors, st)
 	}
@@ -190,7 +191,7 @@ func rewrite(path, op string, p ScaleParams, o RunOptions) (*Report, error) {
 }
 
 // scaleChunk is how many elements scaledWriter converts at a time.
-const scaleChunk = 1 << 18
+const scaleChunk = 1 << 16
 
 // scaledWriter streams λ·x for the float tensor t whose stored bytes are
 // raw, converting scaleChunk elements at a time, so scaling a file never
@@ -199,8 +200,22 @@ func scaledWriter(raw []byte, t safetensors.TensorInfo, lambda float64, file str
 	return func(w io.Writer) error {
 		es := t.DType.Bits() / 8
 		n := len(raw) / es
+		out := make([]byte, min(n, scaleChunk)*es)
+		src, srcOK := safetensors.AsFloat32(raw)
+		dst, dstOK := safetensors.AsFloat32(out)
+		if t.DType == safetensors.F32 && srcOK && dstOK {
+			// Little-endian F32: scaled straight from the mapping into the
+			// output buffer, with no conversion copies.
+			for off := 0; off < n; off += scaleChunk {
+				k := min(scaleChunk, n-off)
+				scaleTo(dst[:k], lambda, src[off:off+k])
+				if _, err := w.Write(out[:k*es]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 		vals := make([]float32, min(n, scaleChunk))
-		out := make([]byte, len(vals)*es)
 		for off := 0; off < n; off += scaleChunk {
 			k := min(scaleChunk, n-off)
 			v, o := vals[:k], out[:k*es]

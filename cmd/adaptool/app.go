@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/internal/provenance"
 	"github.com/urfave/cli/v2"
 )
@@ -31,6 +32,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	for _, newCommand := range commandConstructors {
 		cmd := newCommand()
 		cmd.OnUsageError = onUsageError
+		addNoSync(cmd)
 		cmds = append(cmds, cmd)
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
@@ -57,6 +59,30 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 	}
 	return app
+}
+
+// addNoSync gives every command that writes an output (-o) the --no-sync
+// flag, which skips the fsync of its outputs (SPEC §1).
+func addNoSync(cmd *cli.Command) {
+	writes := false
+	for _, f := range cmd.Flags {
+		for _, n := range f.Names() {
+			writes = writes || n == "output"
+		}
+	}
+	if !writes {
+		return
+	}
+	cmd.Flags = append(cmd.Flags, &cli.BoolFlag{Name: "no-sync",
+		Usage: "do not wait for outputs to reach the disk (faster, as cp; an OS crash or power loss soon after may leave them empty or partial)"})
+	before := cmd.Before
+	cmd.Before = func(c *cli.Context) error {
+		safetensors.SetSync(!c.Bool("no-sync"))
+		if before != nil {
+			return before(c)
+		}
+		return nil
+	}
 }
 
 // onUsageError turns urfave/cli's flag-parsing errors into usage errors

@@ -598,6 +598,13 @@ func fixedRows() []e2eRow {
 		{name: "lora/sub", args: []string{"sub", "$lora", "$lora2", "-o", "$out"}, exist: []string{"$out/adapter_config.json"}},
 		{name: "lora/diff-dense", args: []string{"diff", "--dense", "--json", "$lora", "$lora2"}},
 		{name: "lora/dry-run", args: []string{"scale", "--by", "2", "--dry-run", "$lora", "-o", "$out"}, absent: []string{"$out"}},
+		// --no-sync: every command that writes takes it; outputs are the same.
+		{name: "lora/no-sync-scale", args: []string{"scale", "--by", "2", "--no-sync", "$lora", "-o", "$out"}, exist: []string{"$out/adapter_config.json"}},
+		{name: "lora/no-sync-convert", args: []string{"convert", "--dtype", "bf16", "$lora", "-o", "$out", "--no-sync"}, exist: []string{"$out"}},
+		{name: "lora/no-sync-merge", args: []string{"merge", "--no-sync", "$lora", "$lora2", "-o", "$out"}, exist: []string{"$out/adapter_config.json"}},
+		{name: "lora/no-sync-quantize", args: []string{"quantize", "--scheme", "nf4", "--no-sync", "$lora", "-o", "$out"}, exist: []string{"$out"}},
+		{name: "lora/no-sync-pack", args: []string{"pack", "--no-sync", "$lora", "-o", "$out"}, exist: []string{"$out"}},
+		{name: "lora/no-sync-not-for-readers", args: []string{"inspect", "--no-sync", "$lora"}, code: usage3, stderr: []string{"no-sync"}},
 		{name: "lora/symlink-input", args: []string{"inspect", "--json", "$symlink"}, fields: []string{"modules.0.scale"}},
 		{name: "version", args: []string{"version", "--json"}, fields: []string{"version"}},
 

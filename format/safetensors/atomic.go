@@ -25,7 +25,10 @@ func WriteFile(name string, tensors []Tensor, metadata map[string]string, opts .
 		return err
 	}
 	return atomicWrite(name, func(f *os.File) error {
-		if err := write(f, tensors, metadata, &o); err != nil {
+		aw := atomicfile.NewWriter(f)
+		err := write(aw, tensors, metadata, &o)
+		aw.Close()
+		if err != nil {
 			return err
 		}
 		for _, d := range o.deferred {
@@ -48,6 +51,15 @@ func WriteFile(name string, tensors []Tensor, metadata map[string]string, opts .
 func atomicWrite(name string, fill func(*os.File) error) error {
 	return atomicfile.Write(name, fill)
 }
+
+// SetSync sets, for the whole process, whether the files adaptool's
+// packages write (WriteFile, WriteCheckpoint, Recast and every writer built
+// on them) are synced to disk before they are renamed into place. The
+// default is true. With false, outputs still appear whole or not at all to
+// other processes and across a crash of this one, but an operating-system
+// crash or power loss soon after writing may leave an output empty or
+// partial, as after cp.
+func SetSync(on bool) { atomicfile.SetSync(on) }
 
 // WriteError reports that an output file could not be created or put in
 // place (a missing or read-only directory, a full disk). It is never about

@@ -16,7 +16,8 @@ type File struct {
 	name   string
 	r      io.ReaderAt
 	closer io.Closer
-	mapped []byte // the whole file when memory-mapped, else nil
+	mapped []byte   // the whole file when memory-mapped, else nil
+	osFile *os.File // the file itself when it is a plain file (no container)
 }
 
 // Open opens and validates the named safetensors file: the 8-byte prefix and
@@ -50,6 +51,9 @@ func Open(name string, opts ...Option) (*File, error) {
 	h.closer = f
 	if c, ok := ra.(io.Closer); ok && wrapped {
 		h.closer = multiCloser{c, f}
+	}
+	if !wrapped {
+		h.osFile = f
 	}
 	if !wrapped && h.DataSize > 0 {
 		if m, err := mmapFile(f, size); err == nil && m != nil {
@@ -118,6 +122,7 @@ func (f *File) Close() error {
 			err = cerr
 		}
 		f.closer = nil
+		f.osFile = nil
 	}
 	return err
 }

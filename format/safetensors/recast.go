@@ -344,13 +344,20 @@ func recastFile(in, out string, opts RecastOptions, rep *RecastReport) error {
 			Shape: slices.Clone(t.Shape), Converted: conv, BytesIn: t.Size(), BytesOut: bytesOut})
 		rep.BytesIn += t.Size()
 		rep.BytesOut += bytesOut
-		tensors = append(tensors, Tensor{Name: t.Name, DType: to, Shape: t.Shape, WriteTo: func(w io.Writer) error {
-			var err error
-			if conv {
-				err = f.recastTo(w, t, to, &bufs)
-			} else {
-				_, err = io.Copy(w, io.NewSectionReader(f.readerAt(), f.DataOffset()+t.Offsets[0], t.Size()))
+		if !conv {
+			// Copied as it is (inside the kernel when the files allow).
+			ct, err := f.CopyTensor(t.Name)
+			if err != nil {
+				return err
 			}
+			if opts.Progress != nil {
+				ct.done = func() { opts.Progress(out, ct.Name) }
+			}
+			tensors = append(tensors, ct)
+			continue
+		}
+		tensors = append(tensors, Tensor{Name: t.Name, DType: to, Shape: t.Shape, WriteTo: func(w io.Writer) error {
+			err := f.recastTo(w, t, to, &bufs)
 			if err == nil && opts.Progress != nil {
 				opts.Progress(out, t.Name)
 			}
@@ -372,12 +379,7 @@ func recastFile(in, out string, opts RecastOptions, rep *RecastReport) error {
 // background while the tensors are written, and its digest replaces a
 // random placeholder in the header of the temporary file before rename.
 func recastWrite(f *File, in, out string, tensors []Tensor, opts RecastOptions) error {
-	var hash *provenance.Pending
-	if f.mapped != nil {
-		hash = provenance.HashBytesAsync(f.mapped) // the whole file, zero-copy
-	} else {
-		hash = provenance.HashAsync(in)
-	}
+	hash := provenance.HashMappedAsync(in, f.mapped) // zero-copy when mapped
 	defer hash.Cancel()
 	inMeta := f.Metadata
 	marker := provenance.Placeholder()

@@ -7,9 +7,12 @@ import (
 	"io"
 	"math"
 	"math/bits"
+	"os"
 	"slices"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/adaptool/adaptool/internal/atomicfile"
 )
 
 // Tensor is a tensor to be written: its bytes come either from Data or from
@@ -23,7 +26,24 @@ type Tensor struct {
 	Data []byte
 	// WriteTo, when set instead of Data, streams the bytes.
 	WriteTo func(w io.Writer) error
+
+	// src, set by File.CopyTensor for a plain file on disk, lets WriteFile
+	// copy the bytes inside the kernel instead of calling WriteTo.
+	src *fileSection
+	// done, when set, is called after the tensor is written (by any path).
+	done func()
 }
+
+// fileSection is a byte range of an open file.
+type fileSection struct {
+	f      *os.File
+	off, n int64
+}
+
+var (
+	errCopyRangeUnsupported = errors.New("safetensors: copy_file_range unsupported")
+	errCopyRangeShort       = errors.New("safetensors: source ended while copying")
+)
 
 // NumElements returns the number of elements (1 for a scalar), or -1 when a
 // dimension is negative or the count overflows int64.
@@ -306,6 +326,7 @@ func write(w io.Writer, tensors []Tensor, metadata map[string]string, o *writeOp
 		return err
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
+	fw, _ := w.(*atomicfile.Writer)
 	var prefix [prefixSize]byte
 	n := uint64(len(p.header))
 	for i := range prefix {
@@ -324,6 +345,18 @@ func write(w io.Writer, tensors []Tensor, metadata map[string]string, o *writeOp
 			}
 			continue
 		}
+		if t.src != nil && fw != nil && t.src.n == p.sizes[i] {
+			done, err := copySection(bw, fw, t.src, p.sizes[i])
+			if err != nil {
+				return fmt.Errorf("writing %s: tensor %s: %w", o.name, quote(t.Name), err)
+			}
+			if done {
+				if t.done != nil {
+					t.done()
+				}
+				continue
+			}
+		}
 		lw := &limitedWriter{w: bw, left: p.sizes[i]}
 		if err := t.WriteTo(lw); err != nil {
 			// The tensor's source failed (usually reading an input): say
@@ -338,11 +371,38 @@ func write(w io.Writer, tensors []Tensor, metadata map[string]string, o *writeOp
 			return &TensorError{File: o.name, Tensor: t.Name, Err: fmt.Errorf(
 				"%w: WriteTo wrote %d bytes, want %d", ErrInvalidTensorView, p.sizes[i]-lw.left+lw.extra, p.sizes[i])}
 		}
+		if t.done != nil {
+			t.done()
+		}
 	}
 	if err := bw.Flush(); err != nil {
 		return &TensorError{File: o.name, Err: err}
 	}
 	return nil
+}
+
+// copyRange is copyFileRange, replaceable by tests.
+var copyRange = copyFileRange
+
+// copySection copies size bytes of src to the file behind fw inside the
+// kernel, after flushing bw. It reports false, having written nothing, when
+// the kernel cannot copy between these files (the caller then streams the
+// tensor through bw).
+func copySection(bw *bufio.Writer, fw *atomicfile.Writer, src *fileSection, size int64) (bool, error) {
+	if err := bw.Flush(); err != nil {
+		return false, err
+	}
+	n, err := copyRange(fw.File(), src.f, src.off, size)
+	fw.Advance(n)
+	switch {
+	case errors.Is(err, errCopyRangeUnsupported) && n == 0:
+		return false, nil
+	case errors.Is(err, errCopyRangeShort):
+		return false, fmt.Errorf("reading data: %w", io.ErrUnexpectedEOF)
+	case err != nil:
+		return false, err
+	}
+	return true, nil
 }
 
 // limitedWriter passes at most left bytes and records any excess.
@@ -366,6 +426,21 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// tensorReader reads a tensor's bytes and names the input file and tensor
+// in its read errors (a write error of io.Copy passes unchanged).
+type tensorReader struct {
+	r            io.Reader
+	file, tensor string
+}
+
+func (t tensorReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &TensorError{File: t.file, Tensor: t.tensor, Err: fmt.Errorf("reading data: %w", err)}
+	}
+	return n, err
+}
+
 // CopyTensor returns a Tensor that streams the named tensor's bytes
 // unchanged from f (for writing untouched tensors byte-identically without
 // holding them in memory). f must stay open until the tensor is written.
@@ -374,14 +449,18 @@ func (f *File) CopyTensor(name string) (Tensor, error) {
 	if err != nil {
 		return Tensor{}, err
 	}
-	return Tensor{
+	out := Tensor{
 		Name:  t.Name,
 		DType: t.DType,
 		Shape: slices.Clone(t.Shape),
 		WriteTo: func(w io.Writer) error {
 			sec := io.NewSectionReader(f.readerAt(), f.DataOffset()+t.Offsets[0], t.Offsets[1]-t.Offsets[0])
-			_, err := io.Copy(w, sec)
+			_, err := io.Copy(w, tensorReader{sec, f.name, t.Name})
 			return err
 		},
-	}, nil
+	}
+	if f.osFile != nil {
+		out.src = &fileSection{f: f.osFile, off: f.DataOffset() + t.Offsets[0], n: t.Offsets[1] - t.Offsets[0]}
+	}
+	return out, nil
 }

@@ -1,7 +1,8 @@
 // Package atomicfile writes files so that they appear whole or not at all.
 //
 // The content goes to a temporary file in the target's directory, which is
-// synced and then renamed over the target. On any error the temporary file
+// synced (unless SetSync(false) was called) and then renamed over the
+// target. On any error the temporary file
 // is removed and an existing target is left untouched. Because the target is
 // replaced by rename and never truncated, a reader that has the old file
 // open or memory-mapped (for example an in-place rewrite whose data streams
@@ -15,7 +16,23 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 )
+
+// noSync is set by SetSync(false).
+var noSync atomic.Bool
+
+// SetSync sets, for the whole process, whether Write syncs each file to
+// disk before renaming it into place (the default, true). Without the sync
+// the rename is still atomic for every other process and survives a crash
+// of this one, but an operating-system crash or power loss soon after may
+// leave the target empty or partial, as after cp. It is meant for
+// pipelines that write to scratch space and value speed over durability
+// (the CLI's --no-sync).
+func SetSync(on bool) { noSync.Store(!on) }
+
+// Syncing reports whether Write syncs files (see SetSync).
+func Syncing() bool { return !noSync.Load() }
 
 // Perm is the permission of files created by Write (before the umask).
 const Perm = 0o644
@@ -74,8 +91,10 @@ func Write(name string, fill func(f *os.File) error) (err error) {
 	if err = tmp.Chmod(Perm); err != nil {
 		return writeError(name, err)
 	}
-	if err = tmp.Sync(); err != nil {
-		return writeError(name, err)
+	if Syncing() {
+		if err = tmp.Sync(); err != nil {
+			return writeError(name, err)
+		}
 	}
 	if err = tmp.Close(); err != nil {
 		return writeError(name, err)

@@ -1,0 +1,33 @@
+package safetensors
+
+import (
+	"errors"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// copyFileRange copies n bytes of src at offset off to dst at its current
+// offset inside the kernel (copy_file_range(2): no copy through user
+// memory, and a reflink on filesystems that share extents). It returns how
+// many bytes it copied; a zero count with errCopyRangeUnsupported means the
+// kernel or filesystem cannot do it and the caller must copy by hand.
+func copyFileRange(dst, src *os.File, off, n int64) (int64, error) {
+	var done int64
+	for done < n {
+		roff := off + done
+		k, err := unix.CopyFileRange(int(src.Fd()), &roff, int(dst.Fd()), nil, int(min(n-done, 1<<30)), 0)
+		if err != nil {
+			if done == 0 && (errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EXDEV) ||
+				errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EPERM)) {
+				return 0, errCopyRangeUnsupported
+			}
+			return done, err
+		}
+		if k == 0 { // the source ended early (truncated under us)
+			return done, errCopyRangeShort
+		}
+		done += int64(k)
+	}
+	return done, nil
+}
