@@ -395,7 +395,7 @@ func UnpackFile(dst, src string, opts ...Option) (Stats, error) {
 		return Stats{}, err
 	}
 	defer rd.Close()
-	err = atomicfile.Write(dst, func(w *os.File) error {
+	err = atomicfile.WriteStream(dst, func(w io.Writer) error {
 		_, err := rd.WriteTo(w)
 		return err
 	})

@@ -371,7 +371,7 @@ func PackFile(dst, src string, opt PackOptions) (Stats, error) {
 		in = byteSource(m)
 	}
 	var st Stats
-	err = atomicfile.Write(dst, func(w *os.File) error {
+	err = atomicfile.WriteStream(dst, func(w io.Writer) error {
 		var err error
 		st, err = Pack(w, in, fi.Size(), opt)
 		return err

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"unicode/utf8"
 
 	"github.com/adaptool/adaptool/internal/atomicfile"
@@ -133,8 +132,8 @@ func Write(w io.Writer, kv []KV, tensors []Tensor) error {
 // A failure to create, sync or rename the file itself (a missing or
 // read-only directory) is a *WriteError naming the target.
 func WriteFile(name string, kv []KV, tensors []Tensor) error {
-	return atomicfile.Write(name, func(f *os.File) error {
-		err := Write(f, kv, tensors)
+	return atomicfile.WriteStream(name, func(w io.Writer) error {
+		err := Write(w, kv, tensors)
 		var e *Error
 		if errors.As(err, &e) && e.File == "" {
 			e.File = name

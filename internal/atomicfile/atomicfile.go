@@ -105,6 +105,16 @@ func Write(name string, fill func(f *os.File) error) (err error) {
 	return nil
 }
 
+// WriteStream is Write for content produced sequentially: fill writes to a
+// Writer, which starts the disk writeback as the data comes (see Writer).
+func WriteStream(name string, fill func(w io.Writer) error) error {
+	return Write(name, func(f *os.File) error {
+		w := NewWriter(f)
+		defer w.Close()
+		return fill(w)
+	})
+}
+
 // WriteBytes creates or replaces name with data.
 func WriteBytes(name string, data []byte) error {
 	return Write(name, func(f *os.File) error {
