@@ -1,76 +1,104 @@
 #!/usr/bin/env bash
 # e2e.sh — end-to-end speed of `adaptool convert --dtype bf16` and
-# `adaptool scale --by 0.5` on a generated 1 GiB F32 LoRA adapter, next to cp
-# of the same file (medians of RUNS runs, warm page cache).
+# `adaptool scale --by 0.5` on a generated 1 GiB F32 LoRA adapter, side by
+# side with cp of the same file.
 #
-#   bench/e2e.sh [RUNS] [WORKDIR]
+#   bench/e2e.sh [ROUNDS] [WORKDIR]
 #
-# adaptool writes atomically and fsyncs its output, cp does not: the table
-# shows cp alone and cp followed by `sync OUT` (the fair baseline).
+# Each round runs every command once, in the same order, on a warm page
+# cache, after `sync` (so no command pays for the previous one's dirty
+# pages) and with the output removed. The table gives, per command, the
+# median wall time over the rounds and the median of its per-round ratios
+# to cp and to cp + sync: shared VMs drift, so a command is compared with
+# the cp of its own round. Rows:
+#   cp, cp+sync          the baselines (cp does not sync; adaptool does)
+#   convert_bf16, scale  adaptool as shipped: output synced to disk
+#   ..._nosync           with --no-sync: no fsync, as cp
+#   ..._cold             ADAPTOOL_DIGEST_CACHE=off: the input's sha256 for
+#                        provenance is computed again (the first run on a file)
+# A WORKDIR given on the command line keeps the generated input for reuse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=${1:-3}
+rounds=${1:-7}
 work=${2:-$(mktemp -d)}
 mkdir -p "$work"
-trap 'rm -rf "$work"/out* "$work"/in.safetensors "$work"/adaptool' EXIT
+if [ $# -ge 2 ]; then
+	trap 'rm -rf "$work"/out* "$work"/adaptool' EXIT
+else
+	trap 'rm -rf "$work"' EXIT
+fi
 
 go build -o "$work/adaptool" ./cmd/adaptool
 
 # 32 modules × (lora_A [1024,4096] + lora_B [4096,1024]) float32 = 1 GiB of data.
 in="$work/in.safetensors"
-nmod=32 r=1024 d=4096
-tsize=$((r * d * 4))
-header='{"__metadata__":{"format":"pt"}'
-off=0
-for ((i = 0; i < nmod; i++)); do
-	for part in A B; do
-		shape="[$r,$d]"
-		[ $part = B ] && shape="[$d,$r]"
-		header+=",\"base_model.model.model.layers.$i.self_attn.q_proj.lora_$part.weight\":{\"dtype\":\"F32\",\"shape\":$shape,\"data_offsets\":[$off,$((off + tsize))]}"
-		off=$((off + tsize))
+if [ ! -s "$in" ]; then
+	nmod=32 r=1024 d=4096
+	tsize=$((r * d * 4))
+	header='{"__metadata__":{"format":"pt"}'
+	off=0
+	for ((i = 0; i < nmod; i++)); do
+		for part in A B; do
+			shape="[$r,$d]"
+			[ $part = B ] && shape="[$d,$r]"
+			header+=",\"base_model.model.model.layers.$i.self_attn.q_proj.lora_$part.weight\":{\"dtype\":\"F32\",\"shape\":$shape,\"data_offsets\":[$off,$((off + tsize))]}"
+			off=$((off + tsize))
+		done
 	done
-done
-header+='}'
-while (( ${#header} % 8 != 0 )); do header+=' '; done
-n=${#header}
-{
-	printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x\\x00\\x00\\x00\\x00' $((n & 255)) $((n >> 8 & 255)) $((n >> 16 & 255)) $((n >> 24 & 255)))"
-	printf '%s' "$header"
-	# Random float32 data made finite: NaN and Inf need a top byte of
-	# 0x7f/0xff, so those byte values are mapped to 0x3e/0xbe everywhere.
-	head -c $off /dev/urandom | LC_ALL=C tr '\177\377' '\076\276'
-} >"$in"
+	header+='}'
+	while ((${#header} % 8 != 0)); do header+=' '; done
+	n=${#header}
+	{
+		printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x\\x00\\x00\\x00\\x00' $((n & 255)) $((n >> 8 & 255)) $((n >> 16 & 255)) $((n >> 24 & 255)))"
+		printf '%s' "$header"
+		# Random float32 data made finite: NaN and Inf need a top byte of
+		# 0x7f/0xff, so those byte values are mapped to 0x3e/0xbe everywhere.
+		head -c $off /dev/urandom | LC_ALL=C tr '\177\377' '\076\276'
+	} >"$in.tmp"
+	mv "$in.tmp" "$in"
+	sleep 3 # older than the digest cache's racy window (SPEC §1.2)
+fi
 sync "$in"
 ls -l "$in"
+out="$work/out.safetensors"
+a="$work/adaptool"
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-timeit() { # label command...
-	local label=$1
-	shift
-	local ts=()
-	for ((k = 0; k < runs; k++)); do
-		rm -rf "$work"/out*
-		local s e
-		s=$(date +%s.%N)
-		"$@" >/dev/null
-		e=$(date +%s.%N)
-		ts+=("$(echo "$e - $s" | bc -l)")
-	done
-	printf '%s\n' "${ts[@]}" | median >"$work/t.$label"
-	printf '%-34s %8.3f s\n' "$label" "$(cat "$work/t.$label")"
+labels=(cp cp+sync convert_bf16 convert_bf16_nosync convert_bf16_cold scale scale_nosync scale_cold)
+run() { # label
+	case $1 in
+	cp) cp "$in" "$out" ;;
+	cp+sync) cp "$in" "$out" && sync "$out" ;;
+	convert_bf16) "$a" convert --dtype bf16 "$in" -o "$out" --quiet ;;
+	convert_bf16_nosync) "$a" convert --dtype bf16 --no-sync "$in" -o "$out" --quiet ;;
+	convert_bf16_cold) ADAPTOOL_DIGEST_CACHE=off "$a" convert --dtype bf16 "$in" -o "$out" --quiet ;;
+	scale) "$a" scale --by 0.5 "$in" -o "$out" --quiet ;;
+	scale_nosync) "$a" scale --by 0.5 --no-sync "$in" -o "$out" --quiet ;;
+	scale_cold) ADAPTOOL_DIGEST_CACHE=off "$a" scale --by 0.5 "$in" -o "$out" --quiet ;;
+	esac >/dev/null 2>&1
 }
+
 cat "$in" >/dev/null # warm the page cache
-timeit cp cp "$in" "$work/out.safetensors"
-timeit cp+sync sh -c "cp '$in' '$work/out.safetensors' && sync '$work/out.safetensors'"
-timeit convert_bf16 "$work/adaptool" convert --dtype bf16 "$in" -o "$work/out.safetensors" --quiet
-timeit convert_f16 "$work/adaptool" convert --dtype f16 "$in" -o "$work/out.safetensors" --quiet
-timeit convert_f8_e4m3 "$work/adaptool" convert --dtype f8_e4m3 "$in" -o "$work/out.safetensors" --quiet
-if "$work/adaptool" scale --help >/dev/null 2>&1; then
-	timeit scale_0.5 "$work/adaptool" scale --by 0.5 "$in" -o "$work/out.safetensors" --quiet
-fi
-cp_t=$(cat "$work/t.cp")
-cps_t=$(cat "$work/t.cp+sync")
-for l in convert_bf16 convert_f16 convert_f8_e4m3 scale_0.5; do
-	[ -f "$work/t.$l" ] || continue
-	printf '%-16s %.2f× cp   %.2f× cp+sync\n' "$l" "$(echo "$(cat "$work/t.$l") / $cp_t" | bc -l)" "$(echo "$(cat "$work/t.$l") / $cps_t" | bc -l)"
+run scale            # records the input's digest in the digest cache
+declare -A ms
+for ((k = 0; k < rounds; k++)); do
+	for l in "${labels[@]}"; do
+		rm -f "$out"
+		sync
+		s=$(date +%s%N)
+		run "$l"
+		e=$(date +%s%N)
+		ms[$l,$k]=$(((e - s) / 1000000))
+	done
+done
+
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+printf '%-22s %9s %9s %12s   %s\n' command "median" "÷ cp" "÷ cp+sync" "all rounds (ms)"
+for l in "${labels[@]}"; do
+	ts="" r1="" r2=""
+	for ((k = 0; k < rounds; k++)); do
+		ts+="${ms[$l,$k]} "
+		r1+="$(echo "${ms[$l,$k]} / ${ms[cp,$k]}" | bc -l) "
+		r2+="$(echo "${ms[$l,$k]} / ${ms[cp+sync,$k]}" | bc -l) "
+	done
+	printf '%-22s %6d ms %8.2f× %11.2f×   %s\n' "$l" "$(echo "$ts" | median)" "$(echo "$r1" | median)" "$(echo "$r2" | median)" "$ts"
 done
