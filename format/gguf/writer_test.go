@@ -168,13 +168,21 @@ func TestWriteRejects(t *testing.T) {
 	}
 }
 
-// F16 conversion checked against github.com/x448/float16 (independent).
+// F16 through Decode and Encode checked against github.com/x448/float16
+// (independent): every bit pattern widened, random and edge values narrowed.
 func TestF16AgainstOracle(t *testing.T) {
+	all := make([]byte, 2<<16)
 	for h := 0; h < 1<<16; h++ {
+		binary.LittleEndian.PutUint16(all[2*h:], uint16(h))
+	}
+	dec, err := Decode(all, F16, 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for h, got := range dec {
 		want := float16.Frombits(uint16(h)).Float32()
-		got := F16ToF32(uint16(h))
 		if math.Float32bits(got) != math.Float32bits(want) && !(got != got && want != want) {
-			t.Fatalf("F16ToF32(%#04x) = %v, want %v", h, got, want)
+			t.Fatalf("Decode F16 %#04x = %v, want %v", h, got, want)
 		}
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -182,9 +190,13 @@ func TestF16AgainstOracle(t *testing.T) {
 	for i := 0; i < 200000; i++ {
 		special = append(special, math.Float32frombits(rng.Uint32()))
 	}
-	for _, f := range special {
+	enc, err := Encode(special, F16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range special {
 		want := float16.Fromfloat32(f).Bits()
-		got := F32ToF16(f)
+		got := binary.LittleEndian.Uint16(enc[2*i:])
 		if f != f {
 			if got&0x7c00 != 0x7c00 || got&0x3ff == 0 {
 				t.Fatalf("NaN %#x -> %#x not NaN", math.Float32bits(f), got)
@@ -192,7 +204,7 @@ func TestF16AgainstOracle(t *testing.T) {
 			continue
 		}
 		if got != want {
-			t.Fatalf("F32ToF16(%v = %#x) = %#04x, want %#04x", f, math.Float32bits(f), got, want)
+			t.Fatalf("Encode F16 %v (%#x) = %#04x, want %#04x", f, math.Float32bits(f), got, want)
 		}
 	}
 }
@@ -201,12 +213,20 @@ func TestBF16AndQ8Hand(t *testing.T) {
 	// bf16: 1 + 2^-8 is a tie between 1 and 1+2^-7: rounds to even (1.0)
 	cases := map[float32]uint16{1: 0x3f80, 1 + 0x1p-8: 0x3f80, 1 + 3*0x1p-8: 0x3f82, -2: 0xc000, float32(math.Inf(1)): 0x7f80}
 	for f, want := range cases {
-		if got := F32ToBF16(f); got != want {
-			t.Errorf("F32ToBF16(%v) = %#04x, want %#04x", f, got, want)
+		b, err := Encode([]float32{f}, BF16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := binary.LittleEndian.Uint16(b); got != want {
+			t.Errorf("Encode BF16 %v = %#04x, want %#04x", f, got, want)
+		}
+		back, err := Decode(b, BF16, 1)
+		if err != nil || math.Float32bits(back[0]) != uint32(want)<<16 {
+			t.Errorf("Decode BF16 %#04x = %v, %v", want, back, err)
 		}
 	}
-	if got := F32ToBF16(float32(math.NaN())); got&0x7f80 != 0x7f80 || got&0x7f == 0 {
-		t.Errorf("bf16 NaN = %#04x", got)
+	if b, _ := Encode([]float32{float32(math.NaN())}, BF16); binary.LittleEndian.Uint16(b)&0x7f80 != 0x7f80 || binary.LittleEndian.Uint16(b)&0x7f == 0 {
+		t.Errorf("bf16 NaN = %x", b)
 	}
 	// Q8_0 by hand: block with absmax 127 -> d = 1, q = roundf(x) halves away
 	x := make([]float32, 32)
@@ -269,5 +289,40 @@ func TestDecodeQ4K(t *testing.T) {
 	}
 	if _, err := Decode(make([]byte, 66), IQ2_XXS, 256); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("IQ2_XXS: %v", err)
+	}
+}
+
+// The unblocked types decode by hand-checked values (F64 and the integers
+// round to nearest even).
+func TestDecodePlainTypes(t *testing.T) {
+	le := binary.LittleEndian
+	f64 := make([]byte, 16)
+	le.PutUint64(f64, math.Float64bits(1+0x1p-24)) // a tie: rounds to 1
+	le.PutUint64(f64[8:], math.Float64bits(-3.5))
+	i32 := make([]byte, 8)
+	le.PutUint32(i32, uint32(1<<24+1)) // not representable: ties to even 2^24
+	v := int32(-7)
+	le.PutUint32(i32[4:], uint32(v))
+	cases := []struct {
+		typ  GGMLType
+		raw  []byte
+		want []float32
+	}{
+		{F32, []byte{0, 0, 0x80, 0x3f, 0, 0, 0, 0xc0}, []float32{1, -2}},
+		{F64, f64, []float32{1, -3.5}},
+		{I8, []byte{0x7f, 0x80, 0xff}, []float32{127, -128, -1}},
+		{I16, []byte{0xff, 0x7f, 0x00, 0x80}, []float32{32767, -32768}},
+		{I32, i32, []float32{1 << 24, -7}},
+	}
+	for _, c := range cases {
+		got, err := Decode(c.raw, c.typ, int64(len(c.want)))
+		if err != nil {
+			t.Fatalf("%s: %v", c.typ, err)
+		}
+		for i := range c.want {
+			if got[i] != c.want[i] {
+				t.Errorf("%s[%d] = %v, want %v", c.typ, i, got[i], c.want[i])
+			}
+		}
 	}
 }
