@@ -183,16 +183,6 @@ func finishFactor(d *svd.Decomposition, rp RankParams, def int, total float64) (
 	return &LowRank{Out: m, In: n, Rank: k, B: b, A: a, Scale: 1}, st, nil
 }
 
-// absKey maps v to a uint32 ordered like |v| (kernels.TopKMask's order):
-// bits(|v|)+1, and 0 for NaN, below every number.
-func absKey(v float32) uint32 {
-	a := math.Float32bits(v) & 0x7fffffff
-	if a > 0x7f800000 {
-		return 0
-	}
-	return a + 1
-}
-
 // topk is a global top-k selection over the tiles of one tensor: keep the
 // elements whose key is > t, and of those equal to t the first need in
 // index order.
@@ -283,7 +273,7 @@ func (tm *tiledMerge) delta(i, r0, h int) []float32 {
 
 // selectTopK finds input i's global top-k selection (as kernels.TopKMask:
 // ties at the threshold to the lower index) by radix selection on the
-// 16-bit halves of absKey, each pass rebuilding the tiles.
+// 16-bit halves of kernels.AbsKey, each pass rebuilding the tiles.
 func (tm *tiledMerge) selectTopK(i, k int) topk {
 	if k <= 0 {
 		return topk{t: math.MaxUint32}
@@ -298,12 +288,12 @@ func (tm *tiledMerge) selectTopK(i, k int) topk {
 			t := tm.delta(i, r0, min(tm.th, tm.out-r0))
 			if pass == 0 {
 				for _, v := range t {
-					hist[absKey(v)>>16]++
+					hist[kernels.AbsKey(v)>>16]++
 				}
 				continue
 			}
 			for _, v := range t {
-				if key := absKey(v); key>>16 == hi {
+				if key := kernels.AbsKey(v); key>>16 == hi {
 					hist[key&0xffff]++
 				}
 			}
@@ -350,7 +340,7 @@ func (tm *tiledMerge) fill(r0, h int, dst []float32) {
 			}
 			left := tm.left[i]
 			for j, v := range t {
-				key := absKey(v)
+				key := kernels.AbsKey(v)
 				keep := key > s.t
 				if key == s.t && left > 0 {
 					keep = true

@@ -220,22 +220,3 @@ func GGUFToPEFT(path, dir string, o Options, arch string) (*Result, error) {
 	}
 	return res, atomicfile.WriteBytes(res.Files[0], cj)
 }
-
-// unpermuteRows inverts permuteRows.
-func unpermuteRows(b []float32, out, r, nHead int) error {
-	if nHead <= 0 || out%(2*nHead) != 0 {
-		return fmt.Errorf("%d rows are not %d heads of an even head dimension", out, nHead)
-	}
-	d := out / nHead
-	half := d / 2
-	src := append([]float32(nil), b...)
-	for h := 0; h < nHead; h++ {
-		for i := 0; i < half; i++ {
-			for j := 0; j < 2; j++ {
-				nr, or := h*d+2*i+j, h*d+j*half+i
-				copy(b[or*r:(or+1)*r], src[nr*r:(nr+1)*r])
-			}
-		}
-	}
-	return nil
-}

@@ -361,6 +361,17 @@ func ggufAlpha(gms []*ggufModule) float64 {
 // B (out×r): within each of nHead heads, the rows are reshaped (2, d/2) and
 // transposed, i.e. new row h·d + 2i + j = old row h·d + j·d/2 + i.
 func permuteRows(b []float32, out, r, nHead int) error {
+	return moveHeadRows(b, out, r, nHead, false)
+}
+
+// unpermuteRows inverts permuteRows.
+func unpermuteRows(b []float32, out, r, nHead int) error {
+	return moveHeadRows(b, out, r, nHead, true)
+}
+
+// moveHeadRows moves row h·d + j·d/2 + i of b to row h·d + 2i + j (or back,
+// with inverse), for every head h, i < d/2 and j < 2.
+func moveHeadRows(b []float32, out, r, nHead int, inverse bool) error {
 	if nHead <= 0 || out%(2*nHead) != 0 {
 		return fmt.Errorf("%d rows are not %d heads of an even head dimension", out, nHead)
 	}
@@ -370,7 +381,11 @@ func permuteRows(b []float32, out, r, nHead int) error {
 	for h := 0; h < nHead; h++ {
 		for i := 0; i < half; i++ {
 			for j := 0; j < 2; j++ {
-				copy(b[(h*d+2*i+j)*r:(h*d+2*i+j+1)*r], src[(h*d+j*half+i)*r:(h*d+j*half+i+1)*r])
+				to, from := h*d+2*i+j, h*d+j*half+i
+				if inverse {
+					to, from = from, to
+				}
+				copy(b[to*r:(to+1)*r], src[from*r:(from+1)*r])
 			}
 		}
 	}

@@ -5,10 +5,12 @@ import (
 	"sync"
 )
 
-// absKey maps v to a uint32 that orders like |v|: the bits of a non-negative
+// AbsKey maps v to a uint32 that orders like |v|: the bits of a non-negative
 // float32 already sort as the value, so the key is bits(|v|)+1, and a NaN
-// gets 0, below every number. Selection therefore ranks NaN below +0.
-func absKey(v float32) uint32 {
+// gets 0, below every number. It is the ranking of AbsThreshold and
+// TopKMask (NaN below +0), for callers that select over data they see in
+// pieces.
+func AbsKey(v float32) uint32 {
 	a := math.Float32bits(v) & 0x7fffffff
 	k := a + 1
 	if a > 0x7f800000 {
@@ -67,7 +69,7 @@ func selectKth(x []float32, k int) selection {
 				countLow16((*[1 << 16]uint32)(h), xs, ph)
 			default:
 				for _, v := range xs {
-					key := absKey(v)
+					key := AbsKey(v)
 					if uint32(uint64(key)>>hs) == ph {
 						h[(key>>(s&31))&mask]++
 					}
@@ -109,7 +111,7 @@ func selectKth(x []float32, k int) selection {
 // countHigh16 is the first 16-bit pass: h[key>>16]++ for every element.
 func countHigh16(h *[1 << 16]uint32, x []float32) {
 	for _, v := range x {
-		h[uint16(absKey(v)>>16)]++
+		h[uint16(AbsKey(v)>>16)]++
 	}
 }
 
@@ -117,7 +119,7 @@ func countHigh16(h *[1 << 16]uint32, x []float32) {
 // whose key>>16 is hi.
 func countLow16(h *[1 << 16]uint32, x []float32, hi uint32) {
 	for _, v := range x {
-		k := absKey(v)
+		k := AbsKey(v)
 		if k>>16 == hi {
 			h[uint16(k)]++
 		}
@@ -179,7 +181,7 @@ func TopKMask(mask []bool, x []float32, k int) {
 		lo, hi := sel.chunks[c][0], sel.chunks[c][1]
 		m := mask[lo:hi]
 		for i, v := range x[lo:hi] {
-			key := absKey(v)
+			key := AbsKey(v)
 			keep := key > t
 			if key == t && budget > 0 {
 				keep = true
