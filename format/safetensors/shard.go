@@ -135,6 +135,12 @@ func ReadIndex(indexPath string) (*Index, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fail("", "trailing data after the index object")
 	}
+	if key, inMap, dup := duplicateIndexKey(raw); dup {
+		if inMap {
+			return nil, fail(key, "weight_map names this tensor twice")
+		}
+		return nil, fail("", "the key %q appears twice in the index object", key)
+	}
 	if len(idx.WeightMap) == 0 {
 		return nil, fail("", "no weight_map entries")
 	}
@@ -145,6 +151,61 @@ func ReadIndex(indexPath string) (*Index, error) {
 		}
 	}
 	return &idx, nil
+}
+
+// duplicateIndexKey finds a key that appears twice in the top-level object
+// of a valid index JSON or in its weight_map (encoding/json silently keeps
+// the last value, and merges two weight_map objects). inMap says which.
+func duplicateIndexKey(raw []byte) (key string, inMap, dup bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	// object reads the keys of the object starting at the next token and
+	// returns the first repeated one; inner, when not nil, reads the value
+	// of a key instead of skipping it and may stop the walk.
+	var object func(inner func(k string) (stop bool)) (string, bool)
+	object = func(inner func(string) bool) (string, bool) {
+		if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+			return "", false
+		}
+		seen := map[string]struct{}{}
+		for dec.More() {
+			t, err := dec.Token()
+			k, ok := t.(string)
+			if err != nil || !ok {
+				return "", false
+			}
+			if _, d := seen[k]; d {
+				return k, true
+			}
+			seen[k] = struct{}{}
+			if inner != nil && k == "weight_map" {
+				if inner(k) {
+					return "", false
+				}
+				continue
+			}
+			var skip json.RawMessage
+			if dec.Decode(&skip) != nil {
+				return "", false
+			}
+		}
+		return "", false
+	}
+	var mapKey string
+	var mapDup bool
+	top, topDup := object(func(string) bool {
+		mapKey, mapDup = object(nil)
+		if !mapDup {
+			_, _ = dec.Token() // the closing brace of weight_map
+		}
+		return mapDup
+	})
+	switch {
+	case mapDup:
+		return mapKey, true, true
+	case topDup:
+		return top, false, true
+	}
+	return "", false, false
 }
 
 // Shards returns the distinct shard file names of the weight_map, sorted.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -24,6 +25,10 @@ func TestReadIndex(t *testing.T) {
 		{"trailing", `{"weight_map":{"a":"x.safetensors"}} {}`, true, nil},
 		{"not json", `weight_map`, true, nil},
 		{"wrong type", `{"weight_map":{"a":1}}`, true, nil},
+		{"duplicate tensor", `{"weight_map":{"a":"x.safetensors","b":"x.safetensors","a":"y.safetensors"}}`, true, nil},
+		{"two weight_maps", `{"weight_map":{"a":"x.safetensors"},"metadata":{},"weight_map":{"b":"y.safetensors"}}`, true, nil},
+		{"duplicate metadata key", `{"metadata":{"total_size":1},"metadata":{},"weight_map":{"a":"x.safetensors"}}`, true, nil},
+		{"same name nested elsewhere", `{"metadata":{"a":1,"b":{"a":2}},"weight_map":{"a":"x.safetensors","b":"x.safetensors"}}`, false, []string{"x.safetensors"}},
 	}
 	for _, tt := range tests {
 		p := filepath.Join(t.TempDir(), "model.safetensors.index.json")
@@ -47,5 +52,17 @@ func TestReadIndex(t *testing.T) {
 	}
 	if _, err := ReadIndex(filepath.Join(t.TempDir(), "none.json")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing index: %v", err)
+	}
+}
+
+// A tensor named twice in weight_map is reported by name.
+func TestReadIndexDuplicateNamesTensor(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "model.safetensors.index.json")
+	if err := os.WriteFile(p, []byte(`{"weight_map":{"w.q":"a.safetensors","w.q":"b.safetensors"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ReadIndex(p)
+	if err == nil || !strings.Contains(err.Error(), `"w.q"`) || !strings.Contains(err.Error(), "twice") || !strings.Contains(err.Error(), p) {
+		t.Fatalf("err = %v, want the file, the tensor and the rule", err)
 	}
 }
