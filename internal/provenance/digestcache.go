@@ -17,7 +17,7 @@ import (
 // back, so a changed file never matches its old entry.
 //
 // An entry is only recorded when the file did not change while it was hashed
-// and had not changed for racyWindow before hashing began: a write landing
+// and had not changed for RacyWindow before hashing began: a write landing
 // in the same timestamp tick as the previous one could otherwise leave
 // the ctime unchanged.
 //
@@ -30,9 +30,9 @@ import (
 // hash in a few tens of milliseconds.
 var CacheMinSize int64 = 64 << 20
 
-// racyWindow is how long a file must have been unchanged before hashing
+// RacyWindow is how long a file must have been unchanged before hashing
 // began for its digest to be recorded (a variable for tests).
-var racyWindow = 2 * time.Second
+var RacyWindow = 2 * time.Second
 
 const cacheMagic = "adaptool-sha256-cache v1"
 
@@ -95,13 +95,13 @@ func cacheLookup(k fileKey) (string, bool) {
 
 // cacheStore records sum as the digest of the file version k, hashed from
 // a read that began at start. It records nothing unless the file had been
-// unchanged for racyWindow before start.
+// unchanged for RacyWindow before start.
 func cacheStore(k fileKey, start time.Time, sum string) {
 	dir := cacheDir()
 	if dir == "" || !isDigest(sum) {
 		return
 	}
-	limit := start.Add(-racyWindow).UnixNano()
+	limit := start.Add(-RacyWindow).UnixNano()
 	if k.mtime >= limit || k.ctime >= limit {
 		return
 	}

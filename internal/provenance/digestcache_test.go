@@ -21,9 +21,9 @@ func withCache(t *testing.T, window time.Duration) string {
 	dir := t.TempDir()
 	t.Setenv("ADAPTOOL_CACHE_DIR", dir)
 	t.Setenv("ADAPTOOL_DIGEST_CACHE", "")
-	oldMin, oldWin := CacheMinSize, racyWindow
-	CacheMinSize, racyWindow = 1, window
-	t.Cleanup(func() { CacheMinSize, racyWindow = oldMin, oldWin })
+	oldMin, oldWin := CacheMinSize, RacyWindow
+	CacheMinSize, RacyWindow = 1, window
+	t.Cleanup(func() { CacheMinSize, RacyWindow = oldMin, oldWin })
 	return filepath.Join(dir, "sha256")
 }
 
