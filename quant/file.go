@@ -40,6 +40,14 @@ type FileOptions struct {
 	Progress func(done, total int)
 }
 
+// DequantizeOptions configures DequantizeFile.
+type DequantizeOptions struct {
+	// DryRun computes the report without writing (or hashing) anything.
+	DryRun bool
+	// Progress, when set, is called after each quantized tensor is planned.
+	Progress func(done, total int)
+}
+
 // TensorReport is the report line of one quantized tensor.
 type TensorReport struct {
 	Name        string   `json:"name"`
@@ -598,20 +606,27 @@ type DequantizeParams struct {
 // lists the tensors with bytes before and after (no error figures).
 // The output's __metadata__ drops adaptool.quantization and records
 // adaptool.operation "dequantize", adaptool.params (DequantizeParams) and
-// the path and sha256 of each input safetensors file.
-func DequantizeFile(path, out string, progress func(done, total int)) (*Report, error) {
+// the path and sha256 of each input safetensors file. With opt.DryRun the
+// report is computed from the headers alone and nothing is written or
+// hashed.
+func DequantizeFile(path, out string, opt DequantizeOptions) (*Report, error) {
 	in, err := openInput(path)
 	if err != nil {
 		return nil, err
 	}
 	defer in.ck.Close()
-	rep := &Report{Input: path, Output: out, Tensors: []TensorReport{}, Skipped: []Skipped{}, LoRA: []LoRAError{}}
+	rep := &Report{Input: path, Output: out, DryRun: opt.DryRun, Tensors: []TensorReport{}, Skipped: []Skipped{}, LoRA: []LoRAError{}}
 	detected := Detect(in.ck, in.names)
 	if len(detected) == 0 {
 		return nil, fmt.Errorf("%w: %s: no quantized tensors found", ErrLayout, path)
 	}
-	hs := in.hashInputs()
-	defer cancelHashes(hs)
+	var hs []*provenance.Pending
+	if opt.DryRun {
+		rep.Output = ""
+	} else {
+		hs = in.hashInputs()
+		defer cancelHashes(hs)
+	}
 	dp := DequantizeParams{Schemes: []Scheme{}}
 	for _, d := range detected {
 		if !slices.Contains(dp.Schemes, d.Scheme) {
@@ -669,8 +684,8 @@ func DequantizeFile(path, out string, progress func(done, total int)) (*Report, 
 			Keys: d.Keys, BytesBefore: before, BytesAfter: t.Size()})
 		rep.BytesBefore += before
 		rep.BytesAfter += t.Size()
-		if progress != nil {
-			progress(i+1, len(detected))
+		if opt.Progress != nil {
+			opt.Progress(i+1, len(detected))
 		}
 	}
 	var tensors []safetensors.Tensor
@@ -692,10 +707,13 @@ func DequantizeFile(path, out string, progress func(done, total int)) (*Report, 
 		tensors = append(tensors, t)
 	}
 	rep.FileBytesAfter = rep.FileBytesBefore - rep.BytesBefore + rep.BytesAfter
+	sort.Slice(rep.Tensors, func(i, j int) bool { return rep.Tensors[i].Name < rep.Tensors[j].Name })
+	if opt.DryRun {
+		return rep, nil
+	}
 	meta := safetensors.DefaultMetadata(in.meta)
 	delete(meta, MetaQuantization)
 	delete(meta, MetaSourceDTypes)
-	sort.Slice(rep.Tensors, func(i, j int) bool { return rep.Tensors[i].Name < rep.Tensors[j].Name })
 	if err := in.provenance(meta, "dequantize", dp, hs); err != nil {
 		return nil, err
 	}

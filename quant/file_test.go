@@ -166,12 +166,34 @@ func TestQuantizeFileRoundTrip(t *testing.T) {
 		// Dequantize the file: values equal the in-memory round trip, the
 		// source dtype is restored, quantization metadata dropped.
 		back := filepath.Join(dir, "back.safetensors")
-		if _, err := DequantizeFile(out, back, nil); err != nil {
+		plan, err := DequantizeFile(out, back, DequantizeOptions{DryRun: true})
+		if err != nil {
 			t.Fatal(err)
+		}
+		if _, err := os.Stat(back); !os.IsNotExist(err) {
+			t.Fatalf("dry run wrote %s", back)
+		}
+		done, err := DequantizeFile(out, back, DequantizeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The plan is the report of the real run (only the output and the
+		// dry-run flag differ), and its sizes are those of the output file.
+		if !plan.DryRun || plan.Output != "" || plan.BytesBefore != done.BytesBefore || plan.BytesAfter != done.BytesAfter ||
+			plan.FileBytesAfter != done.FileBytesAfter || len(plan.Tensors) != len(done.Tensors) {
+			t.Fatalf("dry-run report %+v differs from the run's %+v", plan, done)
+		}
+		for i := range plan.Tensors {
+			if plan.Tensors[i].Name != done.Tensors[i].Name || plan.Tensors[i].BytesAfter != done.Tensors[i].BytesAfter {
+				t.Fatalf("dry-run tensor %+v, run %+v", plan.Tensors[i], done.Tensors[i])
+			}
 		}
 		g, err := safetensors.Open(back)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if g.DataSize != plan.FileBytesAfter {
+			t.Errorf("dry run planned %d tensor bytes, the output holds %d", plan.FileBytesAfter, g.DataSize)
 		}
 		for _, d := range ds {
 			ti, ok := g.Tensor(d.Name)
@@ -309,7 +331,7 @@ func TestQuantizeShardedCheckpoint(t *testing.T) {
 		t.Error("config.json not copied")
 	}
 	back := filepath.Join(dir, "back")
-	if _, err := DequantizeFile(out, back, nil); err != nil {
+	if _, err := DequantizeFile(out, back, DequantizeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	c2, err := safetensors.OpenCheckpoint(back)

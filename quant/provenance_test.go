@@ -91,7 +91,7 @@ func TestFileProvenance(t *testing.T) {
 				t.Errorf("input metadata or adaptool.quantization lost: %v", m)
 			}
 			back := filepath.Join(dir, "back.safetensors")
-			if _, err := DequantizeFile(out, back, nil); err != nil {
+			if _, err := DequantizeFile(out, back, DequantizeOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			m = checkProvenance(t, back, "dequantize", `{"schemes":`+c.deqSchemes+`,"quantization":`+c.params+`}`,

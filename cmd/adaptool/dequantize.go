@@ -18,7 +18,7 @@ func newDequantizeCommand() *cli.Command {
 		Description: "Every quantized weight is replaced by its float values, in the dtype its layout records\n" +
 			"(bitsandbytes quant_state, adaptool metadata) or F32; the layout's extra tensors (absmax,\n" +
 			"quant_map, SCB, weight_scale, ...) are dropped and all other tensors copied byte-identically.",
-		Flags:  commonFlags(outputFlag("output file (or directory when IN is a directory)")),
+		Flags:  commonFlags(outputFlag("output file (or directory when IN is a directory)"), dryRunFlag()),
 		Action: runDequantize,
 	}
 }
@@ -28,17 +28,17 @@ func runDequantize(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	out, err := requireOutput(c)
-	if err != nil {
-		return err
+	out := c.String("output")
+	if out == "" && !c.Bool("dry-run") {
+		return usagef("dequantize: missing -o OUT (or --dry-run)")
 	}
 	var prog *progress
-	rep, err := quant.DequantizeFile(args[0], out, func(done, total int) {
+	rep, err := quant.DequantizeFile(args[0], out, quant.DequantizeOptions{DryRun: c.Bool("dry-run"), Progress: func(done, total int) {
 		if prog == nil {
 			prog = newProgress(c, "dequantizing", total)
 		}
 		prog.Add(1)
-	})
+	}})
 	prog.Done()
 	if err != nil {
 		return quantErr(err)
@@ -52,6 +52,10 @@ func runDequantize(c *cli.Context) error {
 		fmt.Fprintf(w, "%s\t%s\t%v\t%s\t%d → %d\t\n", t.Name, t.Scheme, t.Shape, t.DType, t.BytesBefore, t.BytesAfter)
 	}
 	w.Flush()
+	if rep.DryRun {
+		fmt.Fprintf(stdout(c), "%s: %d tensors would be dequantized, %d → %d bytes (dry run, nothing written)\n", rep.Input, len(rep.Tensors), rep.BytesBefore, rep.BytesAfter)
+		return nil
+	}
 	fmt.Fprintf(stdout(c), "%s: %d tensors dequantized, %d → %d bytes; wrote %s\n", rep.Input, len(rep.Tensors), rep.BytesBefore, rep.BytesAfter, rep.Output)
 	return nil
 }

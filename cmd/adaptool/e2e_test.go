@@ -773,6 +773,11 @@ func fixedRows() []e2eRow {
 			}},
 		{name: "atz/flipped-scale", args: []string{"scale", "--by", "2", "$keep/pf.atz", "-o", "$out.safetensors"}, code: input2, stderr: []string{"pf.atz", "checksum"}, absent: []string{"$out.safetensors"}},
 		{name: "atz/flipped-validate", args: []string{"validate", "$keep/pf.atz"}, code: input2, stderr: []string{"pf.atz"}},
+		// --dry-run of pack and unpack: everything is encoded or decoded and
+		// checked, nothing is written; a corrupt container still fails.
+		{name: "atz/pack-dry-run", args: []string{"pack", "--dry-run", "--json", "$lora", "-o", "$out"}, fields: []string{"files.0.packed_bytes", "dry_run"}, absent: []string{"$out"}},
+		{name: "atz/unpack-dry-run", args: []string{"unpack", "--dry-run", "--json", "$keep/p.atz", "-o", "$out"}, fields: []string{"files.0.sha256", "dry_run"}, absent: []string{"$out"}},
+		{name: "atz/flipped-unpack-dry-run", args: []string{"unpack", "--dry-run", "$keep/pf.atz", "-o", "$out"}, code: input2, stderr: []string{"pf.atz", "checksum"}, absent: []string{"$out"}},
 		{name: "atz/good-read", args: []string{"inspect", "--stats", "--json", "$keep/p.atz"}, fields: []string{"modules.2.delta_fro_norm"}},
 	}
 }
@@ -1301,6 +1306,9 @@ func valueRows(t *testing.T) []e2eRow {
 		// Quantized adapters (adaptool's own quantize output).
 		{name: "quantized/make", args: []string{"quantize", "--scheme", "nf4", "$lora", "-o", "$keep/qlora"}, exist: []string{"$keep/qlora/adapter_model.safetensors"}},
 		{name: "quantized/inspect", args: []string{"inspect", "--json", "$keep/qlora"}, values: map[string]float64{"modules.0.rank": 4, "modules.0.in_features": 16, "modules.0.out_features": 16, "modules.0.scale": 2}},
+		{name: "quantized/dequantize-dry-run", args: []string{"dequantize", "--dry-run", "--json", "$keep/qlora", "-o", "$out"}, fields: []string{"tensors.0.bytes_after", "dry_run"}, absent: []string{"$out"}},
+		{name: "quantized/dequantize-dry-run-no-out", args: []string{"dequantize", "--dry-run", "$keep/qlora"}},
+		{name: "quantized/dequantize-no-out", args: []string{"dequantize", "$keep/qlora"}, code: usage3, stderr: []string{"-o"}},
 		{name: "quantized/dequantize", args: []string{"dequantize", "$keep/qlora", "-o", "$keep/dq"}, exist: []string{"$keep/dq/adapter_model.safetensors"}},
 		{name: "quantized/dequantize-read", args: []string{"inspect", "--stats", "--json", "$keep/dq"}, values: norms("modules", 1, lq, lv, l1), tol: 0.15},
 		{name: "quantized/broken", args: []string{"dequantize", "$keep/qbroken.safetensors", "-o", "$out.safetensors"}, code: input2,

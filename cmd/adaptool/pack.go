@@ -30,6 +30,7 @@ type packFileResult struct {
 	SHA256        string  `json:"sha256"`
 	SHA256Equal   bool    `json:"sha256_equal"`
 	DeltaChunks   int     `json:"delta_chunks,omitempty"`
+	DryRun        bool    `json:"dry_run,omitempty"` // nothing was written
 }
 
 // packReport is the --json document of pack and unpack.
@@ -40,6 +41,7 @@ type packReport struct {
 	Ratio         float64          `json:"ratio"`
 	Seconds       float64          `json:"seconds"`
 	MBPerSec      float64          `json:"mb_per_s"`
+	DryRun        bool             `json:"dry_run,omitempty"` // nothing was written
 }
 
 func newPackCommand() *cli.Command {
@@ -50,12 +52,14 @@ func newPackCommand() *cli.Command {
 		Description: "A file is packed to OUT (conventionally NAME.atz). A directory is copied to the directory OUT\n" +
 			"with every .safetensors file packed under its own name, so index.json and adapter_config.json\n" +
 			"keep working: adaptool reads packed files transparently. Each packed file is decoded again and\n" +
-			"compared with the original byte for byte (skip with --no-verify).",
+			"compared with the original byte for byte (skip with --no-verify). --dry-run compresses\n" +
+			"everything and reports the sizes and ratio, writing nothing.",
 		Flags: commonFlags(
 			outputFlag("output file (or directory when IN is a directory)"),
 			&cli.StringFlag{Name: "base", Usage: "base file (or directory) the input was fine-tuned from: tensors are XOR-coded against it; unpack then needs it too"},
 			&cli.StringFlag{Name: "level", Value: "default", Usage: "fastest, default or best"},
 			&cli.BoolFlag{Name: "no-verify", Usage: "do not decode the written container to compare it with the input"},
+			dryRunFlag(),
 		),
 		Action: runPack,
 	}
@@ -88,24 +92,26 @@ func runPack(c *cli.Context) error {
 	}
 	verify := !c.Bool("no-verify")
 	base := c.String("base")
-	one := func(in, out, base string) (packFileResult, error) {
-		return packOne(in, out, base, level, verify)
+	one := func(in, out, base string, dry bool) (packFileResult, error) {
+		return packOne(in, out, base, level, verify, dry)
 	}
 	return runTree(c, "packing", args[0], out, base, true, one)
 }
 
 // runTree applies one to a file, or to every file of a directory tree
 // (pack: *.safetensors, unpack: files starting with the atz magic; other
-// files are copied), and prints the report.
-func runTree(c *cli.Context, label, in, out, base string, packing bool, one func(in, out, base string) (packFileResult, error)) error {
+// files are copied), and prints the report. With --dry-run every file is
+// encoded or decoded as usual but nothing is written or created.
+func runTree(c *cli.Context, label, in, out, base string, packing bool, one func(in, out, base string, dry bool) (packFileResult, error)) error {
 	st, err := os.Stat(in)
 	if err != nil {
 		return exitErr(exitInput, err)
 	}
 	start := time.Now()
-	var rep packReport
+	dry := c.Bool("dry-run")
+	rep := packReport{DryRun: dry}
 	if !st.IsDir() {
-		r, err := one(in, out, base)
+		r, err := one(in, out, base, dry)
 		if err != nil {
 			return err
 		}
@@ -132,8 +138,10 @@ func runTree(c *cli.Context, label, in, out, base string, packing bool, one func
 		for _, f := range files {
 			rel, _ := filepath.Rel(in, f)
 			dst := filepath.Join(out, rel)
-			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-				return exitErr(exitFailed, err)
+			if !dry {
+				if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+					return exitErr(exitFailed, err)
+				}
 			}
 			var r packFileResult
 			if isCandidate(f, packing) {
@@ -143,9 +151,9 @@ func runTree(c *cli.Context, label, in, out, base string, packing bool, one func
 						b = filepath.Join(base, rel)
 					}
 				}
-				r, err = one(f, dst, b)
+				r, err = one(f, dst, b, dry)
 			} else {
-				r, err = copyFile(f, dst)
+				r, err = copyFile(f, dst, dry)
 			}
 			if err != nil {
 				return err
@@ -170,13 +178,19 @@ func runTree(c *cli.Context, label, in, out, base string, packing bool, one func
 		return printJSON(c, rep)
 	}
 	w := stdout(c)
+	if dry {
+		fmt.Fprintln(w, "dry run: nothing written")
+	}
 	for _, f := range rep.Files {
 		if f.Action == "copy" {
 			fmt.Fprintf(w, "copy    %s -> %s (%d bytes)\n", f.Input, f.Output, f.OriginalBytes)
 			continue
 		}
 		eq := "sha256 equal"
-		if !f.SHA256Equal {
+		switch {
+		case dry && f.Action == "pack":
+			eq = "not written"
+		case !f.SHA256Equal:
 			eq = "sha256 not verified"
 		}
 		fmt.Fprintf(w, "%-7s %s -> %s: %d -> %d bytes, ratio %.3f, %.0f MB/s, %s (%s)\n",
@@ -205,9 +219,9 @@ func isCandidate(name string, packing bool) bool {
 	return isAtz
 }
 
-func packOne(in, out, base string, level atz.Level, verify bool) (packFileResult, error) {
+func packOne(in, out, base string, level atz.Level, verify, dry bool) (packFileResult, error) {
 	start := time.Now()
-	opt := atz.PackOptions{Level: level}
+	opt := atz.PackOptions{Level: level, DryRun: dry}
 	if base != "" {
 		bf, err := os.Open(base)
 		if err != nil {
@@ -225,7 +239,8 @@ func packOne(in, out, base string, level atz.Level, verify bool) (packFileResult
 		return packFileResult{}, err
 	}
 	r := result("pack", in, out, st, time.Since(start))
-	if verify {
+	r.DryRun = dry
+	if verify && !dry {
 		// Decode the written container and compare it with the source
 		// byte for byte (exact, and cheaper than restoring it and
 		// recomputing the SHA-256 that pack took from the same source).
@@ -253,14 +268,17 @@ func result(action, in, out string, st atz.Stats, d time.Duration) packFileResul
 	return r
 }
 
-// copyFile copies a non-tensor file of a directory (configs, index.json).
-func copyFile(in, out string) (packFileResult, error) {
+// copyFile copies a non-tensor file of a directory (configs, index.json);
+// with dry it only reads it.
+func copyFile(in, out string, dry bool) (packFileResult, error) {
 	b, err := os.ReadFile(in)
 	if err != nil {
 		return packFileResult{}, exitErr(exitInput, err)
 	}
-	if err := atomicfile.WriteBytes(out, b); err != nil {
-		return packFileResult{}, err
+	if !dry {
+		if err := atomicfile.WriteBytes(out, b); err != nil {
+			return packFileResult{}, err
+		}
 	}
-	return packFileResult{Input: in, Output: out, Action: "copy", OriginalBytes: int64(len(b)), PackedBytes: int64(len(b)), Ratio: 1}, nil
+	return packFileResult{Input: in, Output: out, Action: "copy", OriginalBytes: int64(len(b)), PackedBytes: int64(len(b)), Ratio: 1, DryRun: dry}, nil
 }

@@ -19,6 +19,7 @@ func newUnpackCommand() *cli.Command {
 		Flags: commonFlags(
 			outputFlag("output file (or directory when IN is a directory)"),
 			&cli.StringFlag{Name: "base", Usage: "the base file (or directory) given to pack --base"},
+			dryRunFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			args, err := requireArgs(c, 1, 1, "IN.atz")
@@ -34,7 +35,9 @@ func newUnpackCommand() *cli.Command {
 	}
 }
 
-func unpackOne(in, out, base string) (packFileResult, error) {
+// unpackOne restores in to out; with dry it decodes and checks in (every
+// chunk CRC and the SHA-256) without writing.
+func unpackOne(in, out, base string, dry bool) (packFileResult, error) {
 	start := time.Now()
 	var opts []atz.Option
 	if base != "" {
@@ -49,11 +52,18 @@ func unpackOne(in, out, base string) (packFileResult, error) {
 		}
 		opts = append(opts, atz.WithBase(bf, st.Size()))
 	}
-	st, err := atz.UnpackFile(out, in, opts...)
+	var st atz.Stats
+	var err error
+	if dry {
+		st, err = atz.CheckFile(in, opts...)
+	} else {
+		st, err = atz.UnpackFile(out, in, opts...)
+	}
 	if err != nil {
 		return packFileResult{}, err
 	}
 	r := result("unpack", in, out, st, time.Since(start))
-	r.SHA256Equal = true // UnpackFile renames the output into place only after the SHA-256 matched
+	r.DryRun = dry
+	r.SHA256Equal = true // both check the SHA-256 of the restored bytes before returning
 	return r, nil
 }

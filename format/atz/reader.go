@@ -403,3 +403,20 @@ func UnpackFile(dst, src string, opts ...Option) (Stats, error) {
 	st.Duration = time.Since(start)
 	return st, err
 }
+
+// CheckFile decodes the container src completely without writing anything:
+// every chunk's CRC-32C and the original's SHA-256 are checked, as
+// UnpackFile checks them before it renames its output into place. The Stats
+// are those UnpackFile would report.
+func CheckFile(src string, opts ...Option) (Stats, error) {
+	start := time.Now()
+	rd, err := Open(src, opts...)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer rd.Close()
+	_, err = rd.WriteTo(io.Discard)
+	st := rd.stats()
+	st.Duration = time.Since(start)
+	return st, err
+}

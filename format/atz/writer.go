@@ -29,6 +29,9 @@ type PackOptions struct {
 	BaseSize int64
 	// Name is the source name used in error messages.
 	Name string
+	// DryRun makes PackFile pack as usual but discard the container and
+	// write nothing: its Stats say what it would have written.
+	DryRun bool
 }
 
 // Stats summarises a Pack or Unpack.
@@ -350,7 +353,8 @@ func ordered[R any](n, workers int, work func(int) R, sink func(int, R) error) e
 // PackFile packs the file src into dst, written atomically (temporary file
 // in dst's directory, then rename). Where the platform allows, src is
 // memory-mapped and encoded and hashed in place (no read copies); a file
-// truncated while it is packed then fails with an error, not a crash.
+// truncated while it is packed then fails with an error, not a crash. With
+// opt.DryRun nothing is written.
 func PackFile(dst, src string, opt PackOptions) (Stats, error) {
 	f, err := os.Open(src)
 	if err != nil {
@@ -369,6 +373,9 @@ func PackFile(dst, src string, opt PackOptions) (Stats, error) {
 	defer unmap()
 	if m != nil {
 		in = byteSource(m)
+	}
+	if opt.DryRun {
+		return Pack(io.Discard, in, fi.Size(), opt)
 	}
 	var st Stats
 	err = atomicfile.WriteStream(dst, func(w io.Writer) error {
