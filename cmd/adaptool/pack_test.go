@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/adaptool/adaptool/format/atz"
 	"github.com/adaptool/adaptool/internal/testcorpus"
 )
 
@@ -22,7 +23,7 @@ func TestPackUnpackFile(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("pack exit %d: %s", code, errOut)
 	}
-	var rep packReport
+	var rep atz.PathReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("pack --json: %v\n%s", err, out)
 	}

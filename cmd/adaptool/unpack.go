@@ -1,9 +1,6 @@
 package main
 
 import (
-	"os"
-	"time"
-
 	"github.com/urfave/cli/v2"
 
 	"github.com/adaptool/adaptool/format/atz"
@@ -30,40 +27,7 @@ func newUnpackCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return runTree(c, "unpacking", args[0], out, c.String("base"), false, unpackOne)
+			return runPath(c, "unpacking", args[0], out, atz.UnpackPath, atz.PathOptions{})
 		},
 	}
-}
-
-// unpackOne restores in to out; with dry it decodes and checks in (every
-// chunk CRC and the SHA-256) without writing.
-func unpackOne(in, out, base string, dry bool) (packFileResult, error) {
-	start := time.Now()
-	var opts []atz.Option
-	if base != "" {
-		bf, err := os.Open(base)
-		if err != nil {
-			return packFileResult{}, exitErr(exitInput, err)
-		}
-		defer bf.Close()
-		st, err := bf.Stat()
-		if err != nil {
-			return packFileResult{}, exitErr(exitInput, err)
-		}
-		opts = append(opts, atz.WithBase(bf, st.Size()))
-	}
-	var st atz.Stats
-	var err error
-	if dry {
-		st, err = atz.CheckFile(in, opts...)
-	} else {
-		st, err = atz.UnpackFile(out, in, opts...)
-	}
-	if err != nil {
-		return packFileResult{}, err
-	}
-	r := result("unpack", in, out, st, time.Since(start))
-	r.DryRun = dry
-	r.SHA256Equal = true // both check the SHA-256 of the restored bytes before returning
-	return r, nil
 }
