@@ -202,6 +202,18 @@ func (in *input) hashInputs() []*provenance.Pending {
 	return hs
 }
 
+// begin returns the empty report of a run over in and, unless dry, starts
+// hashing the input files for provenance (the caller cancels the hashes
+// with cancelHashes when done). A dry run's report has no output path.
+func (in *input) begin(path, out string, dry bool) (*Report, []*provenance.Pending) {
+	rep := &Report{Input: path, Output: out, DryRun: dry, Tensors: []TensorReport{}, Skipped: []Skipped{}, LoRA: []LoRAError{}}
+	if dry {
+		rep.Output = ""
+		return rep, nil
+	}
+	return rep, in.hashInputs()
+}
+
 // cancelHashes stops the background hashes that are still running.
 func cancelHashes(hs []*provenance.Pending) {
 	for _, h := range hs {
@@ -350,14 +362,9 @@ func QuantizeFile(path, out string, opt FileOptions) (*Report, error) {
 		return nil, err
 	}
 	defer in.ck.Close()
-	rep := &Report{Input: path, Output: out, Params: p, DryRun: opt.DryRun, Tensors: []TensorReport{}, Skipped: []Skipped{}, LoRA: []LoRAError{}}
-	var hs []*provenance.Pending
-	if opt.DryRun {
-		rep.Output = ""
-	} else {
-		hs = in.hashInputs()
-		defer cancelHashes(hs)
-	}
+	rep, hs := in.begin(path, out, opt.DryRun)
+	defer cancelHashes(hs)
+	rep.Params = p
 	detected := Detect(in.ck, in.names)
 	quantizedKey := map[string]Scheme{}
 	for _, d := range detected {
@@ -615,18 +622,12 @@ func DequantizeFile(path, out string, opt DequantizeOptions) (*Report, error) {
 		return nil, err
 	}
 	defer in.ck.Close()
-	rep := &Report{Input: path, Output: out, DryRun: opt.DryRun, Tensors: []TensorReport{}, Skipped: []Skipped{}, LoRA: []LoRAError{}}
 	detected := Detect(in.ck, in.names)
 	if len(detected) == 0 {
 		return nil, fmt.Errorf("%w: %s: no quantized tensors found", ErrLayout, path)
 	}
-	var hs []*provenance.Pending
-	if opt.DryRun {
-		rep.Output = ""
-	} else {
-		hs = in.hashInputs()
-		defer cancelHashes(hs)
-	}
+	rep, hs := in.begin(path, out, opt.DryRun)
+	defer cancelHashes(hs)
 	dp := DequantizeParams{Schemes: []Scheme{}}
 	for _, d := range detected {
 		if !slices.Contains(dp.Schemes, d.Scheme) {
