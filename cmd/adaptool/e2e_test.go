@@ -568,6 +568,7 @@ func unseenRows() []e2eRow {
 		add(e2eRow{name: a.name + "/quantize-nf4", args: []string{"quantize", "--scheme", "nf4", "--blocksize", "32", in, "-o", "$out"}, code: code("quant"), exist: okExist(code("quant"), "$out")})
 		add(e2eRow{name: a.name + "/pack", args: []string{"pack", in, "-o", "$out"}, exist: []string{"$out"}})
 		add(e2eRow{name: a.name + "/report", args: []string{"report", in, "-o", "$rowdir/r.html"}, exist: []string{"$rowdir/r.html"}})
+		add(e2eRow{name: a.name + "/report-dry-run", args: []string{"report", "--dry-run", "--json", in, "-o", "$rowdir/d.html"}, fields: []string{"modules", "dry_run"}, absent: []string{"$rowdir/d.html"}})
 		add(e2eRow{name: a.name + "/diff", args: []string{"diff", "--json", in, in}, code: code("diff")})
 	}
 	return rows
@@ -653,6 +654,8 @@ func fixedRows() []e2eRow {
 		{name: "trunc1/convert", args: []string{"convert", "--dtype", "f16", "$trunc1", "-o", "$out"}, code: input2, stderr: []string{"trunc1", "MetadataIncompleteBuffer"}, absent: []string{"$out"}},
 		{name: "trunc1/inspect-stats", args: []string{"inspect", "--stats", "--json", "$trunc1"}, code: input2, stderr: []string{"trunc1", "MetadataIncompleteBuffer"}},
 		{name: "trunc1/report", args: []string{"report", "$trunc1", "-o", "$out.html"}, code: input2, stderr: []string{"trunc1"}, absent: []string{"$out.html"}},
+		{name: "trunc1/report-dry-run", args: []string{"report", "--dry-run", "$trunc1"}, code: input2, stderr: []string{"trunc1"}},
+		{name: "lora/report-no-out", args: []string{"report", "$lora"}, code: usage3, stderr: []string{"-o"}},
 		{name: "trunc1/diff", args: []string{"diff", "$lora", "$trunc1"}, code: input2, stderr: []string{"trunc1"}},
 		{name: "trunc1/check", args: []string{"check", "--base", "$base", "$trunc1"}, code: input2, stderr: []string{"trunc1"}},
 		{name: "trunc1/to-gguf", args: []string{"convert", "--to", "gguf", "--arch", "qwen2", "$trunc1", "-o", "$out.gguf"}, code: input2, stderr: []string{"trunc1"}, absent: []string{"$out.gguf"}},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -18,6 +19,7 @@ type reportOutput struct {
 	Modules  int      `json:"modules"`
 	Warnings []string `json:"warnings"`
 	Fits     *bool    `json:"fits_base,omitempty"`
+	DryRun   bool     `json:"dry_run,omitempty"` // rendered, nothing written
 }
 
 func newReportCommand() *cli.Command {
@@ -27,20 +29,22 @@ func newReportCommand() *cli.Command {
 		ArgsUsage: "PATH -o report.html",
 		Description: "Plots ‖ΔW‖ per layer and module type, singular-value spectra and effective rank per layer, and lists\n" +
 			"the warnings (and, with --base, the base-compatibility problems). The page loads nothing from the\n" +
-			"network. --png DIR writes the same plots as PNG files.",
+			"network. --png DIR writes the same plots as PNG files. --dry-run renders everything and writes nothing.",
 		Flags: commonFlags(
 			outputFlag("the HTML file to write"),
 			&cli.StringFlag{Name: "base", Usage: "also check the adapter against this base model (headers only)"},
 			&cli.StringFlag{Name: "png", Usage: "also write the plots as PNG files into this directory"},
+			dryRunFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			args, err := requireArgs(c, 1, 1, "PATH")
 			if err != nil {
 				return err
 			}
-			out, err := requireOutput(c)
-			if err != nil {
-				return err
+			out := c.String("output")
+			dry := c.Bool("dry-run")
+			if out == "" && !dry {
+				return usagef("report: missing -o OUT (or --dry-run)")
 			}
 			s, err := inspect.Summarize(args[0], inspect.Options{Stats: true, Progress: progressFunc(c, "report")})
 			if err != nil {
@@ -57,6 +61,24 @@ func newReportCommand() *cli.Command {
 				}
 			}
 			rep := inspect.NewReport(s, check)
+			res := reportOutput{HTML: out, PNG: []string{}, Modules: len(rep.Modules), Warnings: rep.Warnings, DryRun: dry}
+			if res.Warnings == nil {
+				res.Warnings = []string{}
+			}
+			if check != nil {
+				res.Fits = &check.OK
+			}
+			if dry {
+				// Render the page (every plot included) to nowhere.
+				if err := rep.WriteHTML(io.Discard); err != nil {
+					return exitErr(exitFailed, fmt.Errorf("report: %w", err))
+				}
+				if wantJSON(c) {
+					return printJSON(c, res)
+				}
+				fmt.Fprintf(stdout(c), "dry run: %d modules plotted, %d warnings; nothing written\n", res.Modules, len(res.Warnings))
+				return nil
+			}
 			if dir := filepath.Dir(out); dir != "" {
 				if err := os.MkdirAll(dir, 0o755); err != nil {
 					return exitErr(exitFailed, fmt.Errorf("report: %w", err))
@@ -64,13 +86,6 @@ func newReportCommand() *cli.Command {
 			}
 			if err := rep.WriteHTMLFile(out); err != nil {
 				return exitErr(exitFailed, fmt.Errorf("report: %w", err))
-			}
-			res := reportOutput{HTML: out, PNG: []string{}, Modules: len(rep.Modules), Warnings: rep.Warnings}
-			if res.Warnings == nil {
-				res.Warnings = []string{}
-			}
-			if check != nil {
-				res.Fits = &check.OK
 			}
 			if dir := c.String("png"); dir != "" {
 				paths, err := rep.WritePNGs(dir)
