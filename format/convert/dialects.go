@@ -44,6 +44,12 @@ func Convert(a *adapter.Adapter, to, out string, o Options) (*Result, error) {
 
 var linearKinds = []adapter.Kind{adapter.KindLoRA, adapter.KindLoRAConv, adapter.KindLoRAEmbedding}
 
+// peftKinds are the module kinds ToPEFT writes (one method per output).
+var peftKinds = append(append([]adapter.Kind(nil), linearKinds...), adapter.KindDoRA, adapter.KindLoHa, adapter.KindLoKr)
+
+// kohyaKinds are the module kinds ToKohya writes.
+var kohyaKinds = []adapter.Kind{adapter.KindLoRA, adapter.KindLoRAConv, adapter.KindDoRA, adapter.KindLoHa, adapter.KindLoKr}
+
 // factorTensors returns A and B as safetensors tensors in PEFT layout
 // (A (r,in[,k…]), B (out,r[,1…]); embeddings A (r,num), B (dim,r)).
 func factorTensors(m *module, aName, bName string) ([]safetensors.Tensor, error) {
@@ -211,8 +217,15 @@ func byComponent(mods []*module) map[string][]*module {
 // adapter_model.safetensors) under dir. A multi-component diffusers/kohya
 // adapter (UNet + text encoders) becomes one PEFT directory per component,
 // dir/<component>/, since a PEFT adapter belongs to one model.
+//
+// Each directory holds one PEFT method: LoRA (with use_dora and
+// lora_magnitude_vector when every module is DoRA), LoHa or LoKr (tensors
+// copied verbatim, per-module r/alpha reproducing the kohya/LyCORIS scale;
+// see lycoPEFT). Mixtures of methods, DoRA magnitudes over input columns
+// (LyCORIS (1,in) dora_scale) and LoHa/LoKr with dora_scale are refused
+// (ErrRefused).
 func ToPEFT(a *adapter.Adapter, dir string, o Options) (*Result, error) {
-	mods, res, err := prepare(a, ToPEFTName, o, linearKinds)
+	mods, res, err := prepare(a, ToPEFTName, o, peftKinds)
 	if err != nil {
 		return nil, err
 	}
@@ -227,16 +240,35 @@ func ToPEFT(a *adapter.Adapter, dir string, o Options) (*Result, error) {
 		if len(groups) > 1 {
 			sub = filepath.Join(dir, comp)
 		}
+		method, err := groupMethod(a, g)
+		if err != nil {
+			return nil, err
+		}
 		var tensors []safetensors.Tensor
-		for _, m := range g {
-			ts, err := peftFactorTensors(m)
-			if err != nil {
+		var cfg map[string]any
+		if method == "LOHA" || method == "LOKR" {
+			if tensors, cfg, err = lycoPEFT(a, method, g, res); err != nil {
 				return nil, err
 			}
-			tensors = append(tensors, ts...)
-			res.Modules = append(res.Modules, Mapping{From: m.src.Name, To: m.path, Kind: string(m.src.Kind), Rank: m.f.Rank, Scale: m.src.Scale})
+		} else {
+			for _, m := range g {
+				ts, err := peftFactorTensors(m)
+				if err != nil {
+					return nil, err
+				}
+				if m.src.Kind == adapter.KindDoRA {
+					mt, err := magnitudeTensor(a, m.src, "base_model.model."+m.path+".lora_magnitude_vector", peftDoRAShape(m.f))
+					if err != nil {
+						return nil, err
+					}
+					ts = append(ts, mt)
+				}
+				tensors = append(tensors, ts...)
+				res.Modules = append(res.Modules, Mapping{From: m.src.Name, To: m.path, Kind: string(m.src.Kind), Rank: m.f.Rank, Scale: m.src.Scale})
+			}
+			cfg = loraConfig(g, res)
+			cfg["use_dora"] = method == "DORA"
 		}
-		cfg := loraConfig(g, res)
 		if a.Config != nil && !a.Config.IsMLX() && a.Config.Raw != nil {
 			// keep every key of the source config, then put the exact
 			// weight-relevant fields over it
@@ -354,8 +386,17 @@ func ToDiffusers(a *adapter.Adapter, out string, o Options) (*Result, error) {
 // a scalar F32 .alpha per module with alpha/r equal to the module's scale.
 // Flux transformer modules use the sd-scripts (BFL) names where they map one
 // to one. LoRA embeddings have no kohya form and are refused.
+//
+// LoHa and LoKr modules are written with LyCORIS' keys (hada_*, lokr_*,
+// the same tensors as PEFT's, copied verbatim) and an .alpha that
+// reproduces the scale under LyCORIS' rules — a LoKr whose w1 and w2 are
+// both whole has scale 1 there, so when its PEFT scale is not 1 its
+// lokr_w2 is written as the exact product of an identity and itself (a
+// warning says so). DoRA modules add the magnitude as .dora_scale
+// (out,1[,1…]), LyCORIS' wd_on_out layout (the output-row norm PEFT uses).
+// Such files get ss_network_module "lycoris.kohya".
 func ToKohya(a *adapter.Adapter, out string, o Options) (*Result, error) {
-	mods, res, err := prepare(a, ToKohyaName, o, []adapter.Kind{adapter.KindLoRA, adapter.KindLoRAConv})
+	mods, res, err := prepare(a, ToKohyaName, o, kohyaKinds)
 	if err != nil {
 		return nil, err
 	}
@@ -372,10 +413,12 @@ func ToKohya(a *adapter.Adapter, out string, o Options) (*Result, error) {
 	var unmapped []string
 	var ranks []int
 	var alphas []float64
+	mods = unfusable(mods, &unmapped)
 	mods, err = fuseFlux(mods, &unmapped)
 	if err != nil {
 		return nil, err
 	}
+	lyco, dora := map[adapter.Kind]bool{}, false
 	for _, m := range mods {
 		kn, err := kohyaName(m.comp, m.path, sdxl)
 		if m.comp == "bfl" {
@@ -388,9 +431,28 @@ func ToKohya(a *adapter.Adapter, out string, o Options) (*Result, error) {
 			continue
 		}
 		names[kn] = append(names[kn], m.src.Name)
+		if isLyco(m.src.Kind) {
+			ts, alpha, r, err := kohyaLyco(a, m, kn, res)
+			if err != nil {
+				return nil, err
+			}
+			tensors = append(tensors, ts...)
+			ranks, alphas = append(ranks, r), append(alphas, alpha)
+			lyco[m.src.Kind] = true
+			res.Modules = append(res.Modules, Mapping{From: m.src.Name, To: kn, Kind: string(m.src.Kind), Rank: r, Scale: m.src.Scale})
+			continue
+		}
 		ts, err := factorTensors(m, kn+".lora_down.weight", kn+".lora_up.weight")
 		if err != nil {
 			return nil, err
+		}
+		if m.src.Kind == adapter.KindDoRA {
+			mt, err := magnitudeTensor(a, m.src, kn+".dora_scale", kohyaDoRAShape(m.f))
+			if err != nil {
+				return nil, err
+			}
+			ts = append(ts, mt)
+			dora = true
 		}
 		alpha, exact := alphaFor(m.src.Scale, m.f.Rank, m.src.Alpha, true)
 		if !exact {
@@ -414,6 +476,22 @@ func ToKohya(a *adapter.Adapter, out string, o Options) (*Result, error) {
 	}
 	md := provenance(a, ToKohyaName, "lora_adapter_metadata")
 	md["ss_network_module"] = "networks.lora"
+	if len(lyco) > 0 || dora {
+		md["ss_network_module"] = "lycoris.kohya"
+		args := map[string]string{"algo": "locon"}
+		for k := range lyco {
+			args["algo"] = string(k)
+		}
+		if len(lyco) > 1 {
+			args["algo"] = "mixed"
+		}
+		if dora {
+			args["dora_wd"], args["wd_on_out"] = "True", "True"
+			res.warn("DoRA: magnitudes written as dora_scale (out,1[,1…]), LyCORIS' wd_on_out layout, which like PEFT divides each output row of W+ΔW by its norm (LyCORIS adds float eps to the norm; ComfyUI's output-axis branch divides by the norm of the base W alone)")
+		}
+		aj, _ := json.Marshal(args)
+		md["ss_network_args"] = string(aj)
+	}
 	md["ss_network_dim"] = strconv.Itoa(mostCommon(ranks))
 	md["ss_network_alpha"] = strconv.FormatFloat(mostCommon(alphas), 'g', -1, 64)
 	if !allSame(ranks) || !allSame(alphas) {

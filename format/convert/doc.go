@@ -12,6 +12,12 @@
 // either maps to the target or the conversion fails with [ErrUnmapped]
 // listing the keys — nothing is skipped silently.
 //
+// Between PEFT and kohya/LyCORIS, LoHa and LoKr modules (tensors copied
+// byte for byte; each module's scale carried under the target's rules) and
+// DoRA modules (magnitude bytes copied: PEFT lora_magnitude_vector ↔
+// LyCORIS wd_on_out dora_scale (out,1[,1…])) convert too; what the target
+// cannot express exactly is refused with [ErrRefused] naming the tensor.
+//
 // [ToGGUF] writes a GGUF v3 LoRA adapter as llama.cpp's
 // convert_lora_to_gguf.py does: llama.cpp tensor names, ggml dimension order,
 // Llama's q/k row permutation and the BLOOM/GPT-NeoX fused-QKV row reorder

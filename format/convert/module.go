@@ -109,6 +109,13 @@ func collect(a *adapter.Adapter, base *Base, allowed ...adapter.Kind) ([]*module
 		}
 		if comp == CompTransformer {
 			if parts, spec := splitFused(path); parts != nil {
+				if isLyco(m.Kind) || m.Kind == adapter.KindDoRA {
+					mm := &module{src: m}
+					for _, k := range mm.keys() {
+						unmapped = append(unmapped, fmt.Sprintf("%s (fused Flux module %q: a %s module cannot be split into its q/k/v/mlp parts)", k, m.Name, m.Kind))
+					}
+					continue
+				}
 				for i, p := range parts {
 					mods = append(mods, &module{comp: comp, path: p, src: m, dtype: dt, part: &part{index: i, of: len(parts), weight: spec.weight}})
 				}
@@ -156,8 +163,11 @@ func checkDuplicates(names map[string][]string, to string) error {
 }
 
 func (m *module) load(a *adapter.Adapter) error {
-	if m.f != nil {
-		return nil
+	if m.f != nil || isLyco(m.src.Kind) {
+		return nil // LoHa/LoKr tensors are copied verbatim when written
+	}
+	if err := doraAxisOK(a, m.src); err != nil {
+		return err
 	}
 	f, err := a.Factors(m.src)
 	if err != nil {
