@@ -94,10 +94,10 @@ func lokrWhole(m *adapter.Module) bool {
 }
 
 // lycoRank is the rank the kohya/LyCORIS scale divides by: hada_w1_b rows
-// (LoHa), lokr_w1_b rows, else lokr_w2_b rows (LoKr) — ComfyUI's rule;
-// 0 for a LoKr with both factors whole.
+// (LoHa), lokr_w2_b rows, else lokr_w1_b rows (LoKr) — ComfyUI's rule
+// (comfy/weight_adapter/lokr.py); 0 for a LoKr with both factors whole.
 func lycoRank(m *adapter.Module) int {
-	for _, r := range []string{"hada_w1_b", "lokr_w1_b", "lokr_w2_b"} {
+	for _, r := range []string{"hada_w1_b", "lokr_w2_b", "lokr_w1_b"} {
 		if t, ok := m.Tensors[r]; ok && len(t.Shape) > 0 {
 			return t.Shape[0]
 		}
