@@ -27,9 +27,11 @@ import (
 //     to divide by).
 //
 // So a PEFT LoKr module with whole w1 and w2 and a scale other than 1 has
-// no kohya form as it stands; it is written with w2 split exactly into an
-// identity factor and w2 itself (lokr_w2_a·lokr_w2_b, rank min(out_k,
-// in_n·∏k)), and .alpha = s·rank.
+// no kohya form as it stands; it is written with w1 split exactly into an
+// identity and w1 itself (lokr_w1_a·lokr_w1_b, rank min(out_l, in_m);
+// lokr_w2 stays whole, so a conv kernel stays visible) and .alpha =
+// s·rank. ToPEFT recognises that identity factor and writes the whole
+// lokr_w1 back, so PEFT → kohya → PEFT restores PEFT's own layout.
 //
 // DoRA: PEFT's magnitude m (lora_magnitude_vector, (out,) or (1,out,1,1)
 // for conv) rescales each output row: W' = m·(W+s·BA)/‖W+s·BA‖_row.
@@ -131,30 +133,78 @@ func identity(n int, dt safetensors.DType) ([]byte, error) {
 	return encode(v, dt)
 }
 
-// splitWholeW2 rewrites a whole lokr_w2 (out_k, in_n[, k…]) as the exact
-// product lokr_w2_a·lokr_w2_b with one identity factor: I (out_k) · w2
-// when out_k ≤ in_n·∏k, else w2 · I (in_n·∏k). It returns the new tensors
-// (replacing lokr_w2) and the rank.
-func splitWholeW2(a *adapter.Adapter, m *adapter.Module, prefix string) ([]safetensors.Tensor, int, error) {
-	t := m.Tensors["lokr_w2"]
+// splitWholeW1 rewrites a whole lokr_w1 (out_l, in_m) as the exact
+// product lokr_w1_a·lokr_w1_b with one identity factor: I (out_l) · w1
+// when out_l ≤ in_m, else w1 · I (in_m). It returns the two tensors
+// (replacing lokr_w1) and the rank.
+func splitWholeW1(a *adapter.Adapter, m *adapter.Module, prefix string) ([]safetensors.Tensor, int, error) {
+	t := m.Tensors["lokr_w1"]
+	if len(t.Shape) != 2 {
+		return nil, 0, fmt.Errorf("%w: %s: tensor %q: lokr_w1 shape %v, want (out_l, in_m)", ErrRefused, a.WeightsPath, t.Name, t.Shape)
+	}
 	b, err := raw(a, t)
 	if err != nil {
 		return nil, 0, err
 	}
-	rows, cols := t.Shape[0], product(t.Shape[1:])
+	rows, cols := t.Shape[0], t.Shape[1]
 	r := min(rows, cols)
 	id, err := identity(r, t.DType)
 	if err != nil {
 		return nil, 0, err
 	}
-	wa := safetensors.Tensor{Name: prefix + ".lokr_w2_a", DType: t.DType, Shape: []int{rows, r}, Data: b}
-	wb := safetensors.Tensor{Name: prefix + ".lokr_w2_b", DType: t.DType, Shape: []int{r, cols}, Data: b}
+	wa := safetensors.Tensor{Name: prefix + ".lokr_w1_a", DType: t.DType, Shape: []int{rows, r}, Data: b}
+	wb := safetensors.Tensor{Name: prefix + ".lokr_w1_b", DType: t.DType, Shape: []int{r, cols}, Data: b}
 	if rows <= cols {
 		wa.Data = id
 	} else {
 		wb.Data = id
 	}
 	return []safetensors.Tensor{wa, wb}, r, nil
+}
+
+// identityW1 reports which factor of a LoKr module's lokr_w1_a·lokr_w1_b
+// holds w1 when the other is exactly an identity matrix and lokr_w2 is
+// whole (the form splitWholeW1 writes): "lokr_w1_b" or "lokr_w1_a", or ""
+// when the module is not of that form.
+func identityW1(a *adapter.Adapter, m *adapter.Module) (string, error) {
+	ta, okA := m.Tensors["lokr_w1_a"]
+	tb, okB := m.Tensors["lokr_w1_b"]
+	if _, w2 := m.Tensors["lokr_w2"]; !okA || !okB || !w2 || len(ta.Shape) != 2 || len(tb.Shape) != 2 {
+		return "", nil
+	}
+	isID := func(t adapter.TensorRef) (bool, error) {
+		if t.Shape[0] != t.Shape[1] {
+			return false, nil
+		}
+		if _, err := raw(a, t); err != nil {
+			return false, err
+		}
+		v, err := a.File.Float32(t.Name)
+		if err != nil {
+			return false, err
+		}
+		n := t.Shape[0]
+		for i, x := range v {
+			diag := i/n == i%n
+			if (diag && x != 1) || (!diag && x != 0) {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	for _, c := range []struct {
+		id   adapter.TensorRef
+		keep string
+	}{{ta, "lokr_w1_b"}, {tb, "lokr_w1_a"}} {
+		ok, err := isID(c.id)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			return c.keep, nil
+		}
+	}
+	return "", nil
 }
 
 func product(s []int) int {
@@ -184,20 +234,20 @@ func kohyaLyco(a *adapter.Adapter, m *module, kn string, res *Result) ([]safeten
 		// LyCORIS: full matrices, scale 1 whatever alpha is; it stores lora_dim.
 		alpha = float64(max(src.Rank, 1))
 	case src.Kind == adapter.KindLoKr && lokrWhole(src):
-		split, rank, err := splitWholeW2(a, src, kn)
+		split, rank, err := splitWholeW1(a, src, kn)
 		if err != nil {
 			return nil, 0, 0, err
 		}
-		kept := ts[:0]
+		kept := []safetensors.Tensor{}
 		for _, t := range ts {
-			if t.Name != kn+".lokr_w2" {
+			if t.Name != kn+".lokr_w1" {
 				kept = append(kept, t)
 			}
 		}
-		ts, r = append(kept, split...), rank
+		ts, r = append(split, kept...), rank
 		var exact bool
 		alpha, exact = alphaFor(src.Scale, r, 0, true)
-		res.warn("module %q: LoKr with whole lokr_w1 and lokr_w2 has scale %v, but LyCORIS/ComfyUI use scale 1 for whole factors; lokr_w2 written as the exact product lokr_w2_a·lokr_w2_b (an identity factor, rank %d) with alpha %v", src.Name, src.Scale, r, alpha)
+		res.warn("module %q: LoKr with whole lokr_w1 and lokr_w2 has scale %v, but LyCORIS/ComfyUI use scale 1 for whole factors; lokr_w1 written as the exact product lokr_w1_a·lokr_w1_b (an identity factor, rank %d) with alpha %v", src.Name, src.Scale, r, alpha)
 		if !exact {
 			res.warn("module %q: scale %v is not alpha/r for any float32 alpha at r=%d; alpha %v changes it by ≤1 ulp", src.Name, src.Scale, r, alpha)
 		}
@@ -242,7 +292,7 @@ func doraAxisOK(a *adapter.Adapter, m *adapter.Module) error {
 	case a.Dialect != adapter.DialectKohya && len(s) >= 2 && s[0] == 1 && s[1] == out && product(s[2:]) == 1:
 		return nil
 	}
-	return fmt.Errorf("%w: %s: tensor %q: DoRA magnitude shape %v of module %q (out %d, in %d) normalises input columns (LyCORIS/ComfyUI (1,in[,1…]) layout); PEFT's magnitude normalises output rows — only a (out,1[,1…]) dora_scale (LyCORIS wd_on_out) converts",
+	return fmt.Errorf("%w: %s: tensor %q: DoRA magnitude shape %v of module %q (out %d, in %d) normalises input columns (LyCORIS/ComfyUI (1,in[,1…]) layout); PEFT's magnitude, and adaptool's DoRA model, normalise output rows — only a (out,1[,1…]) dora_scale (LyCORIS wd_on_out) converts",
 		ErrRefused, a.WeightsPath, t.Name, s, m.Name, out, m.InFeatures)
 }
 
@@ -380,23 +430,31 @@ func lycoPEFT(a *adapter.Adapter, method string, g []*module, res *Result) ([]sa
 	var tensors []safetensors.Tensor
 	ranks := make([]int, len(g))
 	alphas := make([]float64, len(g))
+	w1From := make([]string, len(g)) // the non-identity factor of an identity-split lokr_w1
 	cp, decBoth := false, false
-	for _, m := range g {
+	for i, m := range g {
 		if err := checkLyco(a, m.src, ToPEFTName, false); err != nil {
 			return nil, nil, err
 		}
 		_, t1 := m.src.Tensors["hada_t1"]
 		_, t2 := m.src.Tensors["lokr_t2"]
 		_, w1a := m.src.Tensors["lokr_w1_a"]
+		if m.src.Kind == adapter.KindLoKr {
+			f, err := identityW1(a, m.src)
+			if err != nil {
+				return nil, nil, err
+			}
+			w1From[i] = f
+		}
 		cp = cp || t1 || t2
-		decBoth = decBoth || w1a
+		decBoth = decBoth || (w1a && w1From[i] == "")
 	}
 	for i, m := range g {
 		src := m.src
 		r := lycoRank(src)
 		if src.Kind == adapter.KindLoKr {
 			outL, inM, outK, inN := lokrDims(src)
-			if lokrWhole(src) {
+			if lokrWhole(src) || w1From[i] != "" {
 				r = ceilHalf(max(outK, inN))
 				if decBoth {
 					r = max(r, ceilHalf(max(outL, inM)))
@@ -406,6 +464,7 @@ func lycoPEFT(a *adapter.Adapter, method string, g []*module, res *Result) ([]sa
 			useW2 := !(2*r < max(outK, inN))
 			_, hasW1 := src.Tensors["lokr_w1"]
 			_, hasW2 := src.Tensors["lokr_w2"]
+			hasW1 = hasW1 || w1From[i] != ""
 			if useW1 != hasW1 || useW2 != hasW2 {
 				res.warn("module %q: PEFT's LoKr update_layer at r=%d (decompose_both=%v) builds w1 %s / w2 %s, the file has w1 %s / w2 %s: the ΔW is exact but peft may refuse the shapes", src.Name, r, decBoth, form(useW1), form(useW2), form(hasW1), form(hasW2))
 			}
@@ -421,9 +480,27 @@ func lycoPEFT(a *adapter.Adapter, method string, g []*module, res *Result) ([]sa
 			res.warn("module %q: no alpha reproduces scale %v exactly at r=%d; alpha %v used (≤1 ulp)", src.Name, src.Scale, r, alpha)
 		}
 		ranks[i], alphas[i] = r, alpha
-		ts, err := lycoTensors(a, src, "base_model.model."+m.path)
+		prefix := "base_model.model." + m.path
+		ts, err := lycoTensors(a, src, prefix)
 		if err != nil {
 			return nil, nil, err
+		}
+		if w1From[i] != "" { // write the whole lokr_w1 back (exact: the other factor is I)
+			t := src.Tensors[w1From[i]]
+			kept := []safetensors.Tensor{}
+			for _, x := range ts {
+				switch x.Name {
+				case prefix + ".lokr_w1_a", prefix + ".lokr_w1_b":
+				default:
+					kept = append(kept, x)
+				}
+			}
+			b, err := raw(a, t)
+			if err != nil {
+				return nil, nil, err
+			}
+			outL, inM, _, _ := lokrDims(src)
+			ts = append([]safetensors.Tensor{{Name: prefix + ".lokr_w1", DType: t.DType, Shape: []int{outL, inM}, Data: b}}, kept...)
 		}
 		tensors = append(tensors, ts...)
 	}

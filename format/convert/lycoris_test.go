@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -143,7 +144,13 @@ func TestLycoPEFTKohyaRoundTrip(t *testing.T) {
 			if got := strings.Contains(strings.Join(kres.Warnings, "\n"), "identity factor"); got != c.split {
 				t.Errorf("identity-split warning %v, want %v: %q", got, c.split, kres.Warnings)
 			}
-			convertTo(t, a1, ToPEFTName, filepath.Join(dir, "p"))
+			pres := convertTo(t, a1, ToPEFTName, filepath.Join(dir, "p"))
+			for _, w := range pres.Warnings {
+				if strings.Contains(w, "peft may refuse") {
+					t.Errorf("kohya→PEFT of a PEFT-built layout warns: %s", w)
+				}
+			}
+			sameTensors(t, filepath.Join(dir, "src", "adapter_model.safetensors"), filepath.Join(dir, "p", "adapter_model.safetensors"))
 			a2 := mustLoad(t, filepath.Join(dir, "p"))
 			want := "LOHA"
 			if !c.loha {
@@ -157,6 +164,41 @@ func TestLycoPEFTKohyaRoundTrip(t *testing.T) {
 	}
 }
 
+// sameTensors fails unless the two files hold the same tensors (names,
+// dtypes, shapes, bytes): PEFT's own layout restored exactly.
+func sameTensors(t *testing.T, want, got string) {
+	t.Helper()
+	fw, err := safetensors.Open(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fw.Close()
+	fg, err := safetensors.Open(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fg.Close()
+	if len(fw.Tensors) != len(fg.Tensors) {
+		t.Fatalf("%d tensors, want %d", len(fg.Tensors), len(fw.Tensors))
+	}
+	have := map[string]safetensors.TensorInfo{}
+	for _, ti := range fg.Tensors {
+		have[ti.Name] = ti
+	}
+	for _, ti := range fw.Tensors {
+		g, ok := have[ti.Name]
+		if !ok || g.DType != ti.DType || !equalInts(g.Shape, ti.Shape) {
+			t.Errorf("tensor %s: got %+v, want %s %v", ti.Name, g, ti.DType, ti.Shape)
+			continue
+		}
+		bw, _ := fw.Data(ti.Name)
+		bg, _ := fg.Data(ti.Name)
+		if !bytes.Equal(bw, bg) {
+			t.Errorf("tensor %s: bytes differ", ti.Name)
+		}
+	}
+}
+
 // TestLycoKohyaNative: LyCORIS-style files (testgen.WriteKohyaLyco, with
 // LyCORIS' scale rules: a whole+whole LoKr has scale 1 whatever .alpha
 // says) → PEFT → kohya.
@@ -165,25 +207,28 @@ func TestLycoKohyaNative(t *testing.T) {
 	cases := []struct {
 		name string
 		spec testgen.KohyaLyco
+		// warn names the modules whose form PEFT's update_layer would not
+		// rebuild (no others may be warned about)
+		warn []string
 	}{
 		{"loha", testgen.KohyaLyco{Seed: 11, Modules: []testgen.KohyaLycoModule{
 			{Name: kn(lyQ), Kind: "loha", In: 16, Out: 24, Rank: 4, Alpha: 2},
 			{Name: kn(lyK), Kind: "loha", In: 16, Out: 24, Rank: 3},
 			{Name: kn(lyConv), Kind: "loha", In: 8, Out: 12, Kernel: []int{3, 3}, Rank: 2, Alpha: 1.5, CP: true},
-		}}},
+		}}, nil},
 		{"loha plain conv bf16", testgen.KohyaLyco{Seed: 12, DType: safetensors.BF16, Modules: []testgen.KohyaLycoModule{
 			{Name: kn(lyConv), Kind: "loha", In: 8, Out: 12, Kernel: []int{3, 3}, Rank: 3, Alpha: 6},
-		}}},
+		}}, nil},
 		{"lokr", testgen.KohyaLyco{Seed: 13, Modules: []testgen.KohyaLycoModule{
 			{Name: kn(lyQ), Kind: "lokr", In: 64, Out: 96, Rank: 2, Alpha: 4},
 			{Name: kn(lyK), Kind: "lokr", In: 16, Out: 24, Rank: 8, Alpha: 8, W2Whole: true}, // scale 1 forced
 			{Name: kn(lyConv), Kind: "lokr", In: 32, Out: 48, Kernel: []int{3, 3}, Rank: 2, Alpha: 3, CP: true},
 			{Name: kn(lyC2), Kind: "lokr", In: 48, Out: 48, Kernel: []int{3, 3}, Rank: 1, Alpha: 2, W1Decomposed: true, W2Whole: true},
-		}}},
+		}}, []string{kn(lyQ), kn(lyConv), kn(lyC2)}}, // decompose_both (from lyC2) splits whole w1 at small r; lyC2's whole w2 needs r ≥ 4
 		{"lokr whole+whole only, alpha ignored", testgen.KohyaLyco{Seed: 14, Modules: []testgen.KohyaLycoModule{
 			{Name: kn(lyK), Kind: "lokr", In: 16, Out: 24, Rank: 8, Alpha: 3, W2Whole: true},
 			{Name: kn(lyConv), Kind: "lokr", In: 8, Out: 12, Kernel: []int{3, 3}, Rank: 8, W2Whole: true},
-		}}},
+		}}, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -197,7 +242,23 @@ func TestLycoKohyaNative(t *testing.T) {
 			for _, m := range a0.Modules {
 				within32(t, "loader vs LyCORIS reference "+m.Name, truth.Lyco[m.Name].RefDelta(), d0[canonical(t, a0, m)])
 			}
-			convertTo(t, a0, ToPEFTName, filepath.Join(dir, "p"))
+			pres := convertTo(t, a0, ToPEFTName, filepath.Join(dir, "p"))
+			warned := map[string]bool{}
+			for _, w := range pres.Warnings {
+				if !strings.Contains(w, "peft may refuse") {
+					continue
+				}
+				name := strings.SplitN(w, `"`, 3)[1]
+				warned[name] = true
+				if !slices.Contains(c.warn, name) {
+					t.Errorf("unexpected PEFT-layout warning: %s", w)
+				}
+			}
+			for _, n := range c.warn {
+				if !warned[n] {
+					t.Errorf("no PEFT-layout warning for %s: %q", n, pres.Warnings)
+				}
+			}
 			a1 := mustLoad(t, filepath.Join(dir, "p"))
 			t.Logf("kohya→PEFT max |ΔW diff| %g", sameDense(t, "kohya→PEFT", d0, dense64(t, a1)))
 			convertTo(t, a1, ToKohyaName, filepath.Join(dir, "k2.safetensors"))
