@@ -98,7 +98,7 @@ func TestConvertLycorisCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lokr, err := testgen.WriteLoKr(filepath.Join(dir, "lokr"), testgen.Lyco{Seed: 2, R: 1, Alpha: 3, Modules: mods})
+	lokr, err := testgen.WriteLoKr(filepath.Join(dir, "lokr"), testgen.Lyco{Seed: 2, R: 1, Alpha: 6, Modules: mods}) // conv: whole w1, w2 at scale 2
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,11 +116,12 @@ func TestConvertLycorisCLI(t *testing.T) {
 	}
 	cases := []struct {
 		name, src, kind string
+		warn            string // a warning the first conversion must give
 	}{
-		{"loha", loha.Dir, "loha"},
-		{"lokr", lokr.Dir, "lokr"},
-		{"dora", dora.Dir, "dora"},
-		{"lycoris lokr", native.Path, "lokr"},
+		{"loha", loha.Dir, "loha", ""},
+		{"lokr", lokr.Dir, "lokr", "identity factor"},
+		{"dora", dora.Dir, "dora", "wd_on_out"},
+		{"lycoris lokr", native.Path, "lokr", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -132,6 +133,9 @@ func TestConvertLycorisCLI(t *testing.T) {
 				o1, o2 = filepath.Join(dir, c.name+"-1"), filepath.Join(dir, c.name+"-2.safetensors")
 			}
 			res := cliConvert(t, c.src, first, o1)
+			if c.warn != "" && !strings.Contains(strings.Join(res.Warnings, "\n"), c.warn) {
+				t.Errorf("no warning containing %q: %q", c.warn, res.Warnings)
+			}
 			if len(res.Modules) != len(want) {
 				t.Fatalf("%d modules converted, want %d", len(res.Modules), len(want))
 			}
@@ -145,6 +149,11 @@ func TestConvertLycorisCLI(t *testing.T) {
 			cliConvert(t, o1, second, o2)
 			got2, a2 := lycoDeltas(t, o2)
 			sameWithin32(t, second, want, got2)
+			for _, o := range []string{o1, o2} {
+				if code, stdout, stderr := runCLI(t, "validate", o); code != 0 {
+					t.Errorf("validate %s: exit %d\n%s%s", o, code, stdout, stderr)
+				}
+			}
 			if c.kind == "dora" {
 				for _, m := range a0.Modules {
 					b0, _ := a0.File.Data(m.Tensors[adapter.RoleMagnitude].Name)
