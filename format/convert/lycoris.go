@@ -2,6 +2,7 @@ package convert
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/adaptool/adaptool/format/adapter"
@@ -449,6 +450,7 @@ func lycoPEFT(a *adapter.Adapter, method string, g []*module, res *Result) ([]sa
 		cp = cp || t1 || t2
 		decBoth = decBoth || (w1a && w1From[i] == "")
 	}
+	factor := chooseFactor(g)
 	for i, m := range g {
 		src := m.src
 		r := lycoRank(src)
@@ -468,8 +470,8 @@ func lycoPEFT(a *adapter.Adapter, method string, g []*module, res *Result) ([]sa
 			if useW1 != hasW1 || useW2 != hasW2 {
 				res.warn("module %q: PEFT's LoKr update_layer at r=%d (decompose_both=%v) builds w1 %s / w2 %s, the file has w1 %s / w2 %s: the ΔW is exact but peft may refuse the shapes", src.Name, r, decBoth, form(useW1), form(useW2), form(hasW1), form(hasW2))
 			}
-			if l, _ := peftFactorization(outL*outK, -1); l != outL {
-				res.warn("module %q: out %d = %d·%d is not PEFT's factorization(%d, -1) (decompose_factor); peft may refuse the shapes", src.Name, outL*outK, outL, outK, outL*outK)
+			if !factorFits(src, factor) {
+				res.warn("module %q: its kron split (out %d·%d, in %d·%d) is not PEFT's factorization(·, decompose_factor=%d), which no single decompose_factor gives for every module; peft may refuse the shapes", src.Name, outL, outK, inM, inN, factor)
 			}
 		}
 		if r <= 0 {
@@ -524,7 +526,7 @@ func lycoPEFT(a *adapter.Adapter, method string, g []*module, res *Result) ([]sa
 		"layers_pattern": nil, "modules_to_save": nil, "inference_mode": true,
 	}
 	if method == "LOKR" {
-		cfg["decompose_both"], cfg["decompose_factor"], cfg["rank_dropout_scale"] = decBoth, -1, false
+		cfg["decompose_both"], cfg["decompose_factor"], cfg["rank_dropout_scale"] = decBoth, factor, false
 	}
 	for i, m := range g {
 		res.Modules = append(res.Modules, Mapping{From: m.src.Name, To: m.path, Kind: string(m.src.Kind), Rank: ranks[i], Scale: m.src.Scale})
@@ -558,4 +560,56 @@ func unfusable(mods []*module, unmapped *[]string) []*module {
 		out = append(out, m)
 	}
 	return out
+}
+
+// factorFits reports whether PEFT's factorization(·, factor) of a LoKr
+// module's out (and in, where the shapes separate it from the kernel:
+// whole lokr_w2 or the CP form) gives the module's kron split.
+func factorFits(m *adapter.Module, factor int) bool {
+	outL, inM, outK, inN := lokrDims(m)
+	if l, k := peftFactorization(outL*outK, factor); l != outL || k != outK {
+		return false
+	}
+	_, whole := m.Tensors["lokr_w2"]
+	_, cp := m.Tensors["lokr_t2"]
+	if whole || cp {
+		if l, k := peftFactorization(inM*inN, factor); l != inM || k != inN {
+			return false
+		}
+	}
+	return true
+}
+
+// chooseFactor returns PEFT's decompose_factor for a group of LoKr
+// modules: -1 (the default, LyCORIS' default factor too) when it fits
+// every module, else the first w1 dimension that does (LyCORIS trained
+// with factor=f puts f there), else -1.
+func chooseFactor(g []*module) int {
+	var lokr []*adapter.Module
+	cands := []int{-1}
+	seen := map[int]bool{}
+	for _, m := range g {
+		if m.src.Kind != adapter.KindLoKr {
+			continue
+		}
+		lokr = append(lokr, m.src)
+		outL, inM, _, _ := lokrDims(m.src)
+		for _, c := range []int{outL, inM} {
+			if c > 1 && !seen[c] {
+				seen[c] = true
+				cands = append(cands, c)
+			}
+		}
+	}
+	sort.Ints(cands[1:])
+	for _, f := range cands {
+		fits := true
+		for _, m := range lokr {
+			fits = fits && factorFits(m, f)
+		}
+		if fits {
+			return f
+		}
+	}
+	return -1
 }

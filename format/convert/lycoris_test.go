@@ -225,6 +225,10 @@ func TestLycoKohyaNative(t *testing.T) {
 			{Name: kn(lyConv), Kind: "lokr", In: 32, Out: 48, Kernel: []int{3, 3}, Rank: 2, Alpha: 3, CP: true},
 			{Name: kn(lyC2), Kind: "lokr", In: 48, Out: 48, Kernel: []int{3, 3}, Rank: 1, Alpha: 2, W1Decomposed: true, W2Whole: true},
 		}}, []string{kn(lyQ), kn(lyConv), kn(lyC2)}}, // decompose_both (from lyC2) splits whole w1 at small r; lyC2's whole w2 needs r ≥ 4
+		{"lokr factor 4", testgen.KohyaLyco{Seed: 15, Modules: []testgen.KohyaLycoModule{
+			{Name: kn(lyQ), Kind: "lokr", In: 64, Out: 96, Rank: 2, Alpha: 4, Factor: 4},
+			{Name: kn(lyConv), Kind: "lokr", In: 32, Out: 48, Kernel: []int{3, 3}, Rank: 1, Alpha: 3, CP: true, Factor: 4},
+		}}, nil},
 		{"lokr whole+whole only, alpha ignored", testgen.KohyaLyco{Seed: 14, Modules: []testgen.KohyaLycoModule{
 			{Name: kn(lyK), Kind: "lokr", In: 16, Out: 24, Rank: 8, Alpha: 3, W2Whole: true},
 			{Name: kn(lyConv), Kind: "lokr", In: 8, Out: 12, Kernel: []int{3, 3}, Rank: 8, W2Whole: true},
@@ -257,6 +261,19 @@ func TestLycoKohyaNative(t *testing.T) {
 			for _, n := range c.warn {
 				if !warned[n] {
 					t.Errorf("no PEFT-layout warning for %s: %q", n, pres.Warnings)
+				}
+			}
+			if a := mustLoad(t, filepath.Join(dir, "p")); a.PeftType == "LOKR" {
+				var cfg struct {
+					DecomposeFactor int `json:"decompose_factor"`
+				}
+				b, _ := os.ReadFile(filepath.Join(dir, "p", "adapter_config.json"))
+				wantF := -1
+				if c.spec.Modules[0].Factor != 0 {
+					wantF = c.spec.Modules[0].Factor
+				}
+				if err := json.Unmarshal(b, &cfg); err != nil || cfg.DecomposeFactor != wantF {
+					t.Errorf("decompose_factor %d, want %d (%v)", cfg.DecomposeFactor, wantF, err)
 				}
 			}
 			a1 := mustLoad(t, filepath.Join(dir, "p"))

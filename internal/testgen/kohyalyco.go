@@ -30,6 +30,8 @@ type KohyaLycoModule struct {
 	W1Decomposed, W2Whole bool
 	// DoRAInput writes dora_scale (1,in[,1,1]) (LyCORIS without wd_on_out).
 	DoRAInput bool
+	// Factor is LoKr's factorization factor (LyCORIS factor=; 0 means -1).
+	Factor int
 }
 
 // KohyaLyco describes a LyCORIS-style file.
@@ -82,8 +84,12 @@ func WriteKohyaLyco(path string, s KohyaLyco) (*KohyaLycoResult, error) {
 				}
 			}
 		case "lokr":
-			t.inM, t.inN = Factorization(m.In, -1)
-			t.outL, t.outK = Factorization(m.Out, -1)
+			f := m.Factor
+			if f == 0 {
+				f = -1
+			}
+			t.inM, t.inN = Factorization(m.In, f)
+			t.outL, t.outK = Factorization(m.Out, f)
 			if m.W1Decomposed {
 				w.add("lokr_w1_a", []int{t.outL, r}, 0.5)
 				w.add("lokr_w1_b", []int{r, t.inM}, 0.5)
