@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"strings"
 
 	"github.com/adaptool/adaptool/format/adapter"
 )
@@ -81,11 +80,18 @@ func matchTargets(spec adapter.TargetSpec, modules []string, against string) ([]
 		seen[e] = true
 		n := 0
 		for _, m := range modules {
-			if m == e || strings.HasSuffix(m, "."+e) || against == "base" && strings.HasSuffix(e, "."+m) {
+			if m == e || hasDotSuffix(m, e) || against == "base" && hasDotSuffix(e, m) {
 				n++
 			}
 		}
 		out = append(out, TargetMatch{Entry: e, Matches: n, Against: against})
 	}
 	return out, nil
+}
+
+// hasDotSuffix reports whether s ends in "."+suffix (strings.HasSuffix
+// without building the concatenation).
+func hasDotSuffix(s, suffix string) bool {
+	i := len(s) - len(suffix) - 1
+	return i >= 0 && s[i] == '.' && s[i+1:] == suffix
 }

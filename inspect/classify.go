@@ -30,20 +30,19 @@ type Class struct {
 // classifyTensor returns the class and method of one tensor name from its
 // key alone (no shapes, no config).
 func classifyTensor(name string) (class, method string) {
-	seg := strings.Split(name, ".")
-	last := seg[len(seg)-1]
-	prev := ""
-	if len(seg) > 1 {
-		prev = seg[len(seg)-2]
-	}
-	has := func(s string) bool {
-		for _, x := range seg {
-			if x == s {
-				return true
-			}
+	// the last three dot-separated segments, as strings.Split would give them
+	var seg [3]string
+	n := 0
+	for end := len(name); n < 3; n++ {
+		i := strings.LastIndexByte(name[:end], '.')
+		seg[n] = name[i+1 : end]
+		if i < 0 {
+			n++
+			break
 		}
-		return false
+		end = i
 	}
+	last, prev := seg[0], seg[1] // prev is "" for a one-segment name
 	switch {
 	case last == "lora_diag":
 		return ClassSVDForm, "kasa"
@@ -66,16 +65,16 @@ func classifyTensor(name string) (class, method string) {
 	}
 	for _, k := range []string{"lora_A", "lora_B", "lora_down", "lora_up", "lora_a", "lora_b", "lora_embedding_A", "lora_embedding_B"} {
 		if last == k || prev == k {
-			if has("modules_to_save") || has("original_module") {
+			if hasSegment(name, "modules_to_save") || hasSegment(name, "original_module") {
 				return ClassLowRank, "lora-on-wrapper"
 			}
 			return ClassLowRank, "lora"
 		}
 	}
-	if (prev == "down" || prev == "up") && len(seg) > 2 && (strings.HasSuffix(seg[len(seg)-3], "_lora") || seg[len(seg)-3] == "lora") {
+	if (prev == "down" || prev == "up") && n > 2 && (strings.HasSuffix(seg[2], "_lora") || seg[2] == "lora") {
 		return ClassLowRank, "lora"
 	}
-	if last == "alpha" && len(seg) > 1 {
+	if last == "alpha" && n > 1 {
 		return "", "" // kohya alpha scalar: belongs to its module
 	}
 	if strings.HasPrefix(last, "w_a_") || strings.HasPrefix(last, "w_b_") {
@@ -85,6 +84,20 @@ func classifyTensor(name string) (class, method string) {
 		return ClassReplacement, "full"
 	}
 	return ClassUnknown, "unknown"
+}
+
+// hasSegment reports whether one of the dot-separated segments of name is s.
+func hasSegment(name, s string) bool {
+	for {
+		i := strings.IndexByte(name, '.')
+		if i < 0 {
+			return name == s
+		}
+		if name[:i] == s {
+			return true
+		}
+		name = name[i+1:]
+	}
 }
 
 // classify tallies the classes of a tensor list, in a fixed order.
@@ -117,15 +130,17 @@ func classify(names []string) []Class {
 // encoder.block.3.layer.0.SelfAttention.q → 3), or -1 when there is none.
 // kohya names (lora_unet_down_blocks_1_…, no dots) are split on underscores.
 func LayerOf(module string) int {
-	for _, s := range segments(module) {
-		if s == "" {
-			continue
-		}
-		if n, err := strconv.Atoi(s); err == nil && n >= 0 {
+	sep := separator(module)
+	for rest := module; ; {
+		seg, tail, more := strings.Cut(rest, sep)
+		if n, ok := atoi(seg); ok && n >= 0 {
 			return n
 		}
+		if !more {
+			return -1
+		}
+		rest = tail
 	}
-	return -1
 }
 
 // ModuleType returns the last non-numeric segment of a module path
@@ -133,24 +148,34 @@ func LayerOf(module string) int {
 func ModuleType(module string) string {
 	if kohyaLike(module) {
 		// lora_unet_..._0_attn1_to_q → attn1_to_q (the part after the last number)
-		seg := strings.Split(module, "_")
-		for i := len(seg) - 1; i >= 0; i-- {
-			if _, err := strconv.Atoi(seg[i]); err == nil {
-				if i < len(seg)-1 {
-					return strings.Join(seg[i+1:], "_")
+		end := len(module)
+		for {
+			i := strings.LastIndexByte(module[:end], '_')
+			if _, ok := atoi(module[i+1 : end]); ok {
+				if end < len(module) {
+					return module[end+1:]
 				}
 				break
 			}
+			if i < 0 {
+				break
+			}
+			end = i
 		}
 		return module
 	}
-	seg := strings.Split(module, ".")
-	for i := len(seg) - 1; i >= 0; i-- {
-		if _, err := strconv.Atoi(seg[i]); err != nil && seg[i] != "" {
-			return seg[i]
+	for end := len(module); ; {
+		i := strings.LastIndexByte(module[:end], '.')
+		if seg := module[i+1 : end]; seg != "" {
+			if _, ok := atoi(seg); !ok {
+				return seg
+			}
 		}
+		if i < 0 {
+			return module
+		}
+		end = i
 	}
-	return module
 }
 
 // kohyaLike reports a kohya-style name: no dots, underscore-separated,
@@ -159,12 +184,32 @@ func kohyaLike(module string) bool {
 	return !strings.Contains(module, ".") && strings.HasPrefix(module, "lora_")
 }
 
-// segments splits a module path on dots (on underscores for kohya names).
-func segments(module string) []string {
+// separator is the segment separator of a module path: "." ("_" for
+// kohya names).
+func separator(module string) string {
 	if kohyaLike(module) {
-		return strings.Split(module, "_")
+		return "_"
 	}
-	return strings.Split(module, ".")
+	return "."
+}
+
+// atoi is strconv.Atoi for the strings it accepts ([+-]digits within int
+// range), without building an error for the many it rejects.
+func atoi(s string) (int, bool) {
+	d := s
+	if len(d) > 0 && (d[0] == '+' || d[0] == '-') {
+		d = d[1:]
+	}
+	if d == "" {
+		return 0, false
+	}
+	for i := 0; i < len(d); i++ {
+		if d[i] < '0' || d[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.Atoi(s) // fails only on overflow here
+	return n, err == nil
 }
 
 // BlockOf returns the path of the block a module belongs to: everything up
@@ -172,17 +217,17 @@ func segments(module string) []string {
 // "encoder.block.3", "down_blocks.1"), or "" when the path has none. Unlike
 // LayerOf it keeps encoder/decoder and down/up blocks apart.
 func BlockOf(module string) string {
-	sep := "."
-	if kohyaLike(module) {
-		sep = "_"
-	}
-	seg := strings.Split(module, sep)
-	for i, s := range seg {
-		if _, err := strconv.Atoi(s); err == nil && s != "" {
-			return strings.Join(seg[:i+1], sep)
+	sep := separator(module)
+	for start := 0; ; {
+		seg, _, more := strings.Cut(module[start:], sep)
+		if _, ok := atoi(seg); ok {
+			return module[:start+len(seg)]
 		}
+		if !more {
+			return ""
+		}
+		start += len(seg) + len(sep)
 	}
-	return ""
 }
 
 // blockKey orders block paths: by the text before the number, then by the

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -22,6 +23,9 @@ type layout struct {
 	index  string   // the index file of a sharded checkpoint
 	weight map[string]string
 	config string // adapter_config.json if present
+	// opened is files[0] already opened and fully validated (Summarize of a
+	// single file), so that its header is parsed once; nil otherwise.
+	opened *safetensors.File
 }
 
 // resolveLayout classifies path without reading tensor data.
@@ -108,27 +112,48 @@ type headerSet struct {
 	tensors []TensorSummary
 	meta    map[string]string
 	errs    []error
-	infos   map[string]safetensors.TensorInfo
+	infos   map[string]safetensors.TensorInfo // several files: every tensor
+	single  *safetensors.Header               // one file: its header
 }
 
 // Tensor returns a tensor's header entry (quant.Header).
 func (hs *headerSet) Tensor(name string) (safetensors.TensorInfo, bool) {
+	if hs.single != nil {
+		return hs.single.Tensor(name)
+	}
 	t, ok := hs.infos[name]
 	return t, ok
 }
 
-// readHeaders reads only the headers of the layout's files. A file whose
-// header is unreadable is recorded in errs; a file whose header is valid but
-// whose data section is truncated (rule 8) still lists its tensors.
+// readHeaders reads only the headers of the layout's files (l.opened's is
+// already parsed). A file whose header is unreadable is recorded in errs; a
+// file whose header is valid but whose data section is truncated (rule 8)
+// still lists its tensors.
 func readHeaders(l *layout) *headerSet {
-	hs := &headerSet{infos: map[string]safetensors.TensorInfo{}}
-	where := map[string]string{}
+	hs := &headerSet{}
+	// One file cannot hold a name twice (the strict reader rejects
+	// duplicate keys) and has no index: only several files need the maps.
+	multi := len(l.files) > 1 || l.weight != nil
+	var where map[string]string
+	if multi {
+		hs.infos = map[string]safetensors.TensorInfo{}
+		where = map[string]string{}
+	}
 	for _, p := range l.files {
-		h, err := safetensors.OpenHeader(p)
+		var h *safetensors.Header
+		var err error
+		if l.opened != nil && p == l.files[0] {
+			h = l.opened.Header
+		} else {
+			h, err = safetensors.OpenHeader(p)
+		}
 		if err != nil {
 			hs.errs = append(hs.errs, err)
 			hs.files = append(hs.files, FileInfo{Path: p, Error: err.Error()})
 			continue
+		}
+		if !multi {
+			hs.single = h
 		}
 		fi := FileInfo{Path: p, HeaderBytes: h.HeaderSize, DataBytes: h.DataSize, FileBytes: h.FileSize, Tensors: len(h.Tensors)}
 		if want := h.DataOffset() + h.DataSize; want != h.FileSize {
@@ -141,16 +166,27 @@ func readHeaders(l *layout) *headerSet {
 		if h.Metadata != nil && hs.meta == nil {
 			hs.meta = h.Metadata
 		}
+		if hs.tensors == nil {
+			hs.tensors = make([]TensorSummary, 0, len(h.Tensors))
+		}
 		for _, t := range h.Tensors {
-			ts := TensorSummary{Name: t.Name, DType: t.DType.String(), Shape: append([]int{}, t.Shape...), Bytes: t.Size()}
+			// the header's shapes are never modified: share them (but a
+			// scalar's shape is [] in JSON, never null)
+			shape := t.Shape
+			if len(shape) == 0 {
+				shape = []int{}
+			}
+			ts := TensorSummary{Name: t.Name, DType: t.DType.String(), Shape: shape, Bytes: t.Size()}
 			if len(l.files) > 1 {
 				ts.File = filepath.Base(p)
 			}
-			if prev, dup := where[t.Name]; dup {
-				hs.errs = append(hs.errs, asInput(fmt.Errorf("inspect: tensor %q is in both %s and %s", t.Name, prev, p)))
+			if multi {
+				if prev, dup := where[t.Name]; dup {
+					hs.errs = append(hs.errs, asInput(fmt.Errorf("inspect: tensor %q is in both %s and %s", t.Name, prev, p)))
+				}
+				where[t.Name] = p
+				hs.infos[t.Name] = t
 			}
-			where[t.Name] = p
-			hs.infos[t.Name] = t
 			hs.tensors = append(hs.tensors, ts)
 		}
 	}
@@ -171,7 +207,10 @@ func readHeaders(l *layout) *headerSet {
 			}
 		}
 	}
-	sort.SliceStable(hs.tensors, func(i, j int) bool { return hs.tensors[i].Name < hs.tensors[j].Name })
+	byName := func(a, b TensorSummary) int { return strings.Compare(a.Name, b.Name) }
+	if !slices.IsSortedFunc(hs.tensors, byName) {
+		slices.SortStableFunc(hs.tensors, byName)
+	}
 	sortErrors(hs.errs)
 	return hs
 }

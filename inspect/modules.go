@@ -29,7 +29,11 @@ func (s *Summary) fillAdapter(path string, l *layout, opts Options) error {
 		// need the full file, the header-level report stands alone
 		return nil
 	}
-	a, err := adapter.Load(path)
+	var lopts []adapter.LoadOption
+	if l.opened != nil {
+		lopts = append(lopts, adapter.WithFile(l.opened)) // used when Load resolves the same weights file
+	}
+	a, err := adapter.Load(path, lopts...)
 	if err != nil {
 		if errors.Is(err, adapter.ErrNoAdapter) {
 			s.Warnings = append(s.Warnings, err.Error())
@@ -65,11 +69,12 @@ func (s *Summary) fillAdapter(path string, l *layout, opts Options) error {
 	}
 	s.Warnings = append(s.Warnings, a.Warnings...)
 	names := make([]string, 0, len(a.Modules))
+	s.Modules = make([]ModuleSummary, 0, len(a.Modules))
 	for _, m := range a.Modules {
 		ms := ModuleSummary{
 			Name: m.Name, Kind: string(m.Kind), Rank: m.Rank, Alpha: m.Alpha, Scale: m.Scale, AlphaKnown: m.AlphaKnown,
 			InFeatures: m.InFeatures, OutFeatures: m.OutFeatures, FanInFanOut: m.FanInFanOut,
-			Layer: LayerOf(m.Name), Block: BlockOf(m.Name), ModuleType: ModuleType(m.Name), Tensors: map[string]string{},
+			Layer: LayerOf(m.Name), Block: BlockOf(m.Name), ModuleType: ModuleType(m.Name), Tensors: make(map[string]string, len(m.Tensors)),
 		}
 		for role, t := range m.Tensors {
 			ms.Tensors[role] = t.Name
@@ -111,7 +116,7 @@ func (s *Summary) fillAdapter(path string, l *layout, opts Options) error {
 			seen[e] = true
 			found := false
 			for _, n := range names {
-				if n == e || len(n) > len(e) && n[len(n)-len(e)-1:] == "."+e {
+				if n == e || hasDotSuffix(n, e) {
 					found = true
 					break
 				}

@@ -178,6 +178,16 @@ func Summarize(path string, opts Options) (*Summary, error) {
 	if l.kind == "sharded" {
 		s.Container = "safetensors-sharded"
 	}
+	if len(l.files) == 1 && l.kind != "sharded" {
+		// Parse the header once: the open, fully validated file serves the
+		// header listing, the adapter model and --stats. A file Open rejects
+		// (truncated data, bad header, ...) takes the header-only path
+		// below, which reports it as before.
+		if f, err := safetensors.Open(l.files[0]); err == nil {
+			l.opened = f
+			defer f.Close()
+		}
+	}
 	hs := readHeaders(l)
 	s.Files = hs.files
 	s.Tensors = hs.tensors
@@ -197,7 +207,7 @@ func Summarize(path string, opts Options) (*Summary, error) {
 		names[i] = t.Name
 	}
 	s.Classification = classify(names)
-	markQuantized(s, hs)
+	markQuantized(s, hs, names)
 	if l.kind == "sharded" {
 		s.Format = "checkpoint"
 	} else {
@@ -305,14 +315,20 @@ func (s *Summary) fillTensorStats(l *layout, opts Options) error {
 	}
 	done := 0
 	for _, p := range l.files {
-		f, err := safetensors.Open(p)
-		if err != nil {
-			return err
+		f, own := l.opened, false
+		if f == nil || p != l.files[0] {
+			var err error
+			if f, err = safetensors.Open(p); err != nil {
+				return err
+			}
+			own = true
 		}
 		for _, t := range f.Tensors {
 			raw, err := f.TensorData(t)
 			if err != nil {
-				f.Close()
+				if own {
+					f.Close()
+				}
 				return err
 			}
 			st, err := StatsOf(t.Name, t.DType.String(), raw)
@@ -333,8 +349,10 @@ func (s *Summary) fillTensorStats(l *layout, opts Options) error {
 				opts.Progress(done, len(s.Tensors))
 			}
 		}
-		if err := f.Close(); err != nil {
-			return err
+		if own {
+			if err := f.Close(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -344,14 +362,15 @@ func (s *Summary) fillTensorStats(l *layout, opts Options) error {
 // (header only): the weight key gets the scheme ("nf4", "int8",
 // "fp8-e4m3", ...), its companion keys (absmax, SCB, weight_scale, ...)
 // the scheme with an "-aux" suffix.
-func markQuantized(s *Summary, hdr quant.Header) {
-	names := make([]string, len(s.Tensors))
-	idx := map[string]int{}
-	for i, t := range s.Tensors {
-		names[i] = t.Name
-		idx[t.Name] = i
-	}
+func markQuantized(s *Summary, hdr quant.Header, names []string) {
+	var idx map[string]int
 	for _, d := range quant.Detect(hdr, names) {
+		if idx == nil {
+			idx = make(map[string]int, len(s.Tensors))
+			for i, t := range s.Tensors {
+				idx[t.Name] = i
+			}
+		}
 		for j, k := range d.Keys {
 			i, ok := idx[k]
 			if !ok {

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 
 	"github.com/adaptool/adaptool/inspect"
 	"github.com/urfave/cli/v2"
@@ -38,7 +41,8 @@ func newInspectCommand() *cli.Command {
 				return inspectErr(err)
 			}
 			if wantJSON(c) {
-				if perr := printJSON(c, s); perr != nil {
+				// printJSON's bytes, streamed entry by entry
+				if perr := s.WriteJSON(stdout(c)); perr != nil {
 					return perr
 				}
 			} else {
@@ -127,6 +131,9 @@ func orDash(s string) string {
 
 // writeSummary prints the readable form of an inspect summary.
 func writeSummary(w io.Writer, s *inspect.Summary, stats bool) {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	defer bw.Flush()
+	w = bw
 	fmt.Fprintf(w, "path:           %s\n", s.Path)
 	if s.Error != "" {
 		fmt.Fprintf(w, "error:          %s\n", s.Error)
@@ -154,61 +161,74 @@ func writeSummary(w io.Writer, s *inspect.Summary, stats bool) {
 	}
 	if len(s.Modules) > 0 {
 		fmt.Fprintln(w)
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		hdr := "MODULE\tKIND\tRANK\tALPHA\tSCALE\tIN\tOUT\t"
 		if stats {
 			hdr += "‖A‖\t‖B‖\t‖ΔW‖_F\tσ1\tEFF.RANK\tSTABLE\tR90\tR99\t"
 		}
-		fmt.Fprintln(tw, hdr)
-		for _, m := range s.Modules {
-			rank, alpha, scale := "-", "-", "-"
-			if m.Rank > 0 {
-				rank = strconv.Itoa(m.Rank)
-				alpha = strconv.FormatFloat(m.Alpha, 'g', 6, 64)
-				if !m.AlphaKnown {
-					alpha += "?"
-				}
-				scale = strconv.FormatFloat(m.Scale, 'g', 6, 64)
+		writeAligned(w, len(s.Modules), func(dst []byte, i int) []byte {
+			if i < 0 {
+				return append(dst, hdr...)
 			}
-			line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d\t%d\t", m.Name, m.Kind, rank, alpha, scale, m.InFeatures, m.OutFeatures)
+			m := &s.Modules[i]
+			dst = append(append(append(append(dst, m.Name...), '\t'), m.Kind...), '\t')
+			if m.Rank > 0 {
+				dst = append(strconv.AppendInt(dst, int64(m.Rank), 10), '\t')
+				dst = strconv.AppendFloat(dst, m.Alpha, 'g', 6, 64)
+				if !m.AlphaKnown {
+					dst = append(dst, '?')
+				}
+				dst = append(strconv.AppendFloat(append(dst, '\t'), m.Scale, 'g', 6, 64), '\t')
+			} else {
+				dst = append(dst, "-\t-\t-\t"...)
+			}
+			dst = append(strconv.AppendInt(dst, int64(m.InFeatures), 10), '\t')
+			dst = append(strconv.AppendInt(dst, int64(m.OutFeatures), 10), '\t')
 			if stats {
 				if st := m.ModuleStats; st != nil && (len(st.SingularValues) > 0 || st.DeltaFroNorm > 0) {
 					s1 := 0.0
 					if len(st.SingularValues) > 0 {
 						s1 = st.SingularValues[0]
 					}
-					line += fmt.Sprintf("%.4g\t%.4g\t%.4g\t%.4g\t%.3g\t%.3g\t%d\t%d\t", st.NormA, st.NormB, st.DeltaFroNorm, s1, st.EffectiveRank, st.StableRank, st.Rank90, st.Rank99)
+					dst = fmt.Appendf(dst, "%.4g\t%.4g\t%.4g\t%.4g\t%.3g\t%.3g\t%d\t%d\t", st.NormA, st.NormB, st.DeltaFroNorm, s1, st.EffectiveRank, st.StableRank, st.Rank90, st.Rank99)
 				} else {
-					line += "-\t-\t-\t-\t-\t-\t-\t-\t"
+					dst = append(dst, "-\t-\t-\t-\t-\t-\t-\t-\t"...)
 				}
 			}
-			fmt.Fprintln(tw, line)
-		}
-		tw.Flush()
+			return dst
+		})
 	}
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	hdr := "TENSOR\tDTYPE\tSHAPE\tBYTES\t"
 	if stats {
 		hdr += "MIN\tMAX\tMEAN\tSTD\tZEROS\tNAN\tINF\tDENORM\t"
 	}
-	fmt.Fprintln(tw, hdr)
-	for _, t := range s.Tensors {
-		dt := t.DType
-		if t.Quant != "" {
-			dt += " (" + t.Quant + ")"
+	writeAligned(w, len(s.Tensors), func(dst []byte, i int) []byte {
+		if i < 0 {
+			return append(dst, hdr...)
 		}
-		line := fmt.Sprintf("%s\t%s\t%s\t%d\t", t.Name, dt, fmtShape(t.Shape), t.Bytes)
+		t := &s.Tensors[i]
+		dst = append(append(dst, t.Name...), '\t')
+		dst = append(dst, t.DType...)
+		if t.Quant != "" {
+			dst = append(append(append(dst, " ("...), t.Quant...), ')')
+		}
+		dst = append(dst, '\t', '[')
+		for j, d := range t.Shape {
+			if j > 0 {
+				dst = append(dst, ',')
+			}
+			dst = strconv.AppendInt(dst, int64(d), 10)
+		}
+		dst = append(strconv.AppendInt(append(dst, ']', '\t'), t.Bytes, 10), '\t')
 		if stats {
 			if st := t.Stats; st != nil {
-				line += fmt.Sprintf("%.4g\t%.4g\t%.4g\t%.4g\t%d\t%d\t%d\t%d\t", st.Min, st.Max, st.Mean, st.Std, st.Zeros, st.NaN, st.Inf, st.Denormal)
+				dst = fmt.Appendf(dst, "%.4g\t%.4g\t%.4g\t%.4g\t%d\t%d\t%d\t%d\t", st.Min, st.Max, st.Mean, st.Std, st.Zeros, st.NaN, st.Inf, st.Denormal)
 			} else {
-				line += "-\t-\t-\t-\t-\t-\t-\t-\t"
+				dst = append(dst, "-\t-\t-\t-\t-\t-\t-\t-\t"...)
 			}
 		}
-		fmt.Fprintln(tw, line)
-	}
-	tw.Flush()
+		return dst
+	})
 	if len(s.Metadata) > 0 {
 		fmt.Fprintln(w, "\nmetadata:")
 		keys := make([]string, 0, len(s.Metadata))
@@ -242,4 +262,75 @@ func writeSummary(w io.Writer, s *inspect.Summary, stats bool) {
 			fmt.Fprintf(w, "  - %s\n", x)
 		}
 	}
+}
+
+// writeAligned writes the header line (line(dst, -1)) and then n lines
+// (line(dst, i)), each a sequence of cells ending in a tab, exactly as a
+// text/tabwriter.NewWriter(w, 0, 0, 2, ' ', 0) followed by Flush would print
+// them: every cell padded with spaces to the widest cell of its column (in
+// runes) plus 2. The lines are generated twice (widths, then text) instead
+// of being held in memory, which matters for 100,000-tensor headers. When a
+// line's cells are not all plain (a tab, newline, \v, \f or tabwriter's
+// escape byte inside a name, or a cell count different from the header's),
+// the lines go through text/tabwriter itself.
+func writeAligned(w io.Writer, n int, line func(dst []byte, i int) []byte) {
+	var buf []byte
+	buf = line(buf[:0], -1)
+	widths, ok := cellWidths(buf, nil, -1)
+	for i := 0; ok && i < n; i++ {
+		buf = line(buf[:0], i)
+		_, ok = cellWidths(buf, widths, len(widths))
+	}
+	if !ok {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for i := -1; i < n; i++ {
+			buf = append(line(buf[:0], i), '\n')
+			tw.Write(buf)
+		}
+		tw.Flush()
+		return
+	}
+	var out []byte
+	for i := -1; i < n; i++ {
+		buf = line(buf[:0], i)
+		out = out[:0]
+		for j, start := 0, 0; start < len(buf); j++ {
+			end := start + bytes.IndexByte(buf[start:], '\t')
+			out = append(out, buf[start:end]...)
+			for pad := widths[j] + 2 - utf8.RuneCount(buf[start:end]); pad > 0; pad-- {
+				out = append(out, ' ')
+			}
+			start = end + 1
+		}
+		out = append(out, '\n')
+		w.Write(out)
+	}
+}
+
+// cellWidths widens widths to the rune counts of the tab-terminated cells of
+// line (appending when ncells < 0, for the header). It reports false when
+// line is not plain: a byte tabwriter treats specially inside a cell, text
+// after the last tab, or a cell count other than ncells.
+func cellWidths(line []byte, widths []int, ncells int) ([]int, bool) {
+	j := 0
+	for start := 0; start < len(line); j++ {
+		k := bytes.IndexByte(line[start:], '\t')
+		if k < 0 {
+			return widths, false // text after the last tab
+		}
+		cell := line[start : start+k]
+		if bytes.ContainsAny(cell, "\n\v\f") || bytes.IndexByte(cell, tabwriter.Escape) >= 0 {
+			return widths, false
+		}
+		rc := utf8.RuneCount(cell)
+		if ncells < 0 {
+			widths = append(widths, rc)
+		} else if j >= ncells {
+			return widths, false
+		} else if rc > widths[j] {
+			widths[j] = rc
+		}
+		start += k + 1
+	}
+	return widths, ncells < 0 || j == ncells
 }

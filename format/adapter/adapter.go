@@ -41,8 +41,11 @@ type Adapter struct {
 	// 4-bit) and the stored dtype, and reading their values (Factors,
 	// Delta) is ErrQuantized.
 	Quantized map[string]quant.Detected
-	// File is the open safetensors file; Close releases it.
+	// File is the open safetensors file; Close releases it (unless it was
+	// lent with WithFile).
 	File *safetensors.File
+
+	borrowed bool // File came from WithFile: Close leaves it open
 }
 
 // Module is one adapted (or saved) module of the base model.
@@ -110,9 +113,14 @@ func (m *Module) IsLowRank() bool {
 	return false
 }
 
-// Close releases the safetensors file.
+// Close releases the safetensors file. A file lent with WithFile is left
+// open for its owner to close.
 func (a *Adapter) Close() error {
 	if a == nil || a.File == nil {
+		return nil
+	}
+	if a.borrowed {
+		a.File = nil
 		return nil
 	}
 	err := a.File.Close()

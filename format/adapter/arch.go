@@ -16,11 +16,15 @@ var nameHints = []struct{ sub, arch string }{
 // names and, for decoder stacks that share a layout (llama, gemma, qwen2,
 // mistral), from the config's base model name. "" when nothing matches.
 func guessArchitecture(mods []*Module, cfg *Config, meta map[string]string) string {
+	// The patterns below hold no digit, so a name contains one exactly when
+	// its digit-free shape (digit runs → '#') does: the shapes of a
+	// many-layer, many-expert adapter are few.
+	shapes := nameShapes(mods)
 	has := func(subs ...string) bool {
-		for _, m := range mods {
+		for _, n := range shapes {
 			ok := true
 			for _, s := range subs {
-				if !strings.Contains(m.Name, s) {
+				if !strings.Contains(n, s) {
 					ok = false
 					break
 				}
@@ -86,4 +90,39 @@ func guessArchitecture(mods []*Module, cfg *Config, meta map[string]string) stri
 		return fromHint("")
 	}
 	return fromHint("")
+}
+
+// nameShapes returns the distinct shapes of the module names, in first-seen
+// order: each run of ASCII digits replaced by one '#'. A string without
+// digits or '#' is a substring of a name exactly when it is a substring of
+// the name's shape.
+func nameShapes(mods []*Module) []string {
+	seen := map[string]bool{}
+	var out []string
+	var buf []byte
+	for _, m := range mods {
+		buf = appendShape(buf[:0], m.Name)
+		if !seen[string(buf)] {
+			k := string(buf)
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// appendShape appends name to dst with each run of ASCII digits replaced by
+// one '#'.
+func appendShape(dst []byte, name string) []byte {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c >= '0' && c <= '9' {
+			if i == 0 || name[i-1] < '0' || name[i-1] > '9' {
+				dst = append(dst, '#')
+			}
+			continue
+		}
+		dst = append(dst, c)
+	}
+	return dst
 }

@@ -77,23 +77,50 @@ func refOf(t safetensors.TensorInfo) TensorRef {
 // known adapter-name segments stripped from PEFT keys (exact segments only).
 var defaultAdapterNames = []string{"default"}
 
-// roles that live in a ModuleDict (adapter name second to last, before .weight/.bias)
-var moduleDictRoles = map[string]bool{"lora_A": true, "lora_B": true, "lora_magnitude_vector": true}
+// isModuleDictRole reports the roles that live in a ModuleDict (adapter name
+// second to last, before .weight/.bias).
+func isModuleDictRole(s string) bool {
+	switch s {
+	case "lora_A", "lora_B", "lora_magnitude_vector":
+		return true
+	}
+	return false
+}
 
-// roles that live in a ParameterDict/BufferDict (adapter name last)
-var paramDictRoles = map[string]bool{
-	"lora_A": true, "lora_B": true, "lora_E": true, "lora_diag": true,
-	"lora_embedding_A": true, "lora_embedding_B": true, "ia3_l": true,
-	"hada_w1_a": true, "hada_w1_b": true, "hada_w2_a": true, "hada_w2_b": true, "hada_t1": true, "hada_t2": true,
-	"lokr_w1": true, "lokr_w1_a": true, "lokr_w1_b": true, "lokr_w2": true, "lokr_w2_a": true, "lokr_w2_b": true, "lokr_t2": true,
-	"vera_lambda_b": true, "vera_lambda_d": true, "trainable_tokens_delta": true,
+// isParamDictRole reports the roles that live in a ParameterDict/BufferDict
+// (adapter name last).
+func isParamDictRole(s string) bool {
+	switch s {
+	case "lora_A", "lora_B", "lora_E", "lora_diag",
+		"lora_embedding_A", "lora_embedding_B", "ia3_l",
+		"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
+		"lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2",
+		"vera_lambda_b", "vera_lambda_d", "trainable_tokens_delta":
+		return true
+	}
+	return false
+}
+
+// lastSegments returns the last three dot-separated segments of key (last
+// first) and how many of them exist (1–3), as strings.Split would give them,
+// without splitting the whole key.
+func lastSegments(key string) (segs [3]string, n int, cut [3]int) {
+	end := len(key)
+	for n < 3 {
+		i := strings.LastIndexByte(key[:end], '.')
+		segs[n], cut[n] = key[i+1:end], i
+		n++
+		if i < 0 {
+			break
+		}
+		end = i
+	}
+	return segs, n, cut
 }
 
 // stripAdapterName removes an adapter name that sits in ModuleDict or
 // ParameterDict position, only when it is exactly one of names.
 func stripAdapterName(key string, names []string) string {
-	segs := strings.Split(key, ".")
-	n := len(segs)
 	isName := func(s string) bool {
 		for _, a := range names {
 			if s == a {
@@ -102,11 +129,13 @@ func stripAdapterName(key string, names []string) string {
 		}
 		return false
 	}
-	if n >= 3 && (segs[n-1] == "weight" || segs[n-1] == "bias") && isName(segs[n-2]) && moduleDictRoles[segs[n-3]] {
-		return strings.Join(append(segs[:n-2:n-2], segs[n-1]), ".")
+	seg, n, cut := lastSegments(key)
+	last, prev := seg[0], seg[1]
+	if n >= 3 && (last == "weight" || last == "bias") && isName(prev) && isModuleDictRole(seg[2]) {
+		return key[:cut[1]] + "." + last // drop ".<name>" before ".weight"
 	}
-	if n >= 2 && isName(segs[n-1]) && paramDictRoles[segs[n-2]] {
-		return strings.Join(segs[:n-1], ".")
+	if n >= 2 && isName(last) && isParamDictRole(prev) {
+		return key[:cut[0]]
 	}
 	return key
 }
@@ -211,18 +240,19 @@ func detectDialect(names []string, meta map[string]string, cfg *Config, peftConf
 		case isLegacyDiffusersKey(n):
 			legacy = true
 		}
-		if strings.Contains(n, ".lora_A") || strings.Contains(n, ".lora_B") {
+		// each flag is tested only until one name sets it
+		if !lowRank && (strings.Contains(n, ".lora_A") || strings.Contains(n, ".lora_B")) {
 			lowRank = true
 		}
 		// "transformer." is also GPT-2/BLOOM's own root module: it is a
 		// diffusers component only in front of DiT block names.
-		if hasComponentPrefix(n) && (!strings.HasPrefix(n, "transformer.") || hasUNetSegment(n)) {
+		if !component && hasComponentPrefix(n) && (!strings.HasPrefix(n, "transformer.") || hasUNetSegment(n)) {
 			component = true
 		}
-		if hasUNetSegment(n) {
+		if !unetLike && hasUNetSegment(n) {
 			unetLike = true
 		}
-		if strings.HasPrefix(n, "w_a_") || strings.HasPrefix(n, "w_b_") {
+		if !vit && (strings.HasPrefix(n, "w_a_") || strings.HasPrefix(n, "w_b_")) {
 			vit = true
 		}
 	}
@@ -260,8 +290,8 @@ func parsePEFTKey(name string, adapterNames []string) parsedKey {
 	key := strings.TrimPrefix(name, "base_model.model.")
 	key = stripAdapterName(key, adapterNames)
 	for _, r := range lycorisRoles {
-		if strings.HasSuffix(key, "."+r) {
-			return parsedKey{module: strings.TrimSuffix(key, "."+r), role: r, ok: true}
+		if i := len(key) - len(r) - 1; i >= 0 && key[i] == '.' && key[i+1:] == r {
+			return parsedKey{module: key[:i], role: r, ok: true}
 		}
 	}
 	for _, s := range peftSuffixes {
@@ -365,7 +395,7 @@ func classify(tensors []TensorRef, meta map[string]string, cfg *Config, peftConf
 	if len(adapterNames) == 0 {
 		adapterNames = defaultAdapterNames
 	}
-	byName := map[string]*Module{}
+	byName := make(map[string]*Module, len(tensors)/2)
 	embed := map[string]bool{}
 	for _, t := range tensors {
 		if t.Name == "base_model.vera_A" || t.Name == "base_model.vera_B" {
@@ -557,23 +587,29 @@ func isEmbeddingName(name string) bool {
 // flagWrapper warns about LoRA wrapped around a ModulesToSaveWrapper: keys
 // X.lora_A next to X.modules_to_save.lora_A and X.original_module.lora_A.
 func (cl *classification) flagWrapper() {
-	names := map[string]bool{}
-	for _, m := range cl.modules {
-		names[m.Name] = true
-	}
+	var parents map[string]bool // X of every module X.modules_to_save / X.original_module
 	for _, m := range cl.modules {
 		for _, suf := range []string{".modules_to_save", ".original_module"} {
-			if strings.HasSuffix(m.Name, suf) && m.Kind != KindFull {
-				m.Wrapped = true
+			if strings.HasSuffix(m.Name, suf) {
 				parent := strings.TrimSuffix(m.Name, suf)
-				if suf == ".modules_to_save" {
-					cl.warnings = append(cl.warnings, fmt.Sprintf("module %q: LoRA was applied to a ModulesToSaveWrapper (keys %s.lora_*, %s.modules_to_save.lora_*, %s.original_module.lora_*); which copy a merge should target is ambiguous", parent, parent, parent, parent))
+				if parents == nil {
+					parents = map[string]bool{}
+				}
+				parents[parent] = true
+				if m.Kind != KindFull {
+					m.Wrapped = true
+					if suf == ".modules_to_save" {
+						cl.warnings = append(cl.warnings, fmt.Sprintf("module %q: LoRA was applied to a ModulesToSaveWrapper (keys %s.lora_*, %s.modules_to_save.lora_*, %s.original_module.lora_*); which copy a merge should target is ambiguous", parent, parent, parent, parent))
+					}
 				}
 			}
 		}
 	}
+	if parents == nil {
+		return
+	}
 	for _, m := range cl.modules {
-		if names[m.Name+".modules_to_save"] || names[m.Name+".original_module"] {
+		if parents[m.Name] {
 			m.Wrapped = true
 		}
 	}

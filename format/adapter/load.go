@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -31,6 +32,7 @@ type loadOptions struct {
 	hasAlpha     bool
 	safeOpts     []safetensors.Option
 	noConfig     bool
+	file         *safetensors.File
 }
 
 // WithAdapterName adds an adapter name to strip from PEFT keys in ModuleDict
@@ -59,6 +61,14 @@ func WithAlpha(alpha float64) LoadOption {
 func WithSafetensorsOptions(opts ...safetensors.Option) LoadOption {
 	return func(o *loadOptions) { o.safeOpts = append(o.safeOpts, opts...) }
 }
+
+// WithFile makes Load use f, a safetensors file the caller has already
+// opened, instead of opening and parsing the weights file again, when f is
+// that file (f.Name() and the weights path Load resolves clean to the same
+// path); otherwise f is ignored. The caller keeps ownership of f:
+// Adapter.Close does not close it, and f must stay open while the Adapter
+// is used. WithSafetensorsOptions does not apply to f.
+func WithFile(f *safetensors.File) LoadOption { return func(o *loadOptions) { o.file = f } }
 
 // locate finds the weights file and the config file for path.
 func locate(path string) (weights, config string, err error) {
@@ -131,6 +141,13 @@ func Load(path string, opts ...LoadOption) (*Adapter, error) {
 			return nil, err
 		}
 		a.Config, a.ConfigPath, a.ConfigSource = c, cfgPath, ConfigFile
+	}
+	if f := o.file; f != nil && filepath.Clean(f.Name()) == filepath.Clean(weights) {
+		a.File, a.borrowed = f, true
+		if err := a.build(&o); err != nil {
+			return nil, err
+		}
+		return a, nil
 	}
 	f, err := safetensors.Open(weights, o.safeOpts...)
 	if err != nil {
@@ -238,16 +255,27 @@ func (a *Adapter) warn(format string, args ...any) {
 	a.Warnings = append(a.Warnings, fmt.Sprintf(format, args...))
 }
 
-// countLayers counts distinct "layers.N" indices among module names.
+// countLayers counts distinct "layers.N" indices among module names (the
+// segment after the first "layers", "h", "block", "blocks" or "layer"
+// segment that has one).
 func countLayers(mods []*Module) int {
 	seen := map[string]bool{}
 	for _, m := range mods {
-		segs := strings.Split(m.Name, ".")
-		for i := 0; i+1 < len(segs); i++ {
-			if segs[i] == "layers" || segs[i] == "h" || segs[i] == "block" || segs[i] == "blocks" || segs[i] == "layer" {
-				seen[segs[i+1]] = true
+		rest := m.Name
+		for {
+			i := strings.IndexByte(rest, '.')
+			if i < 0 {
+				break // the last segment has no successor
+			}
+			seg, next := rest[:i], rest[i+1:]
+			if seg == "layers" || seg == "h" || seg == "block" || seg == "blocks" || seg == "layer" {
+				if j := strings.IndexByte(next, '.'); j >= 0 {
+					next = next[:j]
+				}
+				seen[next] = true
 				break
 			}
+			rest = next
 		}
 	}
 	return len(seen)
@@ -438,7 +466,11 @@ func (a *Adapter) resolveScales(o *loadOptions) error {
 			a.warn("module %q: rank %d from the tensor shapes differs from the config's r=%d (r/rank_pattern); the scale uses the config's r as PEFT does", m.Name, m.Rank, m.ConfigRank)
 		}
 	}
-	sort.SliceStable(a.Modules, func(i, j int) bool { return a.Modules[i].Name < a.Modules[j].Name })
+	// classify sorted the modules by name and nothing above renames them;
+	// sort only if that ever changes
+	if !slices.IsSortedFunc(a.Modules, func(x, y *Module) int { return strings.Compare(x.Name, y.Name) }) {
+		sort.SliceStable(a.Modules, func(i, j int) bool { return a.Modules[i].Name < a.Modules[j].Name })
+	}
 	return nil
 }
 
