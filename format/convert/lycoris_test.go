@@ -517,6 +517,19 @@ func TestLycoRefusals(t *testing.T) {
 			}
 		})
 	}
+	// DoRA on an embedding: refused for both targets, naming the tensor
+	embDir := filepath.Join(t.TempDir(), "emb")
+	if _, err := testgen.WriteLoRA(embDir, testgen.LoRA{Seed: 43, DoRA: true, Modules: []testgen.Module{
+		{Name: "model.embed_tokens", In: 32, Out: 8, Embedding: true}, {Name: "model.layers.0.self_attn.q_proj", In: 8, Out: 8}}}); err != nil {
+		t.Fatal(err)
+	}
+	ea := mustLoad(t, embDir)
+	for _, to := range []string{ToKohyaName, ToPEFTName} {
+		_, err := Convert(ea, to, filepath.Join(t.TempDir(), "out"), Options{})
+		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "model.embed_tokens.lora_embedding_A") || !strings.Contains(err.Error(), "embedding") {
+			t.Errorf("DoRA embedding → %s: %v", to, err)
+		}
+	}
 	// a LyCORIS LoHa with weight decomposition has no PEFT form
 	p := filepath.Join(t.TempDir(), "k.safetensors")
 	if _, err := testgen.WriteKohyaLyco(p, testgen.KohyaLyco{Seed: 42, Modules: []testgen.KohyaLycoModule{{Name: kn(lyQ), Kind: "loha", In: 16, Out: 24, Rank: 4}}}); err != nil {

@@ -169,6 +169,9 @@ func (m *module) load(a *adapter.Adapter) error {
 	if err := doraAxisOK(a, m.src); err != nil {
 		return err
 	}
+	if t := m.src.Tensors[adapter.RoleA]; m.src.Kind == adapter.KindDoRA && strings.HasSuffix(t.Name, "lora_embedding_A") {
+		return fmt.Errorf("%w: %s: tensor %q: DoRA on an embedding layer (module %q) is not converted: its magnitude and (B·A)ᵀ frame have no kohya form, and Factors models DoRA as a Linear", ErrRefused, a.WeightsPath, t.Name, m.src.Name)
+	}
 	f, err := a.Factors(m.src)
 	if err != nil {
 		return err
