@@ -22,7 +22,7 @@ import (
 //   - PEFT scales every LoHa/LoKr module by α/r (config r, alpha and the
 //     patterns).
 //   - LyCORIS and ComfyUI scale by .alpha / r with r the rank in the shapes
-//     (ComfyUI: hada_w1_b rows, lokr_w1_b or lokr_w2_b rows), but a LoKr
+//     (ComfyUI: hada_w1_b rows; lokr_w2_b rows, else lokr_w1_b), but a LoKr
 //     module whose w1 and w2 are both whole matrices has scale 1 whatever
 //     .alpha holds (LyCORIS forces alpha = lora_dim; ComfyUI has no rank
 //     to divide by).
@@ -232,8 +232,12 @@ func kohyaLyco(a *adapter.Adapter, m *module, kn string, res *Result) ([]safeten
 	var alpha float64
 	switch {
 	case src.Kind == adapter.KindLoKr && lokrWhole(src) && src.Scale == 1:
-		// LyCORIS: full matrices, scale 1 whatever alpha is; it stores lora_dim.
-		alpha = float64(max(src.Rank, 1))
+		// LyCORIS: full matrices, scale 1 whatever alpha is (it stores
+		// lora_dim); keep the source's alpha, else r, else 1.
+		alpha = src.Alpha
+		if alpha <= 0 || isNaN(alpha) {
+			alpha = float64(max(src.Rank, 1))
+		}
 	case src.Kind == adapter.KindLoKr && lokrWhole(src):
 		split, rank, err := splitWholeW1(a, src, kn)
 		if err != nil {
@@ -613,3 +617,5 @@ func chooseFactor(g []*module) int {
 	}
 	return -1
 }
+
+func isNaN(x float64) bool { return x != x }
