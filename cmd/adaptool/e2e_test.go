@@ -534,10 +534,10 @@ func unseenRows() []e2eRow {
 		{"rspat", nil},
 		// DoRA's magnitude is normalised against the base weight: only apply
 		// can use it; every delta-space operation refuses it.
-		{"dora", with(refuseLowRank, "neg", failed4, "tokohya", failed4, "resize", ok0, "prune", ok0)}, // resize/prune keep the magnitude
+		{"dora", with(refuseLowRank, "neg", failed4, "resize", ok0, "prune", ok0)}, // resize/prune keep the magnitude; kohya carries it as dora_scale
 		{"kasa", map[string]int{"tokohya": failed4}},
-		{"loha", with(refuseLowRank, "tokohya", failed4, "neg", failed4)},
-		{"lokr", with(refuseLowRank, "tokohya", failed4, "neg", failed4)},
+		{"loha", with(refuseLowRank, "neg", failed4)}, // LyCORIS hada_* in kohya files
+		{"lokr", with(refuseLowRank, "neg", failed4)}, // LyCORIS lokr_* in kohya files
 		{"vera", with(refuseLowRank, "tokohya", failed4, "neg", failed4)},
 		{"ia3", with(refuseLowRank, "tokohya", failed4, "togguf", failed4, "merge", ok0, "add", ok0, "ties", ok0)},
 		{"conv", map[string]int{"reweight": failed4, "tokohya": failed4}}, // KaSA layout: Linear only; kohya has no embedding LoRA
