@@ -70,7 +70,8 @@ func (s *Summary) fillAdapter(path string, l *layout, opts Options) error {
 	s.Warnings = append(s.Warnings, a.Warnings...)
 	names := make([]string, 0, len(a.Modules))
 	s.Modules = make([]ModuleSummary, 0, len(a.Modules))
-	for _, m := range a.Modules {
+	var incomplete []string
+	for i, m := range a.Modules {
 		ms := ModuleSummary{
 			Name: m.Name, Kind: string(m.Kind), Rank: m.Rank, Alpha: m.Alpha, Scale: m.Scale, AlphaKnown: m.AlphaKnown,
 			InFeatures: m.InFeatures, OutFeatures: m.OutFeatures, FanInFanOut: m.FanInFanOut,
@@ -82,11 +83,13 @@ func (s *Summary) fillAdapter(path string, l *layout, opts Options) error {
 		s.Modules = append(s.Modules, ms)
 		names = append(names, m.Name)
 		s.Warnings = append(s.Warnings, moduleWarnings(m)...)
-	}
-	var incomplete []string
-	for _, m := range a.Modules {
 		if m.Kind == adapter.KindIncomplete {
 			incomplete = append(incomplete, m.Name)
+		}
+		if !opts.Stats {
+			// the summary replaces the module: let the collector take it
+			// (and its tensor map) while the next summaries are built
+			a.Modules[i] = nil
 		}
 	}
 	if len(incomplete) > 0 {

@@ -366,7 +366,7 @@ func needsScale(k Kind) bool {
 
 // resolveScales fills Alpha, Scale, AlphaKnown, ConfigRank and FanInFanOut.
 func (a *Adapter) resolveScales(o *loadOptions) error {
-	var unknown []string
+	unknown := 0 // modules whose alpha nothing fixes
 	mlxNoScale := 0
 	for _, m := range a.Modules {
 		cfg := a.configFor(m)
@@ -384,7 +384,7 @@ func (a *Adapter) resolveScales(o *loadOptions) error {
 				return err
 			}
 			if isUnknown {
-				unknown = append(unknown, m.Name)
+				unknown++
 			}
 			continue
 		}
@@ -432,10 +432,10 @@ func (a *Adapter) resolveScales(o *loadOptions) error {
 		case o.hasAlpha:
 			m.Alpha, m.AlphaKnown = o.alpha, true
 			m.Scale = m.Alpha / float64(m.Rank)
-			unknown = append(unknown, m.Name)
+			unknown++
 		default:
 			m.Alpha, m.Scale, m.AlphaKnown = float64(m.Rank), 1, false
-			unknown = append(unknown, m.Name)
+			unknown++
 		}
 		if cfg == nil && a.Architecture == "gpt2" {
 			last := m.Name[strings.LastIndexByte(m.Name, '.')+1:]
@@ -445,7 +445,7 @@ func (a *Adapter) resolveScales(o *loadOptions) error {
 	if mlxNoScale > 0 {
 		a.warn("alpha unknown: the MLX config has no lora_parameters.scale; mlx-lm's LoRALinear default scale 20 is assumed for %d modules", mlxNoScale)
 	}
-	if len(unknown) > 0 {
+	if unknown > 0 {
 		why := "no adapter_config.json"
 		switch a.Dialect {
 		case DialectDiffusers:
@@ -456,9 +456,9 @@ func (a *Adapter) resolveScales(o *loadOptions) error {
 			why = "unknown adapter format without a config"
 		}
 		if o.hasAlpha {
-			a.warn("alpha unknown (%s); alpha = %g supplied by the caller is used for %d modules", why, o.alpha, len(unknown))
+			a.warn("alpha unknown (%s); alpha = %g supplied by the caller is used for %d modules", why, o.alpha, unknown)
 		} else {
-			a.warn("alpha unknown: %s; scale assumes alpha = r (scale 1) for %d modules — supply the real alpha", why, len(unknown))
+			a.warn("alpha unknown: %s; scale assumes alpha = r (scale 1) for %d modules — supply the real alpha", why, unknown)
 		}
 	}
 	for _, m := range a.Modules {
