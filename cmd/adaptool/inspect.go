@@ -265,14 +265,15 @@ func writeSummary(w io.Writer, s *inspect.Summary, stats bool) {
 }
 
 // writeAligned writes the header line (line(dst, -1)) and then n lines
-// (line(dst, i)), each a sequence of cells ending in a tab, exactly as a
-// text/tabwriter.NewWriter(w, 0, 0, 2, ' ', 0) followed by Flush would print
-// them: every cell padded with spaces to the widest cell of its column (in
-// runes) plus 2. The lines are generated twice (widths, then text) instead
-// of being held in memory, which matters for 100,000-tensor headers. When a
-// line's cells are not all plain (a tab, newline, \v, \f or tabwriter's
-// escape byte inside a name, or a cell count different from the header's),
-// the lines go through text/tabwriter itself.
+// (line(dst, i)), each a sequence of tab-terminated cells and a last,
+// unterminated one (often empty), exactly as a text/tabwriter.NewWriter(w,
+// 0, 0, 2, ' ', 0) followed by Flush would print them: every terminated cell
+// padded with spaces to the widest cell of its column (in runes) plus 2, the
+// last cell as it is. The lines are generated twice (widths, then text)
+// instead of being held in memory, which matters for 100,000-tensor
+// headers. When a line is not plain (a newline, \v, \f or tabwriter's
+// escape byte in it, or a cell count different from the header's), the
+// lines go through text/tabwriter itself.
 func writeAligned(w io.Writer, n int, line func(dst []byte, i int) []byte) {
 	var buf []byte
 	buf = line(buf[:0], -1)
@@ -294,7 +295,8 @@ func writeAligned(w io.Writer, n int, line func(dst []byte, i int) []byte) {
 	for i := -1; i < n; i++ {
 		buf = line(buf[:0], i)
 		out = out[:0]
-		for j, start := 0, 0; start < len(buf); j++ {
+		start := 0
+		for j := range widths {
 			end := start + bytes.IndexByte(buf[start:], '\t')
 			out = append(out, buf[start:end]...)
 			for pad := widths[j] + 2 - utf8.RuneCount(buf[start:end]); pad > 0; pad-- {
@@ -302,27 +304,26 @@ func writeAligned(w io.Writer, n int, line func(dst []byte, i int) []byte) {
 			}
 			start = end + 1
 		}
-		out = append(out, '\n')
+		out = append(append(out, buf[start:]...), '\n')
 		w.Write(out)
 	}
 }
 
 // cellWidths widens widths to the rune counts of the tab-terminated cells of
 // line (appending when ncells < 0, for the header). It reports false when
-// line is not plain: a byte tabwriter treats specially inside a cell, text
-// after the last tab, or a cell count other than ncells.
+// line is not plain: a byte tabwriter treats specially (newline, \v, \f,
+// tabwriter.Escape) or a number of terminated cells other than ncells.
 func cellWidths(line []byte, widths []int, ncells int) ([]int, bool) {
+	if bytes.ContainsAny(line, "\n\v\f") || bytes.IndexByte(line, tabwriter.Escape) >= 0 {
+		return widths, false
+	}
 	j := 0
-	for start := 0; start < len(line); j++ {
+	for start := 0; ; j++ {
 		k := bytes.IndexByte(line[start:], '\t')
 		if k < 0 {
-			return widths, false // text after the last tab
+			break // the last, unterminated cell is in no column
 		}
-		cell := line[start : start+k]
-		if bytes.ContainsAny(cell, "\n\v\f") || bytes.IndexByte(cell, tabwriter.Escape) >= 0 {
-			return widths, false
-		}
-		rc := utf8.RuneCount(cell)
+		rc := utf8.RuneCount(line[start : start+k])
 		if ncells < 0 {
 			widths = append(widths, rc)
 		} else if j >= ncells {

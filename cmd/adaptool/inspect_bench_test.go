@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"text/tabwriter"
 
+	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/safetensors"
 )
 
@@ -32,8 +34,11 @@ func TestWriteAlignedMatchesTabwriter(t *testing.T) {
 		{"vertical tab", []string{"A\tB\t", "a\vb\tc\t"}, true},
 		{"form feed", []string{"A\tB\t", "a\fb\tc\t"}, true},
 		{"escape byte", []string{"A\tB\t", "a\xffb\xff\tc\t"}, true},
-		{"text after the last tab", []string{"A\tB\t", "a\tb\ttail"}, true},
+		{"text after the last tab", []string{"A\tB\t", "a\tb\ttail"}, false},
+		{"last cells unterminated", []string{"SEVERITY\tRULE\tMESSAGE", "warning\tzero-lora-b\tlora_B is all zero", "error\tshape\t"}, false},
 		{"fewer cells", []string{"A\tB\t", "a\t"}, true},
+		{"more cells", []string{"A\tB", "a\tb\tc"}, true},
+		{"newline in the last cell", []string{"A\tB", "a\tb\nc"}, true},
 	} {
 		var want bytes.Buffer
 		tw := tabwriter.NewWriter(&want, 0, 0, 2, ' ', 0)
@@ -111,5 +116,41 @@ func BenchmarkInspectBigHeader(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestWriteValidateJSON compares the streamed validate --json document with
+// the one json.Encoder writes (printJSON).
+func TestWriteValidateJSON(t *testing.T) {
+	rep := func(fs ...adapter.Finding) *adapter.Report {
+		return &adapter.Report{Path: `dir/"findings": []`, File: "a<b>.safetensors", Dialect: adapter.DialectPEFT, Tensors: 3, Modules: 1, Findings: fs}
+	}
+	for _, c := range []struct {
+		name string
+		rep  *adapter.Report
+	}{
+		{"no findings", rep()},
+		{"empty findings", rep([]adapter.Finding{}...)},
+		{"findings", rep(
+			adapter.Finding{Severity: adapter.SeverityWarning, File: "x", Tensor: "t<&>", Module: "m", Rule: adapter.RuleZeroB, Message: "all zero"},
+			adapter.Finding{Severity: adapter.SeverityInfo, File: "ü\n", Rule: adapter.RuleAlphaUnknown, Message: "line\nbreak \u2028 \x01"})},
+	} {
+		doc := validateJSON{Report: c.rep, Clean: c.rep.Clean(), Errors: 1, Warnings: 2, Infos: 3}
+		var want, got bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(doc); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeValidateJSON(&got, doc); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Errorf("%s:\n got %s\nwant %s", c.name, got.String(), want.String())
+		}
+		if c.rep.Path != `dir/"findings": []` || len(c.rep.Findings) != len(doc.Findings) {
+			t.Errorf("%s: the report was modified", c.name)
+		}
 	}
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
-	"text/tabwriter"
 
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/urfave/cli/v2"
@@ -41,7 +43,7 @@ func newValidateCommand() *cli.Command {
 				rep.Findings = []adapter.Finding{}
 			}
 			if wantJSON(c) {
-				if err := printJSON(c, validateJSON{Report: rep, Clean: rep.Clean(),
+				if err := writeValidateJSON(stdout(c), validateJSON{Report: rep, Clean: rep.Clean(),
 					Errors: rep.Count(adapter.SeverityError), Warnings: rep.Count(adapter.SeverityWarning), Infos: rep.Count(adapter.SeverityInfo)}); err != nil {
 					return err
 				}
@@ -65,24 +67,79 @@ type validateJSON struct {
 	Infos    int  `json:"infos"`
 }
 
+// writeValidateJSON writes doc as printJSON does (a json.Encoder with
+// SetIndent("", "  ") and SetEscapeHTML(false)), but encodes the findings
+// one at a time through a buffered writer instead of the whole document in
+// memory: the document is encoded with an empty findings list and the
+// entries are written in its place.
+func writeValidateJSON(w io.Writer, doc validateJSON) error {
+	findings := doc.Findings
+	if len(findings) > 0 {
+		short := *doc.Report
+		short.Findings = []adapter.Finding{}
+		doc.Report = &short
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(doc); err != nil {
+		return err
+	}
+	// a JSON string escapes its quotes, so this can only be the key
+	const empty = `"findings": []`
+	head, tail, ok := bytes.Cut(buf.Bytes(), []byte(empty))
+	if !ok || len(findings) == 0 {
+		_, err := w.Write(buf.Bytes())
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(head)
+	bw.WriteString(`"findings": [`)
+	var fb bytes.Buffer
+	fenc := json.NewEncoder(&fb)
+	fenc.SetIndent("    ", "  ")
+	fenc.SetEscapeHTML(false)
+	for i := range findings {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.WriteString("\n    ")
+		fb.Reset()
+		if err := fenc.Encode(&findings[i]); err != nil {
+			return err
+		}
+		bw.Write(bytes.TrimSuffix(fb.Bytes(), []byte("\n")))
+	}
+	bw.WriteString("\n  ]")
+	bw.Write(tail)
+	return bw.Flush()
+}
+
 // writeValidateReport prints the findings as a table.
 func writeValidateReport(w io.Writer, rep *adapter.Report) {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	defer bw.Flush()
+	w = bw
 	pt := rep.PeftType
 	if pt == "" {
 		pt = "-"
 	}
 	fmt.Fprintf(w, "%s: %s, peft_type %s, %d tensors, %d modules\n", rep.File, rep.Dialect, pt, rep.Tensors, rep.Modules)
 	if len(rep.Findings) > 0 {
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "SEVERITY\tRULE\tTENSOR\tMESSAGE")
-		for _, f := range rep.Findings {
+		// text/tabwriter's layout, without holding the table in memory
+		writeAligned(w, len(rep.Findings), func(dst []byte, i int) []byte {
+			if i < 0 {
+				return append(dst, "SEVERITY\tRULE\tTENSOR\tMESSAGE"...)
+			}
+			f := &rep.Findings[i]
 			t := f.Tensor
 			if t == "" {
 				t = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Severity, f.Rule, t, f.Message)
-		}
-		tw.Flush()
+			dst = append(append(append(append(dst, f.Severity...), '\t'), f.Rule...), '\t')
+			return append(append(append(dst, t...), '\t'), f.Message...)
+		})
 	}
 	status := "ok"
 	if !rep.Clean() {

@@ -511,14 +511,17 @@ func anyTensor(m *Module) string {
 // data scans every float tensor for NaN/Inf and every lora_B for all-zero.
 func (v *validator) data() error {
 	a := v.a
-	roleOf := map[string]*Module{}
-	isB := map[string]bool{}
+	type tensorRole struct {
+		m    *Module
+		isB  bool // once set, as the map of B tensors it replaces
+	}
+	roleOf := make(map[string]tensorRole, len(a.File.Tensors))
 	for _, m := range a.Modules {
 		for role, t := range m.Tensors {
-			roleOf[t.Name] = m
-			if role == RoleB {
-				isB[t.Name] = true
-			}
+			r := roleOf[t.Name]
+			r.m = m
+			r.isB = r.isB || role == RoleB
+			roleOf[t.Name] = r
 		}
 	}
 	for _, t := range a.File.Tensors {
@@ -536,11 +539,12 @@ func (v *validator) data() error {
 		if err != nil {
 			return fmt.Errorf("%s: tensor %q: %w", a.WeightsPath, t.Name, err)
 		}
-		m := roleOf[t.Name]
+		r := roleOf[t.Name]
+		m := r.m
 		if st.nan+st.inf > 0 {
 			v.find(SeverityError, m, t.Name, RuleNonFinite, "%d NaN and %d ±Inf values (first at element %d)", st.nan, st.inf, st.first)
 		}
-		if isB[t.Name] && st.nonzero == 0 && t.NumElements() > 0 {
+		if r.isB && st.nonzero == 0 && t.NumElements() > 0 {
 			v.find(SeverityWarning, m, t.Name, RuleZeroB, "lora_B is all zero: the adapter was never trained (ΔW = 0)")
 		}
 	}
