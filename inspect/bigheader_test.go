@@ -15,6 +15,7 @@ import (
 
 	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/internal/testcorpus"
+	"github.com/adaptool/adaptool/quant"
 )
 
 // The strings.Split versions that LayerOf, ModuleType, BlockOf and
@@ -452,3 +453,51 @@ func BenchmarkWriteJSONBigHeader(b *testing.B) {
 type countWriter int
 
 func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
+
+// fakeHeader is a quant.Header over a list of tensors.
+type fakeHeader map[string]safetensors.TensorInfo
+
+func (h fakeHeader) Tensor(name string) (safetensors.TensorInfo, bool) { t, ok := h[name]; return t, ok }
+
+// TestQuantCandidates: quant.Detect over the names quantCandidate keeps
+// finds exactly what it finds over every name, for a weight of each dtype
+// with each companion key of every layout (a change to quant.Detect that
+// starts from another dtype or key makes this fail).
+func TestQuantCandidates(t *testing.T) {
+	h := fakeHeader{}
+	var names []string
+	add := func(name string, dt safetensors.DType, shape ...int) {
+		h[name] = safetensors.TensorInfo{Name: name, DType: dt, Shape: shape}
+		names = append(names, name)
+	}
+	for d := 0; d < safetensors.NumDTypes; d++ {
+		dt := safetensors.DType(d)
+		for _, w := range []string{fmt.Sprintf("m%d.weight", d), fmt.Sprintf("m%d.w", d)} {
+			add(w, dt, 8, 8)
+			base := strings.TrimSuffix(w, ".weight")
+			add(base+".SCB", safetensors.F32, 8)
+			add(base+".weight_format", safetensors.U8)
+			for _, suf := range []string{"_scale", "_scale_inv", "_zero_point", ".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map"} {
+				add(w+suf, safetensors.F32, 1)
+			}
+			for _, qt := range []string{"nf4", "fp4", "int8"} {
+				add(w+".quant_state.bitsandbytes__"+qt, safetensors.U8, 16)
+			}
+		}
+	}
+	add(".quant_state.bitsandbytes__nf4", safetensors.U8, 4) // the marker at index 0
+	var cand []string
+	for _, n := range names {
+		if quantCandidate(n, h[n].DType.String()) {
+			cand = append(cand, n)
+		}
+	}
+	all := quant.Detect(h, names)
+	got := quant.Detect(h, cand)
+	if len(all) < 3*safetensors.NumDTypes/2 || len(cand) >= len(names)/2 {
+		t.Fatalf("%d detections from %d names, %d candidates: the test input lost its coverage", len(all), len(names), len(cand))
+	}
+	if !reflect.DeepEqual(got, all) {
+		t.Errorf("Detect over the candidates differs from Detect over every name:\n got %+v\nwant %+v", got, all)
+	}
+}

@@ -88,6 +88,9 @@ func classifyTensor(name string) (class, method string) {
 
 // hasSegment reports whether one of the dot-separated segments of name is s.
 func hasSegment(name, s string) bool {
+	if !strings.Contains(name, s) {
+		return false
+	}
 	for {
 		i := strings.IndexByte(name, '.')
 		if i < 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/quant"
@@ -363,8 +364,22 @@ func (s *Summary) fillTensorStats(l *layout, opts Options) error {
 // "fp8-e4m3", ...), its companion keys (absmax, SCB, weight_scale, ...)
 // the scheme with an "-aux" suffix.
 func markQuantized(s *Summary, hdr quant.Header, names []string) {
+	// quant.Detect finds a scheme only from a name holding
+	// ".quant_state.bitsandbytes__" or a tensor of dtype I8, F8_E4M3 or
+	// F8_E5M2, each independently of the other names: handing it just those
+	// (in order) gives the same detections without a header lookup per
+	// tensor (TestQuantCandidates).
+	var cand []string
+	for i, n := range names {
+		if quantCandidate(n, s.Tensors[i].DType) {
+			cand = append(cand, n)
+		}
+	}
+	if len(cand) == 0 {
+		return
+	}
 	var idx map[string]int
-	for _, d := range quant.Detect(hdr, names) {
+	for _, d := range quant.Detect(hdr, cand) {
 		if idx == nil {
 			idx = make(map[string]int, len(s.Tensors))
 			for i, t := range s.Tensors {
@@ -383,4 +398,14 @@ func markQuantized(s *Summary, hdr quant.Header, names []string) {
 			}
 		}
 	}
+}
+
+// quantCandidate reports whether quant.Detect can find a scheme starting
+// from tensor name of dtype dt.
+func quantCandidate(name, dt string) bool {
+	switch dt {
+	case "I8", "F8_E4M3", "F8_E5M2":
+		return true
+	}
+	return strings.Contains(name, ".quant_state.bitsandbytes__")
 }

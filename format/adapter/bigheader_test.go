@@ -313,3 +313,16 @@ func BenchmarkClassifyBigHeader(b *testing.B) {
 		a.Close()
 	}
 }
+
+func TestQuantCandidate(t *testing.T) {
+	for d := 0; d < safetensors.NumDTypes; d++ {
+		dt := safetensors.DType(d)
+		want := dt == safetensors.I8 || dt == safetensors.F8E4M3 || dt == safetensors.F8E5M2
+		if got := quantCandidate(safetensors.TensorInfo{Name: "x.weight", DType: dt}); got != want {
+			t.Errorf("%s: candidate %v, want %v", dt, got, want)
+		}
+		if !quantCandidate(safetensors.TensorInfo{Name: "x.weight.quant_state.bitsandbytes__nf4", DType: dt}) {
+			t.Errorf("%s: a quant_state key is not a candidate", dt)
+		}
+	}
+}

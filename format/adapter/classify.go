@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/adaptool/adaptool/format/safetensors"
@@ -209,6 +209,9 @@ var unetSegments = [...]string{"down_blocks.", "up_blocks.", "mid_block.", "tran
 // hasUNetSegment reports whether one of unetSegments starts the key or
 // follows a dot in it (a plain string test: this runs once per tensor).
 func hasUNetSegment(n string) bool {
+	if !strings.Contains(n, "_block") { // in every one of unetSegments
+		return false
+	}
 	for _, seg := range unetSegments {
 		for i := strings.Index(n, seg); i >= 0; {
 			if i == 0 || n[i-1] == '.' {
@@ -396,6 +399,7 @@ func classify(tensors []TensorRef, meta map[string]string, cfg *Config, peftConf
 		adapterNames = defaultAdapterNames
 	}
 	byName := make(map[string]*Module, len(tensors)/2)
+	var order []*Module // first-seen order: usually sorted already
 	embed := map[string]bool{}
 	for _, t := range tensors {
 		if t.Name == "base_model.vera_A" || t.Name == "base_model.vera_B" {
@@ -422,6 +426,7 @@ func classify(tensors []TensorRef, meta map[string]string, cfg *Config, peftConf
 		if m == nil {
 			m = &Module{Name: pk.module, Tensors: map[string]TensorRef{}}
 			byName[pk.module] = m
+			order = append(order, m)
 		}
 		role := pk.role
 		if _, dup := m.Tensors[role]; dup {
@@ -435,11 +440,14 @@ func classify(tensors []TensorRef, meta map[string]string, cfg *Config, peftConf
 			embed[pk.module] = true
 		}
 	}
-	for _, m := range byName {
+	for _, m := range order {
 		cl.finish(m, embed[m.Name], cfg)
-		cl.modules = append(cl.modules, m)
 	}
-	sort.Slice(cl.modules, func(i, j int) bool { return cl.modules[i].Name < cl.modules[j].Name })
+	cl.modules = order
+	byModuleName := func(a, b *Module) int { return strings.Compare(a.Name, b.Name) }
+	if !slices.IsSortedFunc(cl.modules, byModuleName) {
+		slices.SortFunc(cl.modules, byModuleName) // names are unique
+	}
 	if len(cl.shared) > 0 {
 		for _, m := range cl.modules {
 			if m.Kind == KindVeRA {

@@ -2,7 +2,9 @@ package adapter
 
 import (
 	"fmt"
+	"strings"
 
+	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/quant"
 )
 
@@ -13,9 +15,16 @@ import (
 // was quantized from.
 func (a *Adapter) tensorRefs() ([]TensorRef, error) {
 	f := a.File
-	names := make([]string, len(f.Tensors))
-	for i, t := range f.Tensors {
-		names[i] = t.Name
+	// quant.Detect finds a scheme only from a name holding
+	// ".quant_state.bitsandbytes__" or a tensor of dtype I8, F8_E4M3 or
+	// F8_E5M2, each independently of the other names: handing it just those
+	// (in order) gives the same detections without a header lookup per
+	// tensor (TestQuantCandidates).
+	var names []string
+	for _, t := range f.Tensors {
+		if quantCandidate(t) {
+			names = append(names, t.Name)
+		}
 	}
 	aux := map[string]bool{}
 	for _, d := range quant.Detect(f, names) {
@@ -97,4 +106,14 @@ func (a *Adapter) float32(t TensorRef) ([]float32, error) {
 		return nil, fmt.Errorf("%s: tensor %q: %w: stored %s (%s layout)", a.WeightsPath, t.Name, ErrQuantized, d.Scheme, d.Layout)
 	}
 	return a.File.Float32(t.Name)
+}
+
+// quantCandidate reports whether quant.Detect can find a scheme starting
+// from tensor t.
+func quantCandidate(t safetensors.TensorInfo) bool {
+	switch t.DType {
+	case safetensors.I8, safetensors.F8E4M3, safetensors.F8E5M2:
+		return true
+	}
+	return strings.Contains(t.Name, ".quant_state.bitsandbytes__")
 }
