@@ -457,7 +457,10 @@ func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); 
 // fakeHeader is a quant.Header over a list of tensors.
 type fakeHeader map[string]safetensors.TensorInfo
 
-func (h fakeHeader) Tensor(name string) (safetensors.TensorInfo, bool) { t, ok := h[name]; return t, ok }
+func (h fakeHeader) Tensor(name string) (safetensors.TensorInfo, bool) {
+	t, ok := h[name]
+	return t, ok
+}
 
 // TestQuantCandidates: quant.Detect over the names quantCandidate keeps
 // finds exactly what it finds over every name, for a weight of each dtype
@@ -499,5 +502,67 @@ func TestQuantCandidates(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, all) {
 		t.Errorf("Detect over the candidates differs from Detect over every name:\n got %+v\nwant %+v", got, all)
+	}
+}
+
+// TestFastJSON compares the tensor and module fast paths of WriteJSON with
+// the Encoder, entry by entry, on the values where they could differ.
+func TestFastJSON(t *testing.T) {
+	encode := func(v any) string {
+		var buf bytes.Buffer
+		if err := newIndentEncoder(&buf, "    ").Encode(v); err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSuffix(buf.String(), "\n")
+	}
+	floats := []float64{0, math.Copysign(0, -1), 1, -1, 0.5, 1.0 / 3, 16, 2e-6, 1e-6, 9.99e-7, 1e-7, 1.5e-9, 1e20, 1e21, 1.5e21, -2e22,
+		5e-324, math.MaxFloat64, 1e-300, 123456789.125, 0.1 + 0.2}
+	var mods []ModuleSummary
+	for i, f := range floats {
+		mods = append(mods, ModuleSummary{Name: fmt.Sprintf("model.layers.%d.q_proj", i), Kind: "lora", Rank: i, Alpha: f, Scale: -f,
+			AlphaKnown: i%2 == 0, InFeatures: 1 << i, OutFeatures: -i, FanInFanOut: i%3 == 0, Layer: i - 1, Block: "b", ModuleType: "q_proj",
+			Tensors: map[string]string{"lora_B": "x.lora_B.weight", "lora_A": "x.lora_A.weight", "alpha": "x.alpha", "Z": "z"}})
+	}
+	mods = append(mods,
+		ModuleSummary{Name: "empty map", Tensors: map[string]string{}},
+		ModuleSummary{Name: "nil map"},
+		ModuleSummary{Name: "html <b>", Kind: "lora"},                    // escaped by MarshalJSON: Encoder
+		ModuleSummary{Name: "ünïcode", Kind: "lora"},                     // Encoder
+		ModuleSummary{Name: "x", Tensors: map[string]string{"a": "t&t"}}, // Encoder
+		ModuleSummary{Name: "stats", ModuleStats: &ModuleStats{NormA: 1}, statsRequested: true},
+		ModuleSummary{Name: "stats requested", statsRequested: true},
+	)
+	fastMods := 0
+	for i := range mods {
+		got, ok := appendModuleJSON(nil, &mods[i])
+		if !ok {
+			continue
+		}
+		fastMods++
+		if want := encode(&mods[i]); string(got) != want {
+			t.Errorf("module %q:\n got %s\nwant %s", mods[i].Name, got, want)
+		}
+	}
+	tensors := []TensorSummary{
+		{Name: "a.weight", DType: "F32", Shape: []int{4096, 11008}, Bytes: 4096 * 11008 * 4},
+		{Name: "scalar", DType: "BF16", Shape: []int{}, Bytes: 2},
+		{Name: "nil shape", DType: "F32"},
+		{Name: "x", DType: "U8", Shape: []int{1, 2, 3, 4}, Bytes: -1, File: "model-00001-of-00002.safetensors", Quant: "nf4-aux"},
+		{Name: "quote\"d", DType: "F32", Shape: []int{1}},                 // Encoder
+		{Name: "s", DType: "F32", Shape: []int{1}, Stats: &TensorStats{}}, // Encoder
+	}
+	fastTensors := 0
+	for i := range tensors {
+		got, ok := appendTensorJSON(nil, &tensors[i])
+		if !ok {
+			continue
+		}
+		fastTensors++
+		if want := encode(&tensors[i]); string(got) != want {
+			t.Errorf("tensor %q:\n got %s\nwant %s", tensors[i].Name, got, want)
+		}
+	}
+	if fastMods != len(floats)+2 || fastTensors != 4 {
+		t.Errorf("fast path taken for %d modules and %d tensors, want %d and 4", fastMods, fastTensors, len(floats)+2)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -54,11 +56,23 @@ func (s *Summary) WriteJSON(w io.Writer) error {
 		if fv.Kind() == reflect.Slice && fv.Len() > 0 {
 			// [ then one entry per line at depth 2, as Indent lays it out
 			bw.WriteString("[")
+			var fast []byte
 			for i := 0; i < fv.Len(); i++ {
 				if i > 0 {
 					bw.WriteString(",")
 				}
 				bw.WriteString("\n    ")
+				var ok bool
+				switch e := fv.Index(i).Addr().Interface().(type) {
+				case *TensorSummary:
+					fast, ok = appendTensorJSON(fast[:0], e)
+				case *ModuleSummary:
+					fast, ok = appendModuleJSON(fast[:0], e)
+				}
+				if ok {
+					bw.Write(fast)
+					continue
+				}
 				// through a pointer: slice entries are addressable in the
 				// whole document too
 				b, err := encode(fv.Index(i).Addr().Interface(), "    ")
@@ -187,4 +201,142 @@ func (s *Summary) finite() bool {
 		}
 	}
 	return true
+}
+
+// The fast paths below write the two entries a big header has by the
+// hundred thousand, tensors and modules, as the Encoder lays them out at
+// depth 2 of the document. They handle the header-only case with plain
+// strings; anything else (statistics, a string that needs escaping) returns
+// false and goes through the Encoder. TestWriteJSONMatchesEncoder and
+// TestFastJSON compare them with it.
+
+// plainJSON reports whether s encodes as itself between quotes with or
+// without HTML escaping: printable ASCII other than " \ < > &.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
+}
+
+func appendKey(dst []byte, indent, key string) []byte {
+	dst = append(append(dst, indent...), '"')
+	return append(append(dst, key...), `": `...)
+}
+
+func appendStringField(dst []byte, indent, key, v string) []byte {
+	return append(append(append(appendKey(dst, indent, key), '"'), v...), '"')
+}
+
+func appendIntField(dst []byte, indent, key string, v int64) []byte {
+	return strconv.AppendInt(appendKey(dst, indent, key), v, 10)
+}
+
+func appendBoolField(dst []byte, indent, key string, v bool) []byte {
+	return strconv.AppendBool(appendKey(dst, indent, key), v)
+}
+
+// appendJSONFloat appends f as encoding/json writes a float64 (finite f).
+func appendJSONFloat(dst []byte, f float64) []byte {
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	dst = strconv.AppendFloat(dst, f, format, -1, 64)
+	if format == 'e' {
+		// clean up e-09 to e-9
+		n := len(dst)
+		if n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst[n-2] = dst[n-1]
+			dst = dst[:n-1]
+		}
+	}
+	return dst
+}
+
+const (
+	fieldIndent = "\n      "   // a field of an entry at depth 2
+	innerIndent = "\n        " // an element of a list or map inside it
+)
+
+// appendTensorJSON appends t as an entry of "tensors".
+func appendTensorJSON(dst []byte, t *TensorSummary) ([]byte, bool) {
+	if t.Stats != nil || !plainJSON(t.Name) || !plainJSON(t.DType) || !plainJSON(t.File) || !plainJSON(t.Quant) {
+		return dst, false
+	}
+	dst = append(dst, '{')
+	dst = appendStringField(dst, fieldIndent, "name", t.Name)
+	dst = appendStringField(append(dst, ','), fieldIndent, "dtype", t.DType)
+	dst = appendKey(append(dst, ','), fieldIndent, "shape")
+	switch {
+	case t.Shape == nil:
+		dst = append(dst, "null"...)
+	case len(t.Shape) == 0:
+		dst = append(dst, "[]"...)
+	default:
+		dst = append(dst, '[')
+		for i, d := range t.Shape {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = strconv.AppendInt(append(dst, innerIndent...), int64(d), 10)
+		}
+		dst = append(dst, fieldIndent+"]"...)
+	}
+	dst = appendIntField(append(dst, ','), fieldIndent, "bytes", t.Bytes)
+	if t.File != "" {
+		dst = appendStringField(append(dst, ','), fieldIndent, "file", t.File)
+	}
+	if t.Quant != "" {
+		dst = appendStringField(append(dst, ','), fieldIndent, "quant", t.Quant)
+	}
+	return append(dst, "\n    }"...), true
+}
+
+// appendModuleJSON appends m as an entry of "modules" (what MarshalJSON
+// gives for a module without statistics).
+func appendModuleJSON(dst []byte, m *ModuleSummary) ([]byte, bool) {
+	if m.ModuleStats != nil || m.statsRequested || !plainJSON(m.Name) || !plainJSON(m.Kind) || !plainJSON(m.Block) || !plainJSON(m.ModuleType) ||
+		math.IsNaN(m.Alpha) || math.IsInf(m.Alpha, 0) || math.IsNaN(m.Scale) || math.IsInf(m.Scale, 0) {
+		return dst, false
+	}
+	for role, t := range m.Tensors {
+		if !plainJSON(role) || !plainJSON(t) {
+			return dst, false
+		}
+	}
+	dst = append(dst, '{')
+	dst = appendStringField(dst, fieldIndent, "name", m.Name)
+	dst = appendStringField(append(dst, ','), fieldIndent, "kind", m.Kind)
+	dst = appendIntField(append(dst, ','), fieldIndent, "rank", int64(m.Rank))
+	dst = appendJSONFloat(appendKey(append(dst, ','), fieldIndent, "alpha"), m.Alpha)
+	dst = appendJSONFloat(appendKey(append(dst, ','), fieldIndent, "scale"), m.Scale)
+	dst = appendBoolField(append(dst, ','), fieldIndent, "alpha_known", m.AlphaKnown)
+	dst = appendIntField(append(dst, ','), fieldIndent, "in_features", int64(m.InFeatures))
+	dst = appendIntField(append(dst, ','), fieldIndent, "out_features", int64(m.OutFeatures))
+	dst = appendBoolField(append(dst, ','), fieldIndent, "fan_in_fan_out", m.FanInFanOut)
+	dst = appendIntField(append(dst, ','), fieldIndent, "layer", int64(m.Layer))
+	dst = appendStringField(append(dst, ','), fieldIndent, "block", m.Block)
+	dst = appendStringField(append(dst, ','), fieldIndent, "module_type", m.ModuleType)
+	if len(m.Tensors) > 0 {
+		var small [8]string
+		roles := small[:0]
+		for role := range m.Tensors {
+			roles = append(roles, role)
+		}
+		slices.Sort(roles)
+		dst = append(appendKey(append(dst, ','), fieldIndent, "tensors"), '{')
+		for i, role := range roles {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendStringField(dst, innerIndent, role, m.Tensors[role])
+		}
+		dst = append(dst, fieldIndent+"}"...)
+	}
+	return append(dst, "\n    }"...), true
 }
