@@ -218,6 +218,9 @@ func jsonInputs(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	paths = append(paths, trunc)
+	// a GGUF LoRA export of the sample (modules built by gguf.go)
+	gg, _ := toGGUF(t, "../testdata/tiny-llama-lora", "llama", `{"num_attention_heads":4,"num_key_value_heads":2}`)
+	paths = append(paths, gg)
 	if root, err := testcorpus.Locate(); err == nil {
 		dirs, _ := filepath.Glob(filepath.Join(root, "*"))
 		for _, d := range dirs {
@@ -351,7 +354,7 @@ func TestSummaryFieldsPlain(t *testing.T) {
 // TestReadHeadersOpened checks that the header of a file Summarize has
 // opened gives the same listing as reading it with OpenHeader.
 func TestReadHeadersOpened(t *testing.T) {
-	for _, p := range jsonInputs(t)[:3] {
+	for _, p := range jsonInputs(t)[:3] { // the sample, odd names, no tensors
 		l, err := resolveLayout(p)
 		if err != nil {
 			t.Fatal(err)
