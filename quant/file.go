@@ -562,36 +562,25 @@ func loraPairError(ck *safetensors.Checkpoint, lp loraPair, p Params) (LoRAError
 		return x, y, err
 	}
 	var le LoRAError
+	// MLX: a is in×r and b r×out, ΔWᵀ = a·b (a plays B's role, b A's);
+	// PEFT: a is r×in and b out×r.
+	if (lp.mlx && ca != rb) || (!lp.mlx && ra != cb) {
+		return le, false, nil
+	}
+	a, aq, err := rt(lp.a, ta)
+	if err != nil {
+		return le, false, err
+	}
+	b, bq, err := rt(lp.b, tb)
+	if err != nil {
+		return le, false, err
+	}
 	if lp.mlx {
-		// a: in×r, b: r×out, ΔWᵀ = a·b: a plays B's role (left), b plays A's.
-		if ca != rb {
-			return le, false, nil
-		}
-		a, aq, err := rt(lp.a, ta)
-		if err != nil {
-			return le, false, err
-		}
-		b, bq, err := rt(lp.b, tb)
-		if err != nil {
-			return le, false, err
-		}
 		le = LoRAProductError(b, bq, a, aq, ca, cb, ra)
 		le.RelErrorA, le.RelErrorB = le.RelErrorB, le.RelErrorA
 		le.RelErrorFactorA, le.RelErrorFactorB = le.RelErrorFactorB, le.RelErrorFactorA
 		le.Worse = map[string]string{"A": "B", "B": "A"}[le.Worse]
 	} else {
-		// a: r×in, b: out×r.
-		if ra != cb {
-			return le, false, nil
-		}
-		a, aq, err := rt(lp.a, ta)
-		if err != nil {
-			return le, false, err
-		}
-		b, bq, err := rt(lp.b, tb)
-		if err != nil {
-			return le, false, err
-		}
 		le = LoRAProductError(a, aq, b, bq, ra, ca, rb)
 	}
 	le.Module, le.A, le.B = lp.module, lp.a, lp.b
