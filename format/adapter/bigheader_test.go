@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -324,5 +325,49 @@ func TestQuantCandidate(t *testing.T) {
 		if !quantCandidate(safetensors.TensorInfo{Name: "x.weight.quant_state.bitsandbytes__nf4", DType: dt}) {
 			t.Errorf("%s: a quant_state key is not a candidate", dt)
 		}
+	}
+}
+
+// TestMatchSimple compares the regexp-free match of simple pattern keys with
+// the regular expression patternRegexp builds, in both modes.
+func TestMatchSimple(t *testing.T) {
+	keys := []string{"q_proj", "down_proj", "experts.1.down_proj", "layers.3.mlp.experts.7.down_proj", "model.layers.0.self_attn.q_proj",
+		".", "..", "a.", ".a", "x", "1", "lora", "a b", "a-b#c~", "layers.1"}
+	modules := []string{"", ".", "..", "q_proj", "x.q_proj", "xq_proj", "a.b.q_proj", "q_proj.x", ".q_proj", "a\n.q_proj", "a.\nq_proj",
+		"model.layers.0.mlp.experts.1.down_proj", "model.layers.0.mlp.experts.11.down_proj", "model.layers.0.mlp.expertsX1Xdown_proj",
+		"layers.3.mlp.experts.7.down_proj", "blayers.3.mlp.experts.7.down_proj", "b.layers.3.mlp.experts.7.down_proj",
+		"model.layers.0.self_attn.q_proj", "base.model.layers.0.self_attn.q_proj", "model_layers_0_self_attn_q_proj", "x", "1", "ab", "a\nb",
+		"layers.1", "layers\n1", "a.layers.1", "a.layers11", "a b", "x.a b", "x.a-b#c~", "lora", "x.lora", "xlora", "a.", ".a", "ba", "b.a"}
+	simple := 0
+	for _, k := range keys {
+		if !simplePattern(k) {
+			t.Errorf("key %q is not simple", k)
+			continue
+		}
+		simple++
+		for _, mode := range []PatternMode{PatternsModern, PatternsOld} {
+			re := regexp.MustCompile(patternRegexp(k, mode))
+			for _, m := range modules {
+				if got, want := matchSimple(k, m, mode), re.MatchString(m); got != want {
+					t.Errorf("%s key %q module %q: %v, regexp %v", mode, k, m, got, want)
+				}
+				got, err := matchPattern(k, m, mode, "rank_pattern")
+				if err != nil || got != re.MatchString(m) {
+					t.Errorf("matchPattern(%q, %q, %s) = %v, %v", k, m, mode, got, err)
+				}
+			}
+		}
+	}
+	for _, k := range []string{"", "q_proj$", "a|b", "layers\\.1", "(x)", "x*", "x+", "x?", "[ab]", "x{2}", "^x", "ü", "a\tb", "a\nb"} {
+		if simplePattern(k) {
+			t.Errorf("key %q is simple", k)
+		}
+	}
+	// non-ASCII modules take the regexp: '.' matches a whole rune there
+	if ok, err := matchPattern("a.b", "xaüb", PatternsModern, "rank_pattern"); err != nil || ok {
+		t.Errorf("a.b against xaüb: %v %v", ok, err)
+	}
+	if ok, err := matchPattern("a.b", "x.aüb", PatternsModern, "rank_pattern"); err != nil || !ok {
+		t.Errorf("a.b against x.aüb: %v %v", ok, err)
 	}
 }

@@ -41,11 +41,62 @@ func patternRegexp(key string, mode PatternMode) string {
 }
 
 func matchPattern(key, module string, mode PatternMode, field string) (bool, error) {
+	if simplePattern(key) && isASCII(module) {
+		// the common key: a module path whose dots are the only
+		// metacharacters; the regexp (≈1 µs a module) would say the same
+		return matchSimple(key, module, mode), nil
+	}
 	re, err := compileCached(patternRegexp(key, mode))
 	if err != nil {
 		return false, fmt.Errorf("%w: %s key %q does not compile as a Go (RE2) regular expression: %v", ErrConfig, field, key, err)
 	}
 	return re.MatchString(module), nil
+}
+
+// simplePattern reports whether key is printable ASCII whose only
+// regular-expression metacharacter is '.', the one-character wildcard
+// (what a module path used as a pattern key looks like).
+func simplePattern(key string) bool {
+	if key == "" {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if c < 0x20 || c >= 0x7f || c != '.' && strings.IndexByte(`\+*?()|[]{}^$`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// matchSimple is matchPattern for a simplePattern key and an ASCII module,
+// without the regexp: patternRegexp fixes where the key's characters fall
+// (the last len(key) of the module), '.' matches any character but a
+// newline, and the optional (modern) or required (old) ".*\." before the
+// key needs a dot right before it and no newline in front of that.
+func matchSimple(key, module string, mode PatternMode) bool {
+	n := len(module) - len(key)
+	if n < 0 {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if c := module[n+i]; key[i] == '.' && c == '\n' || key[i] != '.' && key[i] != c {
+			return false
+		}
+	}
+	if n == 0 {
+		return mode == PatternsModern
+	}
+	return module[n-1] == '.' && strings.IndexByte(module[:n-1], '\n') < 0
 }
 
 // firstMatch returns the index of the first pattern matching module, or -1.

@@ -512,8 +512,8 @@ func anyTensor(m *Module) string {
 func (v *validator) data() error {
 	a := v.a
 	type tensorRole struct {
-		m    *Module
-		isB  bool // once set, as the map of B tensors it replaces
+		m   *Module
+		isB bool // once set, as the map of B tensors it replaces
 	}
 	roleOf := make(map[string]tensorRole, len(a.File.Tensors))
 	for _, m := range a.Modules {
