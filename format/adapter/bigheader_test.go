@@ -371,3 +371,21 @@ func TestMatchSimple(t *testing.T) {
 		t.Errorf("a.b against x.aüb: %v %v", ok, err)
 	}
 }
+
+// FuzzMatchSimple: for every simple key and ASCII module, matchSimple agrees
+// with the regular expression of patternRegexp in both modes.
+func FuzzMatchSimple(f *testing.F) {
+	f.Add("experts.1.down_proj", "model.layers.0.mlp.experts.1.down_proj")
+	f.Add("q_proj", "a\n.q_proj")
+	f.Add("a.", "b.a\n")
+	f.Fuzz(func(t *testing.T, key, module string) {
+		if !simplePattern(key) || !isASCII(module) {
+			return
+		}
+		for _, mode := range []PatternMode{PatternsModern, PatternsOld} {
+			if got, want := matchSimple(key, module, mode), regexp.MustCompile(patternRegexp(key, mode)).MatchString(module); got != want {
+				t.Fatalf("%s key %q module %q: %v, regexp %v", mode, key, module, got, want)
+			}
+		}
+	})
+}
