@@ -63,7 +63,7 @@ func TestOverlapAttack(t *testing.T) {
 			t.Fatalf("N > file: %v", err)
 		}
 	})
-	if allocs > 10 {
+	if allocs > 10 && !raceEnabled {
 		t.Fatalf("%v allocations for a rejected claim", allocs)
 	}
 	_ = binary.LittleEndian
