@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -33,6 +34,10 @@ var CacheMinSize int64 = 64 << 20
 // RacyWindow is how long a file must have been unchanged before hashing
 // began for its digest to be recorded (a variable for tests).
 var RacyWindow = 2 * time.Second
+
+// cacheMaxEntries bounds the cache: storing an entry into a full cache
+// first removes the least recently written quarter (a variable for tests).
+var cacheMaxEntries = 4096
 
 const cacheMagic = "adaptool-sha256-cache v1"
 
@@ -108,6 +113,7 @@ func cacheStore(k fileKey, start time.Time, sum string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return
 	}
+	pruneCache(dir)
 	tmp, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
 		return
@@ -117,6 +123,29 @@ func cacheStore(k fileKey, start time.Time, sum string) {
 	// No fsync: a torn entry fails to parse and is ignored.
 	if werr != nil || cerr != nil || os.Rename(tmp.Name(), entryPath(dir, k)) != nil {
 		os.Remove(tmp.Name())
+	}
+}
+
+// pruneCache removes the oldest quarter of the entries of dir when it holds
+// cacheMaxEntries or more.
+func pruneCache(dir string) {
+	des, err := os.ReadDir(dir)
+	if err != nil || len(des) < cacheMaxEntries {
+		return
+	}
+	type aged struct {
+		name string
+		mod  time.Time
+	}
+	var all []aged
+	for _, d := range des {
+		if fi, err := d.Info(); err == nil && fi.Mode().IsRegular() {
+			all = append(all, aged{d.Name(), fi.ModTime()})
+		}
+	}
+	slices.SortFunc(all, func(a, b aged) int { return a.mod.Compare(b.mod) })
+	for _, a := range all[:len(all)-cacheMaxEntries*3/4] {
+		os.Remove(filepath.Join(dir, a.name))
 	}
 }
 

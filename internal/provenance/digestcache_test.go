@@ -190,3 +190,36 @@ func TestDigestCacheCorruptEntry(t *testing.T) {
 		}
 	}
 }
+
+// A full cache drops its oldest entries before recording a new one.
+func TestDigestCacheBounded(t *testing.T) {
+	const window = 20 * time.Millisecond
+	dir := withCache(t, window)
+	old := cacheMaxEntries
+	cacheMaxEntries = 4
+	t.Cleanup(func() { cacheMaxEntries = old })
+	var paths []string
+	for i := 0; i < 9; i++ {
+		p := filepath.Join(t.TempDir(), "f")
+		if err := os.WriteFile(p, []byte{byte(i)}, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	time.Sleep(window + 20*time.Millisecond)
+	for i, p := range paths {
+		if _, err := FileSHA256(p); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(entries(t, dir)); n > cacheMaxEntries {
+			t.Fatalf("after %d files the cache holds %d entries, more than %d", i+1, n, cacheMaxEntries)
+		}
+		time.Sleep(10 * time.Millisecond) // distinct entry times
+	}
+	// The newest file's entry survived the pruning.
+	fi, _ := os.Stat(paths[len(paths)-1])
+	k, _ := statKey(fi)
+	if _, ok := cacheLookup(k); !ok {
+		t.Fatal("the newest entry was pruned")
+	}
+}
