@@ -102,6 +102,32 @@ func applyGGUF(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 			rep.Refused++
 		}
 	}
+	toF16 := false
+	var typeErr error
+	for _, t := range base.Tensors {
+		j := jobs[t.Name]
+		if j == nil {
+			rep.Copied++
+			rep.Bytes += t.Size()
+			continue
+		}
+		rep.Touched++
+		out, ok := ggufMergeType(t.Type, p.Requantize)
+		if !ok {
+			if typeErr == nil {
+				typeErr = fmt.Errorf("%w: %s: tensor %q: base type %s cannot be merged (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K)", ErrUnsupported, p.Base, t.Name, t.Type)
+			}
+			continue
+		}
+		j.out = out
+		if out != t.Type {
+			toF16 = true
+		}
+		if out == t.Type && quant.GGUFType(t.Type).BlockSize() != 0 {
+			rep.Quantized++ // requantized to its own type
+		}
+		rep.Bytes += gguf.TensorInfo{Dims: t.Dims, Type: out}.Size()
+	}
 	if rep.Refused > 0 {
 		var names []string
 		for _, m := range rep.Modules {
@@ -119,27 +145,8 @@ func applyGGUF(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 	if len(jobs) == 0 {
 		return rep, fmt.Errorf("%w: the adapters change no base tensor", ErrIncompatible)
 	}
-	toF16 := false
-	for _, t := range base.Tensors {
-		j := jobs[t.Name]
-		if j == nil {
-			rep.Copied++
-			rep.Bytes += t.Size()
-			continue
-		}
-		out, ok := ggufMergeType(t.Type, p.Requantize)
-		if !ok {
-			return rep, fmt.Errorf("%w: %s: tensor %q: base type %s cannot be merged (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K)", ErrUnsupported, p.Base, t.Name, t.Type)
-		}
-		j.out = out
-		if out != t.Type {
-			toF16 = true
-		}
-		if quant.GGUFType(t.Type).BlockSize() != 0 {
-			rep.Quantized++
-		}
-		rep.Touched++
-		rep.Bytes += gguf.TensorInfo{Dims: t.Dims, Type: out}.Size()
+	if typeErr != nil {
+		return rep, typeErr
 	}
 	if toF16 {
 		rep.Warnings = append(rep.Warnings, "merged tensors of quantized types were written as F16 (as llama.cpp's export-lora does; --requantize keeps their type) and general.file_type set to 1 (mostly F16)")
@@ -312,12 +319,20 @@ func planGGUFAdapter(base *gguf.File, arch string, as AdapterScale, ai int, rep 
 	}
 	var mods []string
 	seen := map[string]bool{}
+	var ignored []string
 	for _, t := range f.Tensors {
 		n := strings.TrimSuffix(strings.TrimSuffix(t.Name, ".lora_a"), ".lora_b")
+		if n == t.Name {
+			ignored = append(ignored, t.Name)
+			continue
+		}
 		if !seen[n] {
 			seen[n] = true
 			mods = append(mods, n)
 		}
+	}
+	if len(ignored) > 0 {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: %d tensor(s) that are not lora_a/lora_b ignored (as llama.cpp does): %s", as.Path, len(ignored), strings.Join(ignored, ", ")))
 	}
 	for _, name := range mods {
 		mr := ApplyModule{Adapter: ai + 1, Name: strings.TrimSuffix(name, ".weight"), Kind: string(adapter.KindLoRA), Status: "applied", Tensors: []string{name}}
@@ -326,9 +341,6 @@ func planGGUFAdapter(base *gguf.File, arch string, as AdapterScale, ai int, rep 
 			ta, okA := f.Tensor(name + ".lora_a")
 			tb, okB := f.Tensor(name + ".lora_b")
 			if !okA || !okB {
-				if !okA && !okB {
-					return "not a lora_a/lora_b tensor", nil
-				}
 				return "lora_a or lora_b missing", nil
 			}
 			bt, ok := base.Tensor(name)

@@ -139,6 +139,8 @@ func writeGGUFLoRA(t *testing.T, path string, seed uint64) *ggufLoRA {
 	add("blk.0.attn_q.weight", []uint64{gEmbd, r}, []uint64{r, gEmbd})
 	add("blk.1.ffn_up.weight", []uint64{gEmbd, r}, []uint64{r, gEmbd})
 	add("token_embd.weight", []uint64{r, gVocab}, []uint64{r, gEmbd})
+	// a norm vector, which llama.cpp ignores
+	ts = append(ts, gguf.Tensor{Name: "blk.0.attn_norm.weight", Type: gguf.F32, Dims: []uint64{gEmbd}, Data: encodeAs(t, fill(gEmbd), gguf.F32)})
 	kv := []gguf.KV{
 		{Key: "general.architecture", Value: gguf.String("llama")},
 		{Key: "general.type", Value: gguf.String("adapter")},
@@ -382,6 +384,9 @@ func TestApplyGGUF(t *testing.T) {
 			if op, _ := f.String("adaptool.operation"); op != "apply" {
 				t.Fatalf("adaptool.operation %q", op)
 			}
+			if ignored := strings.Contains(strings.Join(rep.Warnings, "\n"), "not lora_a/lora_b ignored (as llama.cpp does): blk.0.attn_norm.weight"); ignored != (c.ggl != 0) {
+				t.Fatalf("warnings %q", rep.Warnings)
+			}
 			if in, _ := f.String("adaptool.inputs"); !strings.Contains(in, rep.Base[0].SHA256) || rep.Base[0].SHA256 == "" {
 				t.Fatalf("adaptool.inputs %q lacks the base hash", in)
 			}
@@ -434,6 +439,16 @@ func TestApplyGGUFRefusals(t *testing.T) {
 		{Key: "general.type", Value: gguf.String("adapter")}, {Key: "adapter.type", Value: gguf.String("lora")}}, nil); err != nil {
 		t.Fatal(err)
 	}
+	lone := filepath.Join(dir, "lone.gguf")
+	if err := gguf.WriteFile(lone, []gguf.KV{{Key: "general.architecture", Value: gguf.String("llama")},
+		{Key: "general.type", Value: gguf.String("adapter")}, {Key: "adapter.type", Value: gguf.String("lora")}},
+		[]gguf.Tensor{
+			{Name: "blk.0.attn_q.weight.lora_a", Type: gguf.F32, Dims: []uint64{gEmbd, 2}, Data: make([]byte, gEmbd*2*4)},
+			{Name: "blk.9.attn_q.weight.lora_a", Type: gguf.F32, Dims: []uint64{gEmbd, 2}, Data: make([]byte, gEmbd*2*4)},
+			{Name: "blk.9.attn_q.weight.lora_b", Type: gguf.F32, Dims: []uint64{2, gEmbd}, Data: make([]byte, gEmbd*2*4)},
+		}); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name, base, adapter string
 		verify              bool
@@ -443,6 +458,7 @@ func TestApplyGGUFRefusals(t *testing.T) {
 		{"unmatched modules listed", basePath, unmatched.Dir, false, ErrUnsupported, []string{"model.layers.7.self_attn.v_proj", "no base tensor blk.7.attn_v.weight", "rotary"}},
 		{"shape mismatch", basePath, shape.Dir, false, ErrUnsupported, []string{"blk.0.attn_v.weight", "[256 64]"}},
 		{"unsupported base type", q2, q.Dir, false, ErrUnsupported, []string{"q2k.gguf", "blk.0.attn_q.weight", "Q2_K"}},
+		{"gguf lora unpaired and unmatched", basePath, lone, false, ErrUnsupported, []string{"2 module(s)", "blk.0.attn_q (lora_a or lora_b missing)", "blk.9.attn_q (no base tensor blk.9.attn_q.weight)"}},
 		{"adapter arch mismatch", basePath, otherArch, false, ErrIncompatible, []string{"phi3"}},
 		{"verify", basePath, q.Dir, true, ErrParams, []string{"--verify"}},
 	}

@@ -145,7 +145,11 @@ func printApplyReport(w io.Writer, r *ops.ApplyReport) {
 		fmt.Fprintf(w, " to %s", r.Output)
 	}
 	fmt.Fprintln(w)
-	if r.Quantized > 0 {
+	ggufBase := ops.IsGGUFBase(r.Params.Base)
+	if r.Quantized > 0 && ggufBase {
+		fmt.Fprintf(w, "requantized %d quantized tensor(s) to their own GGUF type\n", r.Quantized)
+	}
+	if r.Quantized > 0 && !ggufBase {
 		fmt.Fprintf(w, "requantized %d quantized weight(s) with their own scheme; extra error of requantization:\n", r.Quantized)
 		qw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(qw, "MODULE\tTENSOR\tSCHEME\tRMSE\tMAX ABS\tSNR dB\t||dW||\tERR/||dW||\tCOS(applied,dW)")
