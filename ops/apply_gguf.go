@@ -28,6 +28,7 @@ type ggufOp struct {
 	l, r  []float32
 	rank  int
 	scale float64
+	rep   int // index of the module in ApplyReport.Modules
 }
 
 // ggufJob is one touched base tensor.
@@ -73,6 +74,7 @@ func applyGGUF(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 		Base: []InputInfo{{Path: p.Base, Weights: p.Base, Modules: len(base.Tensors)}}}
 	jobs := map[string]*ggufJob{}
 	addOp := func(tensor string, op ggufOp) {
+		op.rep = len(rep.Modules) // the module is appended right after its op
 		j := jobs[tensor]
 		if j == nil {
 			info, _ := base.Tensor(tensor)
@@ -201,9 +203,14 @@ func applyGGUF(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 			continue
 		}
 		tensors = append(tensors, gguf.Tensor{Name: t.Name, Type: j.out, Dims: t.Dims, WriteTo: func(w io.Writer) error {
-			b, err := mergeGGUFTensor(base, j)
+			b, stats, err := mergeGGUFTensor(base, j)
 			if err != nil {
 				return err
+			}
+			for _, op := range j.ops {
+				if mr := &rep.Modules[op.rep]; mr.Requant == nil && stats != nil {
+					mr.Requant = stats
+				}
 			}
 			done++
 			if o.Progress != nil {
@@ -235,11 +242,12 @@ func sortedMetaKeys(m map[string]string) []string {
 }
 
 // mergeGGUFTensor reads a touched base tensor, adds every op in float64,
-// rounds once to float32 and encodes the result in j.out.
-func mergeGGUFTensor(base *gguf.File, j *ggufJob) ([]byte, error) {
+// rounds once to float32 and encodes the result in j.out. When j.out is a
+// block type (requantization) it also returns the requantization error.
+func mergeGGUFTensor(base *gguf.File, j *ggufJob) ([]byte, *RequantError, error) {
 	w32, err := base.Float32(j.info.Name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cols := int(j.info.Dims[0])
 	rows := len(w32) / cols
@@ -251,7 +259,10 @@ func mergeGGUFTensor(base *gguf.File, j *ggufJob) ([]byte, error) {
 			bad++
 		}
 	}
-	w32 = nil
+	qt := quant.GGUFType(j.out)
+	if qt.BlockSize() == 0 {
+		w32 = nil
+	}
 	for _, op := range j.ops {
 		row := make([]float64, cols)
 		for i := 0; i < rows; i++ {
@@ -281,16 +292,24 @@ func mergeGGUFTensor(base *gguf.File, j *ggufJob) ([]byte, error) {
 		}
 	}
 	if after > bad {
-		return nil, fmt.Errorf("%w: %s: tensor %q: %d non-finite values after merging (%d in the base)", ErrNonFinite, base.Name(), j.info.Name, after, bad)
+		return nil, nil, fmt.Errorf("%w: %s: tensor %q: %d non-finite values after merging (%d in the base)", ErrNonFinite, base.Name(), j.info.Name, after, bad)
 	}
-	if qt := quant.GGUFType(j.out); qt.BlockSize() != 0 {
-		b := make([]byte, gguf.TensorInfo{Dims: j.info.Dims, Type: j.out}.Size())
-		if err := quant.QuantizeGGUF(b, res, qt); err != nil {
-			return nil, err
-		}
-		return b, nil
+	if qt.BlockSize() == 0 {
+		b, err := gguf.Encode(res, j.out)
+		return b, nil, err
 	}
-	return gguf.Encode(res, j.out)
+	b := make([]byte, gguf.TensorInfo{Dims: j.info.Dims, Type: j.out}.Size())
+	if err := quant.QuantizeGGUF(b, res, qt); err != nil {
+		return nil, nil, err
+	}
+	back := make([]float32, len(res))
+	if err := quant.DequantizeGGUF(back, b, qt); err != nil {
+		return nil, nil, err
+	}
+	d := quant.Detected{Name: j.info.Name, Scheme: quant.Scheme(strings.ToLower(j.out.String())), Layout: "gguf"}
+	stats := requantStats(d, quant.ErrorStats(res, back), w32, res, back)
+	stats.Params.Scheme = d.Scheme
+	return b, stats, nil
 }
 
 // planGGUFAdapter plans a llama.cpp GGUF LoRA adapter: every

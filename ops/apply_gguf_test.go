@@ -364,6 +364,32 @@ func TestApplyGGUF(t *testing.T) {
 				}
 			}
 			t.Logf("%s: %d tensors merged, max |written − exact| = %.3g", c.name, nTouched, maxErr)
+			// requantization error per module: RMSE of the written (dequantized)
+			// tensor against the float32-rounded exact result
+			for _, m := range rep.Modules {
+				if (m.Requant != nil) != c.requantize {
+					t.Fatalf("module %s: requant %+v", m.Name, m.Requant)
+				}
+				if m.Requant == nil {
+					continue
+				}
+				got, err := f.Float32(m.Requant.Tensor)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var se float64
+				for k, g := range got {
+					e := float64(g) - float64(float32(want[m.Requant.Tensor][k]))
+					se += e * e
+				}
+				rmse := math.Sqrt(se / float64(len(got)))
+				if math.Abs(rmse-m.Requant.RMSE) > 1e-9*rmse || m.Requant.Scheme != strings.ToLower(c.out.String()) || m.Requant.Cosine == nil {
+					t.Fatalf("module %s: requant %+v, rmse %v", m.Name, m.Requant, rmse)
+				}
+			}
+			if c.requantize && rep.Quantized != nTouched {
+				t.Fatalf("quantized_weights_touched %d, want %d", rep.Quantized, nTouched)
+			}
 			if nTouched == 0 || rep.Touched != nTouched || rep.Copied != len(base.Tensors)-nTouched {
 				t.Fatalf("touched %d, report touched %d copied %d", nTouched, rep.Touched, rep.Copied)
 			}

@@ -145,11 +145,7 @@ func printApplyReport(w io.Writer, r *ops.ApplyReport) {
 		fmt.Fprintf(w, " to %s", r.Output)
 	}
 	fmt.Fprintln(w)
-	ggufBase := ops.IsGGUFBase(r.Params.Base)
-	if r.Quantized > 0 && ggufBase {
-		fmt.Fprintf(w, "requantized %d quantized tensor(s) to their own GGUF type\n", r.Quantized)
-	}
-	if r.Quantized > 0 && !ggufBase {
+	if r.Quantized > 0 {
 		fmt.Fprintf(w, "requantized %d quantized weight(s) with their own scheme; extra error of requantization:\n", r.Quantized)
 		qw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(qw, "MODULE\tTENSOR\tSCHEME\tRMSE\tMAX ABS\tSNR dB\t||dW||\tERR/||dW||\tCOS(applied,dW)")
