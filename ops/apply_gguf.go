@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/convert"
 	"github.com/adaptool/adaptool/format/gguf"
+	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/quant"
 )
 
@@ -58,9 +60,6 @@ func ggufMergeType(t gguf.GGMLType, requantize bool) (gguf.GGMLType, bool) {
 
 // applyGGUF is Apply for a GGUF base model (see Apply).
 func applyGGUF(p ApplyParams, o RunOptions) (*ApplyReport, error) {
-	if p.Verify {
-		return nil, fmt.Errorf("%w: --verify is not implemented for GGUF bases", ErrParams)
-	}
 	base, err := gguf.Open(p.Base)
 	if err != nil {
 		return nil, err
@@ -228,7 +227,101 @@ func applyGGUF(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 		return rep, err
 	}
 	rep.Files = []string{out}
+	if p.Verify {
+		if err := verifyGGUF(rep, base, jobs); err != nil {
+			return rep, err
+		}
+	}
 	return rep, nil
+}
+
+// verifyGGUF re-reads the output: untouched tensors must be byte-identical
+// to the base; each touched tensor is recomputed in float64 (element by
+// element) and compared with what was written, as verifyApply does.
+func verifyGGUF(rep *ApplyReport, base *gguf.File, jobs map[string]*ggufJob) error {
+	out, err := gguf.Open(rep.Files[0])
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	defer out.Close()
+	for _, t := range base.Tensors {
+		j := jobs[t.Name]
+		if j == nil {
+			a, err := base.Data(t.Name)
+			if err != nil {
+				return err
+			}
+			b, err := out.Data(t.Name)
+			if err != nil {
+				return fmt.Errorf("verify: %w", err)
+			}
+			if !bytes.Equal(a, b) {
+				return fmt.Errorf("%w: verify: untouched tensor %s differs from the base", ErrIncompatible, t.Name)
+			}
+			continue
+		}
+		w0, err := base.Float32(t.Name)
+		if err != nil {
+			return err
+		}
+		cols := int(t.Dims[0])
+		exact := make([]float64, len(w0))
+		for i := range exact {
+			e := float64(w0[i])
+			row, col := i/cols, i%cols
+			for _, op := range j.ops {
+				var d float64
+				for k := 0; k < op.rank; k++ {
+					d += float64(op.l[row*op.rank+k]) * float64(op.r[k*cols+col])
+				}
+				e += op.scale * d
+			}
+			exact[i] = e
+		}
+		got, err := out.Float32(t.Name)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		maxAbs, rel := compare64(got, exact)
+		v := ApplyError{MaxAbs: maxAbs, RelFro: rel}
+		if qt := quant.GGUFType(j.out); qt.BlockSize() != 0 {
+			x := make([]float32, len(exact))
+			for i, e := range exact {
+				x[i] = float32(e)
+			}
+			b := make([]byte, gguf.TensorInfo{Dims: t.Dims, Type: j.out}.Size())
+			back := make([]float32, len(x))
+			if err := quant.QuantizeGGUF(b, x, qt); err != nil {
+				return err
+			}
+			if err := quant.DequantizeGGUF(back, b, qt); err != nil {
+				return err
+			}
+			_, v.RequantRelFro = compare64(back, exact)
+			v.Quantized, v.Bound = true, 1.01*v.RequantRelFro+1e-6
+		} else {
+			v.Bound = 2*unitRoundoff(map[gguf.GGMLType]safetensors.DType{gguf.F32: safetensors.F32, gguf.F16: safetensors.F16, gguf.BF16: safetensors.BF16}[j.out]) + 1e-5
+		}
+		for _, op := range j.ops {
+			mr := &rep.Modules[op.rep]
+			if mr.Verify == nil {
+				mr.Verify = &ApplyError{}
+			}
+			mr.Verify.MaxAbs = max(mr.Verify.MaxAbs, v.MaxAbs)
+			mr.Verify.RelFro = max(mr.Verify.RelFro, v.RelFro)
+			mr.Verify.Bound = max(mr.Verify.Bound, v.Bound)
+			mr.Verify.RequantRelFro = max(mr.Verify.RequantRelFro, v.RequantRelFro)
+			mr.Verify.Quantized = mr.Verify.Quantized || v.Quantized
+		}
+	}
+	for i := range rep.Modules {
+		if v := rep.Modules[i].Verify; v != nil && !(v.RelFro <= v.Bound) {
+			v.Exceeded = true
+			rep.VerifyFailures++
+		}
+	}
+	rep.Verified = true
+	return nil
 }
 
 // sortedMetaKeys returns the keys of m in sorted order.

@@ -281,7 +281,7 @@ func TestApplyGGUF(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			basePath := filepath.Join(dir, c.name+".gguf")
 			vals, raw := writeGGUFBase(t, basePath, c.typ, uint64(ci+1))
-			p := ApplyParams{Base: basePath, Requantize: c.requantize}
+			p := ApplyParams{Base: basePath, Requantize: c.requantize, Verify: true}
 			want := map[string][]float64{}
 			for k, v := range vals {
 				want[k] = append([]float64(nil), v...)
@@ -387,6 +387,14 @@ func TestApplyGGUF(t *testing.T) {
 					t.Fatalf("module %s: requant %+v, rmse %v", m.Name, m.Requant, rmse)
 				}
 			}
+			if !rep.Verified || rep.VerifyFailures != 0 {
+				t.Fatalf("verified %v, %d failures", rep.Verified, rep.VerifyFailures)
+			}
+			for _, m := range rep.Modules {
+				if v := m.Verify; v == nil || v.Quantized != c.requantize || !(v.RelFro <= v.Bound) || v.MaxAbs > maxErr*(1+1e-6) {
+					t.Fatalf("module %s: verify %+v (max error %g)", m.Name, m.Verify, maxErr)
+				}
+			}
 			if c.requantize && rep.Quantized != nTouched {
 				t.Fatalf("quantized_weights_touched %d, want %d", rep.Quantized, nTouched)
 			}
@@ -477,21 +485,19 @@ func TestApplyGGUFRefusals(t *testing.T) {
 	}
 	cases := []struct {
 		name, base, adapter string
-		verify              bool
 		want                error
 		in                  []string
 	}{
-		{"unmatched modules listed", basePath, unmatched.Dir, false, ErrUnsupported, []string{"model.layers.7.self_attn.v_proj", "no base tensor blk.7.attn_v.weight", "rotary"}},
-		{"shape mismatch", basePath, shape.Dir, false, ErrUnsupported, []string{"blk.0.attn_v.weight", "[256 64]"}},
-		{"unsupported base type", q2, q.Dir, false, ErrUnsupported, []string{"q2k.gguf", "blk.0.attn_q.weight", "Q2_K"}},
-		{"gguf lora unpaired and unmatched", basePath, lone, false, ErrUnsupported, []string{"2 module(s)", "blk.0.attn_q (lora_a or lora_b missing)", "blk.9.attn_q (no base tensor blk.9.attn_q.weight)"}},
-		{"adapter arch mismatch", basePath, otherArch, false, ErrIncompatible, []string{"phi3"}},
-		{"verify", basePath, q.Dir, true, ErrParams, []string{"--verify"}},
+		{"unmatched modules listed", basePath, unmatched.Dir, ErrUnsupported, []string{"model.layers.7.self_attn.v_proj", "no base tensor blk.7.attn_v.weight", "rotary"}},
+		{"shape mismatch", basePath, shape.Dir, ErrUnsupported, []string{"blk.0.attn_v.weight", "[256 64]"}},
+		{"unsupported base type", q2, q.Dir, ErrUnsupported, []string{"q2k.gguf", "blk.0.attn_q.weight", "Q2_K"}},
+		{"gguf lora unpaired and unmatched", basePath, lone, ErrUnsupported, []string{"2 module(s)", "blk.0.attn_q (lora_a or lora_b missing)", "blk.9.attn_q (no base tensor blk.9.attn_q.weight)"}},
+		{"adapter arch mismatch", basePath, otherArch, ErrIncompatible, []string{"phi3"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			out := filepath.Join(dir, "out.gguf")
-			_, err := Apply(ApplyParams{Base: c.base, Adapters: []AdapterScale{{Path: c.adapter, Scale: 1}}, Verify: c.verify}, RunOptions{Output: out})
+			_, err := Apply(ApplyParams{Base: c.base, Adapters: []AdapterScale{{Path: c.adapter, Scale: 1}}}, RunOptions{Output: out})
 			if !errors.Is(err, c.want) {
 				t.Fatalf("err %v, want %v", err, c.want)
 			}

@@ -99,7 +99,7 @@ func TestApplyGGUFCommand(t *testing.T) {
 		{"dry run", []string{"--base", f32Base, "--adapter", gen.Dir, "--dry-run", "--json"}, exitOK, "dry.gguf", false, 0, "", ""},
 		{"f32", []string{"--base", f32Base, "--adapter", gen.Dir + ":0.5"}, exitOK, "f32-out.gguf", true, gguf.F32, "", "2 applied"},
 		{"q8_0 as export-lora", []string{"--base", q8Base, "--adapter", gen.Dir}, exitOK, "q8-f16.gguf", true, gguf.F16, "", "written as F16 (as llama.cpp's export-lora does"},
-		{"q8_0 requantize", []string{"--base", q8Base, "--adapter", gen.Dir, "--requantize"}, exitOK, "q8-q8.gguf", true, gguf.Q8_0, "", "requantized 2 quantized weight(s) with their own scheme"},
+		{"q8_0 requantize", []string{"--base", q8Base, "--adapter", gen.Dir, "--requantize", "--verify"}, exitOK, "q8-q8.gguf", true, gguf.Q8_0, "", "verify: untouched tensors identical; 0 module(s) above"},
 		{"bad base", []string{"--base", garbage, "--adapter", gen.Dir}, exitInput, "x1.gguf", false, 0, "garbage.gguf", ""},
 		{"missing base", []string{"--base", filepath.Join(tmp, "none.gguf"), "--adapter", gen.Dir}, exitInput, "x2.gguf", false, 0, "", ""},
 		{"unmatched module", []string{"--base", f32Base, "--adapter", bad.Dir}, exitFailed, "x3.gguf", false, 0, "model.layers.3.self_attn.v_proj (no base tensor blk.3.attn_v.weight)", "refused"},
