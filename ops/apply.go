@@ -43,6 +43,11 @@ type ApplyParams struct {
 	// in − r components as the KaSA reference code does (nothing is dropped
 	// when in ≥ out + r); "keep" adds ΔW to the untruncated W.
 	KaSA string `json:"kasa,omitempty"`
+	// Requantize (GGUF bases only) writes merged tensors of a quantized
+	// type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K) requantized to that
+	// type with ggml's reference quantizer; by default they are written as
+	// F16, as llama.cpp's export-lora does.
+	Requantize bool `json:"requantize,omitempty"`
 }
 
 // ApplyError is the verification of one module: the written weights
@@ -324,6 +329,10 @@ func checkWeight(t safetensors.TensorInfo, m *adapter.Module) string {
 }
 
 // Apply folds the adapters into the base checkpoint and writes the result
+// (a GGUF base, IsGGUFBase, is handled as llama.cpp's export-lora does:
+// GGUF LoRA adapters or adapters mapped to llama.cpp names, one tensor at a
+// time in float64, F32/F16/BF16 kept, quantized tensors written as F16 or,
+// with Requantize, in their own type; metadata kept plus provenance keys)
 // to o.Output with the base's layout: a single base file gives one file
 // (o.Output, or o.Output/<base name> when o.Output is a directory); a
 // sharded base gives the same shard files plus a rewritten index in the
@@ -378,6 +387,12 @@ func Apply(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 		if !(a.Scale == a.Scale) || math.IsInf(a.Scale, 0) {
 			return nil, fmt.Errorf("%w: adapter %d scale %v", ErrParams, i+1, a.Scale)
 		}
+	}
+	if IsGGUFBase(p.Base) {
+		return applyGGUF(p, o)
+	}
+	if p.Requantize {
+		return nil, fmt.Errorf("%w: --requantize applies to GGUF bases only", ErrParams)
 	}
 	ck, err := safetensors.OpenCheckpoint(p.Base)
 	if err != nil {

@@ -46,13 +46,18 @@ func newApplyCommand() *cli.Command {
 			"mirrors the base: a file for a single-file base (or OUT/<name> when OUT is a directory), a\n" +
 			"directory of shards plus model.safetensors.index.json for a sharded base. --verify re-reads\n" +
 			"the output and reports each module's error against a float64 recomputation (exit 1 when it\n" +
-			"exceeds what rounding to the dtype, or requantizing the exact result, explains).",
+			"exceeds what rounding to the dtype, or requantizing the exact result, explains).\n\n" +
+			"A GGUF base (llama.cpp model file) takes GGUF LoRA adapters and LoRA adapters in any dialect\n" +
+			"(mapped to llama.cpp tensor names as convert --to gguf does, head counts from the base's\n" +
+			"metadata), like llama.cpp's export-lora: F32/F16/BF16 tensors keep their type, merged tensors of\n" +
+			"quantized types are written as F16 (or, with --requantize, in their own type).",
 		ArgsUsage: "--base MODEL --adapter A[:SCALE] [--adapter B[:SCALE] ...] -o OUT",
 		Flags: commonFlags(
 			outputFlag("output file (single-file base) or directory (sharded base)"),
 			dryRunFlag(),
-			&cli.StringFlag{Name: "base", Usage: "base checkpoint: a .safetensors file, an index JSON or a directory"},
+			&cli.StringFlag{Name: "base", Usage: "base checkpoint: a .safetensors file, an index JSON, a directory or a GGUF model file"},
 			&cli.StringSliceFlag{Name: "adapter", Aliases: []string{"a"}, Usage: "adapter directory or file, optionally PATH:SCALE (repeatable)"},
+			&cli.BoolFlag{Name: "requantize", Usage: "GGUF base: write merged tensors of a quantized type in that type (default: F16, as llama.cpp's export-lora)"},
 			&cli.BoolFlag{Name: "verify", Usage: "re-read the output and report per-module error"},
 			&cli.StringFlag{Name: "kasa", Value: "truncate", Usage: "KaSA modules: truncate (drop the base's r smallest singular triplets, as KaSA trains), truncate-repo (keep in−r components, as the KaSA reference code) or keep (add the delta only)"},
 		),
@@ -67,7 +72,7 @@ func newApplyCommand() *cli.Command {
 			if len(specs) == 0 {
 				return usagef("apply: give at least one --adapter")
 			}
-			p := ops.ApplyParams{Base: c.String("base"), Verify: c.Bool("verify"), KaSA: c.String("kasa")}
+			p := ops.ApplyParams{Base: c.String("base"), Verify: c.Bool("verify"), KaSA: c.String("kasa"), Requantize: c.Bool("requantize")}
 			if p.KaSA != "truncate" && p.KaSA != "truncate-repo" && p.KaSA != "keep" {
 				return usagef("apply: --kasa %q (want truncate, truncate-repo or keep)", p.KaSA)
 			}

@@ -128,15 +128,32 @@ func ToGGUF(a *adapter.Adapter, out string, o GGUFOptions) (*Result, error) {
 		return nil, fmt.Errorf("%w: --outtype %q is not f32, f16, bf16 or q8_0", ErrOptions, o.OutType)
 	}
 	res := &Result{From: string(a.Dialect), To: ToGGUFName, Output: out, DryRun: o.DryRun}
+	gms, bad, err := ggufModules(a, o, arch, res, false)
+	if err != nil {
+		return nil, err
+	}
+	if len(bad) > 0 {
+		return nil, unmappedErr(a, "gguf ("+arch.gguf+")", bad)
+	}
+	return writeGGUF(a, out, o, arch, ft, res, gms)
+}
+
+// ggufModules maps the LoRA modules of a to llama.cpp tensor names and
+// loads their factors in llama.cpp's frame (q/k rows permuted, fused QKV
+// reordered, AdaLoRA E / KaSA diag folded into B; scales not applied). It
+// returns the modules that cannot be mapped in bad ("module (reason)"), and
+// an error for everything else. Unless partial, nothing is loaded when bad
+// is not empty.
+func ggufModules(a *adapter.Adapter, o GGUFOptions, arch ggufArch, res *Result, partial bool) ([]*ggufModule, []string, error) {
 	res.Warnings = append(res.Warnings, a.Warnings...)
 	mods, unmapped := collect(a, o.Base, adapter.KindLoRA, adapter.KindLoRAEmbedding, adapter.KindAdaLoRA, adapter.KindKaSA)
 	if len(unmapped) > 0 {
-		return nil, fmt.Errorf("%w: %s: a GGUF LoRA adapter holds only lora_a/lora_b pairs; llama.cpp's convert_lora_to_gguf.py refuses full tensors "+
+		return nil, nil, fmt.Errorf("%w: %s: a GGUF LoRA adapter holds only lora_a/lora_b pairs; llama.cpp's convert_lora_to_gguf.py refuses full tensors "+
 			"(modules_to_save, resized embeddings, biases) and other adapter types:\n  %s",
 			ErrRefused, a.WeightsPath, strings.Join(unmapped, "\n  "))
 	}
 	if len(mods) == 0 {
-		return nil, fmt.Errorf("%w: %s holds no LoRA modules", ErrRefused, a.WeightsPath)
+		return nil, nil, fmt.Errorf("%w: %s holds no LoRA modules", ErrRefused, a.WeightsPath)
 	}
 	tied, tiedKnown := o.Base.Bool("tie_word_embeddings")
 	if !tiedKnown {
@@ -172,7 +189,7 @@ func ToGGUF(a *adapter.Adapter, out string, o GGUFOptions) (*Result, error) {
 			bad = append(bad, fmt.Sprintf("%s (llama.cpp applies no LoRA to %s)", m.src.Name, rule.re.ReplaceAllString(path, rule.tmpl)))
 			continue
 		case rule.tmpl == "output" && tied:
-			return nil, fmt.Errorf("%w: %s: module %q targets lm_head, but the base ties it to the token embeddings (tie_word_embeddings); "+
+			return nil, nil, fmt.Errorf("%w: %s: module %q targets lm_head, but the base ties it to the token embeddings (tie_word_embeddings); "+
 				"llama.cpp has no separate output tensor and refuses it (convert_lora_to_gguf.py, llama.cpp #9065)", ErrRefused, a.WeightsPath, m.src.Name)
 		case (m.src.Kind == adapter.KindLoRAEmbedding) != (rule.op == "embd"):
 			bad = append(bad, fmt.Sprintf("%s (%s module on %s: llama.cpp LoRA embeddings exist only for token_embd)", m.src.Name, m.src.Kind, rule.tmpl))
@@ -185,11 +202,11 @@ func ToGGUF(a *adapter.Adapter, out string, o GGUFOptions) (*Result, error) {
 		names[base] = append(names[base], m.src.Name)
 		gms = append(gms, &ggufModule{m: m, base: base, op: rule.op})
 	}
-	if len(bad) > 0 {
-		return nil, unmappedErr(a, "gguf ("+arch.gguf+")", bad)
+	if len(bad) > 0 && !partial {
+		return nil, bad, nil
 	}
 	if err := checkDuplicates(names, "gguf"); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// head counts
 	nHead, hasHead := o.Base.Int("num_attention_heads", "n_head")
@@ -199,14 +216,14 @@ func ToGGUF(a *adapter.Adapter, out string, o GGUFOptions) (*Result, error) {
 	}
 	for _, g := range gms {
 		if err := g.m.load(a); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		f := g.m.f
 		g.r, g.in, g.out, g.scale = f.Rank, f.InK(), f.Out, f.Scale
 		g.a = f.A
 		g.b = append([]float32(nil), f.B...)
 		if len(f.Kernel) > 0 {
-			return nil, fmt.Errorf("%w: %s: conv module %q", ErrRefused, a.WeightsPath, g.m.src.Name)
+			return nil, nil, fmt.Errorf("%w: %s: conv module %q", ErrRefused, a.WeightsPath, g.m.src.Name)
 		}
 		for _, d := range [][]float32{f.E, f.Diag} { // B·diag(d)·A: fold d into B's columns
 			if d != nil {
@@ -226,21 +243,21 @@ func ToGGUF(a *adapter.Adapter, out string, o GGUFOptions) (*Result, error) {
 				break
 			}
 			if !hasHead {
-				return nil, fmt.Errorf("%w: %s: %s q/k rows are permuted for llama.cpp's rope layout and need the head counts: give --base-config config.json (num_attention_heads, num_key_value_heads)", ErrOptions, a.WeightsPath, o.Arch)
+				return nil, nil, fmt.Errorf("%w: %s: %s q/k rows are permuted for llama.cpp's rope layout and need the head counts: give --base-config config.json (num_attention_heads, num_key_value_heads)", ErrOptions, a.WeightsPath, o.Arch)
 			}
 			h := nHead
 			if g.op == "k" {
 				h = nKV
 			}
 			if err := permuteRows(g.b, g.out, g.r, h); err != nil {
-				return nil, fmt.Errorf("%w: %s: module %q: %v", ErrRefused, a.WeightsPath, g.m.src.Name, err)
+				return nil, nil, fmt.Errorf("%w: %s: module %q: %v", ErrRefused, a.WeightsPath, g.m.src.Name, err)
 			}
 		case g.op == "qkv" && arch.reorderQKV:
 			if !hasHead {
-				return nil, fmt.Errorf("%w: %s: %s fused query_key_value rows are reordered for llama.cpp and need the head count: give --base-config config.json", ErrOptions, a.WeightsPath, o.Arch)
+				return nil, nil, fmt.Errorf("%w: %s: %s fused query_key_value rows are reordered for llama.cpp and need the head count: give --base-config config.json", ErrOptions, a.WeightsPath, o.Arch)
 			}
 			if err := reorderQKV(g.b, g.out, g.r, nHead); err != nil {
-				return nil, fmt.Errorf("%w: %s: module %q: %v", ErrRefused, a.WeightsPath, g.m.src.Name, err)
+				return nil, nil, fmt.Errorf("%w: %s: module %q: %v", ErrRefused, a.WeightsPath, g.m.src.Name, err)
 			}
 		}
 	}
@@ -249,6 +266,15 @@ func ToGGUF(a *adapter.Adapter, out string, o GGUFOptions) (*Result, error) {
 		loaded = append(loaded, g.m)
 	}
 	warnNonFinite(res, loaded)
+	return gms, bad, nil
+}
+
+// writeGGUF writes (or, with o.DryRun, plans) the GGUF LoRA file of the
+// mapped modules gms.
+func writeGGUF(a *adapter.Adapter, out string, o GGUFOptions, arch ggufArch, ft struct {
+	t  gguf.GGMLType
+	ft uint32
+}, res *Result, gms []*ggufModule) (*Result, error) {
 	// one alpha per file: alpha/r_i must equal every module's scale
 	alpha := ggufAlpha(gms)
 	if alpha == 0 {
