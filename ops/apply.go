@@ -487,18 +487,7 @@ func Apply(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 		return rep, pl.err
 	}
 	if rep.Refused > 0 {
-		var names []string
-		for _, m := range rep.Modules {
-			if m.Status == "refused" {
-				names = append(names, fmt.Sprintf("%s (%s)", m.Name, m.Reason))
-			}
-		}
-		more := ""
-		if len(names) > 5 {
-			more = fmt.Sprintf(" and %d more", len(names)-5)
-			names = names[:5]
-		}
-		return rep, fmt.Errorf("%w: apply refuses %d module(s): %s%s", ErrUnsupported, rep.Refused, strings.Join(names, "; "), more)
+		return rep, rep.refusedModules()
 	}
 	if len(jobs) == 0 {
 		return rep, fmt.Errorf("%w: the adapters change no base tensor", ErrIncompatible)
@@ -1508,4 +1497,21 @@ func readFloat64Checkpoint(c *safetensors.Checkpoint, name string) ([]float64, e
 		return nil, fmt.Errorf("%w: output has no tensor %s", ErrIncompatible, name)
 	}
 	return readFloat64(f, name)
+}
+
+// refusedModules is the error of an apply that refuses rep.Refused modules,
+// naming the first five with their reasons.
+func (rep *ApplyReport) refusedModules() error {
+	var names []string
+	for _, m := range rep.Modules {
+		if m.Status == "refused" {
+			names = append(names, fmt.Sprintf("%s (%s)", m.Name, m.Reason))
+		}
+	}
+	more := ""
+	if len(names) > 5 {
+		more = fmt.Sprintf(" and %d more", len(names)-5)
+		names = names[:5]
+	}
+	return fmt.Errorf("%w: apply refuses %d module(s): %s%s", ErrUnsupported, rep.Refused, strings.Join(names, "; "), more)
 }

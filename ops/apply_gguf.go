@@ -130,18 +130,7 @@ func applyGGUF(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 		rep.Bytes += gguf.TensorInfo{Dims: t.Dims, Type: out}.Size()
 	}
 	if rep.Refused > 0 {
-		var names []string
-		for _, m := range rep.Modules {
-			if m.Status == "refused" {
-				names = append(names, fmt.Sprintf("%s (%s)", m.Name, m.Reason))
-			}
-		}
-		more := ""
-		if len(names) > 5 {
-			more = fmt.Sprintf(" and %d more", len(names)-5)
-			names = names[:5]
-		}
-		return rep, fmt.Errorf("%w: apply refuses %d module(s): %s%s", ErrUnsupported, rep.Refused, strings.Join(names, "; "), more)
+		return rep, rep.refusedModules()
 	}
 	if len(jobs) == 0 {
 		return rep, fmt.Errorf("%w: the adapters change no base tensor", ErrIncompatible)

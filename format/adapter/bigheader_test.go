@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/adaptool/adaptool/internal/testgen"
+
 	"github.com/adaptool/adaptool/format/safetensors"
 )
 
@@ -215,18 +217,11 @@ func TestFlagWrapper(t *testing.T) {
 	}
 }
 
-// writeMoE writes n MoE expert modules (2n tensors) as a PEFT file.
+// writeMoE writes n MoE expert modules (2n tensors) as a PEFT file
+// (testgen.WriteMoE).
 func writeMoE(tb testing.TB, path string, n int) {
 	tb.Helper()
-	ts := make([]safetensors.Tensor, 0, 2*n)
-	data := make([]byte, 16)
-	for i := 0; i < n; i++ {
-		name := fmt.Sprintf("base_model.model.model.layers.%d.mlp.experts.%d.down_proj", i/64, i%64)
-		ts = append(ts,
-			safetensors.Tensor{Name: name + ".lora_A.weight", DType: safetensors.F32, Shape: []int{1, 4}, Data: data},
-			safetensors.Tensor{Name: name + ".lora_B.weight", DType: safetensors.F32, Shape: []int{4, 1}, Data: data})
-	}
-	if err := safetensors.WriteFile(path, ts, nil); err != nil {
+	if err := testgen.WriteMoE(path, n); err != nil {
 		tb.Fatal(err)
 	}
 }
