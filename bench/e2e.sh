@@ -5,8 +5,8 @@
 #
 #   bench/e2e.sh [ROUNDS] [WORKDIR]
 #
-# Each round runs every command once, in the same order, on a warm page
-# cache, after `sync` (so no command pays for the previous one's dirty
+# Each round runs every command once, in an order rotated from round to
+# round, on a warm page cache, after `sync` (so no command pays for the previous one's dirty
 # pages) and with the output removed. The table gives, per command, the
 # median wall time over the rounds and the median of its per-round ratios
 # to cp and to cp + sync: shared VMs drift, so a command is compared with
@@ -19,7 +19,7 @@
 # A WORKDIR given on the command line keeps the generated input for reuse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=${1:-7}
+rounds=${1:-8}
 work=${2:-$(mktemp -d)}
 mkdir -p "$work"
 if [ $# -ge 2 ]; then
@@ -81,7 +81,11 @@ cat "$in" >/dev/null # warm the page cache
 run scale            # records the input's digest in the digest cache
 declare -A ms
 for ((k = 0; k < rounds; k++)); do
-	for l in "${labels[@]}"; do
+	# Rotate the order each round, so that every command follows every
+	# other equally often (this VM is slow to hand back pages just freed).
+	n=${#labels[@]}
+	for ((j = 0; j < n; j++)); do
+		l=${labels[(j + k) % n]}
 		rm -f "$out"
 		sync
 		s=$(date +%s%N)

@@ -348,7 +348,7 @@ func write(w io.Writer, tensors []Tensor, metadata map[string]string, o *writeOp
 		if t.src != nil && fw != nil && t.src.n == p.sizes[i] {
 			done, err := copySection(bw, fw, t.src, p.sizes[i])
 			if err != nil {
-				return fmt.Errorf("writing %s: tensor %s: %w", o.name, quote(t.Name), err)
+				return sourceError(o, t, err)
 			}
 			if done {
 				if t.done != nil {
@@ -359,13 +359,7 @@ func write(w io.Writer, tensors []Tensor, metadata map[string]string, o *writeOp
 		}
 		lw := &limitedWriter{w: bw, left: p.sizes[i]}
 		if err := t.WriteTo(lw); err != nil {
-			// The tensor's source failed (usually reading an input): say
-			// which output was being written, without presenting the
-			// error as a format error of that output.
-			if o.name == "" {
-				return fmt.Errorf("writing tensor %s: %w", quote(t.Name), err)
-			}
-			return fmt.Errorf("writing %s: tensor %s: %w", o.name, quote(t.Name), err)
+			return sourceError(o, t, err)
 		}
 		if lw.over || lw.left != 0 {
 			return &TensorError{File: o.name, Tensor: t.Name, Err: fmt.Errorf(
@@ -379,6 +373,16 @@ func write(w io.Writer, tensors []Tensor, metadata map[string]string, o *writeOp
 		return &TensorError{File: o.name, Err: err}
 	}
 	return nil
+}
+
+// sourceError reports that producing tensor t's bytes failed (usually
+// reading an input): it says which output was being written, without
+// presenting the error as a format error of that output.
+func sourceError(o *writeOptions, t Tensor, err error) error {
+	if o.name == "" {
+		return fmt.Errorf("writing tensor %s: %w", quote(t.Name), err)
+	}
+	return fmt.Errorf("writing %s: tensor %s: %w", o.name, quote(t.Name), err)
 }
 
 // copyRange is copyFileRange, replaceable by tests.
