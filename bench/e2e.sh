@@ -9,8 +9,10 @@
 # round, on a warm page cache, after `sync` (so no command pays for the previous one's dirty
 # pages) and with the output removed. The table gives, per command, the
 # median wall time over the rounds and the median of its per-round ratios
-# to cp and to cp + sync: shared VMs drift, so a command is compared with
-# the cp of its own round. Rows:
+# to cp and to cp + sync (shared VMs drift, so a command is compared with
+# the cp of its own round), then its best time and the ratios of best to
+# best (minima resist the noise: this VM is sometimes slow to hand back
+# pages just freed, which can triple any single run, cp's included). Rows:
 #   cp, cp+sync          the baselines (cp does not sync; adaptool does)
 #   convert_bf16, scale  adaptool as shipped: output synced to disk
 #   ..._nosync           with --no-sync: no fsync, as cp
@@ -96,7 +98,15 @@ for ((k = 0; k < rounds; k++)); do
 done
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-printf '%-22s %9s %9s %12s   %s\n' command "median" "÷ cp" "÷ cp+sync" "all rounds (ms)"
+best() { tr ' ' '\n' | grep . | sort -g | head -1; }
+bestof() { # label
+	local ts=""
+	for ((k = 0; k < rounds; k++)); do ts+="${ms[$1,$k]} "; done
+	echo "$ts" | best
+}
+cpbest=$(bestof cp)
+cpsbest=$(bestof cp+sync)
+printf '%-22s %9s %9s %12s %9s %9s %12s   %s\n' command median "÷ cp" "÷ cp+sync" best "÷ cp" "÷ cp+sync" "all rounds (ms)"
 for l in "${labels[@]}"; do
 	ts="" r1="" r2=""
 	for ((k = 0; k < rounds; k++)); do
@@ -104,5 +114,7 @@ for l in "${labels[@]}"; do
 		r1+="$(echo "${ms[$l,$k]} / ${ms[cp,$k]}" | bc -l) "
 		r2+="$(echo "${ms[$l,$k]} / ${ms[cp+sync,$k]}" | bc -l) "
 	done
-	printf '%-22s %6d ms %8.2f× %11.2f×   %s\n' "$l" "$(echo "$ts" | median)" "$(echo "$r1" | median)" "$(echo "$r2" | median)" "$ts"
+	b=$(echo "$ts" | best)
+	printf '%-22s %6d ms %8.2f× %11.2f× %6d ms %8.2f× %11.2f×   %s\n' "$l" "$(echo "$ts" | median)" "$(echo "$r1" | median)" "$(echo "$r2" | median)" \
+		"$b" "$(echo "$b / $cpbest" | bc -l)" "$(echo "$b / $cpsbest" | bc -l)" "$ts"
 done
