@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/atomicfile"
 	"github.com/urfave/cli/v2"
 )
 
@@ -99,5 +100,38 @@ func TestVersionJSON(t *testing.T) {
 	var v versionInfo
 	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Version == "" || v.Go == "" || v.Kernels == "" {
 		t.Fatalf("bad JSON %q: %v", out, err)
+	}
+}
+
+// Every command that takes -o takes --no-sync, which turns the fsync of
+// outputs off for that command only; commands that read only do not take it.
+func TestNoSyncFlag(t *testing.T) {
+	t.Cleanup(func() { atomicfile.SetSync(true) })
+	app := newApp(&bytes.Buffer{}, &bytes.Buffer{})
+	for _, c := range app.Commands {
+		var hasOut, hasNoSync bool
+		for _, f := range c.Flags {
+			for _, n := range f.Names() {
+				hasOut = hasOut || n == "output"
+				hasNoSync = hasNoSync || n == "no-sync"
+			}
+		}
+		if hasOut != hasNoSync {
+			t.Errorf("%s: -o %v but --no-sync %v", c.Name, hasOut, hasNoSync)
+		}
+	}
+	dir := t.TempDir()
+	out := dir + "/a.safetensors"
+	if code, _, stderr := runCLI(t, "convert", "--dtype", "f16", "--no-sync", "../../testdata/tiny-llama-lora", "-o", out); code != 0 {
+		t.Fatalf("convert --no-sync: exit %d: %s", code, stderr)
+	}
+	if atomicfile.Syncing() {
+		t.Fatal("--no-sync left syncing on")
+	}
+	if code, _, stderr := runCLI(t, "convert", "--dtype", "bf16", "../../testdata/tiny-llama-lora", "-o", dir+"/b.safetensors"); code != 0 {
+		t.Fatalf("convert: exit %d: %s", code, stderr)
+	}
+	if !atomicfile.Syncing() {
+		t.Fatal("a command without --no-sync did not turn syncing back on")
 	}
 }
