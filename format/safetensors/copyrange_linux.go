@@ -24,8 +24,14 @@ func copyFileRange(dst, src *os.File, off, n int64) (int64, error) {
 			}
 			return done, err
 		}
-		if k == 0 { // the source ended early (truncated under us)
-			return done, errCopyRangeShort
+		if k == 0 {
+			if done == 0 {
+				// Nothing copied: some filesystems report 0 instead of
+				// an error; the stream fallback then reads (and reports
+				// a truncated source itself).
+				return 0, errCopyRangeUnsupported
+			}
+			return done, errCopyRangeShort // the source ended early (truncated under us)
 		}
 		done += int64(k)
 	}
