@@ -25,13 +25,14 @@ func copyFileRange(dst, src *os.File, off, n int64) (int64, error) {
 			return done, err
 		}
 		if k == 0 {
-			if done == 0 {
-				// Nothing copied: some filesystems report 0 instead of
-				// an error; the stream fallback then reads (and reports
-				// a truncated source itself).
+			// The source ended early (truncated under us), or the
+			// filesystem reports 0 instead of an error: only the latter
+			// may fall back to the stream, which reads a memory mapping
+			// (a mapping read past a truncated file's end would fault).
+			if st, err := src.Stat(); done == 0 && err == nil && st.Size() >= off+n {
 				return 0, errCopyRangeUnsupported
 			}
-			return done, errCopyRangeShort // the source ended early (truncated under us)
+			return done, errCopyRangeShort
 		}
 		done += int64(k)
 	}

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -126,6 +128,32 @@ func TestCopyTensorTruncatedSource(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out.safetensors")
 	if err := WriteFile(out, []Tensor{c}, nil); err == nil {
 		t.Fatal("no error")
+	}
+	if _, serr := os.Stat(out); !os.IsNotExist(serr) {
+		t.Fatal("output left behind")
+	}
+}
+
+// A source truncated after it was opened fails the kernel copy with an
+// error (never a read of the mapping past the file's end) and leaves no
+// output.
+func TestCopyTensorSourceTruncatedOnDisk(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("copy_file_range is Linux-only; elsewhere copies stream from the mapping")
+	}
+	f, _ := copyRangeFile(t)
+	c, err := f.CopyTensor("e") // the last tensor in the file
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := f.Tensor("e")
+	if err := os.Truncate(f.Name(), f.DataOffset()+info.Offsets[0]); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out.safetensors")
+	err = WriteFile(out, []Tensor{c}, nil)
+	if err == nil || !strings.Contains(err.Error(), `"e"`) {
+		t.Fatalf("err = %v, want an error naming tensor e", err)
 	}
 	if _, serr := os.Stat(out); !os.IsNotExist(serr) {
 		t.Fatal("output left behind")
