@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -124,18 +125,6 @@ func expectedWeightShape(m *adapter.Module) []int {
 	return nil
 }
 
-func shapeEq(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // Check tests whether an adapter fits a base model, reading only the base's
 // headers: every adapter module exists in the base, shapes agree (taking
 // fan_in_fan_out, embeddings and conv kernels into account), the dtypes are
@@ -224,9 +213,9 @@ func (r *CheckResult) checkModule(cm *CheckModule, m *adapter.Module, base *base
 			cm.Status = "unchecked"
 			return
 		}
-		if !shapeEq(want, bt.Shape) {
+		if !slices.Equal(want, bt.Shape) {
 			hint := ""
-			if len(want) == 2 && shapeEq([]int{want[1], want[0]}, bt.Shape) {
+			if len(want) == 2 && slices.Equal([]int{want[1], want[0]}, bt.Shape) {
 				hint = " (transposed: fan_in_fan_out is wrong for this base)"
 			}
 			mismatch(bt.Name, "adapter delta is %v but base weight %s is %v%s", want, bt.Name, bt.Shape, hint)
@@ -272,7 +261,7 @@ func (r *CheckResult) checkModule(cm *CheckModule, m *adapter.Module, base *base
 				cm.Status = "missing"
 				continue
 			}
-			if !shapeEq(t.Shape, b.Shape) {
+			if !slices.Equal(t.Shape, b.Shape) {
 				mismatch(t.Name, "replacement tensor is %v but base %s is %v", t.Shape, bn, b.Shape)
 			}
 		}

@@ -1324,16 +1324,8 @@ func verifyApply(rep *ApplyReport, base *safetensors.Checkpoint, jobs map[string
 		if jobs[t.Name] != nil {
 			continue
 		}
-		a, err := base.Data(t.Name)
-		if err != nil {
+		if err := checkUntouched(t.Name, base, out); err != nil {
 			return err
-		}
-		b, err := out.Data(t.Name)
-		if err != nil {
-			return fmt.Errorf("verify: %w", err)
-		}
-		if !bytes.Equal(a, b) {
-			return fmt.Errorf("%w: verify: untouched tensor %s differs from the base", ErrIncompatible, t.Name)
 		}
 	}
 	names := make([]string, 0, len(jobs))
@@ -1514,4 +1506,27 @@ func (rep *ApplyReport) refusedModules() error {
 		names = names[:5]
 	}
 	return fmt.Errorf("%w: apply refuses %d module(s): %s%s", ErrUnsupported, rep.Refused, strings.Join(names, "; "), more)
+}
+
+// tensorData is what --verify reads from a base and an output: a
+// safetensors checkpoint or a GGUF file.
+type tensorData interface {
+	Data(name string) ([]byte, error)
+}
+
+// checkUntouched is --verify's rule for a tensor no adapter touched: its
+// bytes in out equal the base's.
+func checkUntouched(name string, base, out tensorData) error {
+	a, err := base.Data(name)
+	if err != nil {
+		return err
+	}
+	b, err := out.Data(name)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	if !bytes.Equal(a, b) {
+		return fmt.Errorf("%w: verify: untouched tensor %s differs from the base", ErrIncompatible, name)
+	}
+	return nil
 }

@@ -187,7 +187,7 @@ func sameTensors(t *testing.T, want, got string) {
 	}
 	for _, ti := range fw.Tensors {
 		g, ok := have[ti.Name]
-		if !ok || g.DType != ti.DType || !equalInts(g.Shape, ti.Shape) {
+		if !ok || g.DType != ti.DType || !slices.Equal(g.Shape, ti.Shape) {
 			t.Errorf("tensor %s: got %+v, want %s %v", ti.Name, g, ti.DType, ti.Shape)
 			continue
 		}
@@ -388,7 +388,7 @@ func TestDoRAPEFTKohyaRoundTrip(t *testing.T) {
 				for range f.Kernel {
 					wantK = append(wantK, 1)
 				}
-				if !equalInts(kMag.Shape, wantK) || !equalInts(pMag.Shape, srcMag.Shape) || kMag.DType != dt || pMag.DType != dt {
+				if !slices.Equal(kMag.Shape, wantK) || !slices.Equal(pMag.Shape, srcMag.Shape) || kMag.DType != dt || pMag.DType != dt {
 					t.Errorf("%s: magnitude shapes src %v kohya %v (want %v) peft %v, dtypes %s %s", name, srcMag.Shape, kMag.Shape, wantK, pMag.Shape, kMag.DType, pMag.DType)
 				}
 				b0, _ := a0.File.Data(srcMag.Name)
@@ -415,18 +415,6 @@ func TestDoRAPEFTKohyaRoundTrip(t *testing.T) {
 			}
 		})
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestDoRAKohyaNative: a LyCORIS wd_on_out DoRA file → PEFT → kohya.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -219,7 +220,7 @@ func TestRoundTripAllDTypes(t *testing.T) {
 			t.Fatalf("tensor %q missing", want.Name)
 		}
 		got, _ := f1.Data(want.Name)
-		if info.DType != want.DType || !equalInts(info.Shape, want.Shape) || !bytes.Equal(got, want.Data) {
+		if info.DType != want.DType || !slices.Equal(info.Shape, want.Shape) || !bytes.Equal(got, want.Data) {
 			t.Fatalf("tensor %q: %v %v differs from %v %v", want.Name, info.DType, info.Shape, want.DType, want.Shape)
 		}
 		// Natural alignment of every tensor relative to the file start.
@@ -240,18 +241,6 @@ func TestRoundTripAllDTypes(t *testing.T) {
 	if !bytes.Equal(b1, b2) {
 		t.Fatalf("rewrite differs from the first write (%d vs %d bytes)", len(b1), len(b2))
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func listDir(t *testing.T, dir string) []string {
