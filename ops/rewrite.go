@@ -191,7 +191,7 @@ func rewrite(path, op string, p ScaleParams, o RunOptions) (*Report, error) {
 }
 
 // scaleChunk is how many elements scaledWriter converts at a time.
-const scaleChunk = 1 << 16
+const scaleChunk = 1 << 18
 
 // scaledWriter streams λ·x for the float tensor t whose stored bytes are
 // raw, converting scaleChunk elements at a time, so scaling a file never

@@ -38,3 +38,14 @@ func copyFileRange(dst, src *os.File, off, n int64) (int64, error) {
 	}
 	return done, nil
 }
+
+// sameFilesystem reports whether a and b are on one filesystem, so that
+// copy_file_range between them can copy inside the kernel (it fails with
+// EXDEV across filesystems).
+func sameFilesystem(a, b *os.File) bool {
+	var sa, sb unix.Stat_t
+	if unix.Fstat(int(a.Fd()), &sa) != nil || unix.Fstat(int(b.Fd()), &sb) != nil {
+		return false
+	}
+	return sa.Dev == sb.Dev
+}

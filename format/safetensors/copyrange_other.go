@@ -8,3 +8,6 @@ import "os"
 func copyFileRange(dst, src *os.File, off, n int64) (int64, error) {
 	return 0, errCopyRangeUnsupported
 }
+
+// sameFilesystem reports false: there is no kernel copy here.
+func sameFilesystem(a, b *os.File) bool { return false }

@@ -2,6 +2,7 @@ package safetensors
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -35,11 +36,9 @@ func copyRangeFile(t *testing.T) (*File, []Tensor) {
 	return f, ts
 }
 
-// Tensors copied with CopyTensor into WriteFile go through the kernel copy
-// and give the same bytes as streaming them through WriteTo; when the
-// kernel refuses, the stream is used instead.
-func TestCopyTensorKernelCopy(t *testing.T) {
-	f, _ := copyRangeFile(t)
+// copyAll returns CopyTensor of every tensor of f, in f's order.
+func copyAll(t *testing.T, f *File) []Tensor {
+	t.Helper()
 	var copies []Tensor
 	for _, n := range f.Names() {
 		c, err := f.CopyTensor(n)
@@ -48,6 +47,15 @@ func TestCopyTensorKernelCopy(t *testing.T) {
 		}
 		copies = append(copies, c)
 	}
+	return copies
+}
+
+// Tensors copied with CopyTensor into WriteFile go through the kernel copy
+// and give the same bytes as streaming them through WriteTo; when the
+// kernel refuses, the stream is used instead.
+func TestCopyTensorKernelCopy(t *testing.T) {
+	f, _ := copyRangeFile(t)
+	copies := copyAll(t, f)
 	var want bytes.Buffer // Write to a buffer: always the WriteTo path
 	if err := Write(&want, copies, f.Metadata, WithExactMetadata()); err != nil {
 		t.Fatal(err)
@@ -157,5 +165,132 @@ func TestCopyTensorSourceTruncatedOnDisk(t *testing.T) {
 	}
 	if _, serr := os.Stat(out); !os.IsNotExist(serr) {
 		t.Fatal("output left behind")
+	}
+}
+
+// copyAlignPad picks the header padding that puts the most kernel-copied
+// bytes at their source's page offset at the start of a 64 KiB block, only
+// in multiples of 8, and none below minAlignedCopy.
+func TestCopyAlignPad(t *testing.T) {
+	const M = 1 << 20
+	src := func(off, n int64) *fileSection { return &fileSection{off: off, n: n} }
+	all := func(*fileSection) bool { return true }
+	for _, c := range []struct {
+		name   string
+		header int // header length before padding (a multiple of 8)
+		sizes  []int64
+		srcs   []*fileSection // nil: not a kernel copy
+		want   int
+	}{
+		{"no copies", 64, []int64{2 * M}, []*fileSection{nil}, 0},
+		{"too small", 64, []int64{M - 8}, []*fileSection{src(720, M-8)}, 0},
+		// data starts at 8+64 = 72; the copy from 720 wants 720: pad 648.
+		{"one copy", 64, []int64{2 * M}, []*fileSection{src(720, 2*M)}, 648},
+		{"already aligned", 712, []int64{2 * M}, []*fileSection{src(720, 2*M)}, 0},
+		// the page index does not matter, only the offset in the page.
+		{"source page index", 64, []int64{2 * M}, []*fileSection{src(5*4096+720, 2*M)}, 648},
+		// a 4-byte-odd source offset would need a header not a multiple of 8.
+		{"unreachable", 64, []int64{2 * M}, []*fileSection{src(724, 2*M)}, 0},
+		// the larger copy wins; the second starts 8 KiB + 16 after the first.
+		{"majority", 64, []int64{M + 16, 3 * M}, []*fileSection{src(0, M+16), src(8, 3*M)},
+			int(((8 - 72 - (M + 16)) % copyAlignBlock) + copyAlignBlock)},
+		{"streamed tensors shift the copies", 64, []int64{104, 2 * M}, []*fileSection{nil, src(0, 2*M)},
+			copyAlignBlock - 176},
+		{"resized copy", 64, []int64{2 * M}, []*fileSection{src(720, 2*M+8)}, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := &plan{header: make([]byte, c.header), sizes: c.sizes}
+			for _, s := range c.srcs {
+				p.tensors = append(p.tensors, Tensor{src: s})
+			}
+			got := copyAlignPad(p, all)
+			if got != c.want {
+				t.Fatalf("pad %d, want %d", got, c.want)
+			}
+			if got%8 != 0 || got < 0 || got >= copyAlignBlock {
+				t.Fatalf("pad %d is not a multiple of 8 in [0, %d)", got, copyAlignBlock)
+			}
+			if copyAlignPad(p, func(*fileSection) bool { return false }) != 0 {
+				t.Fatal("padded for copies that cannot be made inside the kernel")
+			}
+		})
+	}
+}
+
+// WriteFile pads the header of a file whose tensors are mostly copied
+// inside the kernel so that the copies land at their source's page offset
+// at the start of a 64 KiB block; the file stays valid, its tensors
+// unchanged, and its header is the canonical one followed by spaces.
+func TestWriteFileAlignsKernelCopies(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	in := []Tensor{
+		randomTensor(r, "big", U8, []int{3<<20 + 5}),
+		randomTensor(r, "small", F32, []int{17}),
+	}
+	name := filepath.Join(t.TempDir(), "in.safetensors")
+	if err := WriteFile(name, in, map[string]string{"pad": strings.Repeat("x", 700)}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	copies := copyAll(t, f)
+	var canon bytes.Buffer
+	if err := Write(&canon, copies, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out.safetensors")
+	if err := WriteFile(out, copies, nil); err != nil {
+		t.Fatal(err)
+	}
+	g, err := Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	for _, n := range f.Names() {
+		a, _ := f.Data(n)
+		b, _ := g.Data(n)
+		if !bytes.Equal(a, b) {
+			t.Fatalf("tensor %s differs after the copy", n)
+		}
+	}
+	srcBig, _ := f.Tensor("big")
+	dstBig, _ := g.Tensor("big")
+	srcOff := f.DataOffset() + srcBig.Offsets[0]
+	dstOff := g.DataOffset() + dstBig.Offsets[0]
+	if !sameFilesystem(f.osFile, f.osFile) {
+		t.Skip("no kernel copy on this system: nothing is aligned")
+	}
+	if dstOff%copyAlignBlock != srcOff%copyAlignPage {
+		t.Errorf("big tensor copied from %d to %d: offset %d in its 64 KiB block, want %d",
+			srcOff, dstOff, dstOff%copyAlignBlock, srcOff%copyAlignPage)
+	}
+	got, _ := os.ReadFile(out)
+	c := canon.Bytes()
+	hg := got[8 : 8+g.HeaderSize]
+	cn := int64(binary.LittleEndian.Uint64(c))
+	if g.HeaderSize <= cn || g.HeaderSize%8 != 0 {
+		t.Fatalf("header of %d bytes, canonical %d: not padded to a multiple of 8", g.HeaderSize, cn)
+	}
+	if !bytes.Equal(hg[:cn], c[8:8+cn]) || strings.Trim(string(hg[cn:]), " ") != "" {
+		t.Errorf("header is not the canonical header followed by spaces")
+	}
+	if !bytes.Equal(got[8+g.HeaderSize:], c[8+cn:]) {
+		t.Errorf("data differs from the canonical file's")
+	}
+	// Another reader takes the padding as JSON whitespace.
+	st, err := nlpAccepts(got)
+	if err != nil {
+		t.Fatalf("nlpodyssey rejects the padded file: %v", err)
+	}
+	for _, n := range f.Names() {
+		want, _ := f.Data(n)
+		tv, ok := st.Tensor(n)
+		if !ok || !bytes.Equal(tv.Data(), want) {
+			t.Errorf("nlpodyssey reads tensor %s differently", n)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package safetensors
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -327,6 +328,20 @@ func write(w io.Writer, tensors []Tensor, metadata map[string]string, o *writeOp
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
 	fw, _ := w.(*atomicfile.Writer)
+	if fw != nil {
+		same := map[*os.File]bool{}
+		pad := copyAlignPad(p, func(src *fileSection) bool {
+			ok, seen := same[src.f]
+			if !seen {
+				ok = sameFilesystem(src.f, fw.File())
+				same[src.f] = ok
+			}
+			return ok
+		})
+		if pad > 0 && len(p.header)+pad <= MaxHeaderSize {
+			p.header = append(p.header, bytes.Repeat([]byte{' '}, pad)...)
+		}
+	}
 	var prefix [prefixSize]byte
 	n := uint64(len(p.header))
 	for i := range prefix {
@@ -358,6 +373,9 @@ func write(w io.Writer, tensors []Tensor, metadata map[string]string, o *writeOp
 			}
 		}
 		lw := &limitedWriter{w: bw, left: p.sizes[i]}
+		if fw != nil {
+			lw.bw, lw.direct = bw, fw
+		}
 		if err := t.WriteTo(lw); err != nil {
 			return sourceError(o, t, err)
 		}
@@ -385,6 +403,57 @@ func sourceError(o *writeOptions, t Tensor, err error) error {
 	return fmt.Errorf("writing %s: tensor %s: %w", o.name, quote(t.Name), err)
 }
 
+// Kernel copies are fastest when each destination range starts at the
+// source's offset within its page and at a page index that is a multiple of
+// copyAlignBlock/copyAlignPage (ext4 on Linux 6.18, 16 MiB ranges of 1 GiB:
+// 0.29 s against 0.38–0.45 s at other page indexes and 0.45–0.53 s at
+// other offsets within the page; the destination's page cache is then
+// filled in whole large folios).
+const (
+	copyAlignPage  = 4 << 10
+	copyAlignBlock = 64 << 10
+)
+
+// minAlignedCopy is the least number of kernel-copied bytes for which
+// copyAlignPad pads the header.
+const minAlignedCopy = 1 << 20
+
+// copyAlignPad returns how many spaces (a multiple of 8, below
+// copyAlignBlock) to append to p's header so that the most bytes of the
+// tensors to be copied inside the kernel (those with a source for which
+// copyable is true) start at the offset copy_file_range copies fastest:
+// their source's offset within a page, at the start of a copyAlignBlock.
+// Tensors whose alignment cannot be met (they would need a header length
+// that is not a multiple of 8) do not count. It returns 0 when fewer than
+// minAlignedCopy bytes would be aligned.
+func copyAlignPad(p *plan, copyable func(*fileSection) bool) int {
+	votes := map[int64]int64{}
+	data := int64(prefixSize + len(p.header))
+	var off int64
+	for i, t := range p.tensors {
+		if t.src != nil && t.src.n == p.sizes[i] && copyable(t.src) {
+			d := (t.src.off%copyAlignPage - data - off) % copyAlignBlock
+			if d < 0 {
+				d += copyAlignBlock
+			}
+			if d%8 == 0 {
+				votes[d] += p.sizes[i]
+			}
+		}
+		off += p.sizes[i]
+	}
+	best, most := int64(0), int64(0)
+	for d, n := range votes {
+		if n > most || n == most && d < best {
+			best, most = d, n
+		}
+	}
+	if most < minAlignedCopy {
+		return 0
+	}
+	return int(best)
+}
+
 // copyRange is copyFileRange, replaceable by tests.
 var copyRange = copyFileRange
 
@@ -409,12 +478,21 @@ func copySection(bw *bufio.Writer, fw *atomicfile.Writer, src *fileSection, size
 	return true, nil
 }
 
-// limitedWriter passes at most left bytes and records any excess.
+// directWriteMin is the size from which a write to an output file skips
+// the buffer: copying a large chunk into the buffer first costs a pass
+// over its bytes and saves no system call.
+const directWriteMin = 64 << 10
+
+// limitedWriter passes at most left bytes and records any excess. With
+// direct set, writes of directWriteMin bytes or more flush bw (which is w)
+// and go straight to direct.
 type limitedWriter struct {
-	w     io.Writer
-	left  int64
-	extra int64
-	over  bool
+	w      io.Writer
+	bw     *bufio.Writer
+	direct io.Writer
+	left   int64
+	extra  int64
+	over   bool
 }
 
 var errTooMuch = errors.New("safetensors: WriteTo wrote more than the tensor size")
@@ -425,7 +503,14 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 		l.extra += int64(len(p)) - l.left
 		return 0, fmt.Errorf("%w: %w", ErrInvalidTensorView, errTooMuch)
 	}
-	n, err := l.w.Write(p)
+	w := l.w
+	if l.direct != nil && len(p) >= directWriteMin {
+		if err := l.bw.Flush(); err != nil {
+			return 0, err
+		}
+		w = l.direct
+	}
+	n, err := w.Write(p)
 	l.left -= int64(n)
 	return n, err
 }

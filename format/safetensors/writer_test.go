@@ -335,3 +335,44 @@ func TestWriteFileOverMappedInput(t *testing.T) {
 		t.Fatalf("metadata %v", g.Metadata)
 	}
 }
+
+// A WriteTo callback that mixes small writes (buffered) with large ones
+// (written straight to the file after a flush) gives the bytes of Write.
+func TestWriteFileMixedWriteSizes(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	data := make([]byte, 3*directWriteMin+77)
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	chunks := []int{3, directWriteMin, 5, directWriteMin - 1, directWriteMin + 9}
+	ts := []Tensor{
+		{Name: "head", DType: U8, Shape: []int{5}, Data: []byte{1, 2, 3, 4, 5}},
+		{Name: "mixed", DType: U8, Shape: []int{len(data)}, WriteTo: func(w io.Writer) error {
+			rest := data
+			for _, n := range chunks {
+				if _, err := w.Write(rest[:n]); err != nil {
+					return err
+				}
+				rest = rest[n:]
+			}
+			_, err := w.Write(rest)
+			return err
+		}},
+		{Name: "tail", DType: U8, Shape: []int{3}, Data: []byte{9, 8, 7}},
+	}
+	var want bytes.Buffer
+	if err := Write(&want, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "m.safetensors")
+	if err := WriteFile(out, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatal("WriteFile and Write differ")
+	}
+}
