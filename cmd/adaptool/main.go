@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -11,7 +12,38 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+	os.Exit(runBuffered(os.Args, os.Stdout, os.Stderr))
+}
+
+// runBuffered is run with stdout buffered unless it is a terminal: tables
+// are printed cell by cell, which is one system call per cell unbuffered.
+// A failure to write stdout (a full disk, a closed pipe) is reported like
+// any other write failure.
+func runBuffered(args []string, stdout *os.File, stderr io.Writer) int {
+	if isTerminal(stdout) {
+		return run(args, stdout, stderr)
+	}
+	bw := bufio.NewWriterSize(stdout, 64<<10)
+	code := run(args, bw, flushFirst{bw, stderr})
+	if err := bw.Flush(); err != nil {
+		fmt.Fprintf(stderr, "adaptool: writing standard output: %v\n", err)
+		if code == exitOK || code == exitFindings {
+			code = exitFailed
+		}
+	}
+	return code
+}
+
+// flushFirst writes to w after flushing buf, so that what a command printed
+// to stdout comes before its later stderr lines when both go to one place.
+type flushFirst struct {
+	buf *bufio.Writer
+	w   io.Writer
+}
+
+func (f flushFirst) Write(p []byte) (int, error) {
+	f.buf.Flush() // a stdout failure is reported once, at the end
+	return f.w.Write(p)
 }
 
 // run executes one command line and returns the process exit code. Errors

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -133,5 +135,60 @@ func TestNoSyncFlag(t *testing.T) {
 	}
 	if !atomicfile.Syncing() {
 		t.Fatal("a command without --no-sync did not turn syncing back on")
+	}
+}
+
+// With stdout a file, runBuffered prints what run prints and turns a
+// failure to write stdout into exit code 4 with a message; stderr writes
+// come after what was printed to stdout before them.
+func TestRunBufferedStdout(t *testing.T) {
+	// The weights alone: scale prints its table and a warning that alpha
+	// is unknown.
+	dir := t.TempDir()
+	in := filepath.Join(dir, "weights.safetensors")
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "tiny-llama-lora", "adapter_model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(in, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"adaptool", "scale", "--by", "0.5", "--no-sync", in, "-o", filepath.Join(dir, "o.safetensors")}
+	var want, wantErr bytes.Buffer
+	wantCode := run(args, &want, &wantErr)
+	if !strings.Contains(want.String(), "alpha unknown") {
+		t.Fatalf("no warning in the output %q", want.String())
+	}
+
+	out, err := os.Create(filepath.Join(dir, "both"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := runBuffered(args, out, out)
+	out.Close()
+	got, _ := os.ReadFile(filepath.Join(dir, "both"))
+	if code != wantCode || string(got) != want.String()+wantErr.String() {
+		t.Fatalf("exit %d, output:\n%s\nwant exit %d, output:\n%s%s", code, got, wantCode, want.String(), wantErr.String())
+	}
+
+	closed, err := os.Create(filepath.Join(dir, "closed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	var stderr bytes.Buffer
+	code = runBuffered(args, closed, &stderr)
+	if code != exitFailed || !strings.Contains(stderr.String(), "writing standard output") {
+		t.Fatalf("closed stdout: exit %d, stderr %q; want exit %d and a message", code, stderr.String(), exitFailed)
+	}
+}
+
+func TestFlushFirst(t *testing.T) {
+	var sink bytes.Buffer
+	bw := bufio.NewWriter(&sink)
+	fmt.Fprint(bw, "table\n")
+	fmt.Fprint(flushFirst{bw, &sink}, "adaptool: error\n")
+	if sink.String() != "table\nadaptool: error\n" {
+		t.Fatalf("got %q", sink.String())
 	}
 }
