@@ -15,6 +15,7 @@ import (
 
 	"github.com/adaptool/adaptool/internal/testgen"
 
+	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/internal/testcorpus"
 	"github.com/adaptool/adaptool/quant"
@@ -117,6 +118,11 @@ func refClassifyTensor(name string) (class, method string) {
 	if (prev == "down" || prev == "up") && len(seg) > 2 && (strings.HasSuffix(seg[len(seg)-3], "_lora") || seg[len(seg)-3] == "lora") {
 		return ClassLowRank, "lora"
 	}
+	for _, sg := range seg[max(0, len(seg)-3):] {
+		if k := adapter.OtherMethod(sg); k != "" {
+			return ClassOther, string(k)
+		}
+	}
 	if last == "alpha" && len(seg) > 1 {
 		return "", ""
 	}
@@ -144,6 +150,8 @@ var oddNames = []string{
 	"lora.up.weight", "up.weight", "lora_A", "x.alpha", "alpha", "w_a_000", "w_b_1", "x.base_layer.weight", "x.bias",
 	"prompt_embeddings", "prefix_task_cols", "x.dora_scale", "x.hada_w1_a", "x.lokr_t2", "x.vera_lambda_d", "x.ia3_l",
 	"x.lora_diag", "x.lora_E", "x.token_adapter.trainable_tokens_delta", "modules_to_save.lora_A", "a.modules_to_save",
+	"x.oft_r", "x.oft_R.weight", "oft_R.weight.x.y", "boft_s", "vblora_vector_bank", "a.ln_tuning_layers.bias", "x.hra_u.y.z",
+	"poly_router.a.b.c", "x.poly_proj.weight", "x.road_theta", "x.fourierft_spectrum",
 }
 
 func TestSegmentRulesMatchSplit(t *testing.T) {

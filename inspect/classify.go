@@ -4,6 +4,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/adaptool/adaptool/format/adapter"
 )
 
 // Classes of how an adapter changes the model (adapter-formats.md §12).
@@ -16,6 +18,7 @@ const (
 	ClassVeRA        = "vera"                     // shared random projections scaled by λ vectors
 	ClassPrompt      = "prompt-prefix"            // virtual tokens / prefixes; no weight delta
 	ClassReplacement = "whole-module-replacement" // full tensors (modules_to_save, biases, trainable tokens)
+	ClassOther       = "other-method"             // a PEFT method recognised but not computed (OFT, BOFT, FourierFT, HRA, VB-LoRA, LN tuning, …)
 	ClassUnknown     = "unknown"                  // tensors of no known adapter layout
 )
 
@@ -74,6 +77,11 @@ func classifyTensor(name string) (class, method string) {
 	if (prev == "down" || prev == "up") && n > 2 && (strings.HasSuffix(seg[2], "_lora") || seg[2] == "lora") {
 		return ClassLowRank, "lora"
 	}
+	for _, sg := range seg[:n] {
+		if k := adapter.OtherMethod(sg); k != "" {
+			return ClassOther, string(k)
+		}
+	}
 	if last == "alpha" && n > 1 {
 		return "", "" // kohya alpha scalar: belongs to its module
 	}
@@ -118,7 +126,7 @@ func classify(names []string) []Class {
 	for k, n := range counts {
 		out = append(out, Class{Class: k.c, Method: k.m, Tensors: n})
 	}
-	order := map[string]int{ClassLowRank: 0, ClassSVDForm: 1, ClassRescaled: 2, ClassRescaling: 3, ClassLyCORIS: 4, ClassVeRA: 5, ClassPrompt: 6, ClassReplacement: 7, ClassUnknown: 8}
+	order := map[string]int{ClassLowRank: 0, ClassSVDForm: 1, ClassRescaled: 2, ClassRescaling: 3, ClassLyCORIS: 4, ClassVeRA: 5, ClassPrompt: 6, ClassReplacement: 7, ClassOther: 8, ClassUnknown: 9}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Class != out[j].Class {
 			return order[out[i].Class] < order[out[j].Class]

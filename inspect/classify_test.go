@@ -23,6 +23,12 @@ func TestClassifyTensor(t *testing.T) {
 		{"base_model.model.classifier.weight", ClassReplacement, "full"},
 		{"base_model.model.classifier.modules_to_save.lora_A.weight", ClassLowRank, "lora-on-wrapper"},
 		{"w_a_000", ClassUnknown, "custom"},
+		{"base_model.model.model.layers.0.self_attn.q_proj.oft_r", ClassOther, "oft"},
+		{"base_model.model.model.layers.0.self_attn.q_proj.oft_R.weight", ClassOther, "oft"},
+		{"base_model.model.model.layers.0.mlp.up_proj.boft_R", ClassOther, "boft"},
+		{"base_model.model.model.layers.0.input_layernorm.ln_tuning_layers.weight", ClassOther, "ln_tuning"},
+		{"base_model.model.vblora_vector_bank", ClassOther, "vblora"},
+		{"base_model.model.poly_proj.weight", ClassReplacement, "full"},
 		{"something", ClassUnknown, "unknown"},
 	}
 	for _, c := range cases {

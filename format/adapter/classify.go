@@ -459,7 +459,25 @@ func classify(tensors []TensorRef, meta map[string]string, cfg *Config, peftConf
 	}
 	cl.veraIn()
 	cl.flagWrapper()
+	cl.dropRecognised()
 	return cl
+}
+
+// dropRecognised removes from cl.unknown the tensors of modules whose kind
+// is one of otherMethods: their role is known, only not computed.
+func (cl *classification) dropRecognised() {
+	if len(cl.unknown) == 0 {
+		return
+	}
+	known := map[string]bool{}
+	for _, m := range cl.modules {
+		if !m.Kind.Supported() {
+			for _, t := range m.Tensors {
+				known[t.Name] = true
+			}
+		}
+	}
+	cl.unknown = slices.DeleteFunc(cl.unknown, func(n string) bool { return known[n] })
 }
 
 func hasPrefix(m map[string]TensorRef, p string) bool {
@@ -571,11 +589,76 @@ func (cl *classification) finish(m *Module, emb bool, cfg *Config) {
 			m.Kind = KindPrefix
 		}
 	default:
+		if k := otherMethod(m); k != "" {
+			m.Kind = k
+			break
+		}
 		m.Kind = KindFull
 		if w, ok := m.Tensors[RoleWeight]; ok && len(w.Shape) >= 2 {
 			m.OutFeatures, m.InFeatures = w.Shape[0], w.Shape[1]
 		}
 	}
+}
+
+// otherMethods are PEFT methods adaptool recognises by their tensor names
+// (a role or a module-path segment equal to name, or starting with it when
+// name ends in "_": PEFT's adapter_layer_names) but computes no ΔW for.
+// Their modules get the method as their Kind, so that every operation
+// refuses them by name instead of taking their tensors for whole-module
+// replacements. Short, common-looking names are matched exactly.
+var otherMethods = []struct {
+	name string
+	kind Kind
+}{
+	{"oft_r", "oft"}, {"oft_s", "oft"}, {"oft_R", "oft"}, {"boft_", "boft"},
+	{"fourierft_", "fourierft"}, {"waveft_", "waveft"}, {"hra_u", "hra"}, {"vblora_", "vblora"},
+	{"bone_block", "bone"}, {"miss_block", "miss"}, {"c3a_", "c3a"}, {"randlora_", "randlora"},
+	{"shira_", "shira"}, {"poly_lora_A", "poly"}, {"poly_lora_B", "poly"}, {"poly_router", "poly"},
+	{"gralora_", "gralora"}, {"delora_", "delora"}, {"road_theta", "road"}, {"road_alpha", "road"},
+	{"ln_tuning_layers", "ln_tuning"},
+}
+
+// otherMethod returns the Kind of m when its tensors belong to one of
+// otherMethods (the first match in its path, then in its sorted roles),
+// else "".
+func otherMethod(m *Module) Kind {
+	roles := make([]string, 0, len(m.Tensors))
+	for role := range m.Tensors {
+		roles = append(roles, role)
+	}
+	slices.Sort(roles)
+	for _, s := range append(strings.Split(m.Name, "."), roles...) {
+		if k := OtherMethod(s); k != "" {
+			return k
+		}
+	}
+	return ""
+}
+
+// OtherMethod returns the kind of a PEFT method adaptool recognises but
+// computes no ΔW for (OFT, BOFT, FourierFT, WaveFT, HRA, VB-LoRA, Bone,
+// MiSS, C3A, RandLoRA, SHiRA, Poly, GraLoRA, DeLoRA, RoAd, LN tuning) when
+// seg, one dot-separated segment of a tensor name, is one of its tensor or
+// layer names (oft_r, boft_R, fourierft_spectrum, hra_u, vblora_logits_A,
+// ln_tuning_layers, …), else "".
+func OtherMethod(seg string) Kind {
+	for _, o := range otherMethods {
+		if seg == o.name || strings.HasSuffix(o.name, "_") && strings.HasPrefix(seg, o.name) {
+			return o.kind
+		}
+	}
+	return ""
+}
+
+// Supported reports whether adaptool computes a ΔW (or a replacement) for
+// modules of kind k: false for the methods it only recognises (otherMethods).
+func (k Kind) Supported() bool {
+	for _, o := range otherMethods {
+		if o.kind == k {
+			return false
+		}
+	}
+	return true
 }
 
 func hasRole(m *Module, role string) bool {

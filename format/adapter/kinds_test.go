@@ -275,3 +275,83 @@ func TestOutputPassthroughNames(t *testing.T) {
 		}
 	}
 }
+
+// Tensors of PEFT methods adaptool does not compute are recognised by name:
+// their modules take the method as their kind (not "full", which --keep-full
+// would pass through as a whole-module replacement), they are not listed as
+// unknown, validate warns once per method, and a peft_type naming the
+// method is no mismatch. A modules_to_save tensor next to them stays full.
+func TestOtherPEFTMethods(t *testing.T) {
+	cases := []struct {
+		name    string
+		cfg     string
+		tensors []safetensors.Tensor
+		want    map[string]Kind
+	}{
+		{"oft and boft", "", []safetensors.Tensor{
+			zt("base_model.model.l.0.q.oft_r", 4, 2, 2), zt("base_model.model.l.0.k.oft_R.weight", 4, 2, 2),
+			zt("base_model.model.l.0.v.boft_R", 1, 4, 2, 2), zt("base_model.model.l.0.v.boft_s", 8, 1),
+			zt("base_model.model.score.weight", 2, 8)},
+			map[string]Kind{"l.0.q": "oft", "l.0.k.oft_R": "oft", "l.0.v": "boft", "score": KindFull}},
+		{"fourierft with its peft_type", `{"peft_type":"FOURIERFT","target_modules":["q"]}`, []safetensors.Tensor{
+			zt("base_model.model.l.0.q.fourierft_spectrum", 16), zt("base_model.model.l.1.q.fourierft_spectrum", 16)},
+			map[string]Kind{"l.0.q": "fourierft", "l.1.q": "fourierft"}},
+		{"vb-lora shared bank, hra, ln tuning", "", []safetensors.Tensor{
+			zt("base_model.model.vblora_vector_bank", 4, 4), zt("base_model.model.l.0.o.vblora_logits_A", 2, 4, 2),
+			zt("base_model.model.l.0.k.hra_u", 8, 2), zt("base_model.model.l.0.norm.ln_tuning_layers.weight", 8)},
+			map[string]Kind{"vblora_vector_bank": "vblora", "l.0.o": "vblora", "l.0.k": "hra", "l.0.norm.ln_tuning_layers": "ln_tuning"}},
+		// Names that only resemble a method's stay what they were.
+		{"look-alikes", "", []safetensors.Tensor{
+			zt("base_model.model.poly_proj.weight", 2, 2), zt("base_model.model.road_head.lora_A.weight", 1, 2),
+			zt("base_model.model.road_head.lora_B.weight", 2, 1)},
+			map[string]Kind{"poly_proj": KindFull, "road_head": KindLoRA}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := writeRaw(t, t.TempDir(), PEFTWeightsFile, c.cfg, nil, c.tensors...)
+			a := mustLoad(t, dir)
+			got := map[string]Kind{}
+			for _, m := range a.Modules {
+				got[m.Name] = m.Kind
+			}
+			if len(got) != len(c.want) {
+				t.Fatalf("modules %v, want %v", got, c.want)
+			}
+			methods := map[Kind]bool{}
+			for n, k := range c.want {
+				if got[n] != k {
+					t.Errorf("module %s: kind %q, want %q", n, got[n], k)
+				}
+				if k.Supported() != (k == KindFull || k == KindLoRA) {
+					t.Errorf("kind %q: Supported() = %v", k, k.Supported())
+				}
+				if !k.Supported() {
+					methods[k] = true
+				}
+			}
+			if len(a.Unknown) != 0 {
+				t.Errorf("unknown tensors %v", a.Unknown)
+			}
+			r, err := Validate(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			warned := map[string]bool{}
+			for _, f := range r.Findings {
+				switch f.Rule {
+				case RuleOtherMethod:
+					for k := range methods {
+						if strings.Contains(f.Message, "PEFT method "+string(k)+",") {
+							warned[string(k)] = true
+						}
+					}
+				case RulePeftTypeMismatch, RuleUnknownTensor:
+					t.Errorf("finding %s: %s", f.Rule, f.Message)
+				}
+			}
+			if len(warned) != len(methods) {
+				t.Errorf("warned about %v, want one warning per method of %v", warned, methods)
+			}
+		})
+	}
+}

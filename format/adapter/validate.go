@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"unsafe"
@@ -85,6 +87,7 @@ const (
 	RulePeftTypeMismatch   = "peft-type-mismatch"
 	RuleWrapper            = "lora-on-modules-to-save-wrapper"
 	RuleUnknownTensor      = "unknown-tensor"
+	RuleOtherMethod        = "method-not-computed"
 	RuleRankExceedsWidth   = "rank-exceeds-width"
 	RuleVeRAProjection     = "vera-missing-projection"
 	RuleInitMutatesBase    = "init-mutates-base"
@@ -240,6 +243,16 @@ func (v *validator) modules() {
 	for _, n := range a.Unknown {
 		v.find(SeverityInfo, nil, n, RuleUnknownTensor, "tensor role not recognised; kept as a passthrough tensor")
 	}
+	other := map[Kind][]*Module{}
+	for _, m := range a.Modules {
+		if !m.Kind.Supported() {
+			other[m.Kind] = append(other[m.Kind], m)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(other)) {
+		ms := other[k]
+		v.find(SeverityWarning, ms[0], anyTensor(ms[0]), RuleOtherMethod, "%d module(s) use PEFT method %s, which adaptool recognises but computes no ΔW for: inspect, validate, convert --dtype and pack/unpack work on them; merge, scale, apply and the other transforms refuse them", len(ms), k)
+	}
 	if a.Dialect == DialectMLX && a.Config.IsMLX() && a.Config.MLX.NumLayers > 0 {
 		if n := countLayers(a.Modules); n != a.Config.MLX.NumLayers {
 			v.cfgFind(SeverityInfo, RuleMLXLayers, "config says %d adapted layers, tensors cover %d; the tensors are used", a.Config.MLX.NumLayers, n)
@@ -361,6 +374,9 @@ func (v *validator) config() {
 		"LOKR":          {KindLoKr},
 		"VERA":          {KindVeRA},
 		"PROMPT_TUNING": {KindPrompt}, "P_TUNING": {KindPrompt}, "PREFIX_TUNING": {KindPrefix}, "MULTITASK_PROMPT_TUNING": {KindPrompt},
+	}
+	for _, o := range otherMethods {
+		want[strings.ToUpper(string(o.kind))] = []Kind{o.kind}
 	}
 	var adapted []*Module
 	for _, m := range a.Modules {
