@@ -74,6 +74,11 @@ func resolveLayout(path string) (*layout, error) {
 		if gg, _ := filepath.Glob(filepath.Join(path, "*.gguf")); len(gg) == 1 {
 			return &layout{kind: "gguf", files: gg}, nil
 		}
+		for _, pat := range []string{"*.bin", "*.pt", "*.pth"} {
+			if pk, _ := filepath.Glob(filepath.Join(path, pat)); len(pk) > 0 {
+				return nil, asInput(fmt.Errorf("inspect: %s: no .safetensors file, only pickled PyTorch weights (%s), which are never unpickled; convert them to safetensors first", path, filepath.Base(pk[0])))
+			}
+		}
 		return nil, asInput(fmt.Errorf("inspect: %s: no .safetensors file (looked for %s, an index, or a single *.safetensors)", path, strings.Join(adapterFiles, ", ")))
 	case 1:
 		l.files = st2

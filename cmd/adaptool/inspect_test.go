@@ -178,6 +178,11 @@ func TestInspectUsage(t *testing.T) {
 	if code, _, stderr := runCLI(t, "inspect", empty); code != 2 || !strings.Contains(stderr, "no .safetensors file") {
 		t.Errorf("empty dir: exit %d %s", code, stderr)
 	}
+	pickled := t.TempDir()
+	os.WriteFile(filepath.Join(pickled, "adapter_model.bin"), []byte("PK\x03\x04"), 0o644)
+	if code, _, stderr := runCLI(t, "inspect", pickled); code != 2 || !strings.Contains(stderr, "only pickled PyTorch weights (adapter_model.bin)") {
+		t.Errorf("pickle-only dir: exit %d %s", code, stderr)
+	}
 	idx := filepath.Join(empty, "model.safetensors.index.json")
 	os.WriteFile(idx, []byte("{not json"), 0o644)
 	if code, _, stderr := runCLI(t, "inspect", idx); code != 2 || !strings.Contains(stderr, "invalid index JSON") {

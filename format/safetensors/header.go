@@ -9,6 +9,7 @@ import (
 	"math/bits"
 	"os"
 	"slices"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -167,11 +168,11 @@ func readHeader(r io.ReaderAt, size int64, o *options) (*Header, error) {
 	n := binary.LittleEndian.Uint64(prefix[:])
 	// Rule 2.
 	if n > MaxHeaderSize {
-		return nil, fail("", fmt.Errorf("%w: N = %d", ErrHeaderTooLarge, n))
+		return nil, fail("", fmt.Errorf("%w: N = %d%s", ErrHeaderTooLarge, n, otherFormat(prefix)))
 	}
 	// Rule 3 (n <= 1e8, so 8+n does not overflow).
 	if int64(n)+prefixSize > size {
-		return nil, fail("", fmt.Errorf("%w: N = %d, file has %d bytes", ErrInvalidHeaderLength, n, size))
+		return nil, fail("", fmt.Errorf("%w: N = %d, file has %d bytes%s", ErrInvalidHeaderLength, n, size, otherFormat(prefix)))
 	}
 	hdr := make([]byte, n)
 	if got, err := r.ReadAt(hdr, prefixSize); got < len(hdr) {
@@ -187,6 +188,35 @@ func readHeader(r io.ReaderAt, size int64, o *options) (*Header, error) {
 	h.HeaderSize = int64(n)
 	h.FileSize = size
 	return h, nil
+}
+
+// otherFormat names the kind of file whose first bytes are prefix when it
+// is a well-known non-safetensors format (as ", which looks like …"; "" when
+// none matches), for the error of a header length no safetensors file has.
+func otherFormat(prefix [prefixSize]byte) string {
+	p := string(prefix[:])
+	var what string
+	switch {
+	case p == "version ":
+		what = "a Git LFS pointer, not the file it points to (run git lfs pull, or download the file itself)"
+	case strings.HasPrefix(p, "PK\x03\x04"):
+		what = "a ZIP archive, as torch.save writes (.bin, .pt, .pth): PyTorch pickles are never unpickled; convert it to safetensors first"
+	case prefix[0] == 0x80 && prefix[1] >= 2 && prefix[1] <= 5:
+		what = "a Python pickle (legacy torch.save): PyTorch pickles are never unpickled; convert it to safetensors first"
+	case strings.HasPrefix(p, "GGUF"):
+		what = "a GGUF file"
+	case strings.HasPrefix(p, "\x89ATZ"):
+		what = "an adaptool compressed container (adaptool unpack restores the safetensors file)"
+	case strings.HasPrefix(p, "\x89HDF"):
+		what = "an HDF5 file (Keras .h5)"
+	case strings.HasPrefix(strings.ToLower(p), "<!doctyp") || strings.HasPrefix(strings.ToLower(p), "<html"):
+		what = "an HTML page (a download that saved an error or login page?)"
+	case p[0] == '{' || p[0] == '[':
+		what = "JSON (a config file? pass the .safetensors file or the adapter directory)"
+	default:
+		return ""
+	}
+	return ", which looks like " + what
 }
 
 // rawTensor is a decoded entry before validation.

@@ -265,3 +265,40 @@ func TestDataZeroCopy(t *testing.T) {
 		t.Fatalf("Section(s) = %v", b)
 	}
 }
+
+// Files of other well-known formats keep their rule error (errors.Is) and
+// say what they look like; a real header length gets no such note.
+func TestOtherFormatHints(t *testing.T) {
+	pad := func(s string) []byte { return append([]byte(s), make([]byte, 64)...) }
+	cases := []struct {
+		name string
+		file []byte
+		want error
+		hint string
+	}{
+		{"git lfs pointer", []byte("version https://git-lfs.github.com/spec/v1\noid sha256:0123\nsize 99999\n"), ErrHeaderTooLarge, "Git LFS pointer"},
+		{"torch.save zip", pad("PK\x03\x04\x14\x00\x00\x00"), ErrHeaderTooLarge, "ZIP archive"},
+		{"legacy pickle", pad("\x80\x02\x8a\x0al\xfc\x9cF"), ErrHeaderTooLarge, "Python pickle"},
+		{"gguf", pad("GGUF\x03\x00\x00\x00"), ErrHeaderTooLarge, "GGUF file"},
+		{"atz", pad("\x89ATZ\r\n\x1a\n"), ErrHeaderTooLarge, "compressed container"},
+		{"hdf5", pad("\x89HDF\r\n\x1a\n"), ErrHeaderTooLarge, "HDF5"},
+		{"html", pad("<!DOCTYPE html><html>"), ErrHeaderTooLarge, "HTML page"},
+		{"json", pad(`{"peft_type": "LORA"}`), ErrHeaderTooLarge, "JSON"},
+		{"plain too large", rawN(100_000_001, "{}", nil), ErrHeaderTooLarge, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := open(c.file)
+			if !errors.Is(err, c.want) {
+				t.Fatalf("error %v, want %v", err, c.want)
+			}
+			if c.hint == "" {
+				if strings.Contains(err.Error(), "looks like") {
+					t.Errorf("unexpected hint: %v", err)
+				}
+			} else if !strings.Contains(err.Error(), "which looks like") || !strings.Contains(err.Error(), c.hint) {
+				t.Errorf("error %v does not say it looks like a %s", err, c.hint)
+			}
+		})
+	}
+}
