@@ -18,7 +18,10 @@ const (
 	GGUFQ5_0 GGUFType = 6  // 32 values in 22 bytes: d, qh (u32), qs[16]
 	GGUFQ5_1 GGUFType = 7  // 32 values in 24 bytes: d, m, qh, qs[16]
 	GGUFQ8_0 GGUFType = 8  // 32 values in 34 bytes: d, int8 qs[32]
+	GGUFQ2_K GGUFType = 10 // 256 values in 84 bytes: scales[16], qs[64], d, dmin
+	GGUFQ3_K GGUFType = 11 // 256 values in 110 bytes: hmask[32], qs[64], scales[12], d
 	GGUFQ4_K GGUFType = 12 // 256 values in 144 bytes: d, dmin, scales[12], qs[128]
+	GGUFQ5_K GGUFType = 13 // 256 values in 176 bytes: d, dmin, scales[12], qh[32], qs[128]
 	GGUFQ6_K GGUFType = 14 // 256 values in 210 bytes: ql[128], qh[64], int8 scales[16], d
 )
 
@@ -35,12 +38,15 @@ var ggufInfo = map[GGUFType]struct {
 	GGUFQ5_0: {"Q5_0", 32, 22},
 	GGUFQ5_1: {"Q5_1", 32, 24},
 	GGUFQ8_0: {"Q8_0", 32, 34},
+	GGUFQ2_K: {"Q2_K", QKK, 84},
+	GGUFQ3_K: {"Q3_K", QKK, 110},
 	GGUFQ4_K: {"Q4_K", QKK, 144},
+	GGUFQ5_K: {"Q5_K", QKK, 176},
 	GGUFQ6_K: {"Q6_K", QKK, 210},
 }
 
 // GGUFTypes lists the block types this package quantizes, in id order.
-var GGUFTypes = []GGUFType{GGUFQ4_0, GGUFQ4_1, GGUFQ5_0, GGUFQ5_1, GGUFQ8_0, GGUFQ4_K, GGUFQ6_K}
+var GGUFTypes = []GGUFType{GGUFQ4_0, GGUFQ4_1, GGUFQ5_0, GGUFQ5_1, GGUFQ8_0, GGUFQ2_K, GGUFQ3_K, GGUFQ4_K, GGUFQ5_K, GGUFQ6_K}
 
 // String returns ggml's name of the type ("Q4_K"), or "GGUFType(n)".
 func (t GGUFType) String() string {
@@ -163,10 +169,10 @@ func DequantizeGGUF(dst []float32, src []byte, t GGUFType) error {
 }
 
 // ggufScaleOffsets are the byte offsets of each type's f16 scales in a
-// block: d, then m (Q4_1, Q5_1) or dmin (Q4_K).
+// block: d, then m (Q4_1, Q5_1) or dmin (Q2_K, Q4_K, Q5_K).
 var ggufScaleOffsets = map[GGUFType][]int{
 	GGUFQ8_0: {0}, GGUFQ4_0: {0}, GGUFQ4_1: {0, 2}, GGUFQ5_0: {0}, GGUFQ5_1: {0, 2},
-	GGUFQ4_K: {0, 2}, GGUFQ6_K: {208},
+	GGUFQ2_K: {80, 82}, GGUFQ3_K: {108}, GGUFQ4_K: {0, 2}, GGUFQ5_K: {0, 2}, GGUFQ6_K: {208},
 }
 
 // ggufSimpleQuantizers quantize one block and return its float32 d and m
@@ -183,7 +189,10 @@ var ggufSimpleQuantizers = map[GGUFType]func(dst []byte, x []float32) (d, m floa
 // ggufQuantizers are the k-quant block quantizers, which requantize
 // against their f16-rounded scales.
 var ggufQuantizers = map[GGUFType]func(dst []byte, x []float32, sc *f16Scratch){
+	GGUFQ2_K: quantizeBlockQ2_K,
+	GGUFQ3_K: quantizeBlockQ3_K,
 	GGUFQ4_K: quantizeBlockQ4_K,
+	GGUFQ5_K: quantizeBlockQ5_K,
 	GGUFQ6_K: quantizeBlockQ6_K,
 }
 
@@ -194,7 +203,10 @@ var ggufDequantizers = map[GGUFType]func(dst []float32, b []byte, d, m float32){
 	GGUFQ4_1: dequantizeBlockQ4_1,
 	GGUFQ5_0: dequantizeBlockQ5_0,
 	GGUFQ5_1: dequantizeBlockQ5_1,
+	GGUFQ2_K: dequantizeBlockQ2_K,
+	GGUFQ3_K: dequantizeBlockQ3_K,
 	GGUFQ4_K: dequantizeBlockQ4_K,
+	GGUFQ5_K: dequantizeBlockQ5_K,
 	GGUFQ6_K: dequantizeBlockQ6_K,
 }
 

@@ -14,10 +14,11 @@ func nearestInt(v float32) int {
 
 // makeQKX2Quants is ggml's make_qkx2_quants: the (scale, −min) pair of an
 // asymmetric nmax-level quantization of x with weights w that minimizes the
-// weighted squared error, searching iscale = (rmin + rdelta·is + nmax)/(max−min)
-// for is = 0…nstep and refining each candidate by weighted least squares.
+// weighted squared error (the weighted absolute error with useMAD, as Q2_K
+// asks), searching iscale = (rmin + rdelta·is + nmax)/(max−min) for
+// is = 0…nstep and refining each candidate by weighted least squares.
 // L receives the levels. All arithmetic is float32 in the reference's order.
-func makeQKX2Quants(nmax int, x, w []float32, L, Laux []uint8, rmin, rdelta float32, nstep int) (scale, theMin float32) {
+func makeQKX2Quants(nmax int, x, w []float32, L, Laux []uint8, rmin, rdelta float32, nstep int, useMAD bool) (scale, theMin float32) {
 	n := len(x)
 	mn, mx := x[0], x[0]
 	sumW := w[0]
@@ -51,7 +52,11 @@ func makeQKX2Quants(nmax int, x, w []float32, L, Laux []uint8, rmin, rdelta floa
 		l = max(0, min(nmax, l))
 		L[i] = uint8(l)
 		diff := float32(float32(scale*float32(l))+mn) - x[i]
-		diff = float32(diff * diff)
+		if useMAD {
+			diff = fabs(diff)
+		} else {
+			diff = float32(diff * diff)
+		}
 		bestError += float32(w[i] * diff)
 	}
 	if nstep < 1 {
@@ -81,7 +86,11 @@ func makeQKX2Quants(nmax int, x, w []float32, L, Laux []uint8, rmin, rdelta floa
 			var curError float32
 			for i := 0; i < n; i++ {
 				diff := float32(float32(thisScale*float32(Laux[i]))+thisMin) - x[i]
-				diff = float32(diff * diff)
+				if useMAD {
+					diff = fabs(diff)
+				} else {
+					diff = float32(diff * diff)
+				}
 				curError += float32(w[i] * diff)
 			}
 			if curError < bestError {
@@ -105,19 +114,34 @@ func getScaleMinK4(j int, q []byte) (d, m uint8) {
 }
 
 // quantizeBlockQ4_K is quantize_row_q4_K_ref for one super-block of 256:
+// quantizeK8 with make_qkx2_quants(32, 15, x, w, rmin −1, rdelta 0.1,
+// nstep 20), then qs in 64-value chunks: byte l = L[j+l] | L[j+l+32] << 4.
+func quantizeBlockQ4_K(dst []byte, x []float32, fs *f16Scratch) {
+	var L [QKK]uint8
+	quantizeK8(dst[:16], &L, x, 15, -1, 0.1, 20, fs)
+	q := dst[16:144]
+	for j := 0; j < QKK; j += 64 {
+		for l := 0; l < 32; l++ {
+			q[l] = L[j+l] | L[j+l+32]<<4
+		}
+		q = q[32:]
+	}
+}
+
+// quantizeK8 is what quantize_row_q4_K_ref and quantize_row_q5_K_ref share:
+// the header hdr = d, dmin (f16), scales[12] of one super-block and its
+// levels L (0…nmax), from
 //
 //  1. per 32-value sub-block, weights w = √(Σx²/32) + |x| and
-//     (scale, min) = make_qkx2_quants(32, 15, x, w, rmin −1, rdelta 0.1, nstep 20);
+//     (scale, min) = make_qkx2_quants(32, nmax, x, w, rmin, rdelta, nstep);
 //  2. ls = min(63, nearest(63/max_scale·scale)), lm likewise for the mins,
 //     packed 6-bit into scales[12] (j < 4: scales[j] = ls, scales[j+4] = lm;
 //     else low nibbles in scales[j+4] and the top 2 bits in bits 7:6 of
 //     scales[j−4] and scales[j]); d = max_scale/63, dmin = max_min/63 as f16;
 //  3. each value requantized against the f16-rounded d·sc and dmin·m:
-//     l = clamp(nearest((x + dm)/d), 0, 15) — a sub-block whose d·sc is 0
-//     keeps its make_qkx2_quants levels;
-//  4. qs in 64-value chunks: byte l = L[j+l] | L[j+l+32] << 4.
-func quantizeBlockQ4_K(dst []byte, x []float32, fs *f16Scratch) {
-	var L [QKK]uint8
+//     l = clamp(nearest((x + dm)/d), 0, nmax) — a sub-block whose d·sc is 0
+//     keeps its make_qkx2_quants levels.
+func quantizeK8(hdr []byte, L *[QKK]uint8, x []float32, nmax int, rmin, rdelta float32, nstep int, fs *f16Scratch) {
 	var Laux [32]uint8
 	var weights [32]float32
 	var mins, scales [QKK / 32]float32
@@ -132,7 +156,7 @@ func quantizeBlockQ4_K(dst []byte, x []float32, fs *f16Scratch) {
 		for l, v := range xs {
 			weights[l] = avX + fabs(v)
 		}
-		scales[j], mins[j] = makeQKX2Quants(15, xs, weights[:], L[32*j:32*j+32], Laux[:], -1, 0.1, 20)
+		scales[j], mins[j] = makeQKX2Quants(nmax, xs, weights[:], L[32*j:32*j+32], Laux[:], rmin, rdelta, nstep, false)
 		if scales[j] > maxScale {
 			maxScale = scales[j]
 		}
@@ -147,7 +171,7 @@ func quantizeBlockQ4_K(dst []byte, x []float32, fs *f16Scratch) {
 	if maxMin > 0 {
 		invMin = 63 / maxMin
 	}
-	sc := dst[4:16]
+	sc := hdr[4:16]
 	clear(sc)
 	for j := 0; j < QKK/32; j++ {
 		ls := min(63, uint8(nearestInt(float32(invScale*scales[j]))))
@@ -161,9 +185,9 @@ func quantizeBlockQ4_K(dst []byte, x []float32, fs *f16Scratch) {
 			sc[j] |= (lm >> 4) << 6
 		}
 	}
-	fs.put(dst[0:], maxScale/63)
-	fs.put(dst[2:], maxMin/63)
-	dd, dmin := fs.get(dst[0:]), fs.get(dst[2:])
+	fs.put(hdr[0:], maxScale/63)
+	fs.put(hdr[2:], maxMin/63)
+	dd, dmin := fs.get(hdr[0:]), fs.get(hdr[2:])
 	for j := 0; j < QKK/32; j++ {
 		s, m := getScaleMinK4(j, sc)
 		d := float32(dd * float32(s))
@@ -173,15 +197,8 @@ func quantizeBlockQ4_K(dst []byte, x []float32, fs *f16Scratch) {
 		dm := float32(dmin * float32(m))
 		for ii := 0; ii < 32; ii++ {
 			l := nearestInt((x[32*j+ii] + dm) / d)
-			L[32*j+ii] = uint8(max(0, min(15, l)))
+			L[32*j+ii] = uint8(max(0, min(nmax, l)))
 		}
-	}
-	q := dst[16:144]
-	for j := 0; j < QKK; j += 64 {
-		for l := 0; l < 32; l++ {
-			q[l] = L[j+l] | L[j+l+32]<<4
-		}
-		q = q[32:]
 	}
 }
 
