@@ -40,9 +40,11 @@ type ggufJob struct {
 }
 
 // ggufMergeType returns the type a merged tensor of base type t is written
-// in: F32, F16 and BF16 keep theirs; the block types of package quant are
-// written as F16 (as llama.cpp's export-lora does) or, with requantize, in
-// their own type. ok is false for every other type.
+// in: F32, F16 and BF16 keep theirs; the block types of package quant
+// (quant.GGUFTypes: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K,
+// Q6_K) are written as F16 (as llama.cpp's export-lora does) or, with
+// requantize, in their own type. ok is false for every other type (Q8_K,
+// the IQ and TQ types, MXFP4, integers, F64).
 func ggufMergeType(t gguf.GGMLType, requantize bool) (gguf.GGMLType, bool) {
 	switch t {
 	case gguf.F32, gguf.F16, gguf.BF16:
@@ -55,6 +57,16 @@ func ggufMergeType(t gguf.GGMLType, requantize bool) (gguf.GGMLType, bool) {
 		return t, true
 	}
 	return gguf.F16, true
+}
+
+// ggufMergeableTypes lists the base types ggufMergeType accepts: "F32,
+// F16, BF16, Q4_0, …" with the block types in quant.GGUFTypes order.
+func ggufMergeableTypes() string {
+	names := []string{"F32", "F16", "BF16"}
+	for _, t := range quant.GGUFTypes {
+		names = append(names, t.String())
+	}
+	return strings.Join(names, ", ")
 }
 
 // applyGGUF is Apply for a GGUF base model (see Apply).
@@ -115,7 +127,7 @@ func applyGGUF(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 		out, ok := ggufMergeType(t.Type, p.Requantize)
 		if !ok {
 			if typeErr == nil {
-				typeErr = fmt.Errorf("%w: %s: tensor %q: base type %s cannot be merged (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K)", ErrUnsupported, p.Base, t.Name, t.Type)
+				typeErr = fmt.Errorf("%w: %s: tensor %q: base type %s cannot be merged (%s)", ErrUnsupported, p.Base, t.Name, t.Type, ggufMergeableTypes())
 			}
 			continue
 		}

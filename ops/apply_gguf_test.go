@@ -66,6 +66,35 @@ func encodeAs(t *testing.T, v []float32, typ gguf.GGMLType) []byte {
 // bytes.
 func writeGGUFBase(t *testing.T, path string, typ gguf.GGMLType, seed uint64) (map[string][]float64, map[string][]byte) {
 	t.Helper()
+	return writeGGUFBaseMixed(t, path, func(string) gguf.GGMLType { return typ }, seed)
+}
+
+// kMix gives the 2-D weights of the synthetic base the k-quant types of a
+// llama.cpp Q2_K/Q3_K_M/Q5_K_M-style mix: every type of the family appears
+// on a touched tensor (attn_q/attn_k/attn_v/ffn_up/token_embd) and on an
+// untouched one (attn_output, output).
+func kMix(name string) gguf.GGMLType {
+	switch {
+	case strings.HasSuffix(name, "attn_q.weight"):
+		return gguf.Q2_K
+	case strings.HasSuffix(name, "attn_k.weight"):
+		return gguf.Q3_K
+	case strings.HasSuffix(name, "attn_v.weight"), name == "output.weight":
+		return gguf.Q5_K
+	case strings.HasSuffix(name, "ffn_up.weight"):
+		return gguf.Q4_K
+	case name == "blk.0.attn_output.weight":
+		return gguf.Q2_K
+	case name == "blk.1.attn_output.weight":
+		return gguf.Q3_K
+	}
+	return gguf.Q6_K // token_embd
+}
+
+// writeGGUFBaseMixed is writeGGUFBase with the type of each 2-D weight
+// given by typeOf(name).
+func writeGGUFBaseMixed(t *testing.T, path string, typeOf func(string) gguf.GGMLType, seed uint64) (map[string][]float64, map[string][]byte) {
+	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 99))
 	vals, raw := map[string][]float64{}, map[string][]byte{}
 	var ts []gguf.Tensor
@@ -78,7 +107,7 @@ func writeGGUFBase(t *testing.T, path string, typ gguf.GGMLType, seed uint64) (m
 		for i := range v {
 			v[i] = float32(rng.NormFloat64() * 0.05)
 		}
-		tt := typ
+		tt := typeOf(s.name)
 		if len(s.ne) == 1 {
 			tt = gguf.F32
 		}
@@ -263,24 +292,35 @@ func TestApplyGGUF(t *testing.T) {
 
 	cases := []struct {
 		name       string
-		typ, out   gguf.GGMLType
+		typ, out   gguf.GGMLType // out 0: each tensor's base type
 		requantize bool
 		peft, ggl  float64 // λ of each adapter (0: not given)
 		fileType   uint32
+		mix        func(string) gguf.GGMLType // per-tensor base types instead of typ
 	}{
-		{"f32 both", gguf.F32, gguf.F32, false, 1, 0.5, 7},
-		{"f16 peft", gguf.F16, gguf.F16, false, 1.5, 0, 7},
-		{"bf16 gguf", gguf.BF16, gguf.BF16, false, 0, 1, 7},
-		{"q8_0 both → f16", gguf.Q8_0, gguf.F16, false, 1, -0.5, 1},
-		{"q4_k both → f16", gguf.Q4_K, gguf.F16, false, 1, 1, 1},
-		{"q4_k requantize", gguf.Q4_K, gguf.Q4_K, true, 1, 1, 7},
-		{"q6_k requantize", gguf.Q6_K, gguf.Q6_K, true, 1, 0, 7},
-		{"q4_0 requantize", gguf.Q4_0, gguf.Q4_0, true, 0, 2, 7},
+		{"f32 both", gguf.F32, gguf.F32, false, 1, 0.5, 7, nil},
+		{"f16 peft", gguf.F16, gguf.F16, false, 1.5, 0, 7, nil},
+		{"bf16 gguf", gguf.BF16, gguf.BF16, false, 0, 1, 7, nil},
+		{"q8_0 both → f16", gguf.Q8_0, gguf.F16, false, 1, -0.5, 1, nil},
+		{"q4_k both → f16", gguf.Q4_K, gguf.F16, false, 1, 1, 1, nil},
+		{"q4_k requantize", gguf.Q4_K, gguf.Q4_K, true, 1, 1, 7, nil},
+		{"q6_k requantize", gguf.Q6_K, gguf.Q6_K, true, 1, 0, 7, nil},
+		{"q4_0 requantize", gguf.Q4_0, gguf.Q4_0, true, 0, 2, 7, nil},
+		{"q2_k requantize", gguf.Q2_K, gguf.Q2_K, true, 1, 1, 7, nil},
+		{"q3_k requantize", gguf.Q3_K, gguf.Q3_K, true, 1, 0.5, 7, nil},
+		{"q5_k requantize", gguf.Q5_K, gguf.Q5_K, true, 0.5, 1, 7, nil},
+		{"q5_k → f16", gguf.Q5_K, gguf.F16, false, 1, 1, 1, nil},
+		{"k-quant mix requantize", 0, 0, true, 1, 1, 7, kMix},
+		{"k-quant mix → f16", 0, gguf.F16, false, 1, -1, 1, kMix},
 	}
 	for ci, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			basePath := filepath.Join(dir, c.name+".gguf")
-			vals, raw := writeGGUFBase(t, basePath, c.typ, uint64(ci+1))
+			typeOf := c.mix
+			if typeOf == nil {
+				typeOf = func(string) gguf.GGMLType { return c.typ }
+			}
+			vals, raw := writeGGUFBaseMixed(t, basePath, typeOf, uint64(ci+1))
 			p := ApplyParams{Base: basePath, Requantize: c.requantize, Verify: true}
 			want := map[string][]float64{}
 			for k, v := range vals {
@@ -330,15 +370,19 @@ func TestApplyGGUF(t *testing.T) {
 					continue
 				}
 				nTouched++
-				if ot.Type != c.out {
-					t.Fatalf("%s: written as %s, want %s", bt.Name, ot.Type, c.out)
+				outType := c.out
+				if outType == 0 {
+					outType = bt.Type
+				}
+				if ot.Type != outType {
+					t.Fatalf("%s: written as %s, want %s", bt.Name, ot.Type, outType)
 				}
 				w := want[bt.Name]
 				got, err := gguf.Decode(data, ot.Type, ot.NumElements())
 				if err != nil {
 					t.Fatal(err)
 				}
-				switch c.out {
+				switch outType {
 				case gguf.F32:
 					for k, g := range got {
 						e := math.Abs(float64(g) - w[k])
@@ -355,8 +399,8 @@ func TestApplyGGUF(t *testing.T) {
 					for k := range w {
 						ref[k] = float32(w[k])
 					}
-					if exp := encodeAs(t, ref, c.out); !bytes.Equal(exp, data) {
-						t.Fatalf("%s: %s bytes differ from the rounded reference", bt.Name, c.out)
+					if exp := encodeAs(t, ref, outType); !bytes.Equal(exp, data) {
+						t.Fatalf("%s: %s bytes differ from the rounded reference", bt.Name, outType)
 					}
 					for k, g := range got {
 						maxErr = math.Max(maxErr, math.Abs(float64(g)-w[k]))
@@ -383,7 +427,7 @@ func TestApplyGGUF(t *testing.T) {
 					se += e * e
 				}
 				rmse := math.Sqrt(se / float64(len(got)))
-				if math.Abs(rmse-m.Requant.RMSE) > 1e-9*rmse || m.Requant.Scheme != strings.ToLower(c.out.String()) || m.Requant.Cosine == nil {
+				if math.Abs(rmse-m.Requant.RMSE) > 1e-9*rmse || m.Requant.Scheme != strings.ToLower(f.Tensors[tensorIndex(f, m.Requant.Tensor)].Type.String()) || m.Requant.Cosine == nil {
 					t.Fatalf("module %s: requant %+v, rmse %v", m.Name, m.Requant, rmse)
 				}
 			}
@@ -428,6 +472,16 @@ func TestApplyGGUF(t *testing.T) {
 	}
 }
 
+// tensorIndex returns the index of the tensor name in f.Tensors.
+func tensorIndex(f *gguf.File, name string) int {
+	for i, t := range f.Tensors {
+		if t.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
 // changed reports whether any value differs.
 func changed(a, b []float64) bool {
 	for i := range a {
@@ -456,11 +510,11 @@ func TestApplyGGUFRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// a base whose q is Q2_K (no merge path) and an adapter touching it
-	q2 := filepath.Join(dir, "q2k.gguf")
-	if err := gguf.WriteFile(q2, []gguf.KV{{Key: "general.architecture", Value: gguf.String("llama")},
+	// a base whose q is IQ4_XS (no merge path) and an adapter touching it
+	iq := filepath.Join(dir, "iq4xs.gguf")
+	if err := gguf.WriteFile(iq, []gguf.KV{{Key: "general.architecture", Value: gguf.String("llama")},
 		{Key: "llama.attention.head_count", Value: gguf.Uint32(gHeads)}},
-		[]gguf.Tensor{{Name: "blk.0.attn_q.weight", Type: gguf.Q2_K, Dims: []uint64{gEmbd, gEmbd}, Data: make([]byte, gEmbd*84)}}); err != nil {
+		[]gguf.Tensor{{Name: "blk.0.attn_q.weight", Type: gguf.IQ4_XS, Dims: []uint64{gEmbd, gEmbd}, Data: make([]byte, gEmbd*136)}}); err != nil {
 		t.Fatal(err)
 	}
 	q, err := testgen.WriteLoRA(filepath.Join(dir, "q"), testgen.LoRA{Seed: 4, Modules: []testgen.Module{
@@ -490,7 +544,7 @@ func TestApplyGGUFRefusals(t *testing.T) {
 	}{
 		{"unmatched modules listed", basePath, unmatched.Dir, ErrUnsupported, []string{"model.layers.7.self_attn.v_proj", "no base tensor blk.7.attn_v.weight", "rotary"}},
 		{"shape mismatch", basePath, shape.Dir, ErrUnsupported, []string{"blk.0.attn_v.weight", "[256 64]"}},
-		{"unsupported base type", q2, q.Dir, ErrUnsupported, []string{"q2k.gguf", "blk.0.attn_q.weight", "Q2_K"}},
+		{"unsupported base type", iq, q.Dir, ErrUnsupported, []string{"iq4xs.gguf", "blk.0.attn_q.weight", "IQ4_XS", "Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)"}},
 		{"gguf lora unpaired and unmatched", basePath, lone, ErrUnsupported, []string{"2 module(s)", "blk.0.attn_q (lora_a or lora_b missing)", "blk.9.attn_q (no base tensor blk.9.attn_q.weight)"}},
 		{"adapter arch mismatch", basePath, otherArch, ErrIncompatible, []string{"phi3"}},
 	}
