@@ -106,6 +106,8 @@ func refClassifyTensor(name string) (class, method string) {
 		return ClassPrompt, "prompt"
 	case last == "trainable_tokens_delta":
 		return ClassReplacement, "trainable-tokens"
+	case len(seg) > 1 && (last == "diff" || last == "diff_b" || last == "w_norm" || last == "b_norm"):
+		return ClassFullDelta, "diff"
 	}
 	for _, k := range []string{"lora_A", "lora_B", "lora_down", "lora_up", "lora_a", "lora_b", "lora_embedding_A", "lora_embedding_B"} {
 		if last == k || prev == k {
@@ -151,7 +153,7 @@ var oddNames = []string{
 	"prompt_embeddings", "prefix_task_cols", "x.dora_scale", "x.hada_w1_a", "x.lokr_t2", "x.vera_lambda_d", "x.ia3_l",
 	"x.lora_diag", "x.lora_E", "x.token_adapter.trainable_tokens_delta", "modules_to_save.lora_A", "a.modules_to_save",
 	"x.oft_r", "x.oft_R.weight", "oft_R.weight.x.y", "boft_s", "vblora_vector_bank", "a.ln_tuning_layers.bias", "x.hra_u.y.z",
-	"poly_router.a.b.c", "x.poly_proj.weight", "x.road_theta", "x.fourierft_spectrum",
+	"poly_router.a.b.c", "x.poly_proj.weight", "x.road_theta", "x.fourierft_spectrum", "x.diff", "diff", "x.diff_b", "a.b.w_norm",
 }
 
 func TestSegmentRulesMatchSplit(t *testing.T) {

@@ -18,6 +18,7 @@ const (
 	ClassVeRA        = "vera"                     // shared random projections scaled by λ vectors
 	ClassPrompt      = "prompt-prefix"            // virtual tokens / prefixes; no weight delta
 	ClassReplacement = "whole-module-replacement" // full tensors (modules_to_save, biases, trainable tokens)
+	ClassFullDelta   = "additive-full"            // full-size deltas added to the base (.diff, .diff_b, .w_norm, .b_norm)
 	ClassOther       = "other-method"             // a PEFT method recognised but not computed (OFT, BOFT, FourierFT, HRA, VB-LoRA, LN tuning, …)
 	ClassUnknown     = "unknown"                  // tensors of no known adapter layout
 )
@@ -65,6 +66,8 @@ func classifyTensor(name string) (class, method string) {
 		return ClassPrompt, "prompt"
 	case last == "trainable_tokens_delta":
 		return ClassReplacement, "trainable-tokens"
+	case n > 1 && (last == "diff" || last == "diff_b" || last == "w_norm" || last == "b_norm"):
+		return ClassFullDelta, "diff"
 	}
 	for _, k := range []string{"lora_A", "lora_B", "lora_down", "lora_up", "lora_a", "lora_b", "lora_embedding_A", "lora_embedding_B"} {
 		if last == k || prev == k {
@@ -126,7 +129,7 @@ func classify(names []string) []Class {
 	for k, n := range counts {
 		out = append(out, Class{Class: k.c, Method: k.m, Tensors: n})
 	}
-	order := map[string]int{ClassLowRank: 0, ClassSVDForm: 1, ClassRescaled: 2, ClassRescaling: 3, ClassLyCORIS: 4, ClassVeRA: 5, ClassPrompt: 6, ClassReplacement: 7, ClassOther: 8, ClassUnknown: 9}
+	order := map[string]int{ClassLowRank: 0, ClassSVDForm: 1, ClassRescaled: 2, ClassRescaling: 3, ClassLyCORIS: 4, ClassVeRA: 5, ClassPrompt: 6, ClassFullDelta: 7, ClassReplacement: 8, ClassOther: 9, ClassUnknown: 10}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Class != out[j].Class {
 			return order[out[i].Class] < order[out[j].Class]

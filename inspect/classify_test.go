@@ -29,6 +29,9 @@ func TestClassifyTensor(t *testing.T) {
 		{"base_model.model.model.layers.0.input_layernorm.ln_tuning_layers.weight", ClassOther, "ln_tuning"},
 		{"base_model.model.vblora_vector_bank", ClassOther, "vblora"},
 		{"base_model.model.poly_proj.weight", ClassReplacement, "full"},
+		{"lora_unet_mid_block_attentions_0_proj_in.diff", ClassFullDelta, "diff"},
+		{"diffusion_model.blocks.0.norm3.diff_b", ClassFullDelta, "diff"},
+		{"lora_unet_mid_block_attentions_0_norm.w_norm", ClassFullDelta, "diff"},
 		{"something", ClassUnknown, "unknown"},
 	}
 	for _, c := range cases {

@@ -138,14 +138,15 @@ type ApplyReport struct {
 
 // Module operation kinds on one base tensor.
 const (
-	opLoRA     = iota // W += λ·s·B·A (logical frame)
-	opDoRA            // W = m/‖W+Δ‖·(W+Δ) per logical row
-	opIA3             // W ⊙ l (rows or columns)
-	opBias            // b += λ·s·lora_B.bias
-	opIA3Bias         // b ⊙ l
-	opReplace         // tensor := saved tensor
-	opDense           // W += λ·ΔW with ΔW dense (LoHa, LoKr, VeRA)
-	opTruncate        // W := W minus its r smallest singular triplets (KaSA)
+	opLoRA      = iota // W += λ·s·B·A (logical frame)
+	opDoRA             // W = m/‖W+Δ‖·(W+Δ) per logical row
+	opIA3              // W ⊙ l (rows or columns)
+	opBias             // b += λ·s·lora_B.bias
+	opIA3Bias          // b ⊙ l
+	opReplace          // tensor := saved tensor
+	opDense            // W += λ·ΔW with ΔW dense (LoHa, LoKr, VeRA)
+	opTruncate         // W := W minus its r smallest singular triplets (KaSA)
+	opAddTensor        // tensor += λ·saved tensor (diff, diff_b)
 )
 
 // tensorOp is one module's change to one base tensor.
@@ -155,7 +156,7 @@ type tensorOp struct {
 	mod    *adapter.Module
 	lambda float64
 	rep    int    // index into ApplyReport.Modules
-	src    string // opReplace: the adapter tensor
+	src    string // opReplace, opAddTensor: the adapter tensor
 	drop   int    // opTruncate: singular triplets to drop
 }
 
@@ -775,6 +776,31 @@ func (pl *planner) module(a *adapter.Adapter, m *adapter.Module, lambda float64,
 			return ""
 		}
 		add(t.Name, kind)
+	case adapter.KindDiff:
+		// Elementwise in the base's own layout: the shapes must be equal.
+		for _, r := range []struct{ role, suffix string }{{adapter.RoleDiff, "weight"}, {adapter.RoleDiffBias, "bias"}} {
+			d, ok := m.Tensors[r.role]
+			if !ok {
+				continue
+			}
+			n := ix.find(m.Name, r.suffix)
+			if n == "" {
+				return fmt.Sprintf("no base tensor %s.%s", m.Name, r.suffix)
+			}
+			t, q, why := pl.weightInfo(n)
+			if why != "" {
+				return why
+			}
+			if !q && !convertible(t.DType) {
+				return fmt.Sprintf("base tensor %s is %s, which cannot be recomputed in floating point", t.Name, t.DType)
+			}
+			if !slices.Equal(t.Shape, d.Shape) {
+				return fmt.Sprintf("%s has shape %v, the base tensor %s %v", d.Name, d.Shape, t.Name, t.Shape)
+			}
+			add(t.Name, opAddTensor)
+			ops := pl.job(t.Name).ops
+			ops[len(ops)-1].src = d.Name
+		}
 	case adapter.KindLoHa, adapter.KindLoKr, adapter.KindVeRA:
 		t, why := weight()
 		if why != "" {
@@ -1002,6 +1028,19 @@ func transpose64(dst, src []float64, rows, cols int) {
 	}
 }
 
+// addend reads the adapter tensor an opAddTensor adds to the n values of
+// base tensor info.
+func addend(op tensorOp, info safetensors.TensorInfo, n int) ([]float32, error) {
+	v, err := op.ad.File.Float32(op.src)
+	if err != nil {
+		return nil, err
+	}
+	if len(v) != n {
+		return nil, fmt.Errorf("%w: %s has %d values, %s %d", ErrIncompatible, op.src, len(v), info.Name, n)
+	}
+	return v, nil
+}
+
 // applyOp32 applies one operation to the float32 tensor w.
 func applyOp32(w []float32, info safetensors.TensorInfo, op tensorOp) error {
 	m := op.mod
@@ -1032,6 +1071,13 @@ func applyOp32(w []float32, info safetensors.TensorInfo, op tensorOp) error {
 			return err
 		}
 		kernels.Mul(w, l)
+		return nil
+	case opAddTensor:
+		v, err := addend(op, info, len(w))
+		if err != nil {
+			return err
+		}
+		kernels.Axpy(float32(op.lambda), v, w)
 		return nil
 	}
 	rows, cols := frame(m, info)
@@ -1147,6 +1193,15 @@ func applyOp64(w []float64, info safetensors.TensorInfo, op tensorOp) error {
 		}
 		for i, x := range l {
 			w[i] *= float64(x)
+		}
+		return nil
+	case opAddTensor:
+		v, err := addend(op, info, len(w))
+		if err != nil {
+			return err
+		}
+		for i, x := range v {
+			w[i] += op.lambda * float64(x)
 		}
 		return nil
 	}

@@ -17,7 +17,8 @@ import (
 // ScaleParams is the parameter of scale (and of neg, λ = −1).
 type ScaleParams struct {
 	// By is λ: LoRA deltas become λ·ΔW (B multiplied by λ, lora_B.bias
-	// too); IA3 vectors become 1 + λ·(l − 1).
+	// too); full-size deltas (diff, diff_b) are multiplied by λ; IA3
+	// vectors become 1 + λ·(l − 1).
 	By float64 `json:"by"`
 	// KeepFull passes modules_to_save (whole-module replacements) through
 	// unchanged instead of refusing the adapter.
@@ -32,7 +33,8 @@ func NegateAdapter(path string, keepFull bool, o RunOptions) (*Report, error) {
 }
 
 // ScaleAdapter writes λ·ΔW of the adapter at path by rewriting only the B
-// tensors (and lora_B.bias, and IA3 vectors as 1 + λ(l − 1)) in their own
+// tensors (and lora_B.bias, diff and diff_b, and IA3 vectors as
+// 1 + λ(l − 1)) in their own
 // dtype and layout: the dialect, key names, every other tensor's bytes and
 // the config are kept, so neg is exact in every dtype and scale rounds only
 // the rewritten tensors. DoRA (the magnitude is normalised against the
@@ -77,6 +79,12 @@ func rewrite(path, op string, p ScaleParams, o RunOptions) (*Report, error) {
 			how[b.Name] = 'b'
 			if t, ok := m.Tensors[adapter.RoleLoRABias]; ok {
 				how[t.Name] = 'b'
+			}
+		case adapter.KindDiff:
+			for _, r := range []string{adapter.RoleDiff, adapter.RoleDiffBias} {
+				if t, ok := m.Tensors[r]; ok {
+					how[t.Name] = 'b'
+				}
 			}
 		case adapter.KindIA3:
 			how[m.Tensors[adapter.RoleIA3].Name] = 'i'

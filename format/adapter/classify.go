@@ -45,6 +45,10 @@ const (
 	KindPrefix        Kind = "prefix"     // prefix-tuning prompt_embeddings
 	KindFull          Kind = "full"       // whole tensors: modules_to_save, biases, passthrough
 	KindIncomplete    Kind = "incomplete" // low-rank pair with a factor missing
+	// KindDiff is an additive full-size delta (LyCORIS "full" and norm
+	// modules, ComfyUI/musubi-tuner LoRAs): W += diff, bias += diff_b, with
+	// no scale (ComfyUI loads .diff, .diff_b, .w_norm and .b_norm so).
+	KindDiff Kind = "diff"
 )
 
 // Tensor roles used as keys of Module.Tensors.
@@ -61,6 +65,8 @@ const (
 	RoleAlpha      = "alpha"  // kohya rank-0 alpha tensor
 	RolePrompt     = "prompt_embeddings"
 	RoleTokenDelta = "trainable_tokens_delta"
+	RoleDiff       = "diff"   // an additive full weight delta (.diff, .w_norm)
+	RoleDiffBias   = "diff_b" // an additive full bias delta (.diff_b, .b_norm)
 )
 
 // TensorRef identifies one tensor of the adapter's safetensors file.
@@ -166,6 +172,10 @@ var peftSuffixes = []suffixRole{
 	{".weight", RoleWeight, false},
 	{".bias", RoleBias, false},
 	{".alpha", RoleAlpha, false},
+	{".diff", RoleDiff, false},
+	{".diff_b", RoleDiffBias, false},
+	{".w_norm", RoleDiff, false},
+	{".b_norm", RoleDiffBias, false},
 }
 
 var lycorisRoles = []string{
@@ -343,7 +353,7 @@ func parseKohyaKey(name string) parsedKey {
 	for _, s := range []struct{ suf, role string }{
 		{".lora_down.weight", RoleA}, {".lora_up.weight", RoleB}, {".alpha", RoleAlpha},
 		{".dora_scale", RoleMagnitude}, {".lora_mid.weight", "lora_mid"},
-		{".diff", RoleWeight}, {".diff_b", RoleBias},
+		{".diff", RoleDiff}, {".diff_b", RoleDiffBias}, {".w_norm", RoleDiff}, {".b_norm", RoleDiffBias},
 	} {
 		if strings.HasSuffix(name, s.suf) {
 			return parsedKey{module: strings.TrimSuffix(name, s.suf), role: s.role, ok: true}
@@ -587,6 +597,19 @@ func (cl *classification) finish(m *Module, emb bool, cfg *Config) {
 		m.Kind = KindPrompt
 		if peftType == "PREFIX_TUNING" {
 			m.Kind = KindPrefix
+		}
+	case hasRole(m, RoleDiff) || hasRole(m, RoleDiffBias):
+		m.Kind = KindDiff
+		if d, ok := m.Tensors[RoleDiff]; ok && len(d.Shape) > 0 {
+			m.OutFeatures, m.InFeatures = d.Shape[0], 1
+			if len(d.Shape) > 1 {
+				m.InFeatures = d.Shape[1]
+			}
+			if len(d.Shape) > 2 {
+				m.Kernel = append([]int(nil), d.Shape[2:]...)
+			}
+		} else if b, ok := m.Tensors[RoleDiffBias]; ok && len(b.Shape) == 1 {
+			m.OutFeatures = b.Shape[0]
 		}
 	default:
 		if k := otherMethod(m); k != "" {

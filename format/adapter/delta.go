@@ -80,6 +80,8 @@ func (a *Adapter) delta(m *Module, dry bool) (*Dense, []float64, error) {
 	}
 	switch {
 	case m.IsLowRank(), m.Kind == KindLoHa, m.Kind == KindLoKr, m.Kind == KindVeRA:
+	case m.Kind == KindDiff && hasRole(m, RoleDiff):
+		d.Scale = 1
 	default:
 		return nil, nil, fmt.Errorf("%s: module %q (%s): %w: no additive delta", a.WeightsPath, m.Name, m.Kind, ErrNotLowRank)
 	}
@@ -99,6 +101,8 @@ func (a *Adapter) delta(m *Module, dry bool) (*Dense, []float64, error) {
 		v, err = r.lohaDelta(m, d)
 	case m.Kind == KindLoKr:
 		v, err = r.lokrDelta(m, d)
+	case m.Kind == KindDiff:
+		v, err = r.diffDelta(m, d)
 	default:
 		v, err = r.veraDelta(m, d)
 	}
@@ -106,6 +110,22 @@ func (a *Adapter) delta(m *Module, dry bool) (*Dense, []float64, error) {
 		return nil, nil, err
 	}
 	return d, v, nil
+}
+
+// diffDelta is the diff tensor itself (a full-size delta, no scale).
+func (a deltaRun) diffDelta(m *Module, d *Dense) ([]float64, error) {
+	t, v, err := a.read(m, RoleDiff, 1, 2+len(d.Kernel))
+	if err != nil {
+		return nil, err
+	}
+	n := int64(1)
+	for _, x := range t.Shape {
+		n *= int64(x)
+	}
+	if n != int64(d.Out)*int64(d.Cols()) {
+		return nil, a.shapeErr(m, t, "diff has shape %v, the module %d×%d", t.Shape, d.Out, d.Cols())
+	}
+	return v.v, nil // nil when dry
 }
 
 // deltaRun builds dense deltas; with dry set, tensors are not read and

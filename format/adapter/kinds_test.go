@@ -3,6 +3,7 @@ package adapter
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -351,6 +352,88 @@ func TestOtherPEFTMethods(t *testing.T) {
 			}
 			if len(warned) != len(methods) {
 				t.Errorf("warned about %v, want one warning per method of %v", warned, methods)
+			}
+		})
+	}
+}
+
+// Additive full-size deltas — kohya/LyCORIS .diff/.diff_b and norm
+// .w_norm/.b_norm, ComfyUI names too — are KindDiff modules (not
+// replacements) with scale 1, their frame from the diff's shape, and the
+// diff itself as the module's ΔW.
+func TestDiffModules(t *testing.T) {
+	dir := writeRaw(t, t.TempDir(), "lora.safetensors", "", map[string]string{"ss_network_module": "lycoris.kohya"},
+		zt("lora_unet_mid_block_attentions_0_proj_in.diff", 6, 4), zt("lora_unet_mid_block_attentions_0_proj_in.diff_b", 6),
+		zt("lora_unet_mid_block_attentions_0_norm.w_norm", 6), zt("lora_unet_mid_block_attentions_0_norm.b_norm", 6),
+		zt("lora_unet_conv_in.diff", 8, 3, 3, 3),
+		zt("lora_unet_x.lora_down.weight", 2, 4), zt("lora_unet_x.lora_up.weight", 4, 2))
+	a := mustLoad(t, dir)
+	want := map[string]struct {
+		kind    Kind
+		out, in int
+		kernel  []int
+	}{
+		"lora_unet_mid_block_attentions_0_proj_in": {KindDiff, 6, 4, nil},
+		"lora_unet_mid_block_attentions_0_norm":    {KindDiff, 6, 1, nil},
+		"lora_unet_conv_in":                        {KindDiff, 8, 3, []int{3, 3}},
+		"lora_unet_x":                              {KindLoRA, 4, 4, nil},
+	}
+	if len(a.Modules) != len(want) {
+		t.Fatalf("%d modules, want %d", len(a.Modules), len(want))
+	}
+	for _, m := range a.Modules {
+		w := want[m.Name]
+		if m.Kind != w.kind || m.OutFeatures != w.out || m.InFeatures != w.in || !slices.Equal(m.Kernel, w.kernel) {
+			t.Errorf("%s: %s %d×%d %v, want %s %d×%d %v", m.Name, m.Kind, m.OutFeatures, m.InFeatures, m.Kernel, w.kind, w.out, w.in, w.kernel)
+		}
+		if m.Kind != KindDiff {
+			continue
+		}
+		if m.Scale != 1 || !m.AlphaKnown {
+			t.Errorf("%s: scale %v known %v, want 1 true", m.Name, m.Scale, m.AlphaKnown)
+		}
+		d, v, err := a.Delta64(m)
+		if err != nil {
+			t.Fatalf("%s: %v", m.Name, err)
+		}
+		if d.Out != w.out || len(v) != d.Out*d.Cols() {
+			t.Fatalf("%s: ΔW %d×%d with %d values", m.Name, d.Out, d.Cols(), len(v))
+		}
+		for _, x := range v {
+			if x != 0.5 { // zt fills 0.5
+				t.Fatalf("%s: ΔW value %v, want the diff's 0.5", m.Name, x)
+			}
+		}
+	}
+	if len(a.Unknown) != 0 || len(a.Warnings) != 0 {
+		t.Errorf("unknown %v, warnings %v", a.Unknown, a.Warnings)
+	}
+}
+
+// validate checks a diff_b against its diff.
+func TestValidateDiffShapes(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		tensors []safetensors.Tensor
+		bad     bool
+	}{
+		{"matching", []safetensors.Tensor{zt("m.q.diff", 6, 4), zt("m.q.diff_b", 6)}, false},
+		{"bias only", []safetensors.Tensor{zt("m.q.diff_b", 6)}, false},
+		{"rows differ", []safetensors.Tensor{zt("m.q.diff", 6, 4), zt("m.q.diff_b", 5)}, true},
+		{"bias not a vector", []safetensors.Tensor{zt("m.q.diff", 6, 4), zt("m.q.diff_b", 6, 1)}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := writeRaw(t, t.TempDir(), "d.safetensors", "", nil, c.tensors...)
+			r, err := Validate(filepath.Join(dir, "d.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			shape := false
+			for _, f := range r.Findings {
+				shape = shape || f.Rule == RuleShape
+			}
+			if shape != c.bad {
+				t.Errorf("shape finding %v, want %v: %+v", shape, c.bad, r.Findings)
 			}
 		})
 	}

@@ -215,6 +215,16 @@ func (v *validator) modules() {
 		if m.Kind == KindVeRA && (a.Shared["vera_A"].Name == "" || a.Shared["vera_B"].Name == "") {
 			v.find(SeverityError, m, m.Tensors["vera_lambda_b"].Name, RuleVeRAProjection, "VeRA module %q but the file has no shared base_model.vera_A/vera_B (save_projection=false): the projections come from torch's PRNG and cannot be reproduced", m.Name)
 		}
+		if m.Kind == KindDiff {
+			d, hasD := m.Tensors[RoleDiff]
+			b, hasB := m.Tensors[RoleDiffBias]
+			switch {
+			case hasB && len(b.Shape) != 1:
+				v.find(SeverityError, m, b.Name, RuleShape, "diff_b has shape %v; want a vector", b.Shape)
+			case hasD && hasB && (len(d.Shape) == 0 || d.Shape[0] != b.Shape[0]):
+				v.find(SeverityError, m, b.Name, RuleShape, "diff_b has %d elements, the diff %v has %d rows", b.Shape[0], d.Shape, dim(d.Shape, 0))
+			}
+		}
 		if m.Kind == KindIA3 {
 			l := m.Tensors[RoleIA3]
 			if len(l.Shape) != 2 && len(l.Shape) != 4 || (len(l.Shape) == 2 && l.Shape[0] != 1 && l.Shape[1] != 1) {
