@@ -110,7 +110,7 @@ func refClassifyTensor(name string) (class, method string) {
 		return ClassFullDelta, "diff"
 	}
 	for _, k := range []string{"lora_A", "lora_B", "lora_down", "lora_up", "lora_a", "lora_b", "lora_embedding_A", "lora_embedding_B"} {
-		if last == k || prev == k {
+		if last == k || prev == k || (k == "lora_A" || k == "lora_B") && (last == "weight" || last == "bias") && len(seg) > 2 && seg[len(seg)-3] == k {
 			if has("modules_to_save") || has("original_module") {
 				return ClassLowRank, "lora-on-wrapper"
 			}
@@ -154,6 +154,7 @@ var oddNames = []string{
 	"x.lora_diag", "x.lora_E", "x.token_adapter.trainable_tokens_delta", "modules_to_save.lora_A", "a.modules_to_save",
 	"x.oft_r", "x.oft_R.weight", "oft_R.weight.x.y", "boft_s", "vblora_vector_bank", "a.ln_tuning_layers.bias", "x.hra_u.y.z",
 	"poly_router.a.b.c", "x.poly_proj.weight", "x.road_theta", "x.fourierft_spectrum", "x.diff", "diff", "x.diff_b", "a.b.w_norm",
+	"x.lora_A.task.weight", "lora_B.t.bias", "x.lora_A.t.u.weight", "lora_A.x",
 }
 
 func TestSegmentRulesMatchSplit(t *testing.T) {

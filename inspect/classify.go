@@ -70,7 +70,7 @@ func classifyTensor(name string) (class, method string) {
 		return ClassFullDelta, "diff"
 	}
 	for _, k := range []string{"lora_A", "lora_B", "lora_down", "lora_up", "lora_a", "lora_b", "lora_embedding_A", "lora_embedding_B"} {
-		if last == k || prev == k {
+		if last == k || prev == k || (k == "lora_A" || k == "lora_B") && (last == "weight" || last == "bias") && n > 2 && seg[2] == k {
 			if hasSegment(name, "modules_to_save") || hasSegment(name, "original_module") {
 				return ClassLowRank, "lora-on-wrapper"
 			}

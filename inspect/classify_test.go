@@ -23,6 +23,8 @@ func TestClassifyTensor(t *testing.T) {
 		{"base_model.model.classifier.weight", ClassReplacement, "full"},
 		{"base_model.model.classifier.modules_to_save.lora_A.weight", ClassLowRank, "lora-on-wrapper"},
 		{"w_a_000", ClassUnknown, "custom"},
+		{"base_model.model.model.layers.0.self_attn.q_proj.lora_A.my_task.weight", ClassLowRank, "lora"},
+		{"base_model.model.model.layers.0.self_attn.q_proj.lora_B.default.bias", ClassLowRank, "lora"},
 		{"base_model.model.model.layers.0.self_attn.q_proj.oft_r", ClassOther, "oft"},
 		{"base_model.model.model.layers.0.self_attn.q_proj.oft_R.weight", ClassOther, "oft"},
 		{"base_model.model.model.layers.0.mlp.up_proj.boft_R", ClassOther, "boft"},

@@ -3,6 +3,7 @@ package adapter
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -126,6 +127,40 @@ func lastSegments(key string) (segs [3]string, n int, cut [3]int) {
 
 // stripAdapterName removes an adapter name that sits in ModuleDict or
 // ParameterDict position, only when it is exactly one of names.
+// keyAdapterNames returns, sorted, the adapter names other than known that
+// PEFT keys carry in ModuleDict position (X.lora_A.<name>.weight) or
+// ParameterDict position (X.lora_embedding_A.<name>, X.ia3_l.<name>, …).
+func keyAdapterNames(names, known []string) []string {
+	found := map[string]bool{}
+	for _, name := range names {
+		seg, n, _ := lastSegments(strings.TrimPrefix(name, "base_model.model."))
+		last, prev := seg[0], seg[1]
+		cand := ""
+		switch {
+		case n >= 3 && (last == "weight" || last == "bias") && isModuleDictRole(seg[2]):
+			cand = prev
+		case n >= 2 && isParamDictRole(prev) && last != "weight" && last != "bias":
+			cand = last
+		}
+		if cand == "" || slices.Contains(known, cand) || isParamDictRole(cand) || !isIdentifier(cand) {
+			continue
+		}
+		found[cand] = true
+	}
+	return slices.Sorted(maps.Keys(found))
+}
+
+// isIdentifier reports whether s is a Python identifier of ASCII letters,
+// digits and underscores (what an adapter name in a key looks like).
+func isIdentifier(s string) bool {
+	for i, c := range s {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
 func stripAdapterName(key string, names []string) string {
 	isName := func(s string) bool {
 		for _, a := range names {
@@ -394,6 +429,7 @@ type classification struct {
 	shared   map[string]TensorRef
 	unknown  []string // tensors kept as passthrough because their role is not known
 	warnings []string
+	err      error // the tensors cannot be read as one adapter
 }
 
 // classify groups tensors into modules and assigns each a kind, a rank and
@@ -407,6 +443,17 @@ func classify(tensors []TensorRef, meta map[string]string, cfg *Config, peftConf
 	cl.producer = detectProducer(cl.dialect, names, meta, cfg)
 	if len(adapterNames) == 0 {
 		adapterNames = defaultAdapterNames
+	}
+	if cl.dialect == DialectPEFT || cl.dialect == DialectUnknown || cl.dialect == DialectDiffusers {
+		extra := keyAdapterNames(names, adapterNames)
+		switch {
+		case len(extra) == 1:
+			adapterNames = append(slices.Clone(adapterNames), extra[0])
+			cl.warnings = append(cl.warnings, fmt.Sprintf("tensor keys carry the adapter name %q (as a state_dict of the PeftModel does); it is stripped", extra[0]))
+		case len(extra) > 1:
+			cl.err = fmt.Errorf("%w: tensor keys carry %d adapter names (%s): the file holds several adapters; save each on its own, as PEFT's save_pretrained does", ErrUnsupported, len(extra), strings.Join(extra, ", "))
+			return cl
+		}
 	}
 	byName := make(map[string]*Module, len(tensors)/2)
 	var order []*Module // first-seen order: usually sorted already

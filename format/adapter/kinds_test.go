@@ -1,6 +1,8 @@
 package adapter
 
 import (
+	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -436,5 +438,34 @@ func TestValidateDiffShapes(t *testing.T) {
 				t.Errorf("shape finding %v, want %v: %+v", shape, c.bad, r.Findings)
 			}
 		})
+	}
+}
+
+// Keys that carry an adapter name other than "default" (a PeftModel's own
+// state_dict) are read as that adapter, with a warning; keys carrying
+// several names are refused (several adapters in one file), never taken
+// for whole-module replacements.
+func TestKeyAdapterNames(t *testing.T) {
+	one := []safetensors.Tensor{
+		zt("base_model.model.l.0.q.lora_A.my_task.weight", 2, 8), zt("base_model.model.l.0.q.lora_B.my_task.weight", 8, 2),
+		zt("base_model.model.embed.lora_embedding_A.my_task", 2, 10), zt("base_model.model.embed.lora_embedding_B.my_task", 8, 2),
+		zt("base_model.model.l.0.k.lora_A.default.weight", 2, 8), zt("base_model.model.l.0.k.lora_B.default.weight", 8, 2),
+	}
+	a := mustLoad(t, writeRaw(t, t.TempDir(), PEFTWeightsFile, `{"peft_type":"LORA","r":2,"lora_alpha":4,"target_modules":["q","k","embed"]}`, nil, one...))
+	kinds := map[string]Kind{}
+	for _, m := range a.Modules {
+		kinds[m.Name] = m.Kind
+	}
+	want := map[string]Kind{"l.0.q": KindLoRA, "l.0.k": KindLoRA, "embed": KindLoRAEmbedding}
+	if !maps.Equal(kinds, want) {
+		t.Errorf("modules %v, want %v", kinds, want)
+	}
+	if len(a.Warnings) != 1 || !strings.Contains(a.Warnings[0], `adapter name "my_task"`) {
+		t.Errorf("warnings %v", a.Warnings)
+	}
+	two := append(one, zt("base_model.model.l.1.q.lora_A.other.weight", 2, 8), zt("base_model.model.l.1.q.lora_B.other.weight", 8, 2))
+	_, err := Load(writeRaw(t, t.TempDir(), PEFTWeightsFile, "", nil, two...))
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "my_task, other") {
+		t.Errorf("two adapter names: %v, want ErrUnsupported naming both", err)
 	}
 }

@@ -218,6 +218,9 @@ func (a *Adapter) build(o *loadOptions) error {
 		return err
 	}
 	cl := classify(refs, a.Metadata, a.Config, a.PeftType != "", o.adapterNames)
+	if cl.err != nil {
+		return fmt.Errorf("%s: %w", a.WeightsPath, cl.err)
+	}
 	a.Dialect, a.Producer, a.Modules, a.Unknown = cl.dialect, cl.producer, cl.modules, cl.unknown
 	if len(cl.shared) > 0 {
 		a.Shared = cl.shared
