@@ -44,7 +44,7 @@ type ApplyParams struct {
 	// when in ≥ out + r); "keep" adds ΔW to the untruncated W.
 	KaSA string `json:"kasa,omitempty"`
 	// Requantize (GGUF bases only) writes merged tensors of a quantized
-	// type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K) requantized to that
+	// type (quant.GGUFTypes: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) requantized to that
 	// type with ggml's reference quantizer; by default they are written as
 	// F16, as llama.cpp's export-lora does.
 	Requantize bool `json:"requantize,omitempty"`

@@ -11,7 +11,7 @@
 //     [QuantizeInt8Rows], [QuantizeInt8Groups];
 //   - FP8 E4M3FN and E5M2 with per-tensor, per-channel or 128×128 block scales,
 //     clamped to the finite range before round-to-nearest-even — see [QuantizeFP8];
-//   - GGUF blocks Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K, byte-identical to
+//   - GGUF blocks Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K, byte-identical to
 //     ggml's quantize_row_*_ref — see [QuantizeGGUF], [DequantizeGGUF].
 //
 // The algorithms work on in-memory slices and never do I/O; layout.go maps

@@ -19,7 +19,7 @@ var plainDTypes = map[GGMLType]safetensors.DType{
 // Decode converts n elements of raw tensor data of type t to float32.
 // Supported: F32, F16, BF16, F64, I8, I16, I32 (exactly as
 // safetensors.ToFloat32 converts the same dtypes) and the block types of
-// package quant (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K).
+// package quant (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K).
 func Decode(raw []byte, t GGMLType, n int64) ([]float32, error) {
 	tr, ok := typeTraits[t]
 	if !ok {
