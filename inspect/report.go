@@ -239,6 +239,11 @@ func addSeries(p *plot.Plot, types []string, series map[string]plotter.XYs) erro
 func headroom(p *plot.Plot, entries int) {
 	f := 0.08 * float64(min(entries, maxSeries)+1)
 	if _, ok := p.Y.Scale.(plot.LogScale); ok {
+		if p.Y.Max > 0 && p.Y.Min == p.Y.Max {
+			// one value only: gonum/plot would widen the range to
+			// [v−1, v+1], which a log scale cannot show
+			p.Y.Min = p.Y.Max / 10
+		}
 		if p.Y.Max > 0 && p.Y.Min > 0 {
 			p.Y.Max *= math.Pow(p.Y.Max/p.Y.Min, f)
 		}
@@ -371,8 +376,18 @@ func (r *Report) Figures() ([]Figure, error) {
 	return figs, nil
 }
 
-// SVG renders the figure as a standalone SVG element (no XML prolog).
-func (f Figure) SVG() (string, error) {
+// SVG renders the figure as a standalone SVG element (no XML prolog). A
+// plot gonum/plot cannot draw (it panics on some degenerate ranges) is an
+// error naming the figure, not a crash.
+func (f Figure) SVG() (svg string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if _, fault := p.(interface{ Addr() uintptr }); fault {
+				panic(p) // a memory fault belongs to the caller's guard
+			}
+			svg, err = "", fmt.Errorf("inspect: figure %s cannot be drawn: %v", f.Name, p)
+		}
+	}()
 	wt, err := f.plot.WriterTo(figW, figH, "svg")
 	if err != nil {
 		return "", err

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/xml"
 	"fmt"
-	"github.com/adaptool/adaptool/svd"
 	"image/png"
 	"math"
 	"math/rand/v2"
@@ -14,6 +13,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/adaptool/adaptool/svd"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
 )
 
 func sampleReport() *Report {
@@ -213,5 +216,53 @@ func TestBlockTicks(t *testing.T) {
 		if got := blockTicks(c.labels).axisTitle(); got != c.title {
 			t.Errorf("%v: axis %q, want %q", c.labels, got, c.title)
 		}
+	}
+}
+
+// Degenerate inputs draw: a report whose modules all have one nonzero
+// singular value (rank-1 deltas, one spectrum point at 1) or none, and
+// equal norms everywhere. gonum/plot widens a one-value range to [v−1,
+// v+1], which the log-scale spectrum cannot show; it used to panic.
+func TestReportDegenerate(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		sv   [][]float64
+	}{
+		{"one rank-1 module", [][]float64{{2, 0}}},
+		{"rank-1 modules", [][]float64{{2}, {3, 1e-20}, {5}}},
+		{"a zero spectrum beside a rank-1 one", [][]float64{{0, 0}, {1}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := &Report{Title: "t", Totals: Totals{DTypes: map[string]int{}}}
+			for i, sv := range c.sv {
+				r.Modules = append(r.Modules, ReportModule{Name: fmt.Sprintf("model.layers.%d.q_proj", i), Layer: i,
+					Block: fmt.Sprintf("model.layers.%d", i), ModuleType: "q_proj", Kind: "lora", Rank: len(sv), FroNorm: 1,
+					SingularValues: sv, EffectiveRank: 1})
+			}
+			var b bytes.Buffer
+			if err := r.WriteHTML(&b); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(b.String(), "<svg") {
+				t.Error("no figure drawn")
+			}
+		})
+	}
+}
+
+// A plot gonum/plot cannot draw is an error naming the figure, not a
+// crash.
+func TestFigureSVGPanicIsError(t *testing.T) {
+	p := plot.New()
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Min, p.Y.Max = -1, 1
+	l, err := plotter.NewLine(plotter.XYs{{X: 1, Y: 1}, {X: 2, Y: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Add(l)
+	_, err = Figure{Name: "broken", plot: p}.SVG()
+	if err == nil || !strings.Contains(err.Error(), "figure broken") {
+		t.Fatalf("error %v, want one naming figure broken", err)
 	}
 }
