@@ -4,7 +4,10 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"os"
 	"runtime/debug"
+
+	"github.com/adaptool/adaptool/internal/mmapfile"
 )
 
 // memSource is a source whose bytes are addressable (a mapped file, an
@@ -19,14 +22,9 @@ type memSource interface {
 type byteSource []byte
 
 // ReadAt implements io.ReaderAt. A fault on a mapped file (truncated
-// meanwhile) is returned as an error.
+// meanwhile) is returned as an error (*mmapfile.FaultError).
 func (b byteSource) ReadAt(p []byte, off int64) (n int, err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if e := recover(); e != nil {
-			n, err = 0, faultError(e)
-		}
-	}()
+	defer mmapfile.Recover(debug.SetPanicOnFault(true), &err)
 	if off < 0 {
 		return 0, fmt.Errorf("atz: negative offset %d", off)
 	}
@@ -45,17 +43,20 @@ func (b byteSource) ReadAt(p []byte, off int64) (n int, err error) {
 
 func (b byteSource) atzBytes() []byte { return b }
 
-// faultError turns a memory fault on a mapped file (the file was truncated
-// while it was being read: SIGBUS) into an error; the calling goroutine must
-// have called debug.SetPanicOnFault(true). Any other panic is re-raised.
-func faultError(p any) error {
-	if p == nil {
-		return nil
+// mapFile maps the first size bytes of f read-only for Pack, which then
+// encodes and hashes the file in place instead of reading copies. It
+// returns nil when the file cannot be mapped (Pack then reads it with
+// ReadAt) and a function that unmaps it. The mapping is registered with
+// mmapfile, so a read that faults because another process truncated the
+// file meanwhile is reported as an error naming it (see hashMem, encode in
+// Pack and verify).
+func mapFile(f *os.File, size int64) ([]byte, func()) {
+	b, err := mmapfile.Map(f, size)
+	if err != nil || b == nil {
+		return nil, func() {}
 	}
-	if _, ok := p.(interface{ Addr() uintptr }); ok {
-		return fmt.Errorf("reading the mapped source failed (file changed while packing?): %v", p)
-	}
-	panic(p)
+	mmapfile.AdviseSequential(b)
+	return b, func() { _ = mmapfile.Unmap(b) }
 }
 
 // seqHasher computes the SHA-256 of a sequence of buffers on its own
@@ -112,13 +113,8 @@ func hashMem(b []byte, stop <-chan struct{}) <-chan hashResult {
 	out := make(chan hashResult, 1)
 	go func() {
 		var r hashResult
-		defer func() {
-			if p := recover(); p != nil {
-				r.err = faultError(p)
-			}
-			out <- r
-		}()
-		debug.SetPanicOnFault(true)
+		defer func() { out <- r }()
+		defer mmapfile.Recover(debug.SetPanicOnFault(true), &r.err)
 		s := sha256.New()
 		const step = 1 << 20
 		for off := 0; off < len(b); off += step {

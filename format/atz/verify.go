@@ -7,6 +7,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/adaptool/adaptool/internal/mmapfile"
 )
 
 // Verify checks that the container packed (packedSize bytes) restores
@@ -82,12 +84,7 @@ func (r *Reader) verify(orig io.ReaderAt, size int64, workers int) error {
 		}
 		var want []byte
 		if mem != nil {
-			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-			defer func() {
-				if p := recover(); p != nil {
-					err = &Error{File: r.name, Chunk: i, Err: faultError(p)}
-				}
-			}()
+			defer mmapfile.Recover(debug.SetPanicOnFault(true), &err)
 			want = mem[c.origOff : c.origOff+int64(c.origLen)]
 		} else {
 			want = getBuf(c.origLen)

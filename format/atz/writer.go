@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/adaptool/adaptool/internal/atomicfile"
+	"github.com/adaptool/adaptool/internal/mmapfile"
 )
 
 // PackOptions configures Pack. The zero value packs at LevelDefault on
@@ -163,12 +164,8 @@ func Pack(dst io.Writer, src io.ReaderAt, size int64, opt PackOptions) (Stats, e
 	encode := func(i int) (r result) {
 		c := &d.chunks[i]
 		if mem != nil {
-			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-			defer func() {
-				if p := recover(); p != nil {
-					r = result{err: faultError(p)}
-				}
-			}()
+			// a fault here or in EncodeChunk's workers becomes r.err
+			defer mmapfile.Recover(debug.SetPanicOnFault(true), &r.err)
 			r.orig = mem[c.origOff : c.origOff+int64(c.origLen)]
 		} else {
 			r.orig = getBuf(c.origLen)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/adaptool/adaptool/internal/mmapfile"
 )
 
 // File is an open, fully validated safetensors file (rules 1–8). Its tensor
@@ -56,7 +58,7 @@ func Open(name string, opts ...Option) (*File, error) {
 		h.osFile = f
 	}
 	if !wrapped && h.DataSize > 0 {
-		if m, err := mmapFile(f, size); err == nil && m != nil {
+		if m, err := mmapfile.Map(f, size); err == nil && m != nil {
 			h.mapped = m
 		}
 	}
@@ -114,7 +116,7 @@ func newFile(r io.ReaderAt, size int64, o *options) (*File, error) {
 func (f *File) Close() error {
 	var err error
 	if f.mapped != nil {
-		err = munmap(f.mapped)
+		err = mmapfile.Unmap(f.mapped)
 		f.mapped = nil
 	}
 	if f.closer != nil {
