@@ -11,6 +11,7 @@ import (
 
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/safetensors"
+	"github.com/adaptool/adaptool/internal/mmapfile"
 )
 
 // RunOptions control how an adapter-level operation executes. The zero
@@ -349,7 +350,9 @@ func lowRankBytes(r, out, ink int, dt safetensors.DType, extra int) int64 {
 }
 
 // runPool calls f(i) for i in [0, n) on workers goroutines, stopping at the
-// first error, and reports progress.
+// first error, and reports progress. f reads the inputs' mapped bytes: a
+// memory fault in it (an input truncated by another process meanwhile) is
+// that call's error, a *mmapfile.FaultError naming the file.
 func runPool(n, workers int, progress func(done, total int), f func(i int) error) error {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -373,7 +376,7 @@ func runPool(n, workers int, progress func(done, total int), f func(i int) error
 				if stop || i >= n {
 					return
 				}
-				if err := f(i); err != nil {
+				if err := mmapfile.Guard(func() error { return f(i) }); err != nil {
 					mu.Lock()
 					if first == nil {
 						first = err

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math/bits"
 	"runtime"
+	"runtime/debug"
 	"sync"
 
+	"github.com/adaptool/adaptool/internal/mmapfile"
 	"github.com/adaptool/adaptool/ops/kernels"
 )
 
@@ -290,7 +292,10 @@ const parallelMin = 1 << 17
 
 // forBlocks calls f on contiguous ranges of the ⌈n/bs⌉ blocks, in parallel
 // (GOMAXPROCS workers) when n is large, inline otherwise. Ranges never
-// share a block, so writes to per-block outputs do not overlap.
+// share a block, so writes to per-block outputs do not overlap. The input
+// may be a mapped file truncated meanwhile: a worker's memory fault is
+// re-raised on the caller once every worker has finished, where the
+// caller's mmapfile.Guard turns it into an error naming the file.
 func forBlocks(n, bs int, f func(b0, b1 int)) {
 	nb := NumBlocks(n, bs)
 	w := runtime.GOMAXPROCS(0)
@@ -304,16 +309,19 @@ func forBlocks(n, bs int, f func(b0, b1 int)) {
 		return
 	}
 	var wg sync.WaitGroup
+	var faults mmapfile.Faults
 	per := (nb + w - 1) / w
 	for b0 := 0; b0 < nb; b0 += per {
 		b1 := min(b0+per, nb)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer faults.Catch(debug.SetPanicOnFault(true))
 			f(b0, b1)
 		}()
 	}
 	wg.Wait()
+	faults.Rethrow()
 }
 
 // QuantizeNF4 quantizes src (flattened row-major) to packed NF4 codes in

@@ -3,8 +3,9 @@
 // parameters, and the sha256 of each input file, plus the tool version.
 //
 // It is the single implementation shared by ops, format/convert, quant and
-// format/safetensors; it imports only the standard library so that any
-// package may use it.
+// format/safetensors; it imports only the standard library and
+// internal/mmapfile (itself free of project imports) so that any package may
+// use it.
 package provenance
 
 import (
@@ -17,6 +18,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/adaptool/adaptool/internal/mmapfile"
 )
 
 // Provenance keys written into an output's __metadata__. Values are
@@ -140,11 +143,18 @@ func HashAsync(path string) *Pending {
 // HashMappedAsync is HashAsync for a file whose bytes are already mapped
 // in memory (mapped, the whole file): hashing reads the mapping directly,
 // with no read copies. mapped must stay valid until Wait or Cancel returns.
+// When the file is truncated by another process meanwhile, reading the
+// mapping faults and Wait returns the fault as a *mmapfile.FaultError
+// naming the file (mapped must come from mmapfile.Map).
 func HashMappedAsync(path string, mapped []byte) *Pending {
 	p := &Pending{done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		p.sum, p.err = hashFile(path, mapped, &p.stop)
+		p.err = mmapfile.Guard(func() error {
+			var err error
+			p.sum, err = hashFile(path, mapped, &p.stop)
+			return err
+		})
 	}()
 	return p
 }

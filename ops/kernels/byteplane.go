@@ -4,7 +4,10 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"runtime"
+	"runtime/debug"
 	"sync"
+
+	"github.com/adaptool/adaptool/internal/mmapfile"
 )
 
 // Byte-plane split and merge, the shuffle at the heart of the atz codec
@@ -92,7 +95,9 @@ func checkPlanes(dst, src []byte, w int, rotate bool) int {
 }
 
 // planesParallel runs f over [0, n) elements, split into blocks of whole
-// 8-element groups across goroutines when the input is large.
+// 8-element groups across goroutines when the input is large. A memory
+// fault in a worker (the source is a mapped file truncated meanwhile) is
+// re-raised on the caller, as in parallel.
 func planesParallel(n, w int, f func(i0, i1 int)) {
 	procs := runtime.GOMAXPROCS(0)
 	if n*w < parallelPlaneMin || procs < 2 {
@@ -102,15 +107,18 @@ func planesParallel(n, w int, f func(i0, i1 int)) {
 	parts := min(procs, n*w/(1<<20))
 	per := (n/parts + 7) &^ 7
 	var wg sync.WaitGroup
+	var faults mmapfile.Faults
 	for i0 := 0; i0 < n; i0 += per {
 		i1 := min(i0+per, n)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer faults.Catch(debug.SetPanicOnFault(true))
 			f(i0, i1)
 		}()
 	}
 	wg.Wait()
+	faults.Rethrow()
 }
 
 // splitRange splits elements [i0, i1) of src into the planes of dst.

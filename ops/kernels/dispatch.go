@@ -2,8 +2,11 @@ package kernels
 
 import (
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
+
+	"github.com/adaptool/adaptool/internal/mmapfile"
 )
 
 // implSet is one complete set of kernel bodies: the pure-Go twins or one of
@@ -109,6 +112,13 @@ func workers(n int) int {
 // worker, taken from a shared counter, so a worker whose core is busy with
 // another process does not hold up the whole call (the others take its
 // share).
+//
+// The inputs may be a memory-mapped file that another process truncates
+// meanwhile: a worker's read then faults. Each worker panics on a fault
+// instead of crashing the process, stops, and the fault is re-raised on the
+// calling goroutine once all have finished, where the caller's
+// mmapfile.Guard (the CLI runs every command inside one) turns it into an
+// error naming the file. The cost is one deferred call per goroutine.
 func parallel(n int, f func(lo, hi int)) {
 	w := workers(n)
 	if w <= 1 {
@@ -117,12 +127,13 @@ func parallel(n int, f func(lo, hi int)) {
 	}
 	chunk := max(parMin/4, (n/(w*4)+parAlign-1)/parAlign*parAlign)
 	pieces := (n + chunk - 1) / chunk
-	var next atomic.Int64
+	var st shared // one allocation for the counter and the faults
 	var wg sync.WaitGroup
 	for range min(w, pieces) {
 		wg.Go(func() {
+			defer st.faults.Catch(debug.SetPanicOnFault(true))
 			for {
-				i := int(next.Add(1) - 1)
+				i := int(st.next.Add(1) - 1)
 				if i >= pieces {
 					return
 				}
@@ -131,17 +142,27 @@ func parallel(n int, f func(lo, hi int)) {
 		})
 	}
 	wg.Wait()
+	st.faults.Rethrow()
+}
+
+// shared is what the workers of parallel and parallelPieces share: the
+// next piece to take and the first memory fault met.
+type shared struct {
+	next   atomic.Int64
+	faults mmapfile.Faults
 }
 
 // parallelPieces calls f(i) for i in [0, pieces) from GOMAXPROCS-bounded
-// workers (at most w) taking pieces from a shared counter.
+// workers (at most w) taking pieces from a shared counter. A memory fault
+// in a worker is re-raised on the caller, as in parallel.
 func parallelPieces(pieces, w int, f func(i int)) {
-	var next atomic.Int64
+	var st shared
 	var wg sync.WaitGroup
 	for range min(w, pieces) {
 		wg.Go(func() {
+			defer st.faults.Catch(debug.SetPanicOnFault(true))
 			for {
-				i := int(next.Add(1) - 1)
+				i := int(st.next.Add(1) - 1)
 				if i >= pieces {
 					return
 				}
@@ -150,4 +171,5 @@ func parallelPieces(pieces, w int, f func(i int)) {
 		})
 	}
 	wg.Wait()
+	st.faults.Rethrow()
 }

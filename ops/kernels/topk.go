@@ -2,7 +2,10 @@ package kernels
 
 import (
 	"math"
+	"runtime/debug"
 	"sync"
+
+	"github.com/adaptool/adaptool/internal/mmapfile"
 )
 
 // AbsKey maps v to a uint32 that orders like |v|: the bits of a non-negative
@@ -79,11 +82,17 @@ func selectKth(x []float32, k int) selection {
 		if len(chunks) == 1 {
 			count(0)
 		} else {
+			// x may be a mapped file: a fault is re-raised here (see parallel)
 			var wg sync.WaitGroup
+			var faults mmapfile.Faults
 			for c := range chunks {
-				wg.Go(func() { count(c) })
+				wg.Go(func() {
+					defer faults.Catch(debug.SetPanicOnFault(true))
+					count(c)
+				})
 			}
 			wg.Wait()
+			faults.Rethrow()
 		}
 		d := size - 1
 		for ; d > 0; d-- {
@@ -195,10 +204,15 @@ func TopKMask(mask []bool, x []float32, k int) {
 		return
 	}
 	var wg sync.WaitGroup
+	var faults mmapfile.Faults
 	for c := range sel.chunks {
 		budget := min(max(need, 0), sel.eq[c])
 		need -= sel.eq[c]
-		wg.Go(func() { write(c, budget) })
+		wg.Go(func() {
+			defer faults.Catch(debug.SetPanicOnFault(true))
+			write(c, budget)
+		})
 	}
 	wg.Wait()
+	faults.Rethrow()
 }
