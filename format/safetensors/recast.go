@@ -146,18 +146,24 @@ func Recast(in, out string, opts RecastOptions) (*RecastReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	renamed := false
+	defer func() {
+		// also when a panic unwinds through here: a memory fault on a
+		// mapped input, which CatchFaults turns into an error
+		if !renamed {
+			os.RemoveAll(stage)
+		}
+	}()
 	if err := os.Chmod(stage, 0o755); err != nil {
-		os.RemoveAll(stage)
 		return nil, err
 	}
 	if err := recastDir(in, stage, opts, rep); err != nil {
-		os.RemoveAll(stage)
 		return nil, err
 	}
 	if err := os.Rename(stage, out); err != nil {
-		os.RemoveAll(stage)
 		return nil, err
 	}
+	renamed = true
 	for i := range rep.Tensors {
 		if rel, err := filepath.Rel(stage, rep.Tensors[i].File); err == nil && !strings.HasPrefix(rel, "..") {
 			rep.Tensors[i].File = filepath.Join(out, rel)

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/adaptool/adaptool/internal/atomicfile"
+	"github.com/adaptool/adaptool/internal/mmapfile"
 )
 
 // Tensor is a tensor to be written: its bytes come either from Data or from
@@ -355,7 +356,10 @@ func write(w io.Writer, tensors []Tensor, metadata map[string]string, o *writeOp
 	}
 	for i, t := range p.tensors {
 		if t.WriteTo == nil {
-			if _, err := bw.Write(t.Data); err != nil {
+			if n, err := bw.Write(t.Data); err != nil {
+				if fe := mmapfile.WriteFault(err, t.Data, n); fe != err {
+					return sourceError(o, t, fe) // Data maps an input truncated meanwhile
+				}
 				return &TensorError{File: o.name, Tensor: t.Name, Err: err}
 			}
 			continue
@@ -471,7 +475,8 @@ func copySection(bw *bufio.Writer, fw *atomicfile.Writer, src *fileSection, size
 	case errors.Is(err, errCopyRangeUnsupported) && n == 0:
 		return false, nil
 	case errors.Is(err, errCopyRangeShort):
-		return false, fmt.Errorf("reading data: %w", io.ErrUnexpectedEOF)
+		// Open checked the size: the source was truncated since
+		return false, fmt.Errorf("%s: %w (it ended while it was copied)", src.f.Name(), ErrFileChanged)
 	case err != nil:
 		return false, err
 	}

@@ -79,8 +79,11 @@ func Write(name string, fill func(f *os.File) error) (err error) {
 		return writeError(name, err)
 	}
 	tmpName := tmp.Name()
+	done := false
 	defer func() {
-		if err != nil {
+		// !done: a panic unwinds through fill (a memory fault on a mapped
+		// input, which the caller's mmapfile.Guard turns into an error)
+		if err != nil || !done {
 			tmp.Close()
 			os.Remove(tmpName)
 		}
@@ -102,6 +105,7 @@ func Write(name string, fill func(f *os.File) error) (err error) {
 	if err = os.Rename(tmpName, name); err != nil {
 		return writeError(name, err)
 	}
+	done = true
 	return nil
 }
 
