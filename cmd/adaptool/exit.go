@@ -86,6 +86,11 @@ func exitCode(err error) int {
 	if errors.As(err, &ce) {
 		return exitUsage
 	}
+	// An input truncated or changed by another process while it was read
+	// (a memory fault on its mapping) is an unreadable input.
+	if errors.Is(err, safetensors.ErrFileChanged) {
+		return exitInput
+	}
 	// A failure to write an output is never a bad input, even when it wraps
 	// fs.ErrNotExist (a missing output directory).
 	var we *atomicfile.WriteError

@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/adaptool/adaptool/format/safetensors"
 )
 
 func main() {
@@ -48,9 +50,15 @@ func (f flushFirst) Write(p []byte) (int, error) {
 
 // run executes one command line and returns the process exit code. Errors
 // are printed to stderr as "adaptool: <message>"; nothing else is.
+//
+// The command runs inside safetensors.CatchFaults: inputs are memory-mapped,
+// and a read of an input that another process truncated meanwhile faults;
+// the fault becomes an error naming the file (exit code 2) instead of a
+// crash, after the deferred cleanups on the way (temporary outputs are
+// removed).
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	err := app.Run(reorderArgs(app, args))
+	err := safetensors.CatchFaults(func() error { return app.Run(reorderArgs(app, args)) })
 	if err == nil {
 		return exitOK
 	}
