@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
@@ -218,6 +219,22 @@ func scaledWriter(raw []byte, t safetensors.TensorInfo, lambda float64, file str
 				k := min(scaleChunk, n-off)
 				scaleTo(dst[:k], lambda, src[off:off+k])
 				if _, err := w.Write(out[:k*es]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if t.DType == safetensors.F64 {
+			// F64 is scaled in float64 and rounded once: through float32 it
+			// would lose 29 bits of every value.
+			for off := 0; off < n; off += scaleChunk {
+				k := min(scaleChunk, n-off)
+				o := out[:k*es]
+				for i := 0; i < k; i++ {
+					x := math.Float64frombits(binary.LittleEndian.Uint64(raw[(off+i)*8:]))
+					binary.LittleEndian.PutUint64(o[i*8:], math.Float64bits(lambda*x))
+				}
+				if _, err := w.Write(o); err != nil {
 					return err
 				}
 			}
