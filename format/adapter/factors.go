@@ -104,7 +104,9 @@ func (a *Adapter) Factors(m *Module) (*Factors, error) {
 	bad := func(t TensorRef, format string, args ...any) error {
 		return fmt.Errorf("%s: tensor %q: %w: %s", a.WeightsPath, t.Name, ErrShape, fmt.Sprintf(format, args...))
 	}
-	if f.Rank <= 0 || f.In <= 0 || f.Out <= 0 {
+	// Rank 0 is legal (AdaLoRA prunes a module to rank 0: lora_A (0, in),
+	// lora_B (out, 0)): ΔW = 0, with empty A and B.
+	if f.Rank < 0 || f.In <= 0 || f.Out <= 0 {
 		return nil, bad(ta, "rank %d, in %d, out %d", f.Rank, f.In, f.Out)
 	}
 	// Check B's shape against the rank before reading any data.

@@ -392,7 +392,9 @@ func (a *Adapter) resolveScales(o *loadOptions) error {
 			continue
 		}
 		if m.Rank <= 0 {
-			m.Scale, m.AlphaKnown = 0, false
+			// Rank 0 (AdaLoRA prunes modules to it): ΔW = 0 whatever the
+			// alpha, so there is nothing to know; no scale is defined.
+			m.Scale, m.AlphaKnown = 0, m.Rank == 0 && m.IsLowRank()
 			continue
 		}
 		if t, ok := m.Tensors[RoleAlpha]; ok {
