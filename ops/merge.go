@@ -255,7 +255,9 @@ func Merge(paths []string, p MergeParams, o RunOptions) (*Report, error) {
 				mr.Status = "partial"
 			}
 		}
-		if reason != "" {
+		if st, why := rank0Status(s); reason == "" && st != "" {
+			mr.Status, mr.Reason = st, why
+		} else if reason != "" {
 			mr.Status, mr.Reason = "refused", reason
 		} else {
 			mr.Rank = p.plannedRank(ranks, out, ink)
@@ -265,6 +267,9 @@ func Merge(paths []string, p MergeParams, o RunOptions) (*Report, error) {
 		rep.Modules = append(rep.Modules, mr)
 	}
 	if err := rep.planned(); err != nil {
+		return rep, err
+	}
+	if err := allRank0(rep); err != nil {
 		return rep, err
 	}
 	mp, dopts, warn := p.planMemory(rep.Modules, o)
@@ -277,11 +282,14 @@ func Merge(paths []string, p MergeParams, o RunOptions) (*Report, error) {
 	outMods := make([]adapter.OutModule, len(slots))
 	err = runPool(len(slots), mp.Workers, o.Progress, func(i int) error {
 		s := slots[i]
+		if rep.Modules[i].Status == "removed" {
+			return nil
+		}
 		lrs := make([]*LowRank, len(s.mods))
 		var bias []float32
 		var in0 *adapter.Factors
 		for j, m := range s.mods {
-			if m == nil {
+			if m == nil || m.Rank == 0 { // rank 0: ΔW = 0, contributes nothing
 				continue
 			}
 			l, f, err := lowRankOf(in.ads[j], m)
@@ -324,6 +332,12 @@ func Merge(paths []string, p MergeParams, o RunOptions) (*Report, error) {
 	if strings.HasPrefix(p.Method, "dare") || !p.Exact() {
 		seed = &p.Seed
 	}
+	var mods []adapter.OutModule // rank-0 modules (removed) are not written
+	for i, om := range outMods {
+		if rep.Modules[i].Status != "removed" {
+			mods = append(mods, om)
+		}
+	}
 	meta := provenance("merge", p.Method, p, w, seed, in.infos)
-	return rep, write(o, outputConfig(in.ads[0]), fifo, outMods, meta)
+	return rep, write(o, outputConfig(in.ads[0]), fifo, mods, meta)
 }

@@ -56,7 +56,9 @@ func runSingle(path string, op singleOp, o RunOptions) (*Report, error) {
 			if reason == "" && op.refuse != nil {
 				reason = op.refuse(m.Kind)
 			}
-			if reason != "" {
+			if st, why := rank0Status(s); reason == "" && st != "" {
+				mr.Status, mr.Reason = st, why
+			} else if reason != "" {
 				mr.Status, mr.Reason = "refused", reason
 			} else {
 				mr.Rank = op.plan(m, out, ink)
@@ -71,6 +73,9 @@ func runSingle(path string, op singleOp, o RunOptions) (*Report, error) {
 		rep.Modules = append(rep.Modules, mr)
 	}
 	if err := rep.planned(); err != nil {
+		return rep, err
+	}
+	if err := allRank0(rep); err != nil {
 		return rep, err
 	}
 	if op.prepare != nil {
