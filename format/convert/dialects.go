@@ -196,6 +196,10 @@ func prepare(a *adapter.Adapter, to string, o Options, kinds []adapter.Kind) ([]
 	if len(mods) == 0 {
 		return nil, nil, fmt.Errorf("%w: %s holds no LoRA modules to convert", ErrRefused, a.WeightsPath)
 	}
+	mods, err := dropRank0(a, mods, res)
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, m := range mods {
 		if err := m.load(a); err != nil {
 			return nil, nil, err

@@ -155,6 +155,10 @@ func ggufModules(a *adapter.Adapter, o GGUFOptions, arch ggufArch, res *Result, 
 	if len(mods) == 0 {
 		return nil, nil, fmt.Errorf("%w: %s holds no LoRA modules", ErrRefused, a.WeightsPath)
 	}
+	mods, err := dropRank0(a, mods, res)
+	if err != nil {
+		return nil, nil, err
+	}
 	tied, tiedKnown := o.Base.Bool("tie_word_embeddings")
 	if !tiedKnown {
 		tied = arch.tied
