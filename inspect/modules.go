@@ -155,7 +155,7 @@ func moduleWarnings(m *adapter.Module) []string {
 		if width := min(m.InFeatures, m.OutFeatures); width > 0 && m.Rank > width {
 			w = append(w, fmt.Sprintf("module %q: rank %d exceeds the layer width min(in %d, out %d) = %d, so rank(ΔW) ≤ %d", m.Name, m.Rank, m.InFeatures, m.OutFeatures, width, width))
 		}
-		if sc := math.Abs(m.Scale); sc > ScaleHigh || sc < ScaleLow {
+		if sc := math.Abs(m.Scale); m.Rank > 0 && (sc > ScaleHigh || sc < ScaleLow) { // rank 0: ΔW = 0, no scale
 			w = append(w, fmt.Sprintf("module %q: scale %g is far outside the usual range [%g, %g]", m.Name, m.Scale, ScaleLow, ScaleHigh))
 		}
 	}
@@ -210,7 +210,7 @@ func moduleStats(a *adapter.Adapter, m *adapter.Module) (*ModuleStats, []string)
 		A, B = A[:f.Rank*f.InK()], B[:f.Out*f.Rank]
 		note = fmt.Sprintf("MoE SwitchLinear: statistics of expert 0 of %d", f.Experts)
 	}
-	allZero := true
+	allZero := f.Rank > 0 // rank 0 (empty factors) is ΔW = 0 by shape, not an untrained lora_B
 	for _, x := range B {
 		if x != 0 {
 			allZero = false
