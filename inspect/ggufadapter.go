@@ -38,15 +38,20 @@ func loadAdapter(path, baseConfig string) (*adapter.Adapter, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	ok := false
+	defer func() {
+		if !ok { // an error return, or a panic (a fault on a mapped input) unwinding
+			os.RemoveAll(dir)
+		}
+	}()
 	if _, err := convert.GGUFToPEFT(path, dir, convert.Options{Base: base}, ""); err != nil {
-		os.RemoveAll(dir)
 		return nil, nil, err
 	}
 	a, err := adapter.Load(dir)
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, nil, fmt.Errorf("inspect: %s: the PEFT form of the GGUF adapter does not load: %w", path, err)
 	}
+	ok = true
 	a.Warnings = append(a.Warnings, fmt.Sprintf("%s: GGUF adapter read through its PEFT conversion (Hugging Face module names)", path))
 	return a, func() { a.Close(); os.RemoveAll(dir) }, nil
 }

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/adaptool/adaptool/internal/atomicfile"
+	"github.com/adaptool/adaptool/internal/mmapfile"
 )
 
 // Tensor is one tensor to write: its name, ggml type, dimensions in ggml
@@ -109,8 +110,11 @@ func Write(w io.Writer, kv []KV, tensors []Tensor) error {
 			if err := t.WriteTo(cw); err != nil {
 				return &Error{Tensor: t.Name, Err: err}
 			}
-		} else {
-			cw.Write(t.Data)
+		} else if n, err := cw.Write(t.Data); err != nil {
+			// Data mapping an input truncated meanwhile fails with EFAULT.
+			if fe := mmapfile.WriteFault(err, t.Data, n); fe != err {
+				return &Error{Tensor: t.Name, Err: fe}
+			}
 		}
 		if cw.err != nil {
 			return cw.err
