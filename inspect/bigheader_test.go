@@ -277,12 +277,26 @@ func TestWriteJSONNonFinite(t *testing.T) {
 		}
 		return s
 	}
+	// A non-finite alpha or scale comes from the input (a kohya .alpha of
+	// Inf or NaN): it is written as null, through the encoding/json path.
 	for _, c := range []struct {
 		name string
 		set  func(s *Summary)
 	}{
 		{"module alpha", func(s *Summary) { s.Modules[0].Alpha = math.NaN() }},
 		{"module scale", func(s *Summary) { s.Modules[len(s.Modules)-1].Scale = math.Inf(1) }},
+	} {
+		s := base()
+		c.set(s)
+		var buf bytes.Buffer
+		if err := s.WriteJSON(&buf); err != nil || !bytes.Contains(buf.Bytes(), []byte(`": null`)) {
+			t.Errorf("%s: WriteJSON err %v; want null for the non-finite value", c.name, err)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		set  func(s *Summary)
+	}{
 		{"singular value", func(s *Summary) { s.Modules[0].SingularValues[0] = math.Inf(-1) }},
 		{"stable rank", func(s *Summary) { s.Modules[0].StableRank = math.NaN() }},
 		{"tensor mean", func(s *Summary) { s.Tensors[1].Stats.Mean = math.NaN() }},

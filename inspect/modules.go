@@ -239,6 +239,10 @@ func moduleStats(a *adapter.Adapter, m *adapter.Module) (*ModuleStats, []string)
 	if err != nil {
 		return nil, append(w, fmt.Sprintf("module %q: %v", m.Name, err))
 	}
+	if !finite(st.DeltaFroNorm) || !finite(st.NormA) || !finite(st.NormB) {
+		// a non-finite or overflowing scale: no statistic is meaningful
+		return nil, append(w, fmt.Sprintf("module %q: ‖ΔW‖ is not finite (scale %v): statistics not computed", m.Name, f.Scale))
+	}
 	st.Note = note
 	if f.Magnitude != nil {
 		var n float64

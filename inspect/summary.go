@@ -3,6 +3,7 @@ package inspect
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -99,9 +100,22 @@ type ModuleSummary struct {
 // low-rank delta to analyse (full, prompt, incomplete, LoHa, ...) still
 // carries the keys delta_fro_norm, effective_rank and stable_rank as null and
 // singular_values as [], so every entry has the same shape.
+//
+// JSON has no NaN or Inf: a non-finite alpha or scale (a kohya .alpha of
+// Inf or NaN, an alpha beyond float32) is written as null.
 func (m ModuleSummary) MarshalJSON() ([]byte, error) {
 	type plain ModuleSummary // no methods: default encoding, embedded fields promoted
-	b, err := json.Marshal(plain(m))
+	var b []byte
+	var err error
+	if finite(m.Alpha) && finite(m.Scale) {
+		b, err = json.Marshal(plain(m))
+	} else {
+		b, err = json.Marshal(struct {
+			plain
+			Alpha *float64 `json:"alpha"`
+			Scale *float64 `json:"scale"`
+		}{plain(m), finiteOrNil(m.Alpha), finiteOrNil(m.Scale)})
+	}
 	if err != nil || m.ModuleStats != nil || !m.statsRequested || len(b) < 2 {
 		return b, err
 	}
@@ -408,4 +422,14 @@ func quantCandidate(name, dt string) bool {
 		return true
 	}
 	return strings.Contains(name, ".quant_state.bitsandbytes__")
+}
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+// finiteOrNil returns &f, or nil (JSON null) when f is NaN or ±Inf.
+func finiteOrNil(f float64) *float64 {
+	if !finite(f) {
+		return nil
+	}
+	return &f
 }
