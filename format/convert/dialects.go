@@ -459,6 +459,9 @@ func ToKohya(a *adapter.Adapter, out string, o Options) (*Result, error) {
 			dora = true
 		}
 		alpha, exact := alphaFor(m.src.Scale, m.f.Rank, m.src.Alpha, true)
+		if a32 := float32(alpha); math.IsInf(float64(a32), 0) || a32 != a32 {
+			return nil, fmt.Errorf("%w: %s: module %q: scale %v at r=%d needs alpha %v, which a float32 kohya .alpha cannot hold", ErrRefused, a.WeightsPath, m.src.Name, m.src.Scale, m.f.Rank, m.src.Scale*float64(m.f.Rank))
+		}
 		if !exact {
 			res.warn("module %q: scale %v is not alpha/r for any float32 alpha at r=%d; alpha %v changes it by ≤1 ulp", m.src.Name, m.src.Scale, m.f.Rank, alpha)
 		}

@@ -109,3 +109,32 @@ func TestConvertRankZero(t *testing.T) {
 		}
 	}
 }
+
+// A PEFT scale whose kohya alpha (scale·r) float32 cannot hold was written
+// as alpha = +Inf with a warning claiming a change of ≤1 ulp; the file then
+// had ΔW = Inf. It is refused, naming the module.
+func TestToKohyaAlphaOverflow(t *testing.T) {
+	dir := t.TempDir()
+	const p = "base_model.model.model.layers.0.self_attn.q_proj."
+	ts := []safetensors.Tensor{r0Tensor(p+"lora_A.weight", 2, 8), r0Tensor(p+"lora_B.weight", 8, 2)}
+	if err := safetensors.WriteFile(filepath.Join(dir, "adapter_model.safetensors"), ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg := `{"peft_type": "LORA", "r": 2, "lora_alpha": 1e39, "target_modules": ["q_proj"]}`
+	if err := os.WriteFile(filepath.Join(dir, "adapter_config.json"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, err := adapter.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	out := filepath.Join(t.TempDir(), "k.safetensors")
+	_, err = ToKohya(a, out, Options{})
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "q_proj") || !strings.Contains(err.Error(), "float32") {
+		t.Errorf("err %v, want ErrRefused naming the module", err)
+	}
+	if _, serr := os.Stat(out); serr == nil {
+		t.Error("output written")
+	}
+}
