@@ -338,6 +338,9 @@ func Merge(paths []string, p MergeParams, o RunOptions) (*Report, error) {
 			mods = append(mods, om)
 		}
 	}
+	if err := checkOverflow(mods, dt); err != nil {
+		return rep, err
+	}
 	meta := provenance("merge", p.Method, p, w, seed, in.infos)
 	return rep, write(o, outputConfig(in.ads[0]), fifo, mods, meta)
 }

@@ -167,6 +167,9 @@ func runSingle(path string, op singleOp, o RunOptions) (*Report, error) {
 	if len(mods) == 0 {
 		return rep, fmt.Errorf("%w: %s would remove every module", errNoModules, op.name)
 	}
+	if err := checkOverflow(mods, dt); err != nil {
+		return rep, err
+	}
 	meta := provenance(op.name, "", op.params, nil, nil, in.infos)
 	return rep, write(o, outputConfig(a), fifo, mods, meta)
 }

@@ -251,14 +251,6 @@ func WritePEFT(dir string, out *Output) error {
 		if len(m.A) != m.Rank*ink || len(m.B) != m.Out*m.Rank {
 			return fmt.Errorf("%w: module %q: A has %d values (want %d), B has %d (want %d)", ErrInvalidOutput, m.Name, len(m.A), m.Rank*ink, len(m.B), m.Out*m.Rank)
 		}
-		for _, f := range []struct {
-			name string
-			v    []float32
-		}{{aName, m.A}, {bName, m.B}, {p + ".lora_diag", m.Diag}, {p + ".lora_B.bias", m.Bias}} {
-			if err := checkRepresentable(f.name, f.v, dt); err != nil {
-				return fmt.Errorf("%w: module %q: %v", ErrInvalidOutput, m.Name, err)
-			}
-		}
 		if err := add(aName, aShape, m.A); err != nil {
 			return err
 		}
@@ -467,28 +459,3 @@ func (a *Adapter) Output() (*Output, error) {
 // MetaAlphaAssumed is the __metadata__ key Output sets when the source's
 // alpha was unknown and alpha = r was assumed for the written scales.
 const MetaAlphaAssumed = "adaptool.alpha_assumed"
-
-// checkRepresentable fails when a computed factor value is NaN or ±Inf, or
-// would round to ±Inf in the output dtype (F16 beyond 65504, BF16 beyond
-// float32's range): the operations refuse non-finite inputs, so such a
-// value is an overflow of the result (a huge scale folded into the
-// factors), which must not be written silently.
-func checkRepresentable(name string, v []float32, dt safetensors.DType) error {
-	limit := float32(math.MaxFloat32)
-	switch dt {
-	case safetensors.F16:
-		limit = 65519.996 // 65520 and above round to Inf
-	case safetensors.BF16:
-		limit = math.Float32frombits(0x7f7f7fff) // the largest float32 rounding to a finite BF16
-	}
-	hint := "a smaller scale"
-	if dt != safetensors.F32 {
-		hint = "F32 output (--dtype f32) or " + hint
-	}
-	for i, x := range v {
-		if !(x <= limit && x >= -limit) {
-			return fmt.Errorf("tensor %q: value %v at index %d is not finite in %s (the result overflows: use %s)", name, x, i, dt, hint)
-		}
-	}
-	return nil
-}

@@ -282,13 +282,6 @@ func TestWritePEFTRefuses(t *testing.T) {
 		{"mixed dora", &Output{Modules: []OutModule{ok, {Name: "k", Rank: 1, In: 2, Out: 2, Scale: 1, A: []float32{1, 2}, B: []float32{1, 2}, Magnitude: []float32{1, 1}}}}},
 		{"ia3 kind", &Output{Modules: []OutModule{{Name: "q", Kind: KindIA3}}}},
 		{"int dtype", &Output{Modules: []OutModule{ok}, DType: safetensors.I8}},
-		// Factors that overflow: never written as Inf (a huge scale folded
-		// into A by merge --method cat, √σ beyond F16's range).
-		{"inf A", &Output{Modules: []OutModule{{Name: "q", Rank: 1, In: 2, Out: 2, Scale: 1, A: []float32{1, float32(math.Inf(1))}, B: []float32{1, 2}}}}},
-		{"nan B", &Output{Modules: []OutModule{{Name: "q", Rank: 1, In: 2, Out: 2, Scale: 1, A: []float32{1, 2}, B: []float32{float32(math.NaN()), 2}}}}},
-		{"inf diag", &Output{Modules: []OutModule{{Name: "q", Kind: KindKaSA, Rank: 1, In: 2, Out: 2, Scale: 1, A: []float32{1, 2}, B: []float32{1, 2}, Diag: []float32{float32(math.Inf(-1))}}}}},
-		{"f16 overflow", &Output{Modules: []OutModule{{Name: "q", Rank: 1, In: 2, Out: 2, Scale: 1, A: []float32{65520, 2}, B: []float32{1, 2}}}, DType: safetensors.F16}},
-		{"bf16 overflow", &Output{Modules: []OutModule{{Name: "q", Rank: 1, In: 2, Out: 2, Scale: 1, A: []float32{1, 2}, B: []float32{1, -math.MaxFloat32}}}, DType: safetensors.BF16}},
 	} {
 		dir := t.TempDir()
 		if err := WritePEFT(dir, tc.out); !errors.Is(err, ErrInvalidOutput) {
@@ -296,19 +289,6 @@ func TestWritePEFTRefuses(t *testing.T) {
 		}
 		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 			t.Errorf("%s: wrote %d files on error", tc.name, len(entries))
-		}
-	}
-}
-
-// The largest values each dtype holds are written, not refused.
-func TestWritePEFTLargestFinite(t *testing.T) {
-	for _, tc := range []struct {
-		dt safetensors.DType
-		x  float32
-	}{{safetensors.F32, math.MaxFloat32}, {safetensors.F16, 65519.996}, {safetensors.BF16, math.Float32frombits(0x7f7f7fff)}} {
-		out := &Output{Modules: []OutModule{{Name: "q", Rank: 1, In: 2, Out: 2, Scale: 1, A: []float32{tc.x, -tc.x}, B: []float32{1, 2}}}, DType: tc.dt}
-		if err := WritePEFT(t.TempDir(), out); err != nil {
-			t.Errorf("%s %v: %v", tc.dt, tc.x, err)
 		}
 	}
 }
