@@ -469,6 +469,10 @@ func swFixtures(t *testing.T, root string) map[string]*swFixture {
 			"target_modules": []string{"q_proj", "v_proj"}, "task_type": "CAUSAL_LM"}, ts, mods, "F32")
 	}
 
+	// A scale beyond float32's range: ΔW overflows float32 although each
+	// factor is small.
+	g.lora("huge-scale", "F32", 2, 1e39, map[string]int{swQ: 2, swV: 2}).exact = false
+
 	// DoRA with a rank-0 module: its magnitude still rescales the base.
 	{
 		tq, _ := g.pair(swQ, "F32", 2, 8, 8, 2, "", false)
@@ -818,6 +822,10 @@ var swExpectations = []swExpect{
 	// folds it; outputs that would drop it refuse.
 	{regexp.MustCompile(`^dora-rank0/(resize.*|reweight|reweight-soft|prune-top|to-peft|to-kohya|to-peft-dry-run)$`), 4, "rank-0 DoRA"},
 	{regexp.MustCompile(`^dora-rank0/apply(-bf16|-dry-run)?$`), 0, ""},
+	// A scale beyond float32: results that overflow their dtype, and a
+	// kohya alpha float32 cannot hold, are refused, never written as Inf.
+	{regexp.MustCompile(`^huge-scale/(merge-cat|resize-energy|reweight-kasa)$`), 4, "overflows"},
+	{regexp.MustCompile(`^huge-scale/to-kohya$`), 4, "cannot hold"},
 	// AdaLoRA converts only to GGUF (SPEC §8.3).
 	{regexp.MustCompile(`^adalora-rank0/to-(peft|diffusers|kohya|mlx|peft-dry-run)$`), 4, "adalora"},
 	// The KaSA layout is for Linear layers; MLX has no conv LoRA; kohya and
