@@ -225,21 +225,30 @@ func dequantizeBlockQ4_K(y []float32, b []byte, d, dmin float32) {
 // groupMaxEps is ggml's GROUP_MAX_EPS.
 const groupMaxEps = 1e-15
 
-// makeQXQuants is ggml's make_qx_quants with rmse_type 1 and no importance
-// weights (w = x²): the symmetric scale of a [−nmax, nmax−1] quantization,
-// trying iscale = −(nmax + 0.1·is)/max for is = −9…9 and keeping the one that
-// maximizes (Σw·x·l)²/Σw·l². L receives l + nmax.
-func makeQXQuants(nmax int, x []float32, L []int8) float32 {
-	var mx, amax float32
+// signedAbsMax returns the signed value of the largest |x| (the first one
+// when tied, as ggml's loops); when its magnitude is below groupMaxEps it
+// sets L[:len(x)] to 0 and reports false (the group quantizes to zeros).
+func signedAbsMax(x []float32, L []int8) (mx float32, ok bool) {
+	var amax float32
 	for _, v := range x {
 		if ax := fabs(v); ax > amax {
 			amax, mx = ax, v
 		}
 	}
 	if amax < groupMaxEps {
-		for i := range L[:len(x)] {
-			L[i] = 0
-		}
+		clear(L[:len(x)])
+		return 0, false
+	}
+	return mx, true
+}
+
+// makeQXQuants is ggml's make_qx_quants with rmse_type 1 and no importance
+// weights (w = x²): the symmetric scale of a [−nmax, nmax−1] quantization,
+// trying iscale = −(nmax + 0.1·is)/max for is = −9…9 and keeping the one that
+// maximizes (Σw·x·l)²/Σw·l². L receives l + nmax.
+func makeQXQuants(nmax int, x []float32, L []int8) float32 {
+	mx, ok := signedAbsMax(x, L)
+	if !ok {
 		return 0
 	}
 	fnmax := float32(nmax)

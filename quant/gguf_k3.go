@@ -8,16 +8,8 @@ package quant
 // Σwxl/Σwl². L receives l + nmax. All arithmetic is float32 in the
 // reference's order.
 func makeQ3Quants(nmax int, x []float32, L []int8) float32 {
-	var mx, amax float32
-	for _, v := range x {
-		if ax := fabs(v); ax > amax {
-			amax, mx = ax, v
-		}
-	}
-	if amax < groupMaxEps {
-		for i := range L[:len(x)] {
-			L[i] = 0
-		}
+	mx, ok := signedAbsMax(x, L)
+	if !ok {
 		return 0
 	}
 	iscale := float32(-nmax) / mx

@@ -289,34 +289,7 @@ func rRowQ5_K(x []float32) []byte {
 	var out []byte
 	for i := 0; i < len(x); i += 256 {
 		xb := x[i : i+256]
-		L := make([]uint8, 256)
-		var scales, mins [8]float32
-		var maxScale, maxMin float32
-		for j := 0; j < 8; j++ {
-			var s2 float32
-			for l := 0; l < 32; l++ {
-				s2 = s2 + float32(xb[32*j+l]*xb[32*j+l])
-			}
-			av := float32(math.Sqrt(float64(s2 / 32)))
-			w := make([]float32, 32)
-			for l := range w {
-				w[l] = av + float32(math.Abs(float64(xb[32*j+l])))
-			}
-			scales[j], mins[j] = rQKX2(32, 31, xb[32*j:32*j+32], w, L[32*j:32*j+32], -0.5, 0.1, 15)
-			if scales[j] > maxScale {
-				maxScale = scales[j]
-			}
-			if mins[j] > maxMin {
-				maxMin = mins[j]
-			}
-		}
-		var is, im float32
-		if maxScale > 0 {
-			is = 63 / maxScale
-		}
-		if maxMin > 0 {
-			im = 63 / maxMin
-		}
+		L, scales, mins, maxScale, maxMin, is, im := rK8Search(xb, 31, -0.5, 15)
 		// the 6-bit (scale, min) pairs: 0–3 whole in bytes 0–3 / 4–7; 4–7 as
 		// nibbles in bytes 8–11 with their top two bits in bits 7:6 of bytes
 		// 0–3 (scale) and 4–7 (min)

@@ -192,38 +192,43 @@ func rQKX2(n, nmax int, x, weights []float32, L []uint8, rmin, rdelta float32, n
 	return scale, -mn
 }
 
+// rK8Search is the first half of quantize_row_q4_K_ref and _q5_K_ref:
+// per 32-value sub-block, weights rms + |x| and make_qkx2_quants(32,
+// nmax, rmin, 0.1, nstep); then the maxima and the inverse 6-bit steps.
+func rK8Search(xb []float32, nmax int, rmin float32, nstep int) (L []uint8, scales, mins [8]float32, maxScale, maxMin, is, im float32) {
+	L = make([]uint8, 256)
+	for j := 0; j < 8; j++ {
+		var s2 float32
+		for l := 0; l < 32; l++ {
+			s2 = s2 + float32(xb[32*j+l]*xb[32*j+l])
+		}
+		av := float32(math.Sqrt(float64(s2 / 32)))
+		w := make([]float32, 32)
+		for l := range w {
+			w[l] = av + float32(math.Abs(float64(xb[32*j+l])))
+		}
+		scales[j], mins[j] = rQKX2(32, nmax, xb[32*j:32*j+32], w, L[32*j:32*j+32], rmin, 0.1, nstep)
+		if scales[j] > maxScale { // not max(): a NaN is skipped, as in C
+			maxScale = scales[j]
+		}
+		if mins[j] > maxMin {
+			maxMin = mins[j]
+		}
+	}
+	if maxScale > 0 {
+		is = 63 / maxScale
+	}
+	if maxMin > 0 {
+		im = 63 / maxMin
+	}
+	return L, scales, mins, maxScale, maxMin, is, im
+}
+
 func rRowQ4_K(x []float32) []byte {
 	var out []byte
 	for i := 0; i < len(x); i += 256 {
 		xb := x[i : i+256]
-		L := make([]uint8, 256)
-		var scales, mins [8]float32
-		var maxScale, maxMin float32
-		for j := 0; j < 8; j++ {
-			var s2 float32
-			for l := 0; l < 32; l++ {
-				s2 = s2 + float32(xb[32*j+l]*xb[32*j+l])
-			}
-			av := float32(math.Sqrt(float64(s2 / 32)))
-			w := make([]float32, 32)
-			for l := range w {
-				w[l] = av + float32(math.Abs(float64(xb[32*j+l])))
-			}
-			scales[j], mins[j] = rQKX2(32, 15, xb[32*j:32*j+32], w, L[32*j:32*j+32], -1, 0.1, 20)
-			if scales[j] > maxScale {
-				maxScale = scales[j]
-			}
-			if mins[j] > maxMin {
-				maxMin = mins[j]
-			}
-		}
-		var is, im float32
-		if maxScale > 0 {
-			is = 63 / maxScale
-		}
-		if maxMin > 0 {
-			im = 63 / maxMin
-		}
+		L, scales, mins, maxScale, maxMin, is, im := rK8Search(xb, 15, -1, 20)
 		sc := make([]byte, 12)
 		for j := 0; j < 8; j++ {
 			ls := uint8(rNearest(float32(is * scales[j])))

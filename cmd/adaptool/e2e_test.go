@@ -31,7 +31,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"testing"
 
@@ -1367,8 +1366,6 @@ func treeHashes(t *testing.T, root string) map[string]string {
 	}
 	return m
 }
-
-var _ = sort.Strings
 
 func TestOneLine(t *testing.T) {
 	for in, want := range map[string]string{

@@ -33,7 +33,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -232,26 +231,6 @@ func swRead(path string) (map[string]string, map[string]swTensor, error) {
 	return meta, ts, nil
 }
 
-func swWrite(t *testing.T, path string, b []byte) string {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-func swWriteJSON(t *testing.T, path string, v any) string {
-	t.Helper()
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return swWrite(t, path, b)
-}
-
 // ---------------------------------------------------------------------------
 // Reference modules: the values written, in PEFT orientation, so that the
 // numbers of every output can be recomputed in float64.
@@ -331,6 +310,15 @@ const (
 	swAttn = "transformer.h.0.attn.c_attn"
 )
 
+// byNorm returns the fixture's modules keyed by their normalised names.
+func (fx *swFixture) byNorm() map[string]swMod {
+	m := make(map[string]swMod, len(fx.mods))
+	for n, mod := range fx.mods {
+		m[swNorm(n)] = mod
+	}
+	return m
+}
+
 // swFixture is one generated input.
 type swFixture struct {
 	name string
@@ -374,9 +362,9 @@ func loraConfig(r int, alpha float64, targets []string, extra map[string]any) ma
 
 func (g *swGen) peft(name string, cfg map[string]any, ts []swTensor, mods map[string]swMod, dtype string) *swFixture {
 	dir := filepath.Join(g.root, name)
-	swWrite(g.t, filepath.Join(dir, "adapter_model.safetensors"), swFile(map[string]string{"format": "pt"}, ts...))
+	writeFile(g.t, filepath.Join(dir, "adapter_model.safetensors"), swFile(map[string]string{"format": "pt"}, ts...))
 	if cfg != nil {
-		swWriteJSON(g.t, filepath.Join(dir, "adapter_config.json"), cfg)
+		writeJSON(g.t, filepath.Join(dir, "adapter_config.json"), cfg)
 	}
 	f := &swFixture{name: name, path: dir, mods: mods, exact: mods != nil, dtype: dtype}
 	g.fx[name] = f
@@ -555,7 +543,7 @@ func swFixtures(t *testing.T, root string) map[string]*swFixture {
 
 	// No tensors at all: a PEFT directory and a bare file with metadata only.
 	g.peft("empty", loraConfig(2, 4, []string{"q_proj"}, nil), nil, nil, "F32").exact = false
-	g.fx["empty-file"] = &swFixture{name: "empty-file", path: swWrite(t, filepath.Join(root, "empty-file.safetensors"),
+	g.fx["empty-file"] = &swFixture{name: "empty-file", path: writeFile(t, filepath.Join(root, "empty-file.safetensors"),
 		swFile(map[string]string{"format": "pt", "note": "metadata only"}))}
 
 	// Names with unicode, spaces and extra dots.
@@ -602,7 +590,7 @@ func swFixtures(t *testing.T, root string) map[string]*swFixture {
 			}
 			mods[m.name] = swMod{out: m.out, in: m.in, r: m.k, a: swDecode("F16", d.data), b: swDecode("F16", u.data), scale: s}
 		}
-		f := &swFixture{name: "kohya", path: swWrite(t, filepath.Join(root, "kohya.safetensors"),
+		f := &swFixture{name: "kohya", path: writeFile(t, filepath.Join(root, "kohya.safetensors"),
 			swFile(map[string]string{"ss_network_module": "networks.lora", "ss_network_dim": "2"}, ts...)), mods: mods, exact: true, dtype: "F16"}
 		g.fx[f.name] = f
 	}
@@ -619,7 +607,7 @@ func swFixtures(t *testing.T, root string) map[string]*swFixture {
 			ts = append(ts, a, b)
 			mods[m.name] = swMod{out: 8, in: 8, r: m.k, a: swDecode("BF16", a.data), b: swDecode("BF16", b.data), scale: 1}
 		}
-		f := &swFixture{name: "diffusers", path: swWrite(t, filepath.Join(root, "diffusers.safetensors"), swFile(nil, ts...)), mods: mods, exact: true, dtype: "BF16"}
+		f := &swFixture{name: "diffusers", path: writeFile(t, filepath.Join(root, "diffusers.safetensors"), swFile(nil, ts...)), mods: mods, exact: true, dtype: "BF16"}
 		g.fx[f.name] = f
 	}
 	// MLX-LM: a directory with a training config, and a bare file; lora_a
@@ -639,11 +627,11 @@ func swFixtures(t *testing.T, root string) map[string]*swFixture {
 			mods[m.name] = swMod{out: m.out, in: m.in, r: m.k, a: swTranspose(av, m.in, m.k), b: swTranspose(bv, m.k, m.out), scale: 10, base: m.name + ".weight"}
 		}
 		dir := filepath.Join(root, "mlx")
-		swWrite(t, filepath.Join(dir, "adapters.safetensors"), swFile(nil, ts...))
-		swWriteJSON(t, filepath.Join(dir, "adapter_config.json"), map[string]any{"fine_tune_type": "lora", "num_layers": 2,
+		writeFile(t, filepath.Join(dir, "adapters.safetensors"), swFile(nil, ts...))
+		writeJSON(t, filepath.Join(dir, "adapter_config.json"), map[string]any{"fine_tune_type": "lora", "num_layers": 2,
 			"lora_parameters": map[string]any{"rank": 2, "scale": 10.0, "dropout": 0.0, "keys": []string{"self_attn.q_proj", "self_attn.v_proj"}}})
 		g.fx["mlx"] = &swFixture{name: "mlx", path: dir, mods: mods, exact: true, dtype: "F32"}
-		g.fx["mlx-bare"] = &swFixture{name: "mlx-bare", path: swWrite(t, filepath.Join(root, "mlx-bare.safetensors"), swFile(nil, ts...))}
+		g.fx["mlx-bare"] = &swFixture{name: "mlx-bare", path: writeFile(t, filepath.Join(root, "mlx-bare.safetensors"), swFile(nil, ts...))}
 	}
 
 	// Checkpoints: the base (F32 and BF16) and tuned models for extract.
@@ -707,7 +695,7 @@ func swBaseFile(t *testing.T, path, dtype string, edit func(string, []float64)) 
 		}
 		ts = append(ts, swT(b.name, dtype, b.shape, v))
 	}
-	return swWrite(t, path, swFile(map[string]string{"format": "pt"}, ts...))
+	return writeFile(t, path, swFile(map[string]string{"format": "pt"}, ts...))
 }
 
 // ---------------------------------------------------------------------------
@@ -959,38 +947,40 @@ func swLoad(t swTB, path string) map[string]swMod {
 		}
 		return pairs[n]
 	}
+	// suffix → the slot it fills ('a', 'b', alpha '@', lora_E 'e'); MLX keys
+	// are lora_a/lora_b. Longer suffixes first.
+	slots := []struct {
+		suffix string
+		slot   byte
+	}{
+		{".lora_A.weight", 'a'}, {".lora_B.weight", 'b'}, {".lora_embedding_A", 'a'}, {".lora_embedding_B", 'b'},
+		{".lora_down.weight", 'a'}, {".lora_up.weight", 'b'}, {".alpha", '@'}, {".lora_a", 'a'}, {".lora_b", 'b'},
+		{".lora_A", 'a'}, {".lora_B", 'b'}, {".lora_E", 'e'}, // AdaLoRA
+	}
 	mlx := false
 	for n := range ts {
 		tt := ts[n]
-		switch {
-		case strings.HasSuffix(n, ".lora_A.weight"):
-			get(strings.TrimSuffix(n, ".lora_A.weight")).a = &tt
-		case strings.HasSuffix(n, ".lora_B.weight"):
-			get(strings.TrimSuffix(n, ".lora_B.weight")).b = &tt
-		case strings.HasSuffix(n, ".lora_embedding_A"):
-			get(strings.TrimSuffix(n, ".lora_embedding_A")).a = &tt
-		case strings.HasSuffix(n, ".lora_embedding_B"):
-			get(strings.TrimSuffix(n, ".lora_embedding_B")).b = &tt
-		case strings.HasSuffix(n, ".lora_down.weight"):
-			get(strings.TrimSuffix(n, ".lora_down.weight")).a = &tt
-		case strings.HasSuffix(n, ".lora_up.weight"):
-			get(strings.TrimSuffix(n, ".lora_up.weight")).b = &tt
-		case strings.HasSuffix(n, ".alpha"):
-			get(strings.TrimSuffix(n, ".alpha")).alpha = &tt
-		case strings.HasSuffix(n, ".lora_a"):
-			get(strings.TrimSuffix(n, ".lora_a")).a = &tt
-			mlx = true
-		case strings.HasSuffix(n, ".lora_b"):
-			get(strings.TrimSuffix(n, ".lora_b")).b = &tt
-			mlx = true
-		case strings.HasSuffix(n, ".lora_A"): // AdaLoRA
-			get(strings.TrimSuffix(n, ".lora_A")).a = &tt
-		case strings.HasSuffix(n, ".lora_B"):
-			get(strings.TrimSuffix(n, ".lora_B")).b = &tt
-		case strings.HasSuffix(n, ".lora_E"):
-			get(strings.TrimSuffix(n, ".lora_E")).e = &tt
-		case strings.HasSuffix(n, ".lora_diag") || strings.HasSuffix(n, ".lora_magnitude_vector"):
+		if strings.HasSuffix(n, ".lora_diag") || strings.HasSuffix(n, ".lora_magnitude_vector") {
 			t.Fatalf("%s: swLoad does not read %s", file, n)
+		}
+		for _, sl := range slots {
+			mod, ok := strings.CutSuffix(n, sl.suffix)
+			if !ok {
+				continue
+			}
+			p := get(mod)
+			switch sl.slot {
+			case 'a':
+				p.a = &tt
+			case 'b':
+				p.b = &tt
+			case '@':
+				p.alpha = &tt
+			case 'e':
+				p.e = &tt
+			}
+			mlx = mlx || sl.suffix == ".lora_a" || sl.suffix == ".lora_b"
+			break
 		}
 	}
 	for name, p := range pairs {
@@ -1156,8 +1146,7 @@ func swCompare(t swTB, what string, got map[string]swMod, refs []map[string]swMo
 // and the exact SVD's float64 arithmetic).
 func swCheckScaled(lambda float64, out, outDType string) func(*swCtx) {
 	return func(c *swCtx) {
-		t, fx, fxs, sub, stdout := c, c.fx, c.fxs, c.sub, c.stdout
-		_, _, _, _ = fx, fxs, sub, stdout
+		t, fx, sub := c, c.fx, c.sub
 		if !fx.exact {
 			return
 		}
@@ -1170,8 +1159,7 @@ func swCheckScaled(lambda float64, out, outDType string) func(*swCtx) {
 // swCheckSum: ΔW_out = λ₁·ΔW_in + λ₂·ΔW_pair.
 func swCheckSum(l1, l2 float64, out string) func(*swCtx) {
 	return func(c *swCtx) {
-		t, fx, fxs, sub, stdout := c, c.fx, c.fxs, c.sub, c.stdout
-		_, _, _, _ = fx, fxs, sub, stdout
+		t, fx, fxs, sub := c, c.fx, c.fxs, c.sub
 		p := fxs[fx.name]
 		if fx.pair != "" {
 			p = fxs[fx.pair]
@@ -1189,8 +1177,7 @@ func swCheckSum(l1, l2 float64, out string) func(*swCtx) {
 // rounding of the input dtype, 8u).
 func swCheckApprox(out string, rel float64) func(*swCtx) {
 	return func(c *swCtx) {
-		t, fx, fxs, sub, stdout := c, c.fx, c.fxs, c.sub, c.stdout
-		_, _, _, _ = fx, fxs, sub, stdout
+		t, fx, sub := c, c.fx, c.sub
 		if !fx.exact {
 			return
 		}
@@ -1204,8 +1191,7 @@ func swCheckApprox(out string, rel float64) func(*swCtx) {
 // swCheckStats: inspect --stats reports ‖ΔW‖_F of every reference module
 // within 1e-5 relative (float64 Gram matrices of the stored factors).
 func swCheckStats(c *swCtx) {
-	t, fx, fxs, sub, stdout := c, c.fx, c.fxs, c.sub, c.stdout
-	_, _, _, _ = fx, fxs, sub, stdout
+	t, fx, stdout := c, c.fx, c.stdout
 	if !fx.exact {
 		return
 	}
@@ -1220,10 +1206,7 @@ func swCheckStats(c *swCtx) {
 	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
 		t.Fatalf("%v", err)
 	}
-	byName := map[string]swMod{}
-	for n, m := range fx.mods {
-		byName[swNorm(n)] = m
-	}
+	byName := fx.byNorm()
 	for _, m := range doc.Modules {
 		ref, ok := byName[swNorm(m.Name)]
 		if !ok {
@@ -1246,8 +1229,7 @@ func swCheckStats(c *swCtx) {
 // swCheckDiffSelf: an adapter compared with itself has cosine 1 and
 // relative distance 0 wherever ΔW ≠ 0.
 func swCheckDiffSelf(c *swCtx) {
-	t, fx, fxs, sub, stdout := c, c.fx, c.fxs, c.sub, c.stdout
-	_, _, _, _ = fx, fxs, sub, stdout
+	t, fx, stdout := c, c.fx, c.stdout
 	if !fx.exact {
 		return
 	}
@@ -1261,10 +1243,7 @@ func swCheckDiffSelf(c *swCtx) {
 	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
 		t.Fatalf("%v", err)
 	}
-	byName := map[string]swMod{}
-	for n, m := range fx.mods {
-		byName[swNorm(n)] = m
-	}
+	byName := fx.byNorm()
 	for _, m := range doc.Modules {
 		ref, ok := byName[swNorm(m.Name)]
 		if !ok || swFro(ref.delta()) == 0 {
@@ -1290,8 +1269,7 @@ func swPtr(p *float64) any {
 // weight unchanged).
 func swCheckApply(lambda float64, out, dtype string) func(*swCtx) {
 	return func(c *swCtx) {
-		t, fx, fxs, sub, stdout := c, c.fx, c.fxs, c.sub, c.stdout
-		_, _, _, _ = fx, fxs, sub, stdout
+		t, fx, fxs, sub := c, c.fx, c.fxs, c.sub
 		if !fx.exact {
 			return
 		}
@@ -1358,8 +1336,7 @@ func swCheckApply(lambda float64, out, dtype string) func(*swCtx) {
 // extracted.
 func swCheckExtract(out string) func(*swCtx) {
 	return func(c *swCtx) {
-		t, fx, fxs, sub, stdout := c, c.fx, c.fxs, c.sub, c.stdout
-		_, _, _, _ = fx, fxs, sub, stdout
+		t, fx, sub := c, c.fx, c.sub
 		if fx.name != "tuned" {
 			return
 		}
@@ -1397,8 +1374,7 @@ func swCheckReport(c *swCtx) {
 
 // swCheckUnpack: unpack gives back the input's bytes.
 func swCheckUnpack(c *swCtx) {
-	t, fx, fxs, sub, stdout := c, c.fx, c.fxs, c.sub, c.stdout
-	_, _, _, _ = fx, fxs, sub, stdout
+	t, fx, sub := c, c.fx, c.sub
 	in, out := swTreeHashes(c.t, fx.path), swTreeHashes(c.t, sub("$out"))
 	if len(in) != len(out) {
 		t.Errorf("unpack: %d files, input has %d", len(out), len(in))
@@ -1414,28 +1390,17 @@ func swCheckUnpack(c *swCtx) {
 // The sweep.
 
 // swTreeHashes returns the sha256 of every regular file under path (a file
-// or a directory), keyed by the path relative to it.
+// or a directory), keyed by the path relative to it; none when path does
+// not exist.
 func swTreeHashes(t *testing.T, path string) map[string]string {
 	t.Helper()
 	m := map[string]string{}
-	err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
+	if _, err := os.Stat(path); os.IsNotExist(err) {
+		return m
+	}
+	for p, h := range treeHashes(t, path) {
 		rel, _ := filepath.Rel(path, p)
-		s := sha256.Sum256(b)
-		m[rel] = hex.EncodeToString(s[:])
-		return nil
-	})
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatalf("%v", err)
+		m[rel] = h
 	}
 	return m
 }
