@@ -15,6 +15,9 @@ import (
 // -ldflags "-X main.version=v1.2.3".
 var version = "devel"
 
+// Every file the commands write records this version (adaptool.version).
+func init() { provenance.Version = "adaptool " + version }
+
 // commandConstructors holds one constructor per command; each command file
 // registers its own from init, so adding a command touches one file only.
 var commandConstructors []func() *cli.Command
@@ -26,8 +29,6 @@ func register(newCommand func() *cli.Command) {
 
 // newApp builds the adaptool application writing to stdout and stderr.
 func newApp(stdout, stderr io.Writer) *cli.App {
-	// Every file the commands write records this version (adaptool.version).
-	provenance.Version = "adaptool " + version
 	cmds := make([]*cli.Command, 0, len(commandConstructors))
 	for _, newCommand := range commandConstructors {
 		cmd := newCommand()
