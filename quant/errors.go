@@ -17,4 +17,9 @@ var (
 	// ErrLayout reports a quantized tensor set whose keys, dtypes, shapes or
 	// quant_state do not agree with each other.
 	ErrLayout = errors.New("quant: inconsistent quantized layout")
+	// ErrNothing reports a well-formed input the operation does not apply
+	// to: QuantizeFile finds no tensor to quantize, DequantizeFile no
+	// quantized tensor. It is a refusal (CLI exit 4), not a bad input; the
+	// message says why nothing qualifies.
+	ErrNothing = errors.New("quant: nothing to do")
 )

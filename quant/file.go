@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -400,6 +401,12 @@ func QuantizeFile(path, out string, opt FileOptions) (*Report, error) {
 			selected = append(selected, n)
 		}
 	}
+	if len(selected) == 0 {
+		// Writing a copy with nothing quantized is never what was asked:
+		// refused (also with DryRun, whose report then shows the plan),
+		// saying why no tensor qualifies.
+		return rep, nothingToQuantize(in, path, p, opt, rep, detected)
+	}
 	isSel := map[string]bool{}
 	for _, n := range selected {
 		isSel[n] = true
@@ -528,6 +535,89 @@ func QuantizeFile(path, out string, opt FileOptions) (*Report, error) {
 	return rep, nil
 }
 
+// nothingToQuantize returns the ErrNothing error of a QuantizeFile run
+// whose selection is empty: it says why no tensor of the input qualifies
+// (at most three examples per reason).
+func nothingToQuantize(in *input, path string, p Params, opt FileOptions, rep *Report, detected []Detected) error {
+	if len(in.names) == 0 {
+		return fmt.Errorf("%w: %s holds no tensors (nothing to quantize)", ErrNothing, path)
+	}
+	var reasons []string
+	group := func(what string, names []string) {
+		if len(names) == 0 {
+			return
+		}
+		ex := names[:min(3, len(names))]
+		more := ""
+		if len(names) > len(ex) {
+			more = fmt.Sprintf(" and %d more", len(names)-len(ex))
+		}
+		reasons = append(reasons, fmt.Sprintf("%d %s (%s%s)", len(names), what, strings.Join(ex, ", "), more))
+	}
+	if opt.Only != nil {
+		if len(rep.Skipped) == 0 {
+			return fmt.Errorf("%w: %s: --only %q matches none of its %d tensors (nothing to quantize)", ErrNothing, path, opt.Only.String(), len(in.names))
+		}
+		var ex []string
+		for _, sk := range rep.Skipped {
+			ex = append(ex, sk.Name+": "+sk.Reason)
+		}
+		group("selected by --only "+strconv.Quote(opt.Only.String())+" cannot be quantized", ex)
+		return fmt.Errorf("%w: %s: no tensor to quantize with %s: %s", ErrNothing, path, p.Scheme, strings.Join(reasons, "; "))
+	}
+	// Quantized layouts are listed by their weight, their other keys not at all.
+	byScheme := map[string][]string{}
+	quantized := map[string]bool{}
+	for _, d := range detected {
+		byScheme[string(d.Scheme)] = append(byScheme[string(d.Scheme)], d.Name)
+		for _, k := range d.Keys {
+			quantized[k] = true
+		}
+	}
+	var notMatrix []string
+	byDType := map[string][]string{}
+	for _, n := range in.names {
+		ti, _ := in.ck.Tensor(n)
+		switch {
+		case quantized[n]:
+		case !isFloat(ti.DType):
+			byDType[ti.DType.String()] = append(byDType[ti.DType.String()], n)
+		case len(ti.Shape) != 2:
+			notMatrix = append(notMatrix, fmt.Sprintf("%s %v", n, ti.Shape))
+		}
+	}
+	dts := make([]string, 0, len(byDType))
+	for dt := range byDType {
+		dts = append(dts, dt)
+	}
+	sort.Strings(dts)
+	for _, dt := range dts {
+		group("tensor(s) of dtype "+dt+", which is not F32/F16/BF16/F64", byDType[dt])
+	}
+	group("float tensor(s) that are not 2-D", notMatrix)
+	schemes := make([]string, 0, len(byScheme))
+	for sc := range byScheme {
+		schemes = append(schemes, sc)
+	}
+	sort.Strings(schemes)
+	for _, sc := range schemes {
+		group("weight(s) already quantized as "+sc, byScheme[sc])
+	}
+	var skipped []string
+	for _, sk := range rep.Skipped {
+		if !quantized[sk.Name] { // listed with their layout above
+			skipped = append(skipped, sk.Name+": "+sk.Reason)
+		}
+	}
+	group("2-D float tensor(s) skipped", skipped)
+	hint := ""
+	if len(notMatrix) > 0 {
+		hint = " (--only REGEX selects tensors by name, whatever their rank)"
+	}
+	return fmt.Errorf("%w: %s: no tensor qualifies for %s quantization, which by default takes every 2-D F32/F16/BF16/F64 tensor: %s%s",
+		ErrNothing, path, p.Scheme, strings.Join(reasons, "; "), hint)
+}
+
 // fitErr reports why a tensor's shape does not fit the granularity of p.
 func fitErr(shape []int, p Params) error {
 	if p.Granularity == "" || p.Scheme == SchemeNF4 || p.Scheme == SchemeFP4 {
@@ -613,7 +703,11 @@ func DequantizeFile(path, out string, opt DequantizeOptions) (*Report, error) {
 	defer in.ck.Close()
 	detected := Detect(in.ck, in.names)
 	if len(detected) == 0 {
-		return nil, fmt.Errorf("%w: %s: no quantized tensors found", ErrLayout, path)
+		// A valid input the operation does not apply to: refused, so that
+		// neither a wrong path (the unquantized original) nor a layout
+		// adaptool does not read (GPTQ, AWQ, ...) passes for a dequantized
+		// copy.
+		return nil, fmt.Errorf("%w: %s holds no quantized tensors (nothing to dequantize: no bitsandbytes NF4/FP4/LLM.int8 or compressed-tensors int8/FP8 layout was found)", ErrNothing, path)
 	}
 	rep, hs := in.begin(path, out, opt.DryRun)
 	defer cancelHashes(hs)
@@ -713,6 +807,7 @@ func DequantizeFile(path, out string, opt DequantizeOptions) (*Report, error) {
 	return rep, nil
 }
 
-// IsInputError reports whether err is about a bad input layout (ErrLayout)
-// rather than a failed operation.
-func IsInputError(err error) bool { return errors.Is(err, ErrLayout) }
+// IsInputError reports whether err is about a bad input — an inconsistent
+// quantized layout (ErrLayout) or NaN/Inf in the data (ErrNonFinite) —
+// rather than a failed or refused operation (ErrNothing is a refusal).
+func IsInputError(err error) bool { return errors.Is(err, ErrLayout) || errors.Is(err, ErrNonFinite) }

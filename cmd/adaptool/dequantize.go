@@ -17,7 +17,8 @@ func newDequantizeCommand() *cli.Command {
 		ArgsUsage: "IN -o OUT",
 		Description: "Every quantized weight is replaced by its float values, in the dtype its layout records\n" +
 			"(bitsandbytes quant_state, adaptool metadata) or F32; the layout's extra tensors (absmax,\n" +
-			"quant_map, SCB, weight_scale, ...) are dropped and all other tensors copied byte-identically.",
+			"quant_map, SCB, weight_scale, ...) are dropped and all other tensors copied byte-identically.\n" +
+			"An input with no quantized tensor is refused (exit 4): there is nothing to dequantize.",
 		Flags:  commonFlags(outputFlag("output file (or directory when IN is a directory)"), dryRunFlag()),
 		Action: runDequantize,
 	}

@@ -24,7 +24,8 @@ func newQuantizeCommand() *cli.Command {
 			"and FP8 E4M3/E5M2 with weight_scale (--granularity tensor|channel|block:128).\n" +
 			"By default every 2-D float tensor is quantized; --only REGEX selects by name. Other tensors\n" +
 			"are copied byte-identically. The report gives per tensor RMSE, max abs error, SNR and sizes,\n" +
-			"and for LoRA pairs the relative error of ΔW = s·B·A and which factor hurts more.",
+			"and for LoRA pairs the relative error of ΔW = s·B·A and which factor hurts more.\n" +
+			"When no tensor qualifies the command is refused (exit 4, also with --dry-run), saying why.",
 		Flags: commonFlags(
 			outputFlag("output file (or directory when IN is a directory)"),
 			dryRunFlag(),
@@ -79,6 +80,18 @@ func runQuantize(c *cli.Context) error {
 	rep, err := quant.QuantizeFile(args[0], out, opt)
 	prog.Done()
 	if err != nil {
+		// Nothing to quantize is refused (exit 4) also in a dry run, whose
+		// plan (the skipped tensors) is printed first, as the ops commands
+		// print theirs.
+		if rep != nil && rep.DryRun && errors.Is(err, quant.ErrNothing) {
+			if wantJSON(c) {
+				if perr := printJSON(c, rep); perr != nil {
+					return perr
+				}
+			} else {
+				printQuantReport(c, rep)
+			}
+		}
 		return quantErr(err)
 	}
 	if wantJSON(c) {
@@ -89,7 +102,8 @@ func runQuantize(c *cli.Context) error {
 }
 
 // quantErr maps quant errors to exit codes: an inconsistent quantized
-// layout or non-finite data is a bad input (2); the rest as usual.
+// layout or non-finite data is a bad input (2); the rest as usual (nothing
+// to quantize or dequantize, quant.ErrNothing, is a refusal: 4).
 func quantErr(err error) error {
 	if errors.Is(err, quant.ErrLayout) || errors.Is(err, quant.ErrNonFinite) {
 		return exitErr(exitInput, err)

@@ -114,7 +114,7 @@ func TestQuantizeCommandErrors(t *testing.T) {
 		{[]string{"quantize", in, "--scheme", "nf4"}, exitUsage},
 		{[]string{"quantize", in, "--scheme", "nf4", "--only", "(", "-o", out}, exitUsage},
 		{[]string{"quantize", "/nonexistent/x.safetensors", "--scheme", "nf4", "-o", out}, exitInput},
-		{[]string{"dequantize", in, "-o", out}, exitInput}, // nothing quantized in it
+		{[]string{"dequantize", in, "-o", out}, exitFailed}, // nothing quantized in it: refused, not a bad input
 	} {
 		if code, _, stderr := runCLI(t, tc.args...); code != tc.code {
 			t.Errorf("%v: exit %d, want %d (%s)", tc.args, code, tc.code, stderr)

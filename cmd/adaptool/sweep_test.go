@@ -799,13 +799,15 @@ type swExpect struct {
 }
 
 var swExpectations = []swExpect{
-	// Reading commands, extract (an adapter is no tuned checkpoint) and
-	// dequantize of plain adapters have their own rows' invariants only.
-	{regexp.MustCompile(`/(validate|check|extract|extract-energy|dequantize-plain)$`), -1, ""},
+	// Reading commands and extract (an adapter is no tuned checkpoint) have
+	// their own rows' invariants only.
+	{regexp.MustCompile(`/(validate|check|extract|extract-energy)$`), -1, ""},
+	// No fixture holds a quantized tensor: dequantize refuses, saying so.
+	{regexp.MustCompile(`/dequantize-plain$`), 4, "holds no quantized tensors (nothing to dequantize"},
 	// Every transform of an adapter whose every module has rank 0 would
 	// write an adapter without modules: refused, saying why.
 	{regexp.MustCompile(`^rank0-all/(merge-.*|add|sub|sub-pair|resize.*|reweight.*|prune-.*|to-.*)$`), 4, "rank 0"},
-	{regexp.MustCompile(`^rank0-all/dequantize$`), 2, "no quantized tensors"},
+	{regexp.MustCompile(`^rank0-all/quantize-.*$`), 4, "no tensor qualifies"},
 	// A rank-0 DoRA module still rescales the base by its magnitude: apply
 	// folds it; outputs that would drop it refuse.
 	{regexp.MustCompile(`^dora-rank0/(resize.*|reweight|reweight-soft|prune-top|to-peft|to-kohya|to-peft-dry-run)$`), 4, "rank-0 DoRA"},
@@ -824,8 +826,8 @@ var swExpectations = []swExpect{
 	{regexp.MustCompile(`^(conv|kohya|diffusers|gpt2-fifo|odd-names|one-by-one|one-by-one-r1)/to-gguf$`), 4, ""},
 	// Modules whose names match no base tensor.
 	{regexp.MustCompile(`^(kohya|diffusers|odd-names)/apply(-bf16|-dry-run)?$`), 4, "no base tensor"},
-	// quantize skips 4-D and F8 tensors, so there is nothing to dequantize.
-	{regexp.MustCompile(`^(conv|dtype-f8_e4m3|dtype-f8_e5m2)/dequantize$`), 2, "no quantized tensors"},
+	// quantize skips 4-D and F8 tensors: with nothing to quantize it refuses.
+	{regexp.MustCompile(`^(conv|dtype-f8_e4m3|dtype-f8_e5m2)/quantize-.*$`), 4, "no tensor qualifies"},
 	// Every other command on a well-formed adapter succeeds.
 	{regexp.MustCompile(`^(dtype-.*|rank1|rank-wide|rank-a|rank-b|one-by-one.*|rank0-.*|adalora-rank0|conv|embedding|gpt2-fifo|zero-b|denormal-.*|part-.*|kohya|diffusers|mlx|mlx-bare|odd-names)/`), 0, ""},
 }
