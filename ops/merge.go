@@ -247,7 +247,7 @@ func Merge(paths []string, p MergeParams, o RunOptions) (*Report, error) {
 	kinds := make([]adapter.Kind, len(slots))
 	kernels := make([][]int, len(slots))
 	for i, s := range slots {
-		kind, kernel, ranks, reason := lowRankKind(s, false)
+		kind, kernel, ranks, reason := lowRankKind(s, doraMergeReason)
 		out, ink := dims(s)
 		mr := ModuleReport{Name: s.name, Kind: string(kind), Out: out, In: ink, InputRanks: ranks, Status: "matched"}
 		for _, r := range ranks {

@@ -236,11 +236,23 @@ func union(ads []*adapter.Adapter) []slot {
 	return slots
 }
 
+// doraMergeReason refuses a DoRA module in a merge.
+const doraMergeReason = "its magnitude vector is normalised against the base weight, so the merged delta is not a sum of deltas (merge into the base with apply instead)"
+
 // lowRankKind checks that every present module of s is an additive
 // low-rank module the operation can use and returns the output kind, the
 // conv kernel and the per-input ranks; reason is non-empty when refused.
-func lowRankKind(s slot, allowDoRA bool) (kind adapter.Kind, kernel []int, ranks []int, reason string) {
+// dora is why the operation refuses a DoRA module ("" accepts it).
+func lowRankKind(s slot, dora string) (kind adapter.Kind, kernel []int, ranks []int, reason string) {
 	ranks = make([]int, len(s.mods))
+	// who names the module's input: "input i" in a merge, "the module" in
+	// a one-adapter operation.
+	who := func(i int) string {
+		if len(s.mods) == 1 {
+			return "the module"
+		}
+		return fmt.Sprintf("input %d", i+1)
+	}
 	for i, m := range s.mods {
 		if m == nil {
 			continue
@@ -258,19 +270,19 @@ func lowRankKind(s slot, allowDoRA bool) (kind adapter.Kind, kernel []int, ranks
 		case adapter.KindLoRAEmbedding:
 			k = adapter.KindLoRAEmbedding
 		case adapter.KindDoRA:
-			if !allowDoRA {
-				return "", nil, ranks, fmt.Sprintf("input %d is DoRA: its magnitude vector is normalised against the base weight, so the merged delta is not a sum of deltas (merge into the base with apply instead)", i+1)
+			if dora != "" {
+				return "", nil, ranks, fmt.Sprintf("%s is DoRA: %s", who(i), dora)
 			}
 			k = adapter.KindDoRA
 		case adapter.KindIA3:
-			return "", nil, ranks, fmt.Sprintf("input %d is IA3 (multiplicative), not an additive low-rank delta", i+1)
+			return "", nil, ranks, fmt.Sprintf("%s is IA3 (multiplicative), not an additive low-rank delta", who(i))
 		case adapter.KindFull:
-			return "", nil, ranks, fmt.Sprintf("input %d replaces the whole module (modules_to_save); replacements cannot be weighted", i+1)
+			return "", nil, ranks, fmt.Sprintf("%s replaces the whole module (modules_to_save); replacements cannot be weighted", who(i))
 		default:
-			return "", nil, ranks, fmt.Sprintf("input %d has module kind %s, which this operation does not support", i+1, m.Kind)
+			return "", nil, ranks, fmt.Sprintf("%s has module kind %s, which this operation does not support", who(i), m.Kind)
 		}
 		if m.Experts > 0 {
-			return "", nil, ranks, fmt.Sprintf("input %d is an MLX SwitchLinear (experts) module", i+1)
+			return "", nil, ranks, fmt.Sprintf("%s is an MLX SwitchLinear (experts) module", who(i))
 		}
 		if kind != "" && kind != k {
 			return "", nil, ranks, fmt.Sprintf("module kinds differ between inputs (%s and %s)", kind, k)

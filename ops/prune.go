@@ -111,9 +111,9 @@ func PruneAdapter(path string, p PruneParams, o RunOptions) (*Report, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	op := singleOp{name: "prune", params: p, allowDoRA: true}
+	op := singleOp{name: "prune", params: p}
 	if p.Rule == "module-fraction" {
-		op.allowDoRA = false
+		op.dora = "module-fraction ranks modules by ‖ΔW‖_F, which does not measure a DoRA module's effect (its magnitude vector rescales the base weight, which the adapter does not hold), and removing the module would drop that rescaling too (--ranks energy:E or top:K keep the magnitude)"
 		op.plan = func(m *adapter.Module, out, ink int) int { return m.Rank }
 		op.prepare = func(slots []slot, in *inputSet, rep *Report) error {
 			var idx []int

@@ -24,7 +24,7 @@ func ResizeAdapter(path string, p RankParams, o RunOptions) (*Report, error) {
 		return nil, err
 	}
 	return runSingle(path, singleOp{
-		name: "resize", params: p, allowDoRA: true,
+		name: "resize", params: p,
 		plan: func(m *adapter.Module, out, ink int) int {
 			k := m.Rank
 			if p.Rank > 0 {

@@ -111,8 +111,12 @@ func ReweightAdapter(path string, p ReweightParams, o RunOptions) (*Report, erro
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
+	dora := ""
+	if p.Layout == "kasa" {
+		dora = "the KaSA layout (lora_B, lora_diag, lora_A) has no magnitude vector, and dropping it changes the module's effect (--layout lora keeps it)"
+	}
 	return runSingle(path, singleOp{
-		name: "reweight", params: p, allowDoRA: p.Layout != "kasa",
+		name: "reweight", params: p, dora: dora,
 		refuse: func(k adapter.Kind) string {
 			if p.Layout == "kasa" && (k == adapter.KindLoRAConv || k == adapter.KindLoRAEmbedding) {
 				return "the KaSA layout exists for Linear layers only"

@@ -9,9 +9,11 @@ import (
 
 // singleOp describes a one-adapter operation for runSingle.
 type singleOp struct {
-	name      string
-	params    any
-	allowDoRA bool
+	name   string
+	params any
+	// dora is why the operation refuses DoRA modules ("" keeps their
+	// magnitude vector).
+	dora string
 	// refuse returns a reason to refuse a low-rank module ("" to accept).
 	refuse func(kind adapter.Kind) string
 	// plan returns the planned output rank of a low-rank module.
@@ -52,7 +54,7 @@ func runSingle(path string, op singleOp, o RunOptions) (*Report, error) {
 				mr.Bytes += safetensors.TensorInfo{DType: dt, Shape: t.Shape}.Size()
 			}
 		} else {
-			kind, _, _, reason := lowRankKind(s, op.allowDoRA)
+			kind, _, _, reason := lowRankKind(s, op.dora)
 			if reason == "" && op.refuse != nil {
 				reason = op.refuse(m.Kind)
 			}

@@ -828,6 +828,9 @@ var swExpectations = []swExpect{
 	{regexp.MustCompile(`^(kohya|diffusers|odd-names)/apply(-bf16|-dry-run)?$`), 4, "no base tensor"},
 	// quantize skips 4-D and F8 tensors: with nothing to quantize it refuses.
 	{regexp.MustCompile(`^(conv|dtype-f8_e4m3|dtype-f8_e5m2)/quantize-.*$`), 4, "no tensor qualifies"},
+	// DoRA refusals say why the operation at hand refuses them.
+	{regexp.MustCompile(`^dora-rank0/prune-fraction$`), 4, "the module is DoRA: module-fraction ranks modules by ‖ΔW‖_F"},
+	{regexp.MustCompile(`^dora-rank0/reweight-kasa$`), 4, "the module is DoRA: the KaSA layout"},
 	// Every other command on a well-formed adapter succeeds.
 	{regexp.MustCompile(`^(dtype-.*|rank1|rank-wide|rank-a|rank-b|one-by-one.*|rank0-.*|adalora-rank0|conv|embedding|gpt2-fifo|zero-b|denormal-.*|part-.*|kohya|diffusers|mlx|mlx-bare|odd-names)/`), 0, ""},
 }
