@@ -496,6 +496,16 @@ func Apply(p ApplyParams, o RunOptions) (*ApplyReport, error) {
 	if o.DryRun {
 		return rep, nil
 	}
+	// An adapter whose own values are NaN or ±Inf is a bad input (exit 2),
+	// found before anything is written, as in the merges; a non-finite
+	// result is then an overflow (overflowErr).
+	for _, a := range in.ads {
+		for _, m := range a.Modules {
+			if err := checkFinite(a, m); err != nil {
+				return rep, err
+			}
+		}
+	}
 	cache := &foldCache{limit: foldCacheBytes}
 	for q := range qjobs {
 		if err := q.prepare(cache); err != nil {
@@ -929,8 +939,8 @@ func (j *tensorJob) compute() ([]byte, error) {
 				return nil, err
 			}
 		}
-		if countNonFinite64(w) > before {
-			return nil, fmt.Errorf("%w: applying to %s produced NaN or Inf values", ErrIncompatible, j.info.Name)
+		if n := countNonFinite64(w); n > before {
+			return nil, overflowErr(j.info.Name, dt, n-before, j.ops)
 		}
 		encodeF64(out, w)
 		return out, nil
@@ -944,7 +954,10 @@ func (j *tensorJob) compute() ([]byte, error) {
 			return nil, err
 		}
 	}
-	before := countNonFinite32(w)
+	// Values beyond the dtype's range (F16 above 65504, BF16 beyond
+	// float32) would be written as ±Inf: count them as non-finite.
+	limit := finiteLimit(dt)
+	before := countBeyond32(w, limit)
 	for _, op := range j.ops {
 		if op.kind == opReplace && !convertible(dt) {
 			// Same non-float dtype: copy the saved bytes.
@@ -959,8 +972,8 @@ func (j *tensorJob) compute() ([]byte, error) {
 			return nil, err
 		}
 	}
-	if countNonFinite32(w) > before {
-		return nil, fmt.Errorf("%w: applying to %s produced NaN or Inf values", ErrIncompatible, j.info.Name)
+	if n := countBeyond32(w, limit); n > before {
+		return nil, overflowErr(j.info.Name, dt, n-before, j.ops)
 	}
 	if err := safetensors.FromFloat32(out, w, dt); err != nil {
 		return nil, err
@@ -1339,14 +1352,36 @@ func readFloat64(f *safetensors.File, name string) ([]float64, error) {
 	return v, nil
 }
 
-func countNonFinite32(v []float32) int {
+func countNonFinite32(v []float32) int { return countBeyond32(v, math.MaxFloat32) }
+
+// countBeyond32 counts the NaNs and the values of magnitude above limit.
+func countBeyond32(v []float32, limit float32) int {
 	n := 0
 	for _, x := range v {
-		if x != x || x > math.MaxFloat32 || x < -math.MaxFloat32 {
+		if !(x <= limit && x >= -limit) {
 			n++
 		}
 	}
 	return n
+}
+
+// overflowErr reports that folding ops into the base tensor name left n
+// more values that are not finite in dt than the base had. The adapters'
+// own values were checked (checkFinite), so this is an overflow of the
+// result: a refusal (exit 4), never written as ±Inf.
+func overflowErr(name string, dt safetensors.DType, n int, ops []tensorOp) error {
+	var mods []string
+	for _, op := range ops {
+		if op.mod == nil || op.ad == nil {
+			continue
+		}
+		s := fmt.Sprintf("module %s of %s", op.mod.Name, op.ad.WeightsPath)
+		if !slices.Contains(mods, s) {
+			mods = append(mods, s)
+		}
+	}
+	return fmt.Errorf("%w: applying %s to %s leaves %d value(s) that are not finite in %s: the result overflows the base dtype (the adapters' values are finite; use a smaller --adapter scale)",
+		ErrIncompatible, strings.Join(mods, ", "), name, n, dt)
 }
 
 func countNonFinite64(v []float64) int {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -30,6 +31,8 @@ type ggufOp struct {
 	rank  int
 	scale float64
 	rep   int // index of the module in ApplyReport.Modules
+	// what names the module and its adapter file in error messages.
+	what string
 }
 
 // ggufJob is one touched base tensor.
@@ -369,19 +372,38 @@ func mergeGGUFTensor(base *gguf.File, j *ggufJob) ([]byte, *RequantError, error)
 		}
 	}
 	res := make([]float32, len(w))
-	after := 0
 	for i, v := range w {
 		res[i] = float32(v)
-		if math.IsNaN(float64(res[i])) || math.IsInf(float64(res[i]), 0) {
-			after++
-		}
 	}
-	if after > bad {
-		return nil, nil, fmt.Errorf("%w: %s: tensor %q: %d non-finite values after merging (%d in the base)", ErrNonFinite, base.Name(), j.info.Name, after, bad)
+	// The adapters' factors are finite (checked when planned), so more
+	// non-finite values than the base had is an overflow of the result in
+	// the written type (F16 above 65504, a block scale beyond F16): refused.
+	overflow := func(after int) error {
+		var what []string
+		for _, op := range j.ops {
+			if !slices.Contains(what, op.what) {
+				what = append(what, op.what)
+			}
+		}
+		return fmt.Errorf("%w: %s: tensor %q: applying %s leaves %d value(s) that are not finite in %s (%d in the base): the result overflows (the adapters' values are finite; use a smaller --adapter scale)",
+			ErrIncompatible, base.Name(), j.info.Name, strings.Join(what, ", "), after-bad, j.out, bad)
 	}
 	if qt.BlockSize() == 0 {
+		limit := float32(math.MaxFloat32)
+		switch j.out {
+		case gguf.F16:
+			limit = finiteLimit(safetensors.F16)
+		case gguf.BF16:
+			limit = finiteLimit(safetensors.BF16)
+		}
+		if after := countBeyond32(res, limit); after > bad {
+			return nil, nil, overflow(after)
+		}
 		b, err := gguf.Encode(res, j.out)
 		return b, nil, err
+	}
+	if after := countNonFinite32(res); after > bad {
+		return nil, nil, overflow(after)
 	}
 	b := make([]byte, gguf.TensorInfo{Dims: j.info.Dims, Type: j.out}.Size())
 	if err := quant.QuantizeGGUF(b, res, qt); err != nil {
@@ -390,6 +412,9 @@ func mergeGGUFTensor(base *gguf.File, j *ggufJob) ([]byte, *RequantError, error)
 	back := make([]float32, len(res))
 	if err := quant.DequantizeGGUF(back, b, qt); err != nil {
 		return nil, nil, err
+	}
+	if after := countNonFinite32(back); after > bad {
+		return nil, nil, overflow(after)
 	}
 	d := quant.Detected{Name: j.info.Name, Scheme: quant.Scheme(strings.ToLower(j.out.String())), Layout: "gguf"}
 	stats := requantStats(d, quant.ErrorStats(res, back), w32, res, back)
@@ -473,11 +498,23 @@ func planGGUFAdapter(base *gguf.File, arch string, as AdapterScale, ai int, rep 
 			if err != nil {
 				return "", err
 			}
+			// An adapter whose own values are NaN or ±Inf is a bad input
+			// (exit 2), as in the merges, not an overflow of the result.
+			for _, x := range []struct {
+				name string
+				v    []float32
+			}{{ta.Name, a}, {tb.Name, b}} {
+				for i, v := range x.v {
+					if v-v != 0 {
+						return "", fmt.Errorf("%w: %s: module %s: tensor %s: %v at index %d", ErrNonFinite, as.Path, mr.Name, x.name, v, i)
+					}
+				}
+			}
 			scale := as.Scale
 			if alpha != 0 {
 				scale = as.Scale * alpha / float64(rank)
 			}
-			op := ggufOp{rank: rank, scale: scale}
+			op := ggufOp{rank: rank, scale: scale, what: fmt.Sprintf("module %s of %s", mr.Name, as.Path)}
 			if emb {
 				// ΔW[v][e] = Σ_k a[v][k]·b[e][k]
 				op.l, op.r = a, transposeF32(b, int(tb.Dims[1]), rank)
@@ -556,7 +593,12 @@ func planPEFTIntoGGUF(base *gguf.File, arch string, as AdapterScale, ai int, p A
 			rep.Modules = append(rep.Modules, mr)
 			continue
 		}
-		op := ggufOp{rank: pr.Rank, scale: as.Scale * pr.Scale}
+		if m := moduleNamed(a, pr.Module); m != nil {
+			if err := checkFinite(a, m); err != nil {
+				return info, err
+			}
+		}
+		op := ggufOp{rank: pr.Rank, scale: as.Scale * pr.Scale, what: fmt.Sprintf("module %s of %s", pr.Module, a.WeightsPath)}
 		if pr.Embedding {
 			// stored (in, out) = (B·A)ᵀ = Aᵀ·Bᵀ
 			op.l, op.r = transposeF32(pr.A, pr.Rank, pr.In), transposeF32(pr.B, pr.Out, pr.Rank)
@@ -567,6 +609,16 @@ func planPEFTIntoGGUF(base *gguf.File, arch string, as AdapterScale, ai int, p A
 		rep.Modules = append(rep.Modules, mr)
 	}
 	return info, nil
+}
+
+// moduleNamed returns the module of a called name (nil when none).
+func moduleNamed(a *adapter.Adapter, name string) *adapter.Module {
+	for _, m := range a.Modules {
+		if m.Name == name {
+			return m
+		}
+	}
+	return nil
 }
 
 // transposeF32 returns the transpose of the rows×cols matrix x.

@@ -85,8 +85,8 @@ func (q *qjob) fold() (*quant.FoldResult, error) {
 				return err
 			}
 		}
-		if countNonFinite32(w) > before {
-			return fmt.Errorf("%w: applying to %s produced NaN or Inf values", ErrIncompatible, q.d.Name)
+		if n := countNonFinite32(w); n > before {
+			return overflowErr(q.d.Name, safetensors.F32, n-before, q.w.ops)
 		}
 		w1 = w
 		return nil

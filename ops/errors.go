@@ -11,9 +11,11 @@ var (
 	// ErrParams reports invalid operation parameters (unknown method,
 	// density outside [0, 1], a weight count that does not match the inputs).
 	ErrParams = errors.New("ops: invalid parameters")
-	// ErrNonFinite reports a NaN or ±Inf in an input factor (for example an
-	// adapter trained into fp16 overflow); the message names the file,
-	// module and tensor.
+	// ErrNonFinite reports a NaN or ±Inf in an input's own values (an
+	// adapter's factor, for example one trained into fp16 overflow, or a
+	// checkpoint's weight in extract); the message names the file, module
+	// and tensor. A non-finite value computed from finite inputs is an
+	// overflow, reported with ErrIncompatible instead.
 	ErrNonFinite = errors.New("ops: non-finite value in input")
 	// ErrUnsupported reports a module kind an operation refuses.
 	ErrUnsupported = errors.New("ops: unsupported module kind")

@@ -202,9 +202,26 @@ func Extract(p ExtractParams, o RunOptions) (*Report, error) {
 		if err != nil {
 			return err
 		}
+		// A checkpoint's own NaN/Inf is a bad input (exit 2), named with
+		// its file; a difference of finite weights that is not finite is
+		// an overflow (exit 4).
+		for _, x := range []struct {
+			c *safetensors.Checkpoint
+			v []float32
+		}{{base, b}, {tuned, delta}} {
+			for k, v := range x.v {
+				if v-v != 0 {
+					file := ""
+					if f, ok := x.c.Shard(j.name); ok {
+						file = f.Name() + ": "
+					}
+					return fmt.Errorf("%w: %stensor %s: %v at index %d", ErrNonFinite, file, j.name, v, k)
+				}
+			}
+		}
 		kernels.Sub(delta, b)
 		if countNonFinite32(delta) > 0 {
-			return fmt.Errorf("%w: %s: the difference has NaN or Inf values", ErrIncompatible, j.name)
+			return fmt.Errorf("%w: %s: the difference of the tuned and base weights overflows float32", ErrIncompatible, j.name)
 		}
 		norm2 := kernels.SumSquares(delta)
 		if norm2 == 0 {

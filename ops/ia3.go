@@ -100,7 +100,7 @@ func mergeIA3(p MergeParams, o RunOptions, in *inputSet, rep *Report) (*Report, 
 		}
 		res, err := elementwise(base, ts, w, p.ElementwiseParams, seedKey(s.name, "ia3_l"))
 		if err != nil {
-			return rep, fmt.Errorf("module %s: %w", s.name, err)
+			return rep, moduleErr(in, s, err)
 		}
 		if !p.PEFTCompat {
 			for k := range res {

@@ -114,10 +114,15 @@ func MergeModule(p MergeParams, module string, in []*LowRank) (*LowRank, ModuleS
 		}
 		o.cache = p.moduleMemory(out, inF, ranks, denseOpts{cache: true}) <= DefaultMaxMemory
 	}
-	return mergeModule(p, module, in, o)
+	res, st, err := mergeModule(p, module, in, o)
+	if err != nil {
+		return nil, ModuleStats{}, fmt.Errorf("module %s: %w", module, err)
+	}
+	return res, st, nil
 }
 
-// mergeModule is MergeModule with the memory options of mergeDense.
+// mergeModule is MergeModule with the memory options of mergeDense; its
+// errors do not name the module (the callers do).
 func mergeModule(p MergeParams, module string, in []*LowRank, o denseOpts) (*LowRank, ModuleStats, error) {
 	if err := p.Validate(len(in)); err != nil {
 		return nil, ModuleStats{}, err
@@ -147,7 +152,7 @@ func mergeModule(p MergeParams, module string, in []*LowRank, o denseOpts) (*Low
 		res, st, err = mergeDense(base, in, p.compatWeights(w, in), p.ElementwiseParams, p.RankParams, seedKey(module, "delta"), o)
 	}
 	if err != nil {
-		return nil, ModuleStats{}, fmt.Errorf("module %s: %w", module, err)
+		return nil, ModuleStats{}, err
 	}
 	return res, st, nil
 }
@@ -311,7 +316,7 @@ func Merge(paths []string, p MergeParams, o RunOptions) (*Report, error) {
 		}
 		res, st, err := mergeModule(p, s.name, lrs, dopts[i])
 		if err != nil {
-			return err
+			return moduleErr(in, s, err)
 		}
 		outMods[i] = adapter.OutModule{Name: s.name, Kind: kinds[i], Rank: res.Rank, In: in0.In, Out: res.Out,
 			Kernel: kernels[i], Scale: res.Scale, A: res.foldedA(), B: res.B, Bias: bias}

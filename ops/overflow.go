@@ -16,13 +16,7 @@ import (
 // which must be refused, never written as Inf. Whole modules passed
 // through (modules_to_save) are not computed and not checked.
 func checkOverflow(mods []adapter.OutModule, dt safetensors.DType) error {
-	limit := float32(math.MaxFloat32)
-	switch dt {
-	case safetensors.F16:
-		limit = 65519.996 // 65520 and above round to Inf
-	case safetensors.BF16:
-		limit = math.Float32frombits(0x7f7f7fff) // the largest float32 rounding to a finite BF16
-	}
+	limit := finiteLimit(dt)
 	hint := "a smaller scale"
 	if dt != safetensors.F32 {
 		hint = "--dtype f32 or " + hint
@@ -44,4 +38,17 @@ func checkOverflow(mods []adapter.OutModule, dt safetensors.DType) error {
 		}
 	}
 	return nil
+}
+
+// finiteLimit is the largest float32 magnitude that rounds to a finite
+// value of dt (F16: below 65520; BF16: below 0x7f7f8000; otherwise every
+// finite float32).
+func finiteLimit(dt safetensors.DType) float32 {
+	switch dt {
+	case safetensors.F16:
+		return 65519.996 // 65520 and above round to Inf
+	case safetensors.BF16:
+		return math.Float32frombits(0x7f7f7fff) // the largest float32 rounding to a finite BF16
+	}
+	return math.MaxFloat32
 }

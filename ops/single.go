@@ -118,7 +118,7 @@ func runSingle(path string, op singleOp, o RunOptions) (*Report, error) {
 		}
 		res, got, drop, err := op.do(m.Name, l)
 		if err != nil {
-			return fmt.Errorf("module %s: %w", m.Name, err)
+			return moduleErr(in, s, err)
 		}
 		if drop {
 			mr.Status, mr.Rank, mr.Bytes = "removed", 0, 0

@@ -12,6 +12,7 @@ import (
 	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/inspect"
 	"github.com/adaptool/adaptool/internal/atomicfile"
+	"github.com/adaptool/adaptool/ops"
 	"github.com/adaptool/adaptool/quant"
 )
 
@@ -65,6 +66,10 @@ var inputErrorCheckers = []func(error) bool{
 	adapter.IsInputError,
 	quant.IsInputError,
 	inspect.IsInputError,
+	// NaN/Inf in an input's own values (SPEC §5.1: exit 2); a non-finite
+	// value computed from finite inputs is an overflow (ops.ErrIncompatible,
+	// svd.ErrNonFinite): exit 4.
+	func(err error) bool { return errors.Is(err, ops.ErrNonFinite) },
 }
 
 // exitCode maps an error returned by a command to the process exit code.

@@ -12,8 +12,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/adaptool/adaptool/format/convert"
 	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/internal/atomicfile"
+	"github.com/adaptool/adaptool/ops"
+	"github.com/adaptool/adaptool/quant"
+	"github.com/adaptool/adaptool/svd"
 	"github.com/urfave/cli/v2"
 )
 
@@ -67,6 +71,16 @@ func TestExitCode(t *testing.T) {
 		{"missing file", errNotExist, exitInput},
 		{"safetensors format", fmt.Errorf("open x: %w", safetensors.ErrHeaderTooSmall), exitInput},
 		{"other", errors.New("boom"), exitFailed},
+		// An input's own NaN/Inf is a bad input (SPEC §5.1), also through a
+		// wrapper; a non-finite value computed from finite inputs is an
+		// overflow refusal.
+		{"ops non-finite input", fmt.Errorf("apply: %w", ops.ErrNonFinite), exitInput},
+		{"quant non-finite input", fmt.Errorf("x: %w", quant.ErrNonFinite), exitInput},
+		{"quant layout", fmt.Errorf("x: %w", quant.ErrLayout), exitInput},
+		{"overflow of a computed delta", fmt.Errorf("%w: module m: overflows float32: %w", ops.ErrIncompatible, svd.ErrNonFinite), exitFailed},
+		// A valid input the operation does not apply to is a refusal.
+		{"nothing to quantize or dequantize", fmt.Errorf("x: %w", quant.ErrNothing), exitFailed},
+		{"convert refusal", fmt.Errorf("x: %w", convert.ErrRefused), exitFailed},
 	}
 	for _, tt := range tests {
 		if got := exitCode(tt.err); got != tt.want {

@@ -828,6 +828,13 @@ var swExpectations = []swExpect{
 	{regexp.MustCompile(`^(kohya|diffusers|odd-names)/apply(-bf16|-dry-run)?$`), 4, "no base tensor"},
 	// quantize skips 4-D and F8 tensors: with nothing to quantize it refuses.
 	{regexp.MustCompile(`^(conv|dtype-f8_e4m3|dtype-f8_e5m2)/quantize-.*$`), 4, "no tensor qualifies"},
+	// NaN/Inf in an adapter's own values is a bad input for apply too
+	// (exit 2, as for the merges), naming the file, module and tensor.
+	{regexp.MustCompile(`^(nan-inf|inf-f16)/apply(-bf16)?$`), 2, "adapter_model.safetensors: module model.layers.0.self_attn."},
+	// A delta of finite factors that overflows float32 is refused as an
+	// overflow (naming the file: TestMergeOverflowNamesFile).
+	{regexp.MustCompile(`^huge-scale/merge-(ties-pair|dare|magprune)$`), 4, "the computed delta overflows float32"},
+	{regexp.MustCompile(`^huge-scale/apply-bf16$`), 4, "not finite in BF16"},
 	// DoRA refusals say why the operation at hand refuses them.
 	{regexp.MustCompile(`^dora-rank0/prune-fraction$`), 4, "the module is DoRA: module-fraction ranks modules by ‖ΔW‖_F"},
 	{regexp.MustCompile(`^dora-rank0/reweight-kasa$`), 4, "the module is DoRA: the KaSA layout"},
