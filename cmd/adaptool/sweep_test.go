@@ -780,6 +780,7 @@ func swCommands() []swCmd {
 		{name: "to-kohya", args: []string{"convert", "--to", "kohya", "--json", "$in", "-o", "$out.safetensors"}, outputs: st, check: swCheckApprox("$out.safetensors", 0)},
 		{name: "to-mlx", args: []string{"convert", "--to", "mlx", "$in", "-o", "$out"}, outputs: dir, check: swCheckApprox("$out", 0)},
 		{name: "to-gguf", args: []string{"convert", "--to", "gguf", "--arch", "qwen2", "$in", "-o", "$out.gguf"}, outputs: []string{"$out.gguf"}},
+		{name: "to-gguf-f16", args: []string{"convert", "--to", "gguf", "--arch", "qwen2", "--outtype", "f16", "$in", "-o", "$out.gguf"}, outputs: []string{"$out.gguf"}},
 		{name: "to-peft-dry-run", args: []string{"convert", "--to", "peft", "--dry-run", "--json", "$in", "-o", "$out"}},
 		{name: "pack", args: []string{"pack", "--json", "$in", "-o", "$out.atz"}, outputs: []string{"$out.atz"}},
 		{name: "unpack", pre: [][]string{{"pack", "$in", "-o", "$rowdir/p.atz"}}, args: []string{"unpack", "$rowdir/p.atz", "-o", "$out"}, outputs: dir, check: swCheckUnpack},
@@ -835,9 +836,11 @@ var swExpectations = []swExpect{
 	// overflow (naming the file: TestMergeOverflowNamesFile).
 	{regexp.MustCompile(`^huge-scale/merge-(ties-pair|dare|magprune)$`), 4, "the computed delta overflows float32"},
 	{regexp.MustCompile(`^huge-scale/apply-bf16$`), 4, "not finite in BF16"},
+	{regexp.MustCompile(`^huge-scale/to-gguf-f16$`), 4, "F16 (at most 65504"},
 	// DoRA refusals say why the operation at hand refuses them.
 	{regexp.MustCompile(`^dora-rank0/prune-fraction$`), 4, "the module is DoRA: module-fraction ranks modules by ‖ΔW‖_F"},
 	{regexp.MustCompile(`^dora-rank0/reweight-kasa$`), 4, "the module is DoRA: the KaSA layout"},
+	{regexp.MustCompile(`^(conv|kohya|diffusers|gpt2-fifo|odd-names|one-by-one|one-by-one-r1)/to-gguf-f16$`), 4, ""},
 	// Every other command on a well-formed adapter succeeds.
 	{regexp.MustCompile(`^(dtype-.*|rank1|rank-wide|rank-a|rank-b|one-by-one.*|rank0-.*|adalora-rank0|conv|embedding|gpt2-fifo|zero-b|denormal-.*|part-.*|kohya|diffusers|mlx|mlx-bare|odd-names)/`), 0, ""},
 }

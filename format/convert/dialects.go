@@ -459,8 +459,8 @@ func ToKohya(a *adapter.Adapter, out string, o Options) (*Result, error) {
 			dora = true
 		}
 		alpha, exact := alphaFor(m.src.Scale, m.f.Rank, m.src.Alpha, true)
-		if a32 := float32(alpha); math.IsInf(float64(a32), 0) || a32 != a32 {
-			return nil, fmt.Errorf("%w: %s: module %q: scale %v at r=%d needs alpha %v, which a float32 kohya .alpha cannot hold", ErrRefused, a.WeightsPath, m.src.Name, m.src.Scale, m.f.Rank, m.src.Scale*float64(m.f.Rank))
+		if err := kohyaAlpha(a, m.src, kn, m.f.Rank, alpha); err != nil {
+			return nil, err
 		}
 		if !exact {
 			res.warn("module %q: scale %v is not alpha/r for any float32 alpha at r=%d; alpha %v changes it by ≤1 ulp", m.src.Name, m.src.Scale, m.f.Rank, alpha)
@@ -565,15 +565,25 @@ func ToMLX(a *adapter.Adapter, dir string, o Options) (*Result, error) {
 		note := ""
 		if m.src.Scale != s0 {
 			ratio = float32(m.src.Scale / s0)
+			if r := float64(ratio); factorsFinite(f) && (math.IsInf(r, 0) || r != r || (r == 0 && m.src.Scale != 0)) {
+				return nil, fmt.Errorf("%w: %s: module %q: tensor %s.lora_b: its scale %v is %v× MLX's single scale %v, a factor float32 cannot hold, so it cannot be multiplied into lora_b",
+					ErrRefused, a.WeightsPath, m.src.Name, m.path, m.src.Scale, m.src.Scale/s0, s0)
+			}
 			note = fmt.Sprintf("scale %g baked into lora_b as ×%g (MLX has one scale %g)", m.src.Scale, ratio, s0)
 			if frac, _ := math.Frexp(m.src.Scale / s0); frac != 0.5 {
 				note += "; not a power of two: lora_b rounds to float32"
 			}
 			res.warn("module %q: %s", m.src.Name, note)
 		}
+		limit := finiteLimit(m.dtype)
 		for i := 0; i < f.Out; i++ {
 			for k := 0; k < f.Rank; k++ {
-				bp[i*R+k] = f.B[i*f.Rank+k] * ratio
+				x := f.B[i*f.Rank+k] * ratio
+				if !(x <= limit && x >= -limit) && ratio != 1 && factorsFinite(f) {
+					return nil, fmt.Errorf("%w: %s: module %q: tensor %s.lora_b: value %v at row %d, column %d (lora_b × %v, the module's scale %v over MLX's single scale %v) is beyond the range of %s and would be written as Inf",
+						ErrRefused, a.WeightsPath, m.src.Name, m.path, x, k, i, ratio, m.src.Scale, s0, m.dtype)
+				}
+				bp[i*R+k] = x
 			}
 		}
 		if f.Rank != R {

@@ -2,6 +2,7 @@ package convert
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/adaptool/adaptool/format/adapter"
 	"github.com/adaptool/adaptool/format/gguf"
+	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/quant"
 )
 
@@ -280,7 +282,7 @@ func writeGGUF(a *adapter.Adapter, out string, o GGUFOptions, arch ggufArch, ft 
 	ft uint32
 }, res *Result, gms []*ggufModule) (*Result, error) {
 	// one alpha per file: alpha/r_i must equal every module's scale
-	alpha := ggufAlpha(gms)
+	alpha, huge := ggufAlpha(gms)
 	if alpha == 0 {
 		res.Baked = true
 		for _, g := range gms {
@@ -288,17 +290,25 @@ func writeGGUF(a *adapter.Adapter, out string, o GGUFOptions, arch ggufArch, ft 
 				g.b[i] = float32(float64(g.b[i]) * g.scale)
 			}
 		}
-		res.warn("module scales differ (rank_pattern, alpha_pattern or rsLoRA) and GGUF holds one alpha per file: each module's scale was multiplied into its lora_b and adapter.lora.alpha = 0, so llama.cpp applies the user scale only (--lora-scaled S multiplies every module by S)")
+		why := "module scales differ (rank_pattern, alpha_pattern or rsLoRA) and GGUF holds one alpha per file"
+		if huge != nil {
+			why = fmt.Sprintf("module %q: scale %v at r=%d needs alpha %v, which the float32 adapter.lora.alpha cannot hold", huge.m.src.Name, huge.scale, huge.r, huge.scale*float64(huge.r))
+		}
+		res.warn("%s: each module's scale was multiplied into its lora_b and adapter.lora.alpha = 0, so llama.cpp applies the user scale only (--lora-scaled S multiplies every module by S)", why)
 	}
 	res.Alpha = &alpha
 	// tensors
 	var tensors []gguf.Tensor
 	fallback := 0
+	var g *ggufModule // the module being added (for ggufRange)
 	add := func(name string, dims []uint64, v []float32) error {
 		typ := ft.t
 		if typ == gguf.Q8_0 && dims[0]%32 != 0 {
 			typ = gguf.F16
 			fallback++
+		}
+		if err := ggufRange(a, g, name, v, typ, res.Baked); err != nil {
+			return err
 		}
 		var data []byte
 		var err error
@@ -315,7 +325,8 @@ func writeGGUF(a *adapter.Adapter, out string, o GGUFOptions, arch ggufArch, ft 
 		tensors = append(tensors, gguf.Tensor{Name: name, Type: typ, Dims: dims, Data: data})
 		return nil
 	}
-	for _, g := range gms {
+	for _, gm := range gms {
+		g = gm
 		name := g.base + ".weight"
 		var err error
 		if g.op == "embd" {
@@ -326,6 +337,9 @@ func writeGGUF(a *adapter.Adapter, out string, o GGUFOptions, arch ggufArch, ft 
 		}
 		if err == nil {
 			err = add(name+".lora_b", []uint64{uint64(g.r), uint64(g.out)}, g.b)
+		}
+		if errors.Is(err, ErrRefused) { // ggufRange names the file and module
+			return nil, err
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: module %q: %w", a.WeightsPath, g.m.src.Name, err)
@@ -371,20 +385,62 @@ func writeGGUF(a *adapter.Adapter, out string, o GGUFOptions, arch ggufArch, ft 
 
 // ggufAlpha returns the one alpha with alpha/r_i = s_i for every module
 // (within float32 precision, which is what llama.cpp computes in), or 0
-// when the scales cannot share one alpha.
-func ggufAlpha(gms []*ggufModule) float64 {
+// when the scales cannot share one alpha; huge is then the first module
+// whose alpha (scale·r) float32 cannot hold, if any.
+func ggufAlpha(gms []*ggufModule) (alpha float64, huge *ggufModule) {
+	for _, g := range gms {
+		if a := float32(g.scale * float64(g.r)); math.IsInf(float64(a), 0) {
+			return 0, g
+		}
+	}
 	a0, _ := alphaFor(gms[0].scale, gms[0].r, gms[0].m.src.Alpha, true)
 	if a0 == 0 || math.IsNaN(a0) || math.IsInf(a0, 0) {
-		return 0
+		return 0, nil
 	}
 	for _, g := range gms {
 		want := g.scale
 		got := a0 / float64(g.r)
 		if math.Abs(got-want) > 1e-7*math.Abs(want) {
-			return 0
+			return 0, nil
 		}
 	}
-	return a0
+	return a0, nil
+}
+
+// ggufRange refuses (ErrRefused, naming the module, the tensor, the value
+// and the rule) a value of tensor name that the GGUF type typ cannot hold
+// and would write as ±Inf: beyond float32 (a scale multiplied into
+// lora_b), F16 above 65504, BF16 beyond float32, a Q8_0 block whose f16
+// scale amax/127 overflows. A module whose source factors already hold
+// NaN/Inf is converted as it is (warnNonFinite says so).
+func ggufRange(a *adapter.Adapter, g *ggufModule, name string, v []float32, typ gguf.GGMLType, baked bool) error {
+	if !factorsFinite(g.m.f) {
+		return nil
+	}
+	limit, rule := float32(math.MaxFloat32), "float32"
+	switch typ {
+	case gguf.F16:
+		limit, rule = finiteLimit(safetensors.F16), "F16 (at most 65504; use --outtype f32 or bf16)"
+	case gguf.BF16:
+		limit, rule = finiteLimit(safetensors.BF16), "BF16"
+	case gguf.Q8_0:
+		limit, rule = 65519.996*127, "Q8_0 (a block's f16 scale amax/127 must stay below 65504; use --outtype f32 or bf16)"
+	}
+	for i, x := range v {
+		if x <= limit && x >= -limit {
+			continue
+		}
+		why := ""
+		switch {
+		case strings.HasSuffix(name, ".lora_b") && baked:
+			why = fmt.Sprintf(" (the module's scale %v multiplied into lora_b, since GGUF holds one alpha per file)", g.scale)
+		case strings.HasSuffix(name, ".lora_b") && (g.m.f.E != nil || g.m.f.Diag != nil):
+			why = " (singular values folded into lora_b)"
+		}
+		return fmt.Errorf("%w: %s: module %q: tensor %s: value %v at index %d%s is beyond the range of %s, and would be written as Inf",
+			ErrRefused, a.WeightsPath, g.m.src.Name, name, x, i, why, rule)
+	}
+	return nil
 }
 
 // permuteRows applies llama.cpp's LlamaModel.permute to the rows of

@@ -2,6 +2,7 @@ package convert
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -235,7 +236,8 @@ func kohyaLyco(a *adapter.Adapter, m *module, kn string, res *Result) ([]safeten
 		// LyCORIS: full matrices, scale 1 whatever alpha is (it stores
 		// lora_dim); keep the source's alpha, else r, else 1.
 		alpha = src.Alpha
-		if alpha <= 0 || isNaN(alpha) {
+		if a32 := float32(alpha); alpha <= 0 || isNaN(alpha) || math.IsInf(float64(a32), 0) {
+			// any alpha gives scale 1 here: one float32 holds
 			alpha = float64(max(src.Rank, 1))
 		}
 	case src.Kind == adapter.KindLoKr && lokrWhole(src):
@@ -265,6 +267,9 @@ func kohyaLyco(a *adapter.Adapter, m *module, kn string, res *Result) ([]safeten
 		if !exact {
 			res.warn("module %q: scale %v is not alpha/r for any float32 alpha at r=%d; alpha %v changes it by ≤1 ulp", src.Name, src.Scale, r, alpha)
 		}
+	}
+	if err := kohyaAlpha(a, src, kn, r, alpha); err != nil {
+		return nil, 0, 0, err
 	}
 	ab, _ := encode([]float32{float32(alpha)}, safetensors.F32)
 	ts = append(ts, safetensors.Tensor{Name: kn + ".alpha", DType: safetensors.F32, Shape: []int{}, Data: ab})

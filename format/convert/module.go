@@ -228,6 +228,45 @@ func alphaFor(scale float64, r int, hint float64, f32 bool) (float64, bool) {
 	return cands[1], false
 }
 
+// kohyaAlpha refuses (ErrRefused) a kohya/LyCORIS scalar F32 .alpha that
+// float32 cannot hold (scale·r beyond its range): written, it would be
+// +Inf and ΔW = Inf in every loader. The message names the module, the
+// .alpha tensor of kohya module kn and the rule.
+func kohyaAlpha(a *adapter.Adapter, src *adapter.Module, kn string, r int, alpha float64) error {
+	if a32 := float32(alpha); math.IsInf(float64(a32), 0) || a32 != a32 {
+		return fmt.Errorf("%w: %s: module %q: tensor %s.alpha: scale %v at r=%d needs alpha %v, which a float32 kohya .alpha cannot hold",
+			ErrRefused, a.WeightsPath, src.Name, kn, src.Scale, r, src.Scale*float64(r))
+	}
+	return nil
+}
+
+// finiteLimit is the largest float32 magnitude that rounds to a finite
+// value of dt (F16 below 65520, BF16 below 0x7f7f8000; F8 saturates and
+// every other float type holds all of float32).
+func finiteLimit(dt safetensors.DType) float32 {
+	switch dt {
+	case safetensors.F16:
+		return 65519.996
+	case safetensors.BF16:
+		return math.Float32frombits(0x7f7f7fff)
+	}
+	return math.MaxFloat32
+}
+
+// factorsFinite reports whether the factors read from the source hold no
+// NaN or ±Inf (those are converted as they are, with warnNonFinite's
+// warning, and not taken for an overflow of a computed value).
+func factorsFinite(f *adapter.Factors) bool {
+	for _, x := range [][]float32{f.A, f.B, f.E, f.Diag} {
+		for _, y := range x {
+			if y-y != 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // provenance returns the source metadata (minus keys the target writer
 // regenerates) plus adaptool's record under "adaptool.convert".
 func provenance(a *adapter.Adapter, to string, drop ...string) map[string]string {
