@@ -65,13 +65,17 @@ func GGUFToPEFT(path, dir string, o Options, arch string) (*Result, error) {
 	if t, _ := f.String("adapter.type"); t != "lora" {
 		return nil, fmt.Errorf("%w: %s: adapter.type is %q, only lora converts", ErrRefused, path, t)
 	}
+	// An architecture the caller gave is an option; the file's own
+	// general.architecture is the input, which converts or is refused.
+	bad := ErrOptions
 	if arch == "" {
 		arch, _ = f.String("general.architecture")
+		bad = ErrRefused
 	}
 	archKey := strings.ToLower(strings.ReplaceAll(arch, "_", ""))
 	ar, ok := ggufArches[archKey]
 	if !ok {
-		return nil, fmt.Errorf("%w: %s: architecture %q is not one of %s", ErrOptions, path, arch, strings.Join(GGUFArchitectures(), ", "))
+		return nil, fmt.Errorf("%w: %s: architecture %q is not one of %s", bad, path, arch, strings.Join(GGUFArchitectures(), ", "))
 	}
 	alpha := 0.0
 	if v, ok := f.Get("adapter.lora.alpha"); ok {
