@@ -4,13 +4,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"math"
 	"math/bits"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // MaxHeaderSize is the largest header length N (in bytes, padding included)
@@ -54,7 +57,7 @@ type Header struct {
 	DataSize   int64             // declared data bytes (the last end offset)
 	FileSize   int64             // size of the input
 
-	index map[string]int
+	index *nameIndex // name → position in Tensors; nil: search Tensors
 }
 
 // DataOffset returns the absolute file offset of the data section (8+N).
@@ -62,19 +65,23 @@ func (h *Header) DataOffset() int64 { return prefixSize + h.HeaderSize }
 
 // Tensor returns the named tensor's description.
 func (h *Header) Tensor(name string) (TensorInfo, bool) {
-	if h.index != nil {
-		i, ok := h.index[name]
-		if !ok {
-			return TensorInfo{}, false
-		}
+	if i, ok := h.Index(name); ok {
 		return h.Tensors[i], true
 	}
-	for _, t := range h.Tensors {
-		if t.Name == name {
-			return t, true
+	return TensorInfo{}, false
+}
+
+// Index returns the position in Tensors of the named tensor.
+func (h *Header) Index(name string) (int, bool) {
+	if h.index != nil {
+		return h.index.lookup(name, h.Tensors)
+	}
+	for i := range h.Tensors {
+		if h.Tensors[i].Name == name {
+			return i, true
 		}
 	}
-	return TensorInfo{}, false
+	return 0, false
 }
 
 // Names returns the tensor names in offset order.
@@ -246,7 +253,7 @@ func parseHeader(hdr []byte, o *options) (*Header, error) {
 		return nil, fail("", fmt.Errorf("%w: invalid byte 0x%02x at header offset %d", ErrInvalidHeader, hdr[i], i))
 	}
 	// Rule 5.
-	meta, raws, seen, err := decodeHeaderSeen(hdr, o)
+	d, err := decodeEntries(hdr, o)
 	if err != nil {
 		var te *TensorError
 		if errors.As(err, &te) {
@@ -255,8 +262,9 @@ func parseHeader(hdr []byte, o *options) (*Header, error) {
 		}
 		return nil, fail("", err)
 	}
+	raws := d.ents
 	// Rule 6: sort by (begin, end); the name breaks ties deterministically.
-	slices.SortFunc(raws, func(a, b rawTensor) int {
+	slices.SortFunc(raws, func(a, b rawEntry) int {
 		if c := cmpU64(a.offsets[0], b.offsets[0]); c != 0 {
 			return c
 		}
@@ -271,26 +279,19 @@ func parseHeader(hdr []byte, o *options) (*Header, error) {
 		return 0
 	})
 	// Rule 7.
-	// The duplicate-detection map already holds every name: reuse it as the
-	// index (values are overwritten with the sorted positions below).
-	h := &Header{Metadata: meta, Tensors: make([]TensorInfo, len(raws)), index: seen}
+	h := &Header{Metadata: d.meta, Tensors: make([]TensorInfo, len(raws))}
+	dims := intDims(d.dims)
 	var start uint64
-	ndims := 0
-	for _, t := range raws {
-		ndims += len(t.shape)
-	}
-	dims := make([]int, ndims) // one backing array for every shape
 	for i, t := range raws {
 		s, e := t.offsets[0], t.offsets[1]
+		shape64 := d.dims[t.dimOff : t.dimOff+t.ndim : t.dimOff+t.ndim]
 		if s != start || e < s {
 			return nil, fail(t.name, fmt.Errorf("%w: data_offsets [%d,%d], expected begin %d", ErrInvalidOffset, s, e, start))
 		}
 		start = e
 		nel := uint64(1)
-		shape := dims[:len(t.shape):len(t.shape)]
-		dims = dims[len(t.shape):]
 		overflow := false
-		for j, d := range t.shape {
+		for _, d := range shape64 {
 			hi, lo := bits.Mul64(nel, d)
 			if hi != 0 {
 				overflow = true
@@ -299,30 +300,154 @@ func parseHeader(hdr []byte, o *options) (*Header, error) {
 			if d > math.MaxInt {
 				overflow = true
 			}
-			shape[j] = int(d)
 		}
 		if overflow {
-			return nil, fail(t.name, fmt.Errorf("%w: shape %v", ErrValidationOverflow, t.shape))
+			return nil, fail(t.name, fmt.Errorf("%w: shape %v", ErrValidationOverflow, shape64))
 		}
 		hi, nbits := bits.Mul64(nel, uint64(t.dtype.Bits()))
 		if hi != 0 {
 			return nil, fail(t.name, fmt.Errorf("%w: %d elements of %s", ErrValidationOverflow, nel, t.dtype))
 		}
 		if nbits%8 != 0 {
-			return nil, fail(t.name, fmt.Errorf("%w: %s shape %v is %d bits", ErrMisalignedSlice, t.dtype, t.shape, nbits))
+			return nil, fail(t.name, fmt.Errorf("%w: %s shape %v is %d bits", ErrMisalignedSlice, t.dtype, shape64, nbits))
 		}
 		if e-s != nbits/8 {
 			return nil, fail(t.name, fmt.Errorf("%w: %s shape %v needs %d bytes, data_offsets [%d,%d] hold %d",
-				ErrTensorInvalidInfo, t.dtype, t.shape, nbits/8, s, e, e-s))
+				ErrTensorInvalidInfo, t.dtype, shape64, nbits/8, s, e, e-s))
 		}
 		if e > math.MaxInt64-MaxHeaderSize-prefixSize {
 			return nil, fail(t.name, fmt.Errorf("%w: end offset %d", ErrValidationOverflow, e))
 		}
+		shape := dims.shape(t.dimOff, t.ndim)
 		h.Tensors[i] = TensorInfo{Name: t.name, DType: t.dtype, Shape: shape, Offsets: [2]int64{int64(s), int64(e)}}
-		h.index[t.name] = i
 	}
 	h.DataSize = int64(start)
+	// The index was built on header order: renumber it to offset order.
+	d.index.remap(raws)
+	h.index = d.index
 	return h, nil
+}
+
+// shapeDims holds the dimensions of every shape of a header as ints.
+type shapeDims []int
+
+// intDims returns dims as ints: the same array where int is 64 bits wide
+// (every dimension a validated header keeps is at most math.MaxInt, so its
+// bits are those of the int), a converted copy elsewhere. A much
+// over-allocated array is trimmed.
+func intDims(dims []uint64) shapeDims {
+	if len(dims) == 0 {
+		return shapeDims{}
+	}
+	if cap(dims) > len(dims)+len(dims)/4+64 {
+		dims = slices.Clip(slices.Clone(dims))
+	}
+	if strconv.IntSize == 64 {
+		return unsafe.Slice((*int)(unsafe.Pointer(unsafe.SliceData(dims))), len(dims))
+	}
+	out := make([]int, len(dims))
+	for i, d := range dims {
+		out[i] = int(d) // a dimension above math.MaxInt fails rule 7 before use
+	}
+	return out
+}
+
+// shape returns the shape at dims[off:off+n], capped so that an append
+// cannot overwrite the next one; never nil.
+func (d shapeDims) shape(off, n uint32) []int {
+	return d[off : off+n : off+n]
+}
+
+// nameIndex maps tensor names to positions in a list of entries: an
+// open-addressing hash table of positions, a quarter of the memory of a
+// map[string]int (4 bytes a slot, at most 2/3 full), which matters for
+// headers of a million tensors. The names themselves stay in the list.
+type nameIndex struct {
+	seed  maphash.Seed
+	slots []int32 // position+1 of the entry whose name hashes there; 0 is empty
+	n     int
+}
+
+func newNameIndex(hint int) *nameIndex {
+	x := &nameIndex{seed: maphash.MakeSeed()}
+	x.slots = make([]int32, tableSize(hint))
+	return x
+}
+
+// tableSize is the smallest power of two, at least 8, that holds n
+// positions at most 2/3 full.
+func tableSize(n int) int {
+	size := 8
+	for size*2 < n*3 {
+		size <<= 1
+	}
+	return size
+}
+
+// lookup returns the position in ts of the tensor named name.
+func (x *nameIndex) lookup(name string, ts []TensorInfo) (int, bool) {
+	mask := uint64(len(x.slots) - 1)
+	for h := maphash.String(x.seed, name) & mask; ; h = (h + 1) & mask {
+		v := x.slots[h]
+		if v == 0 {
+			return 0, false
+		}
+		if ts[v-1].Name == name {
+			return int(v - 1), true
+		}
+	}
+}
+
+// find returns the position in ents of the entry named name (found) or
+// the free slot where name belongs (not found).
+func (x *nameIndex) find(name string, ents []rawEntry) (slot, pos int, found bool) {
+	mask := uint64(len(x.slots) - 1)
+	for h := maphash.String(x.seed, name) & mask; ; h = (h + 1) & mask {
+		v := x.slots[h]
+		if v == 0 {
+			return int(h), 0, false
+		}
+		if ents[v-1].name == name {
+			return int(h), int(v - 1), true
+		}
+	}
+}
+
+// insert records that ents[pos] is named as find(name) found free at slot,
+// growing the table when it gets more than 2/3 full.
+func (x *nameIndex) insert(slot, pos int, ents []rawEntry) {
+	x.slots[slot] = int32(pos + 1)
+	x.n++
+	if x.n*3 <= len(x.slots)*2 {
+		return
+	}
+	old := x.slots
+	x.slots = make([]int32, len(old)*2)
+	mask := uint64(len(x.slots) - 1)
+	for _, v := range old {
+		if v == 0 {
+			continue
+		}
+		h := maphash.String(x.seed, ents[v-1].name) & mask
+		for x.slots[h] != 0 {
+			h = (h + 1) & mask
+		}
+		x.slots[h] = v
+	}
+}
+
+// remap renumbers the table after ents, indexed in header order (each
+// entry's orig), has been reordered: the names hash to the same slots.
+func (x *nameIndex) remap(ents []rawEntry) {
+	pos := make([]int32, len(ents))
+	for i, e := range ents {
+		pos[e.orig] = int32(i)
+	}
+	for i, v := range x.slots {
+		if v != 0 {
+			x.slots[i] = pos[v-1] + 1
+		}
+	}
 }
 
 func cmpU64(a, b uint64) int {

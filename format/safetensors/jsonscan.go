@@ -1,11 +1,13 @@
 package safetensors
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // maxDepth bounds the nesting of JSON values (serde_json's default
@@ -21,6 +23,7 @@ type scanner struct {
 	b       []byte
 	i       int
 	scratch []uint64
+	arena   []byte // the current chunk of interned names (see intern)
 }
 
 func (s *scanner) errf(format string, args ...any) error {
@@ -65,8 +68,16 @@ func (s *scanner) expect(c byte) error {
 
 // str decodes a JSON string at the cursor.
 func (s *scanner) str() (string, error) {
+	b, err := s.strBytes()
+	return string(b), err
+}
+
+// strBytes decodes a JSON string at the cursor without allocating when it
+// has no escape: the result is then a view of the header, valid as long as
+// the header and never to be modified; with escapes it is a fresh buffer.
+func (s *scanner) strBytes() ([]byte, error) {
 	if s.peek() != '"' {
-		return "", s.errf("expected a string, found %s", s.describe())
+		return nil, s.errf("expected a string, found %s", s.describe())
 	}
 	s.i++
 	start := s.i
@@ -74,7 +85,7 @@ func (s *scanner) str() (string, error) {
 	for s.i < len(s.b) {
 		c := s.b[s.i]
 		if c == '"' {
-			v := string(s.b[start:s.i])
+			v := s.b[start:s.i:s.i]
 			s.i++
 			return v, nil
 		}
@@ -82,7 +93,7 @@ func (s *scanner) str() (string, error) {
 			break
 		}
 		if c < 0x20 {
-			return "", s.errf("control character 0x%02x in a string", c)
+			return nil, s.errf("control character 0x%02x in a string", c)
 		}
 		s.i++
 	}
@@ -92,9 +103,9 @@ func (s *scanner) str() (string, error) {
 		switch {
 		case c == '"':
 			s.i++
-			return string(buf), nil
+			return buf, nil
 		case c < 0x20:
-			return "", s.errf("control character 0x%02x in a string", c)
+			return nil, s.errf("control character 0x%02x in a string", c)
 		case c != '\\':
 			buf = append(buf, c)
 			s.i++
@@ -121,7 +132,7 @@ func (s *scanner) str() (string, error) {
 		case 'u':
 			r, ok := hex4(s.b, s.i)
 			if !ok {
-				return "", s.errf("invalid \\u escape")
+				return nil, s.errf("invalid \\u escape")
 			}
 			s.i += 4
 			switch {
@@ -131,20 +142,35 @@ func (s *scanner) str() (string, error) {
 					lo, ok = hex4(s.b, s.i+2)
 				}
 				if !ok || lo < 0xDC00 || lo >= 0xE000 {
-					return "", s.errf("lone leading surrogate \\u%04X in a string", r)
+					return nil, s.errf("lone leading surrogate \\u%04X in a string", r)
 				}
 				s.i += 6
 				r = utf16.DecodeRune(r, lo)
 			case utf16.IsSurrogate(r):
-				return "", s.errf("lone trailing surrogate \\u%04X in a string", r)
+				return nil, s.errf("lone trailing surrogate \\u%04X in a string", r)
 			}
 			buf = utf8.AppendRune(buf, r)
 		default:
 			s.i--
-			return "", s.errf("invalid escape \\%c", e)
+			return nil, s.errf("invalid escape \\%c", e)
 		}
 	}
-	return "", s.errf("unterminated string")
+	return nil, s.errf("unterminated string")
+}
+
+// intern returns b as a string copied into the scanner's name arena:
+// chunks of at most 1 MiB (never more than the header holds) shared by
+// many names, instead of one allocation per name.
+func (s *scanner) intern(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if cap(s.arena)-len(s.arena) < len(b) {
+		s.arena = make([]byte, 0, max(len(b), min(len(s.b), 1<<20)))
+	}
+	n := len(s.arena)
+	s.arena = append(s.arena, b...)
+	return unsafe.String(&s.arena[n], len(b))
 }
 
 // number validates a JSON number at the cursor and returns its text.
@@ -244,7 +270,7 @@ func (s *scanner) skip(depth int) error {
 		}
 		for {
 			if c == '{' {
-				if _, err := s.str(); err != nil {
+				if _, err := s.strBytes(); err != nil {
 					return err
 				}
 				if err := s.expect(':'); err != nil {
@@ -271,6 +297,12 @@ func (s *scanner) skip(depth int) error {
 // object iterates over the members of an object at the cursor, calling
 // member with the cursor on each value.
 func (s *scanner) object(member func(key string) error) error {
+	return s.objectBytes(func(key []byte) error { return member(string(key)) })
+}
+
+// objectBytes is object with each key as strBytes returns it (a view of
+// the header unless it has escapes), for keys that are only compared.
+func (s *scanner) objectBytes(member func(key []byte) error) error {
 	if err := s.expect('{'); err != nil {
 		return err
 	}
@@ -279,7 +311,7 @@ func (s *scanner) object(member func(key string) error) error {
 		return nil
 	}
 	for {
-		k, err := s.str()
+		k, err := s.strBytes()
 		if err != nil {
 			return err
 		}
@@ -301,66 +333,96 @@ func (s *scanner) object(member func(key string) error) error {
 	}
 }
 
-// uintArray decodes an array of unsigned integers into s.scratch and
-// returns the values as a fresh exact-size slice (keep=true) or as a view
-// of the scratch buffer, valid until the next call (keep=false).
-func (s *scanner) uintArray(what string, keep bool) ([]uint64, error) {
+// appendUints decodes an array of unsigned integers and appends its values
+// to dst.
+func (s *scanner) appendUints(what string, dst []uint64) ([]uint64, error) {
 	if s.peek() != '[' {
-		return nil, s.errf("%s: expected an array, found %s", what, s.describe())
+		return dst, s.errf("%s: expected an array, found %s", what, s.describe())
 	}
 	s.i++
-	s.scratch = s.scratch[:0]
 	if s.peek() == ']' {
 		s.i++
-		return []uint64{}, nil
+		return dst, nil
 	}
 	for {
 		v, err := s.uint(what)
 		if err != nil {
-			return nil, err
+			return dst, err
 		}
-		s.scratch = append(s.scratch, v)
+		dst = append(dst, v)
 		switch s.peek() {
 		case ',':
 			s.i++
 		case ']':
 			s.i++
-			if keep {
-				return slices.Clone(s.scratch), nil
-			}
-			return s.scratch, nil
+			return dst, nil
 		default:
-			return nil, s.errf("%s: expected ',' or ']', found %s", what, s.describe())
+			return dst, s.errf("%s: expected ',' or ']', found %s", what, s.describe())
 		}
 	}
 }
 
-// decodeHeader is rule 5: the top-level object is walked member by member
+// rawEntry is a decoded tensor entry before validation (rules 6–7). Its
+// shape is dims[dimOff:dimOff+ndim] of the decoded header's dims, so that
+// the shapes of all entries share one array.
+type rawEntry struct {
+	name    string
+	offsets [2]uint64
+	dimOff  uint32 // a header of at most 1e8 bytes holds fewer than 5e7 dimensions
+	ndim    uint32
+	orig    int32 // the entry's position in header order (see nameIndex.remap)
+	dtype   DType
+}
+
+// decodedHeader is what rule 5 yields: the metadata, the entries in header
+// order, the dimensions of every shape, and the name → entry index.
+type decodedHeader struct {
+	meta  map[string]string
+	ents  []rawEntry
+	dims  []uint64
+	index *nameIndex
+}
+
+// decodeHeader is decodeEntries with each entry as a rawTensor of its own
+// (the form the encoding/json reference decoder of the tests returns).
+func decodeHeader(hdr []byte, o *options) (map[string]string, []rawTensor, error) {
+	d, err := decodeEntries(hdr, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	raws := make([]rawTensor, len(d.ents))
+	for i, e := range d.ents {
+		shape := []uint64{}
+		if e.ndim > 0 {
+			shape = slices.Clone(d.dims[e.dimOff : e.dimOff+e.ndim])
+		}
+		raws[i] = rawTensor{name: e.name, dtype: e.dtype, shape: shape, offsets: e.offsets}
+	}
+	return d.meta, raws, nil
+}
+
+// decodeEntries is rule 5: the top-level object is walked member by member
 // so that duplicate names are seen (ErrDuplicateKey unless lenient, then
 // the last wins as in the reference), "__metadata__" must be null or an
 // object of strings, and each tensor entry must hold exactly the fields
 // dtype, shape and data_offsets (in any order; unknown fields are skipped
 // unless WithStrictFields; a repeated field is an error). Only JSON
 // whitespace may surround the object.
-func decodeHeader(hdr []byte, o *options) (map[string]string, []rawTensor, error) {
-	meta, raws, _, err := decodeHeaderSeen(hdr, o)
-	return meta, raws, err
-}
-
-// decodeHeaderSeen is decodeHeader that also returns the name → position
-// map it built, so that the caller can reuse its storage.
-func decodeHeaderSeen(hdr []byte, o *options) (map[string]string, []rawTensor, map[string]int, error) {
+//
+// Names are interned in shared chunks, field names and dtypes are compared
+// in place and shapes are appended to one array: a tensor entry costs no
+// allocation of its own.
+func decodeEntries(hdr []byte, o *options) (*decodedHeader, error) {
 	s := &scanner{b: hdr}
-	var (
-		meta     map[string]string
-		haveMeta bool
-		// Typical entries take ~100–130 header bytes; pre-sizing from the
-		// (already bounded) header length saves most of the growth.
-		raws = make([]rawTensor, 0, len(hdr)/128)
-		seen = make(map[string]int, len(hdr)/128)
-	)
-	err := s.object(func(key string) error {
-		if key == "__metadata__" {
+	// Pre-size for the entries the header can hold: each has a
+	// "data_offsets" key (unless it is invalid) and takes at least 50
+	// bytes; most shapes have two dimensions.
+	est := min(bytes.Count(hdr, []byte(`"data_offsets"`)), len(hdr)/50)
+	d := &decodedHeader{ents: make([]rawEntry, 0, est), dims: make([]uint64, 0, 2*est), index: newNameIndex(est)}
+	haveMeta := false
+	err := s.objectBytes(func(key []byte) error {
+		if string(key) == "__metadata__" {
+			const key = "__metadata__"
 			if haveMeta && !o.lenient {
 				return &TensorError{Tensor: key, Err: fmt.Errorf("%w: %q occurs twice", ErrDuplicateKey, key)}
 			}
@@ -369,31 +431,35 @@ func decodeHeaderSeen(hdr []byte, o *options) (map[string]string, []rawTensor, m
 			if err != nil {
 				return &TensorError{Tensor: key, Err: err}
 			}
-			meta = m
+			d.meta = m
 			return nil
 		}
-		t, err := s.entry(key, o)
+		name := s.intern(key)
+		t, err := s.entry(o, &d.dims)
 		if err != nil {
-			return &TensorError{Tensor: key, Err: err}
+			return &TensorError{Tensor: name, Err: err}
 		}
-		if i, dup := seen[key]; dup {
+		slot, i, dup := d.index.find(name, d.ents)
+		if dup {
 			if !o.lenient {
-				return &TensorError{Tensor: key, Err: fmt.Errorf("%w: tensor name occurs twice", ErrDuplicateKey)}
+				return &TensorError{Tensor: name, Err: fmt.Errorf("%w: tensor name occurs twice", ErrDuplicateKey)}
 			}
-			raws[i] = t
+			t.name, t.orig = name, int32(i)
+			d.ents[i] = t
 			return nil
 		}
-		seen[key] = len(raws)
-		raws = append(raws, t)
+		t.name, t.orig = name, int32(len(d.ents))
+		d.ents = append(d.ents, t)
+		d.index.insert(slot, len(d.ents)-1, d.ents)
 		return nil
 	})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	if s.ws(); s.i != len(s.b) {
-		return nil, nil, nil, s.errf("unexpected %s after the header object", s.describe())
+		return nil, s.errf("unexpected %s after the header object", s.describe())
 	}
-	return meta, raws, seen, nil
+	return d, nil
 }
 
 func (s *scanner) metadata(o *options) (map[string]string, error) {
@@ -421,46 +487,60 @@ func (s *scanner) metadata(o *options) (map[string]string, error) {
 	return m, err
 }
 
-func (s *scanner) entry(name string, o *options) (rawTensor, error) {
-	t := rawTensor{name: name}
+// parseDType is ParseDType of a spelling still in the header's bytes.
+func parseDType(b []byte) (DType, error) {
+	for i, n := range dtypeNames {
+		if string(b) == n {
+			return DType(i), nil
+		}
+	}
+	return ParseDType(string(b))
+}
+
+// entry decodes one tensor entry; its shape is appended to *dims.
+func (s *scanner) entry(o *options, dims *[]uint64) (rawEntry, error) {
+	var t rawEntry
 	if s.peek() != '{' {
 		return t, s.errf("tensor entry: expected an object, found %s", s.describe())
 	}
 	var haveDType, haveShape, haveOffsets bool
-	err := s.object(func(k string) error {
-		switch k {
+	err := s.objectBytes(func(k []byte) error {
+		switch string(k) {
 		case "dtype":
 			if haveDType {
 				return s.errf("duplicate field %q", k)
 			}
 			haveDType = true
-			v, err := s.str()
+			v, err := s.strBytes()
 			if err != nil {
 				return err
 			}
-			t.dtype, err = ParseDType(v)
+			t.dtype, err = parseDType(v)
 			return err
 		case "shape":
 			if haveShape {
 				return s.errf("duplicate field %q", k)
 			}
 			haveShape = true
+			off := len(*dims)
 			var err error
-			t.shape, err = s.uintArray("shape", true)
+			*dims, err = s.appendUints("shape", *dims)
+			t.dimOff, t.ndim = uint32(off), uint32(len(*dims)-off)
 			return err
 		case "data_offsets":
 			if haveOffsets {
 				return s.errf("duplicate field %q", k)
 			}
 			haveOffsets = true
-			offs, err := s.uintArray("data_offsets", false)
+			var err error
+			s.scratch, err = s.appendUints("data_offsets", s.scratch[:0])
 			if err != nil {
 				return err
 			}
-			if len(offs) != 2 {
-				return s.errf("data_offsets has %d elements, want 2", len(offs))
+			if len(s.scratch) != 2 {
+				return s.errf("data_offsets has %d elements, want 2", len(s.scratch))
 			}
-			t.offsets = [2]uint64{offs[0], offs[1]}
+			t.offsets = [2]uint64{s.scratch[0], s.scratch[1]}
 			return nil
 		}
 		if o.strictFields {
