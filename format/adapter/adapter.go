@@ -101,6 +101,11 @@ type Module struct {
 	// RoleLoRABias, RoleIA3, RoleWeight, RoleBias, RoleAlpha, hada_*, lokr_*,
 	// vera_*, prompt_embeddings, ...) to its tensor.
 	Tensors map[string]TensorRef
+
+	// roles chains the tensors (entries first to last, 1-based) while
+	// Tensors is nil (see roles.go).
+	roles       *roleTable
+	first, last int32
 }
 
 // IsLowRank reports whether the module has additive low-rank factors A and

@@ -3,6 +3,7 @@ package adapter
 import (
 	"encoding/json"
 	"fmt"
+	"iter"
 	"maps"
 	"regexp"
 	"slices"
@@ -130,9 +131,9 @@ func lastSegments(key string) (segs [3]string, n int, cut [3]int) {
 // keyAdapterNames returns, sorted, the adapter names other than known that
 // PEFT keys carry in ModuleDict position (X.lora_A.<name>.weight) or
 // ParameterDict position (X.lora_embedding_A.<name>, X.ia3_l.<name>, …).
-func keyAdapterNames(names, known []string) []string {
+func keyAdapterNames(names iter.Seq[string], known []string) []string {
 	found := map[string]bool{}
-	for _, name := range names {
+	for name := range names {
 		seg, n, _ := lastSegments(strings.TrimPrefix(name, "base_model.model."))
 		last, prev := seg[0], seg[1]
 		cand := ""
@@ -275,9 +276,9 @@ func hasUNetSegment(n string) bool {
 // detectDialect decides the file-level dialect from the tensor names, the
 // file metadata, the config (PEFT, diffusers metadata or MLX) and whether a
 // PEFT adapter_config.json with a peft_type accompanies the file.
-func detectDialect(names []string, meta map[string]string, cfg *Config, peftConfig bool) Dialect {
+func detectDialect(names iter.Seq[string], meta map[string]string, cfg *Config, peftConfig bool) Dialect {
 	var peft, kohya, mlx, legacy, lowRank, component, unetLike, vit bool
-	for _, n := range names {
+	for n := range names {
 		switch {
 		case strings.HasPrefix(n, "base_model.model.") || strings.HasPrefix(n, "base_model.vera_") || n == "prompt_embeddings":
 			peft = true
@@ -435,9 +436,18 @@ type classification struct {
 // classify groups tensors into modules and assigns each a kind, a rank and
 // in/out features. It reads no tensor data.
 func classify(tensors []TensorRef, meta map[string]string, cfg *Config, peftConfig bool, adapterNames []string) *classification {
-	names := make([]string, len(tensors))
-	for i, t := range tensors {
-		names[i] = t.Name
+	return classifyOf(tensors, func(t *TensorRef) TensorRef { return *t }, meta, cfg, peftConfig, adapterNames)
+}
+
+// classifyOf is classify of the tensors ref returns for list, so that a
+// header's own list (safetensors.TensorInfo) needs no copy as TensorRefs.
+func classifyOf[T any](list []T, ref func(*T) TensorRef, meta map[string]string, cfg *Config, peftConfig bool, adapterNames []string) *classification {
+	names := func(yield func(string) bool) {
+		for i := range list {
+			if !yield(ref(&list[i]).Name) {
+				return
+			}
+		}
 	}
 	cl := &classification{dialect: detectDialect(names, meta, cfg, peftConfig), shared: map[string]TensorRef{}}
 	cl.producer = detectProducer(cl.dialect, names, meta, cfg)
@@ -455,10 +465,17 @@ func classify(tensors []TensorRef, meta map[string]string, cfg *Config, peftConf
 			return cl
 		}
 	}
-	byName := make(map[string]*Module, len(tensors)/2)
-	var order []*Module // first-seen order: usually sorted already
-	embed := map[string]bool{}
-	for _, t := range tensors {
+	// Group the tensors by module: one roleTable entry per tensor, chained
+	// module by module in file order (see roles.go).
+	tab := &roleTable{ents: make([]roleEntry, len(list)), n: len(list), ref: func(i int) TensorRef { return ref(&list[i]) }}
+	var (
+		byName = make(map[string]int32, len(list)/2)
+		order  []*Module                   // first-seen order: usually sorted already
+		embed  []bool                      // by module
+		many   map[*Module]map[string]bool // the roles of modules of more than 8 tensors
+	)
+	for i := range list {
+		t := ref(&list[i])
 		if t.Name == "base_model.vera_A" || t.Name == "base_model.vera_B" {
 			cl.shared[strings.TrimPrefix(t.Name, "base_model.")] = t
 			continue
@@ -479,26 +496,52 @@ func classify(tensors []TensorRef, meta map[string]string, cfg *Config, peftConf
 		if !pk.ok {
 			cl.unknown = append(cl.unknown, t.Name)
 		}
-		m := byName[pk.module]
-		if m == nil {
-			m = &Module{Name: pk.module, Tensors: map[string]TensorRef{}}
-			byName[pk.module] = m
-			order = append(order, m)
+		j, ok := byName[pk.module]
+		if !ok {
+			j = int32(len(order))
+			byName[pk.module] = j
+			order = append(order, &Module{Name: pk.module})
+			embed = append(embed, false)
 		}
-		role := pk.role
-		if _, dup := m.Tensors[role]; dup {
+		m, role := order[j], pk.role
+		if pk.emb {
+			embed[j] = true
+		}
+		var dup bool
+		if seen := many[m]; seen != nil {
+			dup = seen[role]
+		} else {
+			n := 0
+			for k := m.first; k != 0; k = tab.ents[k-1].next {
+				dup = dup || tab.ents[k-1].role == role
+				n++
+			}
+			if n >= 8 {
+				if many == nil {
+					many = map[*Module]map[string]bool{}
+				}
+				seen = make(map[string]bool, 2*n)
+				for k := m.first; k != 0; k = tab.ents[k-1].next {
+					seen[tab.ents[k-1].role] = true
+				}
+				many[m] = seen
+			}
+		}
+		if dup {
 			// Two tensors map to one role (e.g. lora_A.weight and a stray
 			// lora_A): keep both, the second under its full name.
+			cl.warnings = append(cl.warnings, fmt.Sprintf("tensor %q maps to role %s of module %q which is already taken; kept as passthrough", t.Name, role, m.Name))
 			role = t.Name
-			cl.warnings = append(cl.warnings, fmt.Sprintf("tensor %q maps to role %s of module %q which is already taken; kept as passthrough", t.Name, pk.role, pk.module))
 		}
-		m.Tensors[role] = t
-		if pk.emb {
-			embed[pk.module] = true
+		if seen := many[m]; seen != nil {
+			seen[role] = true
 		}
+		tab.ents[i] = roleEntry{role: role, idx: int32(i)}
+		m.addEntry(tab, i)
 	}
-	for _, m := range order {
-		cl.finish(m, embed[m.Name], cfg)
+	byName, many = nil, nil
+	for j, m := range order {
+		cl.finish(m, embed[j], cfg)
 	}
 	cl.modules = order
 	byModuleName := func(a, b *Module) int { return strings.Compare(a.Name, b.Name) }
@@ -508,8 +551,8 @@ func classify(tensors []TensorRef, meta map[string]string, cfg *Config, peftConf
 	if len(cl.shared) > 0 {
 		for _, m := range cl.modules {
 			if m.Kind == KindVeRA {
-				for k, v := range cl.shared {
-					m.Tensors[k] = v
+				for _, k := range slices.Sorted(maps.Keys(cl.shared)) {
+					m.setTensor(k, cl.shared[k])
 				}
 			}
 		}
@@ -529,7 +572,7 @@ func (cl *classification) dropRecognised() {
 	known := map[string]bool{}
 	for _, m := range cl.modules {
 		if !m.Kind.Supported() {
-			for _, t := range m.Tensors {
+			for _, t := range m.tensors() {
 				known[t.Name] = true
 			}
 		}
@@ -537,8 +580,9 @@ func (cl *classification) dropRecognised() {
 	cl.unknown = slices.DeleteFunc(cl.unknown, func(n string) bool { return known[n] })
 }
 
-func hasPrefix(m map[string]TensorRef, p string) bool {
-	for k := range m {
+// hasPrefix reports whether one of m's roles starts with p.
+func hasPrefix(m *Module, p string) bool {
+	for k := range m.tensors() {
 		if strings.HasPrefix(k, p) {
 			return true
 		}
@@ -558,8 +602,8 @@ func dim(s []int, i int) int {
 
 // finish assigns kind, rank and features of one module.
 func (cl *classification) finish(m *Module, emb bool, cfg *Config) {
-	a, hasA := m.Tensors[RoleA]
-	b, hasB := m.Tensors[RoleB]
+	a, hasA := m.tensor(RoleA)
+	b, hasB := m.tensor(RoleB)
 	peftType := ""
 	if cfg != nil {
 		peftType = strings.ToUpper(cfg.PeftType)
@@ -613,7 +657,7 @@ func (cl *classification) finish(m *Module, emb bool, cfg *Config) {
 		}
 	case hasRole(m, RoleIA3):
 		m.Kind = KindIA3
-		l := m.Tensors[RoleIA3].Shape
+		l := m.tensorRef(RoleIA3).Shape
 		// Linear: (out,1); feed-forward: (1,in); conv: (1,C,1,1)
 		if len(l) == 2 && l[0] == 1 && l[1] != 1 {
 			m.Feedforward, m.InFeatures = true, l[1]
@@ -631,13 +675,13 @@ func (cl *classification) finish(m *Module, emb bool, cfg *Config) {
 				m.OutFeatures = l[1]
 			}
 		}
-	case hasPrefix(m.Tensors, "hada_"):
+	case hasPrefix(m, "hada_"):
 		m.Kind = KindLoHa
 		lohaDims(m)
-	case hasPrefix(m.Tensors, "lokr_"):
+	case hasPrefix(m, "lokr_"):
 		m.Kind = KindLoKr
 		lokrDims(m)
-	case hasPrefix(m.Tensors, "vera_lambda_"):
+	case hasPrefix(m, "vera_lambda_"):
 		m.Kind = KindVeRA
 		veraDims(m)
 	case hasRole(m, RolePrompt):
@@ -647,7 +691,7 @@ func (cl *classification) finish(m *Module, emb bool, cfg *Config) {
 		}
 	case hasRole(m, RoleDiff) || hasRole(m, RoleDiffBias):
 		m.Kind = KindDiff
-		if d, ok := m.Tensors[RoleDiff]; ok && len(d.Shape) > 0 {
+		if d, ok := m.tensor(RoleDiff); ok && len(d.Shape) > 0 {
 			m.OutFeatures, m.InFeatures = d.Shape[0], 1
 			if len(d.Shape) > 1 {
 				m.InFeatures = d.Shape[1]
@@ -655,7 +699,7 @@ func (cl *classification) finish(m *Module, emb bool, cfg *Config) {
 			if len(d.Shape) > 2 {
 				m.Kernel = append([]int(nil), d.Shape[2:]...)
 			}
-		} else if b, ok := m.Tensors[RoleDiffBias]; ok && len(b.Shape) == 1 {
+		} else if b, ok := m.tensor(RoleDiffBias); ok && len(b.Shape) == 1 {
 			m.OutFeatures = b.Shape[0]
 		}
 	default:
@@ -664,7 +708,7 @@ func (cl *classification) finish(m *Module, emb bool, cfg *Config) {
 			break
 		}
 		m.Kind = KindFull
-		if w, ok := m.Tensors[RoleWeight]; ok && len(w.Shape) >= 2 {
+		if w, ok := m.tensor(RoleWeight); ok && len(w.Shape) >= 2 {
 			m.OutFeatures, m.InFeatures = w.Shape[0], w.Shape[1]
 		}
 	}
@@ -692,8 +736,8 @@ var otherMethods = []struct {
 // otherMethods (the first match in its path, then in its sorted roles),
 // else "".
 func otherMethod(m *Module) Kind {
-	roles := make([]string, 0, len(m.Tensors))
-	for role := range m.Tensors {
+	roles := make([]string, 0, m.numTensors())
+	for role := range m.tensors() {
 		roles = append(roles, role)
 	}
 	slices.Sort(roles)
@@ -732,7 +776,7 @@ func (k Kind) Supported() bool {
 }
 
 func hasRole(m *Module, role string) bool {
-	_, ok := m.Tensors[role]
+	_, ok := m.tensor(role)
 	return ok
 }
 
@@ -777,7 +821,7 @@ func (cl *classification) flagWrapper() {
 }
 
 // detectProducer names the software that most likely wrote the file.
-func detectProducer(d Dialect, names []string, meta map[string]string, cfg *Config) string {
+func detectProducer(d Dialect, names iter.Seq[string], meta map[string]string, cfg *Config) string {
 	if s := meta["software"]; s != "" {
 		var sw struct {
 			Name string `json:"name"`
@@ -808,7 +852,7 @@ func detectProducer(d Dialect, names []string, meta map[string]string, cfg *Conf
 		}
 		return "peft"
 	}
-	for _, n := range names {
+	for n := range names {
 		if vitKeyRe.MatchString(n) {
 			return "LoRA-ViT"
 		}

@@ -183,7 +183,7 @@ func (a *Adapter) shapeErr(m *Module, t TensorRef, format string, args ...any) e
 // read returns role's tensor of m as float64, checking its rank (number of
 // dims) is within [minDims, maxDims].
 func (a deltaRun) read(m *Module, role string, minDims, maxDims int) (TensorRef, mat64, error) {
-	t, ok := m.Tensors[role]
+	t, ok := m.tensor(role)
 	if !ok {
 		return t, mat64{}, fmt.Errorf("%s: module %q (%s): %w: tensor %s is missing", a.WeightsPath, m.Name, m.Kind, ErrShape, role)
 	}
@@ -302,7 +302,7 @@ func (a deltaRun) cp(m *Module, roleT, roleA, roleB string, limit int) (shape []
 
 // lohaFactor returns one Hadamard factor flattened to (rows, cols).
 func (a deltaRun) lohaFactor(m *Module, i string, limit int) (rows, cols int, v []float64, err error) {
-	if _, ok := m.Tensors["hada_t"+i]; ok {
+	if _, ok := m.tensor("hada_t" + i); ok {
 		shape, v, err := a.cp(m, "hada_t"+i, "hada_w"+i+"_a", "hada_w"+i+"_b", limit)
 		if err != nil {
 			return 0, 0, nil, err
@@ -323,7 +323,7 @@ func (a deltaRun) lohaDelta(m *Module, d *Dense) ([]float64, error) {
 		return nil, err
 	}
 	if r1 != d.Out || c1 != cols || r2 != d.Out || c2 != cols {
-		return nil, a.shapeErr(m, m.Tensors["hada_w2_a"], "Hadamard factors are %d×%d and %d×%d, want both %d×%d", r1, c1, r2, c2, d.Out, cols)
+		return nil, a.shapeErr(m, m.tensorRef("hada_w2_a"), "Hadamard factors are %d×%d and %d×%d, want both %d×%d", r1, c1, r2, c2, d.Out, cols)
 	}
 	for i := range p1 {
 		p1[i] *= p2[i] * m.Scale
@@ -335,11 +335,11 @@ func (a deltaRun) lohaDelta(m *Module, d *Dense) ([]float64, error) {
 // rebuild (out, in, k…), or lokr_wI_a·lokr_wI_b as a matrix.
 func (a deltaRun) lokrFactor(m *Module, i string, limit int) ([]int, []float64, error) {
 	whole := "lokr_w" + i
-	if _, ok := m.Tensors[whole]; ok {
+	if _, ok := m.tensor(whole); ok {
 		_, x, err := a.read(m, whole, 2, 6)
 		return x.shape, x.v, err
 	}
-	if _, ok := m.Tensors["lokr_t"+i]; ok {
+	if _, ok := m.tensor("lokr_t" + i); ok {
 		return a.cp(m, "lokr_t"+i, whole+"_a", whole+"_b", limit)
 	}
 	rows, cols, v, err := a.product2(m, whole+"_a", whole+"_b", limit)

@@ -93,7 +93,7 @@ func (a *Adapter) Factors(m *Module) (*Factors, error) {
 	if !m.IsLowRank() {
 		return nil, fmt.Errorf("%s: module %q (%s): %w", a.WeightsPath, m.Name, m.Kind, ErrNotLowRank)
 	}
-	ta, tb := m.Tensors[RoleA], m.Tensors[RoleB]
+	ta, tb := m.tensorRef(RoleA), m.tensorRef(RoleB)
 	f := &Factors{
 		Rank: m.Rank, In: m.InFeatures, Out: m.OutFeatures, Experts: m.Experts,
 		Scale: m.Scale, FanInFanOut: m.FanInFanOut, Embedding: m.Kind == KindLoRAEmbedding,
@@ -146,7 +146,7 @@ func (a *Adapter) Factors(m *Module) (*Factors, error) {
 		f.A, f.B = av, bv
 	}
 	vec := func(role string, n int, what string) ([]float32, error) {
-		t, ok := m.Tensors[role]
+		t, ok := m.tensor(role)
 		if !ok {
 			return nil, nil
 		}

@@ -33,6 +33,8 @@ type loadOptions struct {
 	safeOpts     []safetensors.Option
 	noConfig     bool
 	file         *safetensors.File
+	moduleFunc   func(m *Module, i, n int) bool
+	compact      bool // leave Module.Tensors nil (Validate's own Load; see roles.go)
 }
 
 // WithAdapterName adds an adapter name to strip from PEFT keys in ModuleDict
@@ -69,6 +71,25 @@ func WithSafetensorsOptions(opts ...safetensors.Option) LoadOption {
 // Adapter.Close does not close it, and f must stay open while the Adapter
 // is used. WithSafetensorsOptions does not apply to f.
 func WithFile(f *safetensors.File) LoadOption { return func(o *loadOptions) { o.file = f } }
+
+// WithModuleFunc makes Load hand the modules to fn, the i-th of n (in name
+// order) in the i-th call, once everything Load resolves is known
+// (Adapter.Warnings included), instead of keeping them in Adapter.Modules,
+// which Load then leaves empty (and the Adapter methods that look modules
+// up find none). fn reports whether it keeps m: the Tensors map of a module
+// it does not keep is reset to nil and reused for the next module, so a
+// caller that turns modules into something smaller never holds every
+// module's map at once, nor has one built for each: a Go map takes ~600
+// bytes however few roles it holds, ~190 MB for a header of 300,000
+// modules.
+func WithModuleFunc(fn func(m *Module, i, n int) (keep bool)) LoadOption {
+	return func(o *loadOptions) { o.moduleFunc = fn }
+}
+
+// withCompact leaves each module's Tensors nil, its tensors in the
+// roleTable the package reads through Module.tensor (roles.go): for
+// Validate, whose adapter never leaves the package.
+func withCompact() LoadOption { return func(o *loadOptions) { o.compact = true } }
 
 // locate finds the weights file and the config file for path.
 func locate(path string) (weights, config string, err error) {
@@ -217,7 +238,12 @@ func (a *Adapter) build(o *loadOptions) error {
 	if err != nil {
 		return err
 	}
-	cl := classify(refs, a.Metadata, a.Config, a.PeftType != "", o.adapterNames)
+	var cl *classification
+	if refs == nil {
+		cl = classifyOf(a.File.Tensors, func(t *safetensors.TensorInfo) TensorRef { return refOf(*t) }, a.Metadata, a.Config, a.PeftType != "", o.adapterNames)
+	} else {
+		cl = classify(refs, a.Metadata, a.Config, a.PeftType != "", o.adapterNames)
+	}
 	if cl.err != nil {
 		return fmt.Errorf("%s: %w", a.WeightsPath, cl.err)
 	}
@@ -240,6 +266,28 @@ func (a *Adapter) build(o *loadOptions) error {
 	}
 	if a.Config != nil && a.Config.IsMLX() && a.Config.MLX.HasScale && a.Config.MLX.Alpha != 0 {
 		a.warn("MLX lora_parameters.alpha=%g is ignored by mlx-lm; scale %g is used", a.Config.MLX.Alpha, a.Config.MLX.Scale)
+	}
+	switch {
+	case o.moduleFunc != nil:
+		mods := a.Modules
+		a.Modules = nil
+		var spare map[string]TensorRef // the map of a module fn did not keep
+		for i, m := range mods {
+			mods[i] = nil // fn's to keep or drop
+			if spare != nil && m.compact() {
+				clear(spare)
+				m.fill(spare)
+				spare = nil
+			}
+			m.materialize()
+			if !o.moduleFunc(m, i, len(mods)) {
+				spare, m.Tensors = m.Tensors, nil
+			}
+		}
+	case !o.compact:
+		for _, m := range a.Modules {
+			m.materialize()
+		}
 	}
 	return nil
 }
@@ -397,7 +445,7 @@ func (a *Adapter) resolveScales(o *loadOptions) error {
 			m.Scale, m.AlphaKnown = 0, m.Rank == 0 && m.IsLowRank()
 			continue
 		}
-		if t, ok := m.Tensors[RoleAlpha]; ok {
+		if t, ok := m.tensor(RoleAlpha); ok {
 			v, err := a.float32(t)
 			if err != nil {
 				return err
@@ -488,7 +536,7 @@ func (a *Adapter) resolveScales(o *loadOptions) error {
 //   - nothing: alpha unknown, scale 1 assumed (reported by the caller when
 //     unknown is true).
 func (a *Adapter) wholeLoKrScale(m *Module, cfg *Config, o *loadOptions) (unknown bool, err error) {
-	if t, ok := m.Tensors[RoleAlpha]; ok {
+	if t, ok := m.tensor(RoleAlpha); ok {
 		v, err := a.float32(t)
 		if err != nil {
 			return false, err

@@ -20,8 +20,8 @@ import (
 
 // lohaDims fills Rank, InFeatures, OutFeatures and Kernel of a LoHa module.
 func lohaDims(m *Module) {
-	w1a, w1b := m.Tensors["hada_w1_a"], m.Tensors["hada_w1_b"]
-	if t1, cp := m.Tensors["hada_t1"]; cp { // effective conv: w1_a (r,out), w1_b (r,in)
+	w1a, w1b := m.tensorRef("hada_w1_a"), m.tensorRef("hada_w1_b")
+	if t1, cp := m.tensor("hada_t1"); cp { // effective conv: w1_a (r,out), w1_b (r,in)
 		m.Rank, m.OutFeatures, m.InFeatures = dim(w1a.Shape, 0), dim(w1a.Shape, 1), dim(w1b.Shape, 1)
 		if len(t1.Shape) > 2 {
 			m.Kernel = append([]int(nil), t1.Shape[2:]...)
@@ -41,15 +41,15 @@ func lohaDims(m *Module) {
 // then hold no rank), InFeatures, OutFeatures and Kernel of a LoKr module.
 func lokrDims(m *Module) {
 	var outL, inM int
-	if w1, ok := m.Tensors["lokr_w1"]; ok {
+	if w1, ok := m.tensor("lokr_w1"); ok {
 		outL, inM = dim(w1.Shape, 0), dim(w1.Shape, 1)
 	} else {
-		outL, inM = dim(m.Tensors["lokr_w1_a"].Shape, 0), dim(m.Tensors["lokr_w1_b"].Shape, 1)
+		outL, inM = dim(m.tensorRef("lokr_w1_a").Shape, 0), dim(m.tensorRef("lokr_w1_b").Shape, 1)
 	}
 	var outK, inN int
-	w2a, w2b := m.Tensors["lokr_w2_a"], m.Tensors["lokr_w2_b"]
-	t2, cp := m.Tensors["lokr_t2"]
-	switch w2, whole := m.Tensors["lokr_w2"]; {
+	w2a, w2b := m.tensorRef("lokr_w2_a"), m.tensorRef("lokr_w2_b")
+	t2, cp := m.tensor("lokr_t2")
+	switch w2, whole := m.tensor("lokr_w2"); {
 	case whole: // (out_k, in_n[, k…])
 		outK, inN = dim(w2.Shape, 0), dim(w2.Shape, 1)
 		if len(w2.Shape) > 2 {
@@ -69,7 +69,7 @@ func lokrDims(m *Module) {
 	m.OutFeatures, m.InFeatures = outL*outK, inM*inN
 	switch {
 	case hasRole(m, "lokr_w1_a"):
-		m.Rank = dim(m.Tensors["lokr_w1_a"].Shape, 1)
+		m.Rank = dim(m.tensorRef("lokr_w1_a").Shape, 1)
 	case cp:
 		m.Rank = dim(t2.Shape, 0)
 	case hasRole(m, "lokr_w2_a"):
@@ -86,8 +86,8 @@ func lokrShapeRank(m *Module) bool {
 // veraDims fills Rank and OutFeatures of a VeRA module from its own
 // vectors; InFeatures is set later by veraIn.
 func veraDims(m *Module) {
-	m.OutFeatures = dim(m.Tensors["vera_lambda_b"].Shape, 0)
-	m.Rank = dim(m.Tensors["vera_lambda_d"].Shape, 0)
+	m.OutFeatures = dim(m.tensorRef("vera_lambda_b").Shape, 0)
+	m.Rank = dim(m.tensorRef("vera_lambda_d").Shape, 0)
 }
 
 // veraIn sets InFeatures of the VeRA modules where the file determines it.

@@ -8,11 +8,12 @@ import (
 	"github.com/adaptool/adaptool/quant"
 )
 
-// tensorRefs returns the file's tensors as classify sees them. Quantized
-// weights (quant.Detect, from the header) are recorded in a.Quantized and
-// given their logical shape; their auxiliary tensors are left out, so a
-// quantized adapter has the modules, ranks and features of the adapter it
-// was quantized from.
+// tensorRefs returns the file's tensors as classify sees them, or nil when
+// they are the header's own (nothing is quantized). Quantized weights
+// (quant.Detect, from the header) are recorded in a.Quantized and given
+// their logical shape; their auxiliary tensors are left out, so a quantized
+// adapter has the modules, ranks and features of the adapter it was
+// quantized from.
 func (a *Adapter) tensorRefs() ([]TensorRef, error) {
 	f := a.File
 	// quant.Detect finds a scheme only from a name holding
@@ -35,6 +36,9 @@ func (a *Adapter) tensorRefs() ([]TensorRef, error) {
 		for _, k := range d.Keys[1:] {
 			aux[k] = true
 		}
+	}
+	if len(aux) == 0 && len(a.Quantized) == 0 {
+		return nil, nil // classify f.Tensors themselves
 	}
 	refs := make([]TensorRef, 0, len(f.Tensors))
 	for _, t := range f.Tensors {

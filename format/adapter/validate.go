@@ -8,7 +8,6 @@ import (
 	"maps"
 	"math"
 	"slices"
-	"sort"
 	"strings"
 	"unsafe"
 
@@ -110,6 +109,7 @@ func Validate(path string, opts ...LoadOption) (*Report, error) {
 		return validateGGUF(path)
 	}
 	rep := &Report{Path: path}
+	opts = append(slices.Clip(opts), withCompact())
 	a, err := Load(path, opts...)
 	if err != nil && errors.Is(err, ErrConfig) {
 		// The weights may still be readable: validate them without the config.
@@ -142,10 +142,45 @@ func (a *Adapter) validate(rep *Report) (*Report, error) {
 	if err := v.data(); err != nil {
 		return nil, err
 	}
-	sort.SliceStable(rep.Findings, func(i, j int) bool {
-		return sevRank(rep.Findings[i].Severity) < sevRank(rep.Findings[j].Severity)
-	})
+	v.flush()
 	return rep, nil
+}
+
+// flush moves the findings into rep.Findings, after those already there,
+// ordered by severity (errors, warnings, infos) and otherwise as found: what
+// a stable sort by severity gives, in one exactly sized array.
+func (v *validator) flush() {
+	all := v.rep.Findings
+	var counts [3]int
+	for _, f := range all {
+		counts[sevRank(f.Severity)]++
+	}
+	for _, c := range v.chunks {
+		for _, f := range c {
+			counts[sevRank(f.Severity)]++
+		}
+	}
+	out := make([]Finding, counts[0]+counts[1]+counts[2])
+	next := [3]int{0, counts[0], counts[0] + counts[1]}
+	put := func(f Finding) {
+		r := sevRank(f.Severity)
+		out[next[r]] = f
+		next[r]++
+	}
+	for _, f := range all {
+		put(f)
+	}
+	for i, c := range v.chunks {
+		for _, f := range c {
+			put(f)
+		}
+		v.chunks[i] = nil
+	}
+	v.chunks = nil
+	if len(out) == 0 {
+		out = all // nil stays nil
+	}
+	v.rep.Findings = out
 }
 
 func sevRank(s Severity) int {
@@ -176,18 +211,42 @@ type validator struct {
 	a   *Adapter
 	rep *Report
 	buf []byte // the one scan buffer of this Validate call (see scanFloats)
+	// chunks collect the findings (flush moves them to rep): a header of
+	// 300,000 modules can give as many findings, which appending to one
+	// slice would copy over and over.
+	chunks [][]Finding
+}
+
+// findingsChunk is the number of findings in each of validator.chunks.
+const findingsChunk = 4096
+
+func (v *validator) add(f Finding) {
+	if n := len(v.chunks); n == 0 || len(v.chunks[n-1]) == cap(v.chunks[n-1]) {
+		v.chunks = append(v.chunks, make([]Finding, 0, findingsChunk))
+	}
+	c := &v.chunks[len(v.chunks)-1]
+	*c = append(*c, f)
+}
+
+// message is fmt.Sprintf(format, args...), without the copy when there is
+// nothing to format.
+func message(format string, args []any) string {
+	if len(args) == 0 && strings.IndexByte(format, '%') < 0 {
+		return format
+	}
+	return fmt.Sprintf(format, args...)
 }
 
 func (v *validator) find(sev Severity, m *Module, tensor, rule, format string, args ...any) {
-	f := Finding{Severity: sev, File: v.a.WeightsPath, Tensor: tensor, Rule: rule, Message: fmt.Sprintf(format, args...)}
+	f := Finding{Severity: sev, File: v.a.WeightsPath, Tensor: tensor, Rule: rule, Message: message(format, args)}
 	if m != nil {
 		f.Module = m.Name
 	}
-	v.rep.add(f)
+	v.add(f)
 }
 
 func (v *validator) cfgFind(sev Severity, rule, format string, args ...any) {
-	v.rep.add(Finding{Severity: sev, File: v.a.ConfigPathOr(v.a.WeightsPath), Rule: rule, Message: fmt.Sprintf(format, args...)})
+	v.add(Finding{Severity: sev, File: v.a.ConfigPathOr(v.a.WeightsPath), Rule: rule, Message: message(format, args)})
 }
 
 // modules checks each module's tensors against each other.
@@ -195,8 +254,8 @@ func (v *validator) modules() {
 	a := v.a
 	var unknownAlpha []string
 	for _, m := range a.Modules {
-		ta, hasA := m.Tensors[RoleA]
-		tb, hasB := m.Tensors[RoleB]
+		ta, hasA := m.tensor(RoleA)
+		tb, hasB := m.tensor(RoleB)
 		switch {
 		case m.Kind == KindIncomplete && hasA:
 			v.find(SeverityError, m, ta.Name, RuleMissingB, "module %q has lora_A %v but no lora_B: it is not a usable adapter", m.Name, ta.Shape)
@@ -213,11 +272,11 @@ func (v *validator) modules() {
 			unknownAlpha = append(unknownAlpha, m.Name)
 		}
 		if m.Kind == KindVeRA && (a.Shared["vera_A"].Name == "" || a.Shared["vera_B"].Name == "") {
-			v.find(SeverityError, m, m.Tensors["vera_lambda_b"].Name, RuleVeRAProjection, "VeRA module %q but the file has no shared base_model.vera_A/vera_B (save_projection=false): the projections come from torch's PRNG and cannot be reproduced", m.Name)
+			v.find(SeverityError, m, m.tensorRef("vera_lambda_b").Name, RuleVeRAProjection, "VeRA module %q but the file has no shared base_model.vera_A/vera_B (save_projection=false): the projections come from torch's PRNG and cannot be reproduced", m.Name)
 		}
 		if m.Kind == KindDiff {
-			d, hasD := m.Tensors[RoleDiff]
-			b, hasB := m.Tensors[RoleDiffBias]
+			d, hasD := m.tensor(RoleDiff)
+			b, hasB := m.tensor(RoleDiffBias)
 			switch {
 			case hasB && len(b.Shape) != 1:
 				v.find(SeverityError, m, b.Name, RuleShape, "diff_b has shape %v; want a vector", b.Shape)
@@ -226,12 +285,12 @@ func (v *validator) modules() {
 			}
 		}
 		if m.Kind == KindIA3 {
-			l := m.Tensors[RoleIA3]
+			l := m.tensorRef(RoleIA3)
 			if len(l.Shape) != 2 && len(l.Shape) != 4 || (len(l.Shape) == 2 && l.Shape[0] != 1 && l.Shape[1] != 1) {
 				v.find(SeverityError, m, l.Name, RuleShape, "ia3_l has shape %v; want (out,1), (1,in) or (1,C,1,1)", l.Shape)
 			}
 		}
-		for role, t := range m.Tensors {
+		for role, t := range m.tensors() {
 			if d, ok := a.Quantized[t.Name]; ok {
 				v.find(SeverityInfo, m, t.Name, RuleQuantized, "quantized (%s, %s layout; logical shape %v): values not checked; run adaptool dequantize to check or use them", d.Scheme, d.Layout, t.Shape)
 				continue
@@ -247,7 +306,7 @@ func (v *validator) modules() {
 	for _, m := range a.Modules {
 		if strings.HasSuffix(m.Name, ".modules_to_save") && m.Wrapped {
 			parent := strings.TrimSuffix(m.Name, ".modules_to_save")
-			v.find(SeverityWarning, m, m.Tensors[RoleA].Name, RuleWrapper, "LoRA was applied to the ModulesToSaveWrapper of %q (keys %s.lora_*, .modules_to_save.lora_*, .original_module.lora_*): which copy a merge should modify is ambiguous", parent, parent)
+			v.find(SeverityWarning, m, m.tensorRef(RoleA).Name, RuleWrapper, "LoRA was applied to the ModulesToSaveWrapper of %q (keys %s.lora_*, .modules_to_save.lora_*, .original_module.lora_*): which copy a merge should modify is ambiguous", parent, parent)
 		}
 	}
 	for _, n := range a.Unknown {
@@ -301,7 +360,7 @@ func (v *validator) lowRank(m *Module, ta, tb TensorRef) {
 	}
 	_ = outB
 	vec := func(role string, want int, what string) {
-		t, ok := m.Tensors[role]
+		t, ok := m.tensor(role)
 		if !ok {
 			return
 		}
@@ -337,7 +396,7 @@ func (v *validator) lowRank(m *Module, ta, tb TensorRef) {
 					}
 				}
 				if kept != m.Rank {
-					v.find(SeverityError, m, m.Tensors[RoleE].Name, RuleAdaLoRARank, "rank_pattern mask keeps %d ranks but the tensors have rank %d", kept, m.Rank)
+					v.find(SeverityError, m, m.tensorRef(RoleE).Name, RuleAdaLoRARank, "rank_pattern mask keeps %d ranks but the tensors have rank %d", kept, m.Rank)
 				}
 			}
 		}
@@ -350,19 +409,19 @@ func (v *validator) lowRank(m *Module, ta, tb TensorRef) {
 		}
 		v.find(SeverityError, m, ta.Name, RuleRankPattern, "tensors have rank %d but the config gives %s for this module: PEFT would refuse to load it", m.Rank, src)
 	}
-	_, hasMag := m.Tensors[RoleMagnitude]
+	_, hasMag := m.tensor(RoleMagnitude)
 	if cfg.UseDoRA && !hasMag {
 		v.find(SeverityError, m, ta.Name, RuleDoRAMissing, "use_dora is true but module %q has no lora_magnitude_vector", m.Name)
 	}
 	if !cfg.UseDoRA && hasMag && v.a.Dialect == DialectPEFT {
-		v.find(SeverityWarning, m, m.Tensors[RoleMagnitude].Name, RuleDoRAUnexpected, "lora_magnitude_vector present but use_dora is false: PEFT would ignore it")
+		v.find(SeverityWarning, m, m.tensorRef(RoleMagnitude).Name, RuleDoRAUnexpected, "lora_magnitude_vector present but use_dora is false: PEFT would ignore it")
 	}
-	_, hasBias := m.Tensors[RoleLoRABias]
+	_, hasBias := m.tensor(RoleLoRABias)
 	if cfg.LoraBias && !hasBias {
 		v.find(SeverityWarning, m, tb.Name, RuleLoRABiasMissing, "lora_bias is true but module %q has no lora_B.bias", m.Name)
 	}
 	if !cfg.LoraBias && hasBias {
-		v.find(SeverityWarning, m, m.Tensors[RoleLoRABias].Name, RuleLoRABiasUnexpected, "lora_B.bias present but lora_bias is false: PEFT would not load it")
+		v.find(SeverityWarning, m, m.tensorRef(RoleLoRABias).Name, RuleLoRABiasUnexpected, "lora_B.bias present but lora_bias is false: PEFT would not load it")
 	}
 }
 
@@ -439,7 +498,7 @@ func (v *validator) config() {
 				continue
 			}
 			ff, err := cfg.FeedforwardModules.Matches(a.patternName(m))
-			l := m.Tensors[RoleIA3]
+			l := m.tensorRef(RoleIA3)
 			if err == nil && len(l.Shape) == 2 && ff != m.Feedforward {
 				v.find(SeverityError, m, l.Name, RuleIA3Feedforward, "ia3_l shape %v is %s but feedforward_modules says %s", l.Shape, ffWord(m.Feedforward), ffWord(ff))
 			}
@@ -484,7 +543,7 @@ func (v *validator) config() {
 	if cfg.Bias == "all" || cfg.Bias == "lora_only" {
 		n := 0
 		for _, m := range a.Modules {
-			if _, ok := m.Tensors[RoleBias]; ok && m.Kind != KindFull {
+			if _, ok := m.tensor(RoleBias); ok && m.Kind != KindFull {
 				n++
 			}
 		}
@@ -524,14 +583,18 @@ func containsKind(ks []Kind, k Kind) bool {
 
 func anyTensor(m *Module) string {
 	for _, r := range []string{RoleA, RoleIA3, RolePrompt, RoleWeight, RoleB} {
-		if t, ok := m.Tensors[r]; ok {
+		if t, ok := m.tensor(r); ok {
 			return t.Name
 		}
 	}
-	for _, t := range m.Tensors {
-		return t.Name
+	// else the first name in order (Tensors' iteration order is random)
+	first := ""
+	for _, t := range m.tensors() {
+		if first == "" || t.Name < first {
+			first = t.Name
+		}
 	}
-	return ""
+	return first
 }
 
 // data scans every float tensor for NaN/Inf and every lora_B for all-zero.
@@ -541,31 +604,44 @@ func (v *validator) data() error {
 		m   *Module
 		isB bool // once set, as the map of B tensors it replaces
 	}
-	roleOf := make(map[string]tensorRole, len(a.File.Tensors))
+	// by position in a.File.Tensors (found through the header's index)
+	roleOf := make([]tensorRole, len(a.File.Tensors))
 	for _, m := range a.Modules {
-		for role, t := range m.Tensors {
-			r := roleOf[t.Name]
+		for role, t := range m.tensors() {
+			i, ok := a.File.Index(t.Name)
+			if !ok {
+				continue
+			}
+			r := &roleOf[i]
 			r.m = m
 			r.isB = r.isB || role == RoleB
-			roleOf[t.Name] = r
 		}
 	}
-	for _, t := range a.File.Tensors {
+	for i, t := range a.File.Tensors {
 		if !t.DType.IsFloat() {
 			continue
-		}
-		sec, err := a.File.Section(t.Name)
-		if err != nil {
-			return err
 		}
 		if v.buf == nil {
 			v.buf = make([]byte, scanBufSize)
 		}
-		st, err := scanFloats(sec, t.DType, v.buf)
-		if err != nil {
-			return fmt.Errorf("%s: tensor %q: %w", a.WeightsPath, t.Name, err)
+		var st floatStats
+		if a.File.Mapped() {
+			// the mapped bytes themselves, scanned in chunks of the same size
+			raw, err := a.File.TensorData(t)
+			if err != nil {
+				return err
+			}
+			st = scanFloatBytes(raw, t.DType, v.buf)
+		} else {
+			sec, err := a.File.Section(t.Name)
+			if err != nil {
+				return err
+			}
+			if st, err = scanFloats(sec, t.DType, v.buf); err != nil {
+				return fmt.Errorf("%s: tensor %q: %w", a.WeightsPath, t.Name, err)
+			}
 		}
-		r := roleOf[t.Name]
+		r := roleOf[i]
 		m := r.m
 		if st.nan+st.inf > 0 {
 			v.find(SeverityError, m, t.Name, RuleNonFinite, "%d NaN and %d ±Inf values (first at element %d)", st.nan, st.inf, st.first)
@@ -605,7 +681,54 @@ func scanFloats(r io.Reader, dt safetensors.DType, buf []byte) (floatStats, erro
 	for {
 		n, err := io.ReadFull(r, buf)
 		n -= n % size
-		chunk := buf[:n]
+		st.chunk(buf[:n], dt, size, idx)
+		idx += int64(n / size)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return st, nil
+		}
+		if err != nil {
+			return st, err
+		}
+	}
+}
+
+// scanFloatBytes is scanFloats over bytes already in memory (a mapped
+// tensor): the same chunks, each scanned in place when it is aligned for
+// its dtype, else from a copy in buf.
+func scanFloatBytes(data []byte, dt safetensors.DType, buf []byte) floatStats {
+	st := floatStats{first: -1}
+	size := dt.Bits() / 8
+	if size == 0 {
+		return st
+	}
+	if len(buf) < size {
+		buf = make([]byte, scanBufSize)
+	}
+	step := len(buf) / size * size
+	data = data[:len(data)/size*size]
+	var idx int64
+	for len(data) > 0 {
+		chunk := data[:min(step, len(data))]
+		data = data[len(chunk):]
+		if len(chunk) >= smallScan*size && uintptr(unsafe.Pointer(&chunk[0]))%uintptr(size) != 0 {
+			chunk = buf[:copy(buf, chunk)]
+		}
+		st.chunk(chunk, dt, size, idx)
+		idx += int64(len(chunk) / size)
+	}
+	return st
+}
+
+// smallScan is the element count below which a chunk is classified value
+// by value: the kernels' setup costs more than the loop (a header of
+// 600,000 one-element tensors).
+const smallScan = 64
+
+// chunk adds the counts of one chunk of n/size values whose first is
+// element idx of the tensor.
+func (st *floatStats) chunk(chunk []byte, dt safetensors.DType, size int, idx int64) {
+	n := len(chunk)
+	if n >= smallScan*size {
 		if ks, ok := chunkStats(chunk, dt); ok {
 			st.nonzero += ks.N - ks.Zeros
 			if ks.NaN+ks.Inf > 0 {
@@ -620,21 +743,14 @@ func scanFloats(r io.Reader, dt safetensors.DType, buf []byte) (floatStats, erro
 					}
 				}
 			}
-		} else {
-			for i := 0; i < n; i += size {
-				nan, inf, nz := classifyFloat(chunk[i:i+size], dt)
-				st.record(idx+int64(i/size), nan, inf)
-				if nz {
-					st.nonzero++
-				}
-			}
+			return
 		}
-		idx += int64(n / size)
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return st, nil
-		}
-		if err != nil {
-			return st, err
+	}
+	for i := 0; i < n; i += size {
+		nan, inf, nz := classifyFloat(chunk[i:i+size], dt)
+		st.record(idx+int64(i/size), nan, inf)
+		if nz {
+			st.nonzero++
 		}
 	}
 }

@@ -7,10 +7,10 @@ import "slices"
 // the config's r / rank_pattern as PEFT's load would.
 func (v *validator) lycoris(m *Module) {
 	bad := func(role, format string, args ...any) {
-		v.find(SeverityError, m, m.Tensors[role].Name, RuleShape, format, args...)
+		v.find(SeverityError, m, m.tensorRef(role).Name, RuleShape, format, args...)
 	}
 	shape := func(role string) ([]int, bool) {
-		t, ok := m.Tensors[role]
+		t, ok := m.tensor(role)
 		return t.Shape, ok
 	}
 	// pair checks wa (rows, r) · wb (r, rest…) and returns (rows, r, ∏rest).
@@ -94,8 +94,8 @@ func (v *validator) lycoris(m *Module) {
 	case KindVeRA:
 		sa, okA := v.a.Shared["vera_A"]
 		sb, okB := v.a.Shared["vera_B"]
-		lb, okb := m.Tensors["vera_lambda_b"]
-		ld, okd := m.Tensors["vera_lambda_d"]
+		lb, okb := m.tensor("vera_lambda_b")
+		ld, okd := m.tensor("vera_lambda_d")
 		switch {
 		case !okb || !okd:
 			bad("vera_lambda_b", "VeRA module %q needs vera_lambda_b and vera_lambda_d", m.Name)
@@ -120,10 +120,10 @@ func (v *validator) configRank(m *Module, role string) {
 	if m.ConfigRank <= 0 || m.Rank <= 0 || m.ConfigRank == m.Rank {
 		return
 	}
-	name := m.Tensors[role].Name
+	name := m.tensorRef(role).Name
 	if name == "" {
 		for _, r := range []string{"lokr_t2", "lokr_w2_a"} {
-			if t, ok := m.Tensors[r]; ok {
+			if t, ok := m.tensor(r); ok {
 				name = t.Name
 				break
 			}
