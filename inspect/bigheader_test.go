@@ -431,7 +431,7 @@ func TestSummarizeMoE(t *testing.T) {
 	}
 	m := s.Modules[1] // sorted by name: layers.0.mlp.experts.1 after experts.0
 	if m.Name != "model.layers.0.mlp.experts.1.down_proj" || m.Layer != 0 || m.Block != "model.layers.0" || m.ModuleType != "down_proj" ||
-		m.Rank != 1 || m.InFeatures != 4 || m.OutFeatures != 4 || m.Tensors["lora_A"] != "base_model.model.model.layers.0.mlp.experts.1.down_proj.lora_A.weight" {
+		m.Rank != 1 || m.InFeatures != 4 || m.OutFeatures != 4 || m.Tensors.Get("lora_A") != "base_model.model.model.layers.0.mlp.experts.1.down_proj.lora_A.weight" {
 		t.Errorf("module %+v", m)
 	}
 	if len(s.Layers) != 10 || s.ModuleTypes["down_proj"] != 640 || s.Totals.Kinds["lora"] != 640 {
@@ -542,14 +542,15 @@ func TestFastJSON(t *testing.T) {
 	for i, f := range floats {
 		mods = append(mods, ModuleSummary{Name: fmt.Sprintf("model.layers.%d.q_proj", i), Kind: "lora", Rank: i, Alpha: f, Scale: -f,
 			AlphaKnown: i%2 == 0, InFeatures: 1 << i, OutFeatures: -i, FanInFanOut: i%3 == 0, Layer: i - 1, Block: "b", ModuleType: "q_proj",
-			Tensors: map[string]string{"lora_B": "x.lora_B.weight", "lora_A": "x.lora_A.weight", "alpha": "x.alpha", "Z": "z"}})
+			Tensors: RoleTensors{{"Z", "z"}, {"alpha", "x.alpha"}, {"lora_A", "x.lora_A.weight"}, {"lora_B", "x.lora_B.weight"}}})
 	}
 	mods = append(mods,
-		ModuleSummary{Name: "empty map", Tensors: map[string]string{}},
+		ModuleSummary{Name: "empty map", Tensors: RoleTensors{}},
 		ModuleSummary{Name: "nil map"},
-		ModuleSummary{Name: "html <b>", Kind: "lora"},                    // escaped by MarshalJSON: Encoder
-		ModuleSummary{Name: "ünïcode", Kind: "lora"},                     // Encoder
-		ModuleSummary{Name: "x", Tensors: map[string]string{"a": "t&t"}}, // Encoder
+		ModuleSummary{Name: "html <b>", Kind: "lora"},                                 // escaped by MarshalJSON: Encoder
+		ModuleSummary{Name: "ünïcode", Kind: "lora"},                                  // Encoder
+		ModuleSummary{Name: "x", Tensors: RoleTensors{{"a", "t&t"}}},                  // Encoder
+		ModuleSummary{Name: "unsorted", Tensors: RoleTensors{{"b", "t"}, {"a", "u"}}}, // Encoder
 		ModuleSummary{Name: "stats", ModuleStats: &ModuleStats{NormA: 1}, statsRequested: true},
 		ModuleSummary{Name: "stats requested", statsRequested: true},
 	)

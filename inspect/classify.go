@@ -1,6 +1,8 @@
 package inspect
 
 import (
+	"iter"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -115,10 +117,23 @@ func hasSegment(name, s string) bool {
 }
 
 // classify tallies the classes of a tensor list, in a fixed order.
-func classify(names []string) []Class {
+func classify(names []string) []Class { return classifySeq(slices.Values(names)) }
+
+// classifyTensors is classify of the tensors' names.
+func classifyTensors(ts []TensorSummary) []Class {
+	return classifySeq(func(yield func(string) bool) {
+		for i := range ts {
+			if !yield(ts[i].Name) {
+				return
+			}
+		}
+	})
+}
+
+func classifySeq(names iter.Seq[string]) []Class {
 	type key struct{ c, m string }
 	counts := map[key]int{}
-	for _, n := range names {
+	for n := range names {
 		c, m := classifyTensor(n)
 		if c == "" {
 			continue

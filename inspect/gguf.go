@@ -84,7 +84,7 @@ func ggufModules(dims map[string][]uint64, alpha *float64) []ModuleSummary {
 		}
 		m := ModuleSummary{Name: b, Kind: "lora", Rank: int(da[1]), InFeatures: int(da[0]), OutFeatures: int(db[1]),
 			Layer: LayerOf(b), Block: BlockOf(b), ModuleType: ModuleType(strings.TrimSuffix(b, ".weight")),
-			Tensors: map[string]string{"lora_A": b + ".lora_a", "lora_B": b + ".lora_b"}, Scale: 1}
+			Tensors: RoleTensors{{"lora_A", b + ".lora_a"}, {"lora_B", b + ".lora_b"}}, Scale: 1}
 		if alpha != nil && *alpha != 0 {
 			m.Alpha, m.AlphaKnown = *alpha, true
 			m.Scale = *alpha / float64(m.Rank)
@@ -138,8 +138,8 @@ func ggufStats(s *Summary, path string, opts Options) error {
 	for i := range s.Modules {
 		m := &s.Modules[i]
 		m.statsRequested = true
-		a, errA := f.Float32(m.Tensors["lora_A"])
-		b, errB := f.Float32(m.Tensors["lora_B"])
+		a, errA := f.Float32(m.Tensors.Get("lora_A"))
+		b, errB := f.Float32(m.Tensors.Get("lora_B"))
 		if errA != nil || errB != nil {
 			s.Warnings = append(s.Warnings, fmt.Sprintf("module %q: %v", m.Name, firstErr(errA, errB)))
 			continue

@@ -304,8 +304,11 @@ func appendModuleJSON(dst []byte, m *ModuleSummary) ([]byte, bool) {
 		math.IsNaN(m.Alpha) || math.IsInf(m.Alpha, 0) || math.IsNaN(m.Scale) || math.IsInf(m.Scale, 0) {
 		return dst, false
 	}
-	for role, t := range m.Tensors {
-		if !plainJSON(role) || !plainJSON(t) {
+	if !slices.IsSortedFunc(m.Tensors, byRole) {
+		return dst, false
+	}
+	for i, e := range m.Tensors {
+		if !plainJSON(e.Role) || !plainJSON(e.Tensor) || i > 0 && m.Tensors[i-1].Role == e.Role {
 			return dst, false
 		}
 	}
@@ -323,18 +326,12 @@ func appendModuleJSON(dst []byte, m *ModuleSummary) ([]byte, bool) {
 	dst = appendStringField(append(dst, ','), fieldIndent, "block", m.Block)
 	dst = appendStringField(append(dst, ','), fieldIndent, "module_type", m.ModuleType)
 	if len(m.Tensors) > 0 {
-		var small [8]string
-		roles := small[:0]
-		for role := range m.Tensors {
-			roles = append(roles, role)
-		}
-		slices.Sort(roles)
 		dst = append(appendKey(append(dst, ','), fieldIndent, "tensors"), '{')
-		for i, role := range roles {
+		for i, e := range m.Tensors {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendStringField(dst, innerIndent, role, m.Tensors[role])
+			dst = appendStringField(dst, innerIndent, e.Role, e.Tensor)
 		}
 		dst = append(dst, fieldIndent+"}"...)
 	}

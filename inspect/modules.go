@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/adaptool/adaptool/format/adapter"
@@ -33,6 +34,37 @@ func (s *Summary) fillAdapter(path string, l *layout, opts Options) error {
 	if l.opened != nil {
 		lopts = append(lopts, adapter.WithFile(l.opened)) // used when Load resolves the same weights file
 	}
+	var (
+		names      []string
+		incomplete []string
+		modWarns   []string // after the adapter's own warnings
+		plain      = true   // every module whole tensors
+	)
+	var arena RoleTensors
+	summarize := func(m *adapter.Module) {
+		s.Modules = append(s.Modules, moduleSummary(m, &arena))
+		names = append(names, m.Name)
+		modWarns = append(modWarns, moduleWarnings(m)...)
+		if m.Kind == adapter.KindIncomplete {
+			incomplete = append(incomplete, m.Name)
+		}
+		if m.Kind != adapter.KindFull {
+			plain = false
+		}
+	}
+	if !opts.Stats {
+		// Without statistics the modules are only summarized: take each as
+		// Load resolves it, so that every module's tensor map never exists
+		// at once (a 300,000-module header: ~190 MB).
+		lopts = append(lopts, adapter.WithModuleFunc(func(m *adapter.Module, i, n int) bool {
+			if i == 0 {
+				names = make([]string, 0, n)
+				s.Modules = make([]ModuleSummary, 0, n)
+			}
+			summarize(m)
+			return false
+		}))
+	}
 	a, err := adapter.Load(path, lopts...)
 	if err != nil {
 		if errors.Is(err, adapter.ErrNoAdapter) {
@@ -42,18 +74,16 @@ func (s *Summary) fillAdapter(path string, l *layout, opts Options) error {
 		return err
 	}
 	defer a.Close()
-	s.Format = string(a.Dialect)
-	if a.Config == nil && len(a.Modules) > 0 {
-		plain := true
+	if opts.Stats {
+		names = make([]string, 0, len(a.Modules))
+		s.Modules = make([]ModuleSummary, 0, len(a.Modules))
 		for _, m := range a.Modules {
-			if m.Kind != adapter.KindFull {
-				plain = false
-				break
-			}
+			summarize(m)
 		}
-		if plain {
-			s.Format = "checkpoint" // whole tensors and no adapter config: a model, not an adapter
-		}
+	}
+	s.Format = string(a.Dialect)
+	if a.Config == nil && len(s.Modules) > 0 && plain {
+		s.Format = "checkpoint" // whole tensors and no adapter config: a model, not an adapter
 	}
 	if a.PeftType != "" {
 		s.PeftType = a.PeftType
@@ -68,30 +98,7 @@ func (s *Summary) fillAdapter(path string, l *layout, opts Options) error {
 		}
 	}
 	s.Warnings = append(s.Warnings, a.Warnings...)
-	names := make([]string, 0, len(a.Modules))
-	s.Modules = make([]ModuleSummary, 0, len(a.Modules))
-	var incomplete []string
-	for i, m := range a.Modules {
-		ms := ModuleSummary{
-			Name: m.Name, Kind: string(m.Kind), Rank: m.Rank, Alpha: m.Alpha, Scale: m.Scale, AlphaKnown: m.AlphaKnown,
-			InFeatures: m.InFeatures, OutFeatures: m.OutFeatures, FanInFanOut: m.FanInFanOut,
-			Layer: LayerOf(m.Name), Block: BlockOf(m.Name), ModuleType: ModuleType(m.Name), Tensors: make(map[string]string, len(m.Tensors)),
-		}
-		for role, t := range m.Tensors {
-			ms.Tensors[role] = t.Name
-		}
-		s.Modules = append(s.Modules, ms)
-		names = append(names, m.Name)
-		s.Warnings = append(s.Warnings, moduleWarnings(m)...)
-		if m.Kind == adapter.KindIncomplete {
-			incomplete = append(incomplete, m.Name)
-		}
-		if !opts.Stats {
-			// the summary replaces the module: let the collector take it
-			// (and its tensor map) while the next summaries are built
-			a.Modules[i] = nil
-		}
-	}
+	s.Warnings = append(s.Warnings, modWarns...)
 	if len(incomplete) > 0 {
 		list := incomplete
 		if len(list) > 5 {
@@ -146,6 +153,28 @@ func (s *Summary) fillAdapter(path string, l *layout, opts Options) error {
 		s.Totals.DeltaFroNorm = math.Sqrt(sumSq)
 	}
 	return nil
+}
+
+// moduleSummary is the header-level summary of one module; its Tensors
+// are taken from *arena (refilled in chunks when short), so that a
+// module's list costs no allocation of its own.
+func moduleSummary(m *adapter.Module, arena *RoleTensors) ModuleSummary {
+	ms := ModuleSummary{
+		Name: m.Name, Kind: string(m.Kind), Rank: m.Rank, Alpha: m.Alpha, Scale: m.Scale, AlphaKnown: m.AlphaKnown,
+		InFeatures: m.InFeatures, OutFeatures: m.OutFeatures, FanInFanOut: m.FanInFanOut,
+		Layer: LayerOf(m.Name), Block: BlockOf(m.Name), ModuleType: ModuleType(m.Name),
+	}
+	n := len(m.Tensors)
+	if cap(*arena)-len(*arena) < n {
+		*arena = make(RoleTensors, 0, max(n, 4096))
+	}
+	start := len(*arena)
+	for role, t := range m.Tensors {
+		*arena = append(*arena, RoleTensor{role, t.Name})
+	}
+	ms.Tensors = (*arena)[start:len(*arena):len(*arena)]
+	slices.SortFunc(ms.Tensors, byRole)
+	return ms
 }
 
 // moduleWarnings are the header-level defects of one module.
