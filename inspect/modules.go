@@ -192,10 +192,13 @@ func moduleWarnings(m *adapter.Module) []string {
 }
 
 // moduleStats computes one module's statistics from its factors (or its
-// vector for IA3 / DoRA). Modules of other kinds get nil.
+// vector for IA3 / DoRA, its tensor for a full-size delta). Modules of
+// other kinds get nil.
 func moduleStats(a *adapter.Adapter, m *adapter.Module) (*ModuleStats, []string) {
 	switch {
 	case m.IsLowRank():
+	case m.Kind == adapter.KindDiff:
+		return diffStats(a, m)
 	case m.Kind == adapter.KindIA3:
 		t := m.Tensors[adapter.RoleIA3]
 		v, err := a.File.Float32(t.Name)

@@ -47,6 +47,9 @@ type ReportModule struct {
 	FroNorm        float64
 	SingularValues []float64
 	EffectiveRank  float64
+	// FullSize marks a full-size delta (kind diff): no spectrum, so no
+	// effective rank (left out of the effective-rank plot and table).
+	FullSize bool
 }
 
 // NewReport extracts the report data from a summary computed with Stats.
@@ -64,7 +67,7 @@ func NewReport(s *Summary, check *CheckResult) *Report {
 			continue
 		}
 		r.Modules = append(r.Modules, ReportModule{Name: m.Name, Layer: m.Layer, Block: m.Block, ModuleType: m.ModuleType, Kind: m.Kind, Rank: m.Rank,
-			FroNorm: m.DeltaFroNorm, SingularValues: m.SingularValues, EffectiveRank: m.EffectiveRank})
+			FroNorm: m.DeltaFroNorm, SingularValues: m.SingularValues, EffectiveRank: m.EffectiveRank, FullSize: m.FullSize})
 	}
 	if check != nil {
 		for _, p := range check.Problems {
@@ -116,17 +119,22 @@ func (r *Report) blocks() (labels []string, pos func(i int) int) {
 	}
 }
 
-// byType groups module values per module type and block.
+// byType groups module values per module type and block; a module whose
+// value is NaN has none.
 func (r *Report) byType(val func(ReportModule) float64, combine func([]float64) float64) (types []string, series map[string]plotter.XYs) {
 	_, pos := r.blocks()
 	acc := map[string]map[int][]float64{}
 	for i, m := range r.Modules {
 		x := pos(i)
+		v := val(m)
+		if math.IsNaN(v) {
+			continue // no value for this module
+		}
 		if acc[m.ModuleType] == nil {
 			acc[m.ModuleType] = map[int][]float64{}
 			types = append(types, m.ModuleType)
 		}
-		acc[m.ModuleType][x] = append(acc[m.ModuleType][x], val(m))
+		acc[m.ModuleType][x] = append(acc[m.ModuleType][x], v)
 	}
 	sort.Strings(types)
 	series = map[string]plotter.XYs{}
@@ -367,7 +375,15 @@ func (r *Report) Figures() ([]Figure, error) {
 	p.Title.Text = "Effective rank per block (exp of the entropy of σ/Σσ)"
 	p.Y.Label.Text = "effective rank (mean within a block)"
 	blockAxis(p)
-	types, series = r.byType(func(m ReportModule) float64 { return m.EffectiveRank }, mean)
+	types, series = r.byType(func(m ReportModule) float64 {
+		if m.FullSize {
+			return math.NaN()
+		}
+		return m.EffectiveRank
+	}, mean)
+	if len(types) == 0 {
+		return figs, nil // only full-size deltas: no spectrum
+	}
 	if err := addSeries(p, types, series); err != nil {
 		return nil, err
 	}
@@ -445,7 +461,7 @@ th{background:#eee}td.l,th.l{text-align:left}figure{margin:1.5em 0}figcaption{fo
 {{else}}<p>No low-rank module deltas to plot.</p>{{end}}
 <h2>Modules</h2>
 <table><tr><th class="l">module</th><th>kind</th><th>rank</th><th>‖ΔW‖_F</th><th>σ₁</th><th>effective rank</th></tr>
-{{range .R.Modules}}<tr><td class="l">{{.Name}}</td><td>{{.Kind}}</td><td>{{.Rank}}</td><td>{{fmt .FroNorm}}</td><td>{{if .SingularValues}}{{fmt (index .SingularValues 0)}}{{end}}</td><td>{{fmt .EffectiveRank}}</td></tr>
+{{range .R.Modules}}<tr><td class="l">{{.Name}}</td><td>{{.Kind}}</td><td>{{.Rank}}</td><td>{{fmt .FroNorm}}</td><td>{{if .SingularValues}}{{fmt (index .SingularValues 0)}}{{end}}</td><td>{{if not .FullSize}}{{fmt .EffectiveRank}}{{end}}</td></tr>
 {{end}}</table>
 </body>
 </html>

@@ -108,6 +108,22 @@ func (m ModuleSummary) MarshalJSON() ([]byte, error) {
 	type plain ModuleSummary // no methods: default encoding, embedded fields promoted
 	var b []byte
 	var err error
+	if st := m.ModuleStats; st != nil && st.FullSize {
+		// the module's own keys, then the statistics with their nulls
+		m.ModuleStats, m.statsRequested = nil, false
+		if b, err = m.MarshalJSON(); err != nil {
+			return nil, err
+		}
+		sv := st.SingularValues
+		if sv == nil {
+			sv = []float64{}
+		}
+		sb, err := json.Marshal(fullSizeJSON{DeltaFroNorm: st.DeltaFroNorm, SingularValues: sv, VectorNorm: st.VectorNorm, Note: st.Note})
+		if err != nil {
+			return nil, err
+		}
+		return append(append(b[:len(b)-1], ','), sb[1:]...), nil
+	}
 	if finite(m.Alpha) && finite(m.Scale) {
 		b, err = json.Marshal(plain(m))
 	} else {
@@ -137,6 +153,26 @@ type ModuleStats struct {
 	VectorNorm float64 `json:"vector_norm,omitempty"`
 	// Note explains a statistic that is not the plain ΔW (DoRA, IA3, ...).
 	Note string `json:"note,omitempty"`
+	// FullSize marks the statistics of a full-size additive delta (kind
+	// "diff": ΔW is the stored tensor, W += diff): DeltaFroNorm is its
+	// norm, and NormA, NormB, EffectiveRank, StableRank, Rank90 and Rank99
+	// are not computed (null in JSON; SingularValues is empty).
+	FullSize bool `json:"-"`
+}
+
+// fullSizeJSON is the JSON of FullSize statistics, in the order of
+// ModuleStats' keys.
+type fullSizeJSON struct {
+	NormA          *float64  `json:"norm_a"`
+	NormB          *float64  `json:"norm_b"`
+	DeltaFroNorm   float64   `json:"delta_fro_norm"`
+	SingularValues []float64 `json:"singular_values"`
+	EffectiveRank  *float64  `json:"effective_rank"`
+	StableRank     *float64  `json:"stable_rank"`
+	Rank90         *int      `json:"rank_energy_90"`
+	Rank99         *int      `json:"rank_energy_99"`
+	VectorNorm     float64   `json:"vector_norm,omitempty"`
+	Note           string    `json:"note,omitempty"`
 }
 
 // Totals are the per-input totals.
