@@ -332,6 +332,22 @@ type parsedKey struct {
 	ok     bool // the role was recognised
 }
 
+// parseKey splits a tensor name into module and role by the rules of
+// dialect d.
+func parseKey(d Dialect, name string, adapterNames []string) parsedKey {
+	switch d {
+	case DialectKohya:
+		return parseKohyaKey(name)
+	case DialectMLX:
+		return parseMLXKey(name)
+	case DialectDiffusersLegacy:
+		return parseLegacyKey(name)
+	case DialectUnknown:
+		return parseUnknownKey(name)
+	}
+	return parsePEFTKey(name, adapterNames)
+}
+
 func parsePEFTKey(name string, adapterNames []string) parsedKey {
 	if name == "prompt_embeddings" || name == "prefix_task_cols" || name == "prefix_task_rows" {
 		return parsedKey{module: "prompt_embeddings", role: name, ok: true}
@@ -480,19 +496,7 @@ func classifyOf[T any](list []T, ref func(*T) TensorRef, meta map[string]string,
 			cl.shared[strings.TrimPrefix(t.Name, "base_model.")] = t
 			continue
 		}
-		var pk parsedKey
-		switch cl.dialect {
-		case DialectKohya:
-			pk = parseKohyaKey(t.Name)
-		case DialectMLX:
-			pk = parseMLXKey(t.Name)
-		case DialectDiffusersLegacy:
-			pk = parseLegacyKey(t.Name)
-		case DialectUnknown:
-			pk = parseUnknownKey(t.Name)
-		default:
-			pk = parsePEFTKey(t.Name, adapterNames)
-		}
+		pk := parseKey(cl.dialect, t.Name, adapterNames)
 		if !pk.ok {
 			cl.unknown = append(cl.unknown, t.Name)
 		}

@@ -278,19 +278,7 @@ func mapGrouping(a *Adapter) (map[string]map[string]TensorRef, []string) {
 			shared[strings.TrimPrefix(t.Name, "base_model.")] = t
 			continue
 		}
-		var pk parsedKey
-		switch a.Dialect {
-		case DialectKohya:
-			pk = parseKohyaKey(t.Name)
-		case DialectMLX:
-			pk = parseMLXKey(t.Name)
-		case DialectDiffusersLegacy:
-			pk = parseLegacyKey(t.Name)
-		case DialectUnknown:
-			pk = parseUnknownKey(t.Name)
-		default:
-			pk = parsePEFTKey(t.Name, adapterNames)
-		}
+		pk := parseKey(a.Dialect, t.Name, adapterNames)
 		m := mods[pk.module]
 		if m == nil {
 			m = map[string]TensorRef{}
