@@ -184,7 +184,10 @@ func writeSummary(w io.Writer, s *inspect.Summary, stats bool) {
 			dst = append(strconv.AppendInt(dst, int64(m.InFeatures), 10), '\t')
 			dst = append(strconv.AppendInt(dst, int64(m.OutFeatures), 10), '\t')
 			if stats {
-				if st := m.ModuleStats; st != nil && (len(st.SingularValues) > 0 || st.DeltaFroNorm > 0) {
+				if st := m.ModuleStats; st != nil && st.FullSize {
+					// a full-size delta: its norm, no factors, no spectrum
+					dst = fmt.Appendf(dst, "-\t-\t%.4g\t-\t-\t-\t-\t-\t", st.DeltaFroNorm)
+				} else if st != nil && (len(st.SingularValues) > 0 || st.DeltaFroNorm > 0) {
 					s1 := 0.0
 					if len(st.SingularValues) > 0 {
 						s1 = st.SingularValues[0]

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -370,5 +371,31 @@ func TestInspectQuantized(t *testing.T) {
 	}
 	if code, out, errs := runCLI(t, "validate", q); code != 0 || !strings.Contains(out, "quantized") {
 		t.Errorf("validate: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// inspect --stats gives a full-size delta module its ‖ΔW‖_F = ‖diff‖_F
+// and dashes where it has no factors or spectrum.
+func TestInspectStatsDiff(t *testing.T) {
+	v := make([]float32, 12)
+	for i := range v {
+		v[i] = float32(i + 1) // ‖diff‖_F = √650
+	}
+	b := make([]byte, 4*len(v))
+	if err := safetensors.FromFloat32(b, v, safetensors.F32); err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(t.TempDir(), "d.safetensors")
+	ts := []safetensors.Tensor{{Name: "diffusion_model.blocks.0.k.diff", DType: safetensors.F32, Shape: []int{3, 4}, Data: b}}
+	if err := safetensors.WriteFile(in, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCLI(t, "inspect", "--stats", in)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	want := regexp.MustCompile(`diffusion_model\.blocks\.0\.k\s+diff\s+-\s+-\s+-\s+4\s+3\s+-\s+-\s+25\.5\s+-\s+-\s+-\s+-\s+-`)
+	if !want.MatchString(stdout) {
+		t.Errorf("no diff row with ‖ΔW‖_F 25.5 and dashes in:\n%s", stdout)
 	}
 }
