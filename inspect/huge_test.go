@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/adaptool/adaptool/format/safetensors"
 	"github.com/adaptool/adaptool/internal/testgen"
 )
 
@@ -16,15 +15,7 @@ import (
 // of F32 zeros: 2n tensors, ~138 header bytes each.
 func hugeLoRA(tb testing.TB, path string, n int) {
 	tb.Helper()
-	ts := make([]safetensors.Tensor, 0, 2*n)
-	data := make([]byte, 16)
-	for i := range n {
-		name := fmt.Sprintf("base_model.model.model.layers.%d.mlp.experts.%d.down_proj", i/256, i%256)
-		ts = append(ts,
-			safetensors.Tensor{Name: name + ".lora_A.weight", DType: safetensors.F32, Shape: []int{1, 4}, Data: data},
-			safetensors.Tensor{Name: name + ".lora_B.weight", DType: safetensors.F32, Shape: []int{4, 1}, Data: data})
-	}
-	if err := safetensors.WriteFile(path, ts, nil); err != nil {
+	if err := testgen.WriteMoEExperts(path, n, 256); err != nil {
 		tb.Fatal(err)
 	}
 }

@@ -428,15 +428,7 @@ func TestMessage(t *testing.T) {
 // layer), lora_A (1,4) and lora_B (4,1) of F32 zeros.
 func hugeLoRA(tb testing.TB, path string, n int) {
 	tb.Helper()
-	ts := make([]safetensors.Tensor, 0, 2*n)
-	data := make([]byte, 16)
-	for i := range n {
-		name := fmt.Sprintf("base_model.model.model.layers.%d.mlp.experts.%d.down_proj", i/256, i%256)
-		ts = append(ts,
-			safetensors.Tensor{Name: name + ".lora_A.weight", DType: safetensors.F32, Shape: []int{1, 4}, Data: data},
-			safetensors.Tensor{Name: name + ".lora_B.weight", DType: safetensors.F32, Shape: []int{4, 1}, Data: data})
-	}
-	if err := safetensors.WriteFile(path, ts, nil); err != nil {
+	if err := testgen.WriteMoEExperts(path, n, 256); err != nil {
 		tb.Fatal(err)
 	}
 }
