@@ -89,22 +89,7 @@ func TestApplyNonFiniteAdapter(t *testing.T) {
 		{"F32 result beyond float32", finBase(t, safetensors.F32, 1), okDir, 1e39, false, []string{"not finite in F32", "overflows"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out := filepath.Join(t.TempDir(), "out.safetensors")
-			_, err := Apply(ApplyParams{Base: tc.base, Adapters: []AdapterScale{{Path: tc.dir, Scale: tc.scale}}}, RunOptions{Output: out})
-			if err == nil {
-				t.Fatal("applied")
-			}
-			if errors.Is(err, ErrNonFinite) != tc.input || errors.Is(err, ErrIncompatible) == tc.input {
-				t.Errorf("err %v: ErrNonFinite %v, want %v", err, errors.Is(err, ErrNonFinite), tc.input)
-			}
-			for _, s := range tc.in {
-				if !strings.Contains(err.Error(), s) {
-					t.Errorf("error %q lacks %q", err, s)
-				}
-			}
-			if _, serr := os.Stat(out); serr == nil {
-				t.Error("output written")
-			}
+			checkApplyRefused(t, tc.base, tc.dir, tc.scale, "out.safetensors", tc.input, tc.in)
 		})
 	}
 }
@@ -167,22 +152,7 @@ func TestApplyGGUFNonFinite(t *testing.T) {
 		{"float32 overflow", ok, 1e37, false, []string{"blk.0.attn_q.weight", "overflows"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out := filepath.Join(t.TempDir(), "out.gguf")
-			_, err := Apply(ApplyParams{Base: basePath, Adapters: []AdapterScale{{Path: tc.adapter, Scale: tc.scale}}}, RunOptions{Output: out})
-			if err == nil {
-				t.Fatal("applied")
-			}
-			if errors.Is(err, ErrNonFinite) != tc.input || errors.Is(err, ErrIncompatible) == tc.input {
-				t.Errorf("err %v: ErrNonFinite %v, want %v", err, errors.Is(err, ErrNonFinite), tc.input)
-			}
-			for _, s := range tc.in {
-				if !strings.Contains(err.Error(), s) {
-					t.Errorf("error %q lacks %q", err, s)
-				}
-			}
-			if _, serr := os.Stat(out); serr == nil {
-				t.Error("output written")
-			}
+			checkApplyRefused(t, basePath, tc.adapter, tc.scale, "out.gguf", tc.input, tc.in)
 		})
 	}
 }
@@ -239,5 +209,28 @@ func TestExtractNonFinite(t *testing.T) {
 		RunOptions{Output: filepath.Join(t.TempDir(), "x")})
 	if !errors.Is(err, ErrIncompatible) || errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "overflows float32") {
 		t.Errorf("overflowing difference: err %v, want an overflow refusal", err)
+	}
+}
+
+// checkApplyRefused applies adapter at scale onto base and checks the
+// refusal: ErrNonFinite (a bad input) when input, else an overflow
+// (ErrIncompatible); the message holds every string of in; no output.
+func checkApplyRefused(t *testing.T, base, adapter string, scale float64, outName string, input bool, in []string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), outName)
+	_, err := Apply(ApplyParams{Base: base, Adapters: []AdapterScale{{Path: adapter, Scale: scale}}}, RunOptions{Output: out})
+	if err == nil {
+		t.Fatal("applied")
+	}
+	if errors.Is(err, ErrNonFinite) != input || errors.Is(err, ErrIncompatible) == input {
+		t.Errorf("err %v: ErrNonFinite %v, want %v", err, errors.Is(err, ErrNonFinite), input)
+	}
+	for _, s := range in {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q lacks %q", err, s)
+		}
+	}
+	if _, serr := os.Stat(out); serr == nil {
+		t.Error("output written")
 	}
 }
